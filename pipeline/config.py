@@ -1,0 +1,175 @@
+"""Typed settings: the one source of truth for configuration.
+
+Every setting is read from an environment variable with the prefix ``FRAUD_`` (for example
+``FRAUD_TOPIC_PARTITIONS=8``) or from a ``.env`` file in the working directory. The Kafka
+address is also read from the conventional ``KAFKA_BOOTSTRAP_SERVERS``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import AliasChoices, Field, SecretStr, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+FraudType = Literal["unauthorized_transactions", "identity_theft", "malicious_behavior"]
+FRAUD_TYPES: tuple[FraudType, ...] = ("unauthorized_transactions", "identity_theft", "malicious_behavior")
+FRAUD_TYPE_NAMES: dict[str, str] = {
+    "unauthorized_transactions": "Unauthorized Transactions",
+    "identity_theft": "Identity Theft",
+    "malicious_behavior": "Malicious Behavior",
+}
+
+
+class Settings(BaseSettings):
+    """All settings of every process (worker, simulator, monitor, local broker)."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="FRAUD_", env_file=".env", extra="forbid", frozen=True, populate_by_name=True
+    )
+
+    # --- Kafka connection -------------------------------------------------------------------
+    kafka_bootstrap_servers: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("FRAUD_KAFKA_BOOTSTRAP_SERVERS", "KAFKA_BOOTSTRAP_SERVERS"),
+        description="host:port[,host:port] of an existing cluster; unset: the local broker.",
+    )
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
+    kafka_ssl_cafile: Path | None = None
+    kafka_ssl_certfile: Path | None = None
+    kafka_ssl_keyfile: Path | None = None
+
+    # --- Local single-node KRaft broker (used when kafka_bootstrap_servers is unset) --------
+    local_kafka_version: str = "4.1.1"
+    local_kafka_port: int = 19092
+    local_kafka_home: Path = Field(
+        default=Path.home() / ".cache" / "fraud-detection",
+        description="Cache of broker jars and the broker's data directory.",
+    )
+
+    # --- Topics ------------------------------------------------------------------------------
+    topic_transactions: str = "transactions"
+    topic_decisions: str = "decisions"
+    topic_alerts: str = "alerts"
+    topic_labels: str = "labels"
+    topic_dead_letter: str = "dead-letter"
+    topic_partitions: int = Field(default=4, ge=1, le=1024)
+    topic_replication_factor: int = Field(default=1, ge=1, le=16)
+    topic_retention_hours: int = Field(default=168, ge=1)
+
+    # --- Pipeline worker -----------------------------------------------------------------------
+    app_id: str = Field(default="fraud-pipeline", description="Faust app id = consumer group.")
+    data_dir: Path = Field(default=REPO_ROOT / "var", description="Worker state and model snapshots.")
+    worker_metrics_port: int = Field(default=9101, description="Prometheus /metrics of the worker; 0 = any free port.")
+    rules_file: Path = REPO_ROOT / "pipeline" / "detection" / "rules.yaml"
+    review_threshold: float = Field(default=0.5, gt=0, lt=1)
+    block_threshold: float = Field(default=0.9, gt=0, le=1)
+    model_min_labels: int = Field(default=200, ge=0, description="Labels learnt before the model may raise alerts alone.")
+    pending_label_ttl_hours: float = Field(default=24 * 45, gt=0, description="How long scored features wait for a label.")
+    max_message_bytes: int = Field(default=64 * 1024, ge=1024)
+
+    # --- Traffic simulator ---------------------------------------------------------------------
+    simulator_rate: float = Field(default=40.0, gt=0, description="Transactions per second.")
+    simulator_seed: int = 7
+    simulator_customers: int = Field(default=5000, ge=10)
+    simulator_merchants: int = Field(default=600, ge=5)
+    simulator_unauthorized_rate: float = Field(default=0.004, ge=0, le=0.5, description="Stolen-card episodes per transaction.")
+    simulator_identity_theft_rate: float = Field(default=0.003, ge=0, le=0.5, description="Account takeovers per transaction.")
+    simulator_malicious_rate: float = Field(default=0.002, ge=0, le=0.5, description="Card-testing attacks per transaction.")
+    simulator_label_delay_seconds: float = Field(default=30.0, ge=0, description="Delay before ground truth is published.")
+    simulator_metrics_port: int = 9102
+
+    # --- Monitor -------------------------------------------------------------------------------
+    monitor_host: str = "127.0.0.1"
+    monitor_port: int = 8050
+    monitor_history_minutes: int = Field(default=24 * 60, ge=1, description="How much history the monitor keeps.")
+    monitor_max_alerts: int = Field(default=5000, ge=10)
+
+    @property
+    def bootstrap_servers(self) -> str:
+        """The Kafka address every client uses."""
+        return self.kafka_bootstrap_servers or f"127.0.0.1:{self.local_kafka_port}"
+
+    @property
+    def topic_names(self) -> list[str]:
+        return [
+            self.topic_transactions,
+            self.topic_decisions,
+            self.topic_alerts,
+            self.topic_labels,
+            self.topic_dead_letter,
+        ]
+
+    @cached_property
+    def schemas_dir(self) -> Path:
+        return REPO_ROOT / "schemas"
+
+    def confluent_config(self, **extra: Any) -> dict[str, Any]:
+        """librdkafka settings for confluent-kafka clients (producer, consumer, admin)."""
+        conf: dict[str, Any] = {
+            "bootstrap.servers": self.bootstrap_servers,
+            "security.protocol": self.kafka_security_protocol,
+        }
+        if self.kafka_sasl_mechanism:
+            conf["sasl.mechanism"] = self.kafka_sasl_mechanism
+            conf["sasl.username"] = self.kafka_sasl_username or ""
+            conf["sasl.password"] = (
+                self.kafka_sasl_password.get_secret_value() if self.kafka_sasl_password else ""
+            )
+        if self.kafka_ssl_cafile:
+            conf["ssl.ca.location"] = str(self.kafka_ssl_cafile)
+        if self.kafka_ssl_certfile:
+            conf["ssl.certificate.location"] = str(self.kafka_ssl_certfile)
+        if self.kafka_ssl_keyfile:
+            conf["ssl.key.location"] = str(self.kafka_ssl_keyfile)
+        conf.update(extra)
+        return conf
+
+    def producer_config(self, **extra: Any) -> dict[str, Any]:
+        """Idempotent, acks=all producer whose partitioner matches Faust's (murmur2), so a key
+        lands on the same partition whichever client produced it."""
+        return self.confluent_config(
+            **{
+                "enable.idempotence": True,
+                "acks": "all",
+                "partitioner": "murmur2_random",
+                "linger.ms": 5,
+                "compression.type": "lz4",
+                **extra,
+            }
+        )
+
+
+class ConfigurationError(ValueError):
+    """A setting is unknown or invalid; the message names it."""
+
+
+def unknown_environment_settings(environ: Mapping[str, str]) -> list[str]:
+    """``FRAUD_*`` variables that name no setting (typos would otherwise be ignored)."""
+    known = {f"FRAUD_{name.upper()}" for name in Settings.model_fields}
+    return sorted(key for key in environ if key.startswith("FRAUD_") and key not in known)
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read settings from the environment, with explicit overrides (used by tests and the CLI).
+
+    Raises ConfigurationError with one readable message for unknown or invalid settings.
+    """
+    unknown = unknown_environment_settings(os.environ)
+    if unknown:
+        raise ConfigurationError(f"unknown setting(s): {', '.join(unknown)} (see `fraud settings`)")
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or 'settings'}: {err['msg']}" for err in exc.errors()
+        )
+        raise ConfigurationError(f"invalid settings: {problems}") from None
