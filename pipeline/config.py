@@ -68,12 +68,23 @@ class Settings(BaseSettings):
     # --- Pipeline worker -----------------------------------------------------------------------
     app_id: str = Field(default="fraud-pipeline", description="Faust app id = consumer group.")
     data_dir: Path = Field(default=REPO_ROOT / "var", description="Worker state and model snapshots.")
-    worker_metrics_port: int = Field(default=9101, description="Prometheus /metrics of the worker; 0 = any free port.")
+    worker_web_port: int = Field(default=9101, description="Worker's HTTP port: /metrics, /healthz, /readyz.")
+    metrics_bind: str = Field(
+        default="127.0.0.1", description="Address the HTTP endpoints of every process bind to."
+    )
+    model_snapshot_key: SecretStr = Field(
+        default=SecretStr("local-development-only"), description="HMAC key that signs model snapshots."
+    )
+    model_snapshot_interval_seconds: float = Field(default=30.0, gt=0)
     rules_file: Path = REPO_ROOT / "pipeline" / "detection" / "rules.yaml"
     review_threshold: float = Field(default=0.5, gt=0, lt=1)
     block_threshold: float = Field(default=0.9, gt=0, le=1)
-    model_min_labels: int = Field(default=200, ge=0, description="Labels learnt before the model may raise alerts alone.")
-    pending_label_ttl_hours: float = Field(default=24 * 45, gt=0, description="How long scored features wait for a label.")
+    model_min_labels: int = Field(
+        default=200, ge=0, description="Labels learnt before the model may raise alerts alone."
+    )
+    pending_label_ttl_hours: float = Field(
+        default=24 * 45, gt=0, description="How long scored features wait for a label."
+    )
     max_message_bytes: int = Field(default=64 * 1024, ge=1024)
 
     # --- Traffic simulator ---------------------------------------------------------------------
@@ -81,16 +92,27 @@ class Settings(BaseSettings):
     simulator_seed: int = 7
     simulator_customers: int = Field(default=5000, ge=10)
     simulator_merchants: int = Field(default=600, ge=5)
-    simulator_unauthorized_rate: float = Field(default=0.004, ge=0, le=0.5, description="Stolen-card episodes per transaction.")
-    simulator_identity_theft_rate: float = Field(default=0.003, ge=0, le=0.5, description="Account takeovers per transaction.")
-    simulator_malicious_rate: float = Field(default=0.002, ge=0, le=0.5, description="Card-testing attacks per transaction.")
-    simulator_label_delay_seconds: float = Field(default=30.0, ge=0, description="Delay before ground truth is published.")
+    simulator_unauthorized_rate: float = Field(
+        default=0.004, ge=0, le=0.5, description="Stolen-card episodes per transaction."
+    )
+    simulator_identity_theft_rate: float = Field(
+        default=0.003, ge=0, le=0.5, description="Account takeovers per transaction."
+    )
+    simulator_malicious_rate: float = Field(
+        default=0.002, ge=0, le=0.5, description="Card-testing attacks per transaction."
+    )
+    simulator_label_delay_seconds: float = Field(
+        default=30.0, ge=0, description="Delay before ground truth is published."
+    )
     simulator_metrics_port: int = 9102
+    simulator_rhythm: bool = Field(default=True, description="Follow a daily and weekly rhythm of activity.")
 
     # --- Monitor -------------------------------------------------------------------------------
     monitor_host: str = "127.0.0.1"
     monitor_port: int = 8050
-    monitor_history_minutes: int = Field(default=24 * 60, ge=1, description="How much history the monitor keeps.")
+    monitor_history_minutes: int = Field(
+        default=24 * 60, ge=1, description="How much history the monitor keeps."
+    )
     monitor_max_alerts: int = Field(default=5000, ge=10)
 
     @property

@@ -1,0 +1,94 @@
+"""The Dash app: layout, callbacks wired to the shared state, ``/metrics`` and ``/healthz``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import flask
+from dash import Dash, Input, Output, State
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+from monitor import callbacks
+from monitor.aggregation import MonitorState
+from monitor.layout import (
+    ALERT_QUEUE_ID,
+    ALERT_RATE_ID,
+    ALERTS_RENDERED_ID,
+    BLOCKED_ID,
+    FRAUD_TYPE_ID,
+    GRAPH_ID,
+    GRAPH_RENDERED_ID,
+    OUTCOMES_ID,
+    REFRESH_ID,
+    STALENESS_ID,
+    TITLE,
+    TPS_ID,
+    build_layout,
+)
+from monitor.metrics import MonitorMetrics
+from pipeline.config import Settings
+
+
+def create_app(
+    feed_state: MonitorState,
+    settings: Settings,
+    *,
+    registry: CollectorRegistry | None = None,
+    stale_after_seconds: float = callbacks.STALE_AFTER_SECONDS,
+    alert_rows: int = callbacks.ALERT_ROWS,
+) -> Dash:
+    """The dashboard over ``feed_state`` (filled by a ``KafkaFeed``); serves ``registry`` at /metrics.
+
+    Without a registry a fresh one with the monitor's metrics (all zero) is served.
+    """
+    if registry is None:
+        registry = MonitorMetrics().registry
+    app = Dash(__name__, title=TITLE, update_title=None)
+    app.layout = build_layout(settings)
+    _register_callbacks(app, feed_state, stale_after_seconds, alert_rows)
+    _add_routes(app.server, registry)
+    return app
+
+
+def _register_callbacks(app: Dash, state: MonitorState, stale_after: float, alert_rows: int) -> None:
+    @app.callback(
+        Output(GRAPH_ID, "figure"),
+        Output(GRAPH_RENDERED_ID, "data"),
+        Input(REFRESH_ID, "n_intervals"),
+        Input(FRAUD_TYPE_ID, "value"),
+        State(GRAPH_RENDERED_ID, "data"),
+    )
+    def _graph(_n: int | None, fraud_type_name: str | None, rendered: Any) -> tuple[Any, str]:
+        return callbacks.update_graph(state, fraud_type_name, rendered)
+
+    @app.callback(
+        Output(TPS_ID, "children"),
+        Output(OUTCOMES_ID, "children"),
+        Output(ALERT_RATE_ID, "children"),
+        Output(BLOCKED_ID, "children"),
+        Output(STALENESS_ID, "children"),
+        Output(STALENESS_ID, "style"),
+        Input(REFRESH_ID, "n_intervals"),
+    )
+    def _headline(_n: int | None) -> tuple[Any, ...]:
+        return tuple(callbacks.update_headline(state, stale_after))
+
+    @app.callback(
+        Output(ALERT_QUEUE_ID, "children"),
+        Output(ALERTS_RENDERED_ID, "data"),
+        Input(REFRESH_ID, "n_intervals"),
+        State(ALERTS_RENDERED_ID, "data"),
+    )
+    def _alerts(_n: int | None, rendered: Any) -> tuple[Any, int]:
+        return callbacks.update_alert_queue(state, rendered, alert_rows)
+
+
+def _add_routes(server: flask.Flask, registry: CollectorRegistry) -> None:
+    def metrics() -> flask.Response:
+        return flask.Response(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)
+
+    def healthz() -> flask.Response:
+        return flask.Response("ok", status=200, mimetype="text/plain")
+
+    server.add_url_rule("/metrics", "metrics", metrics)
+    server.add_url_rule("/healthz", "healthz", healthz)

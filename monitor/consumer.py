@@ -1,0 +1,185 @@
+"""The monitor's I/O edge: one Kafka consumer in a background thread feeding ``MonitorState``.
+
+The consumer joins a group of its own (a fresh id per process), reads the decisions and alerts
+topics from the earliest retained offset and never commits, so every start rebuilds the view
+from what the topics retain. A malformed message is counted and logged and then skipped.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
+
+import orjson
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message
+
+from monitor.aggregation import AddResult, InvalidRecordError, MonitorState
+from monitor.metrics import MonitorMetrics
+from pipeline.config import Settings
+
+logger = logging.getLogger(__name__)
+
+BATCH_SIZE = 500
+POLL_TIMEOUT_SECONDS = 0.5
+
+
+class FeedError(RuntimeError):
+    """The feed cannot run (started twice, or the consumer failed fatally)."""
+
+
+class ConsumerLike(Protocol):
+    """The part of ``confluent_kafka.Consumer`` the feed uses (a fake one in unit tests)."""
+
+    def subscribe(self, topics: list[str]) -> None: ...
+
+    def consume(self, num_messages: int = ..., timeout: float = ...) -> list[Message]: ...
+
+    def close(self) -> None: ...
+
+
+def _log_kafka_error(err: KafkaError) -> None:
+    logger.warning("kafka client error: %s", err)
+
+
+class KafkaFeed:
+    """Reads decisions and alerts into ``state`` on a daemon thread: ``start()``, then ``stop()``."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        state: MonitorState | None = None,
+        metrics: MonitorMetrics | None = None,
+        group_prefix: str | None = None,
+        consumer_factory: Callable[[dict[str, Any]], ConsumerLike] = Consumer,
+    ) -> None:
+        self.settings = settings
+        self.state = state if state is not None else MonitorState.from_settings(settings)
+        self.metrics = metrics if metrics is not None else MonitorMetrics()
+        self.group_id = f"{group_prefix or settings.app_id}-monitor-{uuid.uuid4().hex}"
+        self.topics = [settings.topic_decisions, settings.topic_alerts]
+        self._handlers: Mapping[str, Callable[[Mapping[str, Any]], AddResult]] = {
+            settings.topic_decisions: self.state.decisions.add,
+            settings.topic_alerts: self.state.alerts.add,
+        }
+        self._consumer_factory = consumer_factory
+        self._stop_event = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._failure: BaseException | None = None
+        for topic in self.topics:  # so /metrics lists both topics from the start
+            self.metrics.messages_consumed.labels(topic=topic)
+
+    def consumer_config(self) -> dict[str, Any]:
+        """librdkafka settings of the feed's consumer."""
+        return self.settings.confluent_config(
+            **{
+                "group.id": self.group_id,
+                "client.id": self.group_id,
+                "auto.offset.reset": "earliest",
+                "enable.auto.commit": False,
+                "enable.auto.offset.store": False,
+                "error_cb": _log_kafka_error,
+            }
+        )
+
+    @property
+    def running(self) -> bool:
+        """True while the consumer thread is alive."""
+        return self._thread is not None and self._thread.is_alive()
+
+    @property
+    def failure(self) -> BaseException | None:
+        """Why the consumer thread ended early, or None."""
+        return self._failure
+
+    def start(self) -> None:
+        """Create the consumer, subscribe, and start the background thread."""
+        if self._thread is not None:
+            raise FeedError("the feed was already started")
+        consumer = self._consumer_factory(self.consumer_config())
+        consumer.subscribe(self.topics)
+        self._thread = threading.Thread(
+            target=self._run, args=(consumer,), name="monitor-kafka-feed", daemon=True
+        )
+        self._thread.start()
+        logger.info("monitor feed reading %s as group %s", ", ".join(self.topics), self.group_id)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop the thread, which closes the consumer; wait up to ``timeout`` seconds for it."""
+        self._stop_event.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            if self._thread.is_alive():
+                logger.warning("monitor feed did not stop within %.1f s", timeout)
+
+    def wait_until(self, predicate: Callable[[], bool], timeout: float, interval: float = 0.05) -> bool:
+        """Wait until ``predicate()`` is true (True) or ``timeout`` seconds pass (False)."""
+        deadline = time.monotonic() + timeout
+        while not predicate():
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(interval)
+        return True
+
+    def __enter__(self) -> KafkaFeed:
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    def process(self, topic: str, value: bytes | None, where: str = "") -> AddResult | None:
+        """Decode one message and feed it to the state; None when it was malformed."""
+        self.metrics.messages_consumed.labels(topic=topic).inc()
+        handler = self._handlers.get(topic)
+        try:
+            if handler is None:
+                raise InvalidRecordError(f"unexpected topic {topic!r}")
+            if value is None:
+                raise InvalidRecordError("empty message")
+            record = orjson.loads(value)
+            if not isinstance(record, dict):
+                raise InvalidRecordError("expected a JSON object")
+            result = handler(record)
+        except (orjson.JSONDecodeError, InvalidRecordError) as exc:
+            self.metrics.malformed_messages.inc()
+            logger.warning("skipping malformed message on %s%s: %s", topic, where, exc)
+            return None
+        if result != "added":
+            self.metrics.ignored_messages.labels(topic=topic, reason=result).inc()
+        return result
+
+    def _run(self, consumer: ConsumerLike) -> None:
+        try:
+            while not self._stop_event.is_set():
+                messages = consumer.consume(num_messages=BATCH_SIZE, timeout=POLL_TIMEOUT_SECONDS)
+                for msg in messages:
+                    self._handle(msg)
+                if messages:
+                    last = self.state.decisions.last_decision_at
+                    if last is not None:
+                        self.metrics.last_decision_timestamp.set(last.timestamp())
+        except KafkaException as exc:
+            self._failure = exc
+            logger.error("monitor feed stopped: %s", exc)
+        except Exception as exc:  # a bug: record it so the thread's end is visible, then stop
+            self._failure = exc
+            logger.exception("monitor feed crashed")
+        finally:
+            consumer.close()
+
+    def _handle(self, msg: Message) -> None:
+        err = msg.error()
+        if err is not None:
+            if err.code() == KafkaError._PARTITION_EOF:
+                return
+            if err.fatal():
+                raise KafkaException(err)
+            logger.warning("consumer error on %s: %s", msg.topic(), err)
+            return
+        topic = msg.topic() or ""
+        self.process(topic, msg.value(), where=f" [{msg.partition()}@{msg.offset()}]")

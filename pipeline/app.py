@@ -1,0 +1,309 @@
+"""The Faust application: three stages joined by repartition topics, plus the label learner.
+
+    transactions (key: card) --validate--> <app>-by-terminal (key: terminal)
+        --terminal features--> <app>-by-card (key: card)
+        --card features, rules, model--> decisions (every transaction) + alerts (review/block)
+    labels (key: card) --join with the features kept at scoring time--> model.learn
+
+Every topic has the same partition count, so Faust co-partitions them: a card's scoring state,
+its pending features and its labels live on the same partition of the same worker. Invalid
+input goes to the dead-letter topic with the reason; the stream goes on. Processing is
+at-least-once: Faust flushes the producer before committing offsets, and duplicates are
+recognised by transaction id (the stored decision is re-emitted unchanged).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import faust
+import orjson
+from faust.sensors.prometheus import setup_prometheus_sensors
+from faust.types.agents import AgentFun
+from prometheus_client import CollectorRegistry
+
+from pipeline.config import Settings
+from pipeline.detection.engine import DetectionEngine
+from pipeline.detection.features import (
+    FEATURE_NAMES,
+    CardState,
+    TerminalState,
+    event_seconds,
+    transaction_features,
+)
+from pipeline.detection.model import OnlineFraudModel
+from pipeline.detection.rules import load_rules
+from pipeline.detection.snapshots import SnapshotStore
+from pipeline.messages import alert_message, dead_letter_message, decision_message, utc_now_iso
+from pipeline.metrics import PipelineMetrics
+from pipeline.topics import internal_topic_names
+from pipeline.validation import Invalid, parse_message
+
+log = logging.getLogger(__name__)
+
+
+class FraudPipeline:
+    """Builds the Faust app for ``settings`` and holds the detection engine it drives."""
+
+    def __init__(self, settings: Settings, registry: CollectorRegistry | None = None) -> None:
+        self.settings = settings
+        self.metrics = PipelineMetrics(registry or CollectorRegistry())
+        self.snapshots = SnapshotStore(
+            settings.data_dir / settings.app_id / "models",
+            settings.model_snapshot_key.get_secret_value().encode(),
+        )
+        model = self.snapshots.load_latest() or OnlineFraudModel()
+        self.engine = DetectionEngine(
+            rules=load_rules(settings.rules_file, FEATURE_NAMES),
+            model=model,
+            review_threshold=settings.review_threshold,
+            block_threshold=settings.block_threshold,
+            model_min_labels=settings.model_min_labels,
+        )
+        self._snapshot_labels = model.labels_learnt
+        self.metrics.model_labels_learnt.set(model.labels_learnt)
+        self._expiry: dict[int, deque[tuple[float, str]]] = {}
+        self.app = self._build_app()
+
+    # --- wiring ---------------------------------------------------------------------------------
+    def _build_app(self) -> faust.App:
+        s = self.settings
+        app = faust.App(
+            s.app_id,
+            broker=";".join(f"kafka://{server}" for server in s.bootstrap_servers.split(",")),
+            store="memory://",
+            autodiscover=False,
+            datadir=str(s.data_dir / s.app_id),
+            topic_partitions=s.topic_partitions,
+            topic_replication_factor=s.topic_replication_factor,
+            producer_acks=-1,
+            processing_guarantee="at_least_once",
+            broker_commit_every=1000,
+            broker_commit_interval=1.0,
+            web_enabled=True,
+            web_port=s.worker_web_port,
+            web_bind=s.metrics_bind,
+            web_host=s.metrics_bind,
+            table_standby_replicas=0,
+            consumer_auto_offset_reset="earliest",
+        )
+        setup_prometheus_sensors(app, pattern="/metrics", registry=self.metrics.registry, name_prefix="faust")
+
+        def topic(name: str) -> faust.TopicT:
+            return app.topic(
+                name, key_serializer="raw", value_serializer="raw", partitions=s.topic_partitions
+            )
+
+        by_terminal_name, by_card_name = internal_topic_names(s)
+        self.transactions = topic(s.topic_transactions)
+        self.by_terminal = topic(by_terminal_name)
+        self.by_card = topic(by_card_name)
+        self.labels = topic(s.topic_labels)
+        self.decisions = topic(s.topic_decisions)
+        self.alerts = topic(s.topic_alerts)
+        self.dead_letters = topic(s.topic_dead_letter)
+
+        def table(name: str, help_text: str) -> faust.Table:
+            schema = faust.Schema(key_serializer="json", value_serializer="json")
+            return app.Table(name, default=None, schema=schema, partitions=s.topic_partitions, help=help_text)
+
+        self.terminal_state = table("terminal-state", "Recent activity per terminal")
+        self.card_state = table("card-state", "History per card")
+        self.pending = table("pending-labels", "Features kept at scoring time, by transaction id")
+
+        app.agent(self.transactions, name="validate")(self._agent(self.validate, "validate"))
+        app.agent(self.by_terminal, name="terminal-features")(
+            self._agent(self.terminal_features, "terminal-features")
+        )
+        app.agent(self.by_card, name="score")(self._agent(self.score, "score"))
+        app.agent(self.labels, name="learn")(self._agent(self.learn, "learn"))
+        app.timer(s.model_snapshot_interval_seconds)(self.save_model_snapshot)
+        app.page("/healthz")(self._healthz)
+        app.page("/readyz")(self._readyz)
+        app.on_before_shutdown.connect(self._on_shutdown)
+        return app
+
+    # --- stages ---------------------------------------------------------------------------------
+    def _agent(self, handler: Callable[[faust.EventT], Awaitable[None]], component: str) -> AgentFun:
+        """An agent that runs ``handler`` on each event; an unexpected error dead-letters that event
+        (reason processing_error) and the stream goes on, so nothing is dropped silently."""
+
+        async def agent(stream: faust.StreamT) -> None:
+            async for event in stream.events():
+                try:
+                    await handler(event)
+                except Exception as exc:
+                    log.exception(
+                        "%s failed on %s[%d]@%d",
+                        component,
+                        event.message.topic,
+                        event.message.partition,
+                        event.message.offset,
+                    )
+                    await self._dead_letter(
+                        Invalid("processing_error", f"{type(exc).__name__}: {exc}"), event, component
+                    )
+
+        agent.__name__ = agent.__qualname__ = component.replace("-", "_")
+        return agent
+
+    async def validate(self, event: faust.EventT) -> None:
+        """Stage 1: check every transaction; re-key the valid ones by terminal."""
+        self.metrics.transactions_consumed.inc()
+        received = time.time()
+        result = parse_message(event.value, "transaction", self.settings.max_message_bytes)
+        if isinstance(result, Invalid):
+            await self._dead_letter(result, event, "validate")
+            return
+        envelope = orjson.dumps({"txn": result, "received": received})
+        await self.by_terminal.send(key=result["terminal_id"].encode(), value=envelope)
+
+    async def terminal_features(self, event: faust.EventT) -> None:
+        """Stage 2: features of the terminal's recent activity; re-key by card."""
+        envelope = orjson.loads(event.value)
+        txn = envelope["txn"]
+        at = event_seconds(txn)
+        terminal_id = txn["terminal_id"]
+        state = TerminalState.from_state(self.terminal_state.get(terminal_id))
+        envelope["terminal"] = state.features(txn, at)
+        if not state.has_seen(txn["transaction_id"]):
+            state.update(txn, at)
+            self.terminal_state[terminal_id] = state.to_state()
+        await self.by_card.send(key=txn["card_token"].encode(), value=orjson.dumps(envelope))
+
+    async def score(self, event: faust.EventT) -> None:
+        """Stage 3: card features, rules and model; emit the decision and, if due, the alert."""
+        envelope = orjson.loads(event.value)
+        txn = envelope["txn"]
+        transaction_id = txn["transaction_id"]
+        key = txn["card_token"].encode()
+        stored = self.pending.get(transaction_id)
+        card = CardState.from_state(self.card_state.get(txn["card_token"]))
+        if stored is not None or card.has_seen(transaction_id):
+            self.metrics.duplicates.inc()
+            if stored is not None:  # re-emit the same decision: downstream deduplicates by id
+                await self.decisions.send(key=key, value=orjson.dumps(stored["decision"]))
+            return
+        started = time.perf_counter()
+        at = event_seconds(txn)
+        features = transaction_features(txn, at)
+        features.update(envelope["terminal"])
+        features.update(card.features(txn, at))
+        verdict = self.engine.decide(txn, features)
+        card.update(txn, at)
+        self.metrics.scoring_latency.observe(time.perf_counter() - started)
+        now = time.time()
+        decision = decision_message(txn, verdict, utc_now_iso(), (now - envelope["received"]) * 1000)
+        await self.decisions.send(key=key, value=orjson.dumps(decision))
+        if verdict.decision != "allow":
+            alert = alert_message(decision, txn, features)
+            await self.alerts.send(key=key, value=orjson.dumps(alert))
+            self.metrics.alerts.labels(verdict.fraud_type).inc()
+        self.card_state[txn["card_token"]] = card.to_state()
+        partition = event.message.partition
+        self.pending[transaction_id] = {
+            "features": features,
+            "decision": decision,
+            "at": at,
+            "partition": partition,
+        }
+        self._track_pending(partition, at, transaction_id)
+        self.metrics.decisions.labels(verdict.decision).inc()
+        self.metrics.processing_latency.observe(now - envelope["received"])
+        self.metrics.end_to_end_latency.observe(max(now - at, 0.0))
+
+    async def learn(self, event: faust.EventT) -> None:
+        """Join a label with the features kept at scoring time and let the model learn."""
+        label = parse_message(event.value, "label", self.settings.max_message_bytes)
+        if isinstance(label, Invalid):
+            await self._dead_letter(label, event, "learn")
+            return
+        entry = self.pending.get(label["transaction_id"])
+        if entry is None:
+            self.metrics.labels.labels("unknown").inc()
+            return
+        learnt = self.engine.learn(
+            label["transaction_id"], entry["features"], label["is_fraud"], label["fraud_type"]
+        )
+        self.metrics.labels.labels("learnt" if learnt else "skipped").inc()
+        self.metrics.model_labels_learnt.set(self.engine.model.labels_learnt)
+        del self.pending[label["transaction_id"]]
+
+    # --- helpers --------------------------------------------------------------------------------
+    async def _dead_letter(self, invalid: Invalid, event: faust.EventT, component: str) -> None:
+        message = event.message
+        envelope = dead_letter_message(
+            invalid,
+            topic=message.topic,
+            partition=message.partition,
+            offset=message.offset,
+            key=message.key,
+            payload=event.value,
+            component=component,
+        )
+        await self.dead_letters.send(key=message.key, value=orjson.dumps(envelope))
+        self.metrics.dead_letters.labels(invalid.code).inc()
+        log.warning(
+            "dead-lettered %s[%d]@%d: %s: %s",
+            message.topic,
+            message.partition,
+            message.offset,
+            invalid.code,
+            invalid.reason,
+        )
+
+    def _track_pending(self, partition: int, at: float, transaction_id: str) -> None:
+        """Remember when each pending entry was written, and drop those whose label never came."""
+        queue = self._expiry.get(partition)
+        if queue is None:
+            queue = self._expiry[partition] = self._rebuild_expiry(partition)
+        queue.append((at, transaction_id))
+        horizon = at - self.settings.pending_label_ttl_hours * 3600
+        while queue and queue[0][0] < horizon:
+            _, expired = queue.popleft()
+            if self.pending.get(expired) is not None:
+                del self.pending[expired]
+        self.metrics.pending_labels.set(sum(len(q) for q in self._expiry.values()))
+
+    def _rebuild_expiry(self, partition: int) -> deque[tuple[float, str]]:
+        """After a restart, the entries restored from the changelog join the expiry queue."""
+        entries = sorted(
+            (entry["at"], transaction_id)
+            for transaction_id, entry in self.pending.items()
+            if entry is not None and entry.get("partition") == partition
+        )
+        return deque(entries)
+
+    async def save_model_snapshot(self) -> None:
+        model = self.engine.model
+        if model.labels_learnt == self._snapshot_labels:
+            return
+        path = self.snapshots.save(model, model.labels_learnt)
+        self._snapshot_labels = model.labels_learnt
+        self.metrics.model_snapshots.inc()
+        log.info("model snapshot %s (%s)", path.name, model.version)
+
+    async def _on_shutdown(self, app: faust.App, **_: Any) -> None:
+        await self.save_model_snapshot()
+
+    async def _healthz(self, web: Any, request: Any) -> Any:
+        return web.json({"status": "ok"})
+
+    async def _readyz(self, web: Any, request: Any) -> Any:
+        ready = bool(self.app.consumer.assignment()) if self.app.consumer else False
+        return web.json({"ready": ready, "model": self.engine.model.version}, status=200 if ready else 503)
+
+
+def run_worker(settings: Settings, loglevel: str = "info") -> None:
+    """Run one worker until SIGINT/SIGTERM."""
+    from pipeline.topics import ensure_topics
+
+    ensure_topics(settings)
+    (settings.data_dir / settings.app_id).mkdir(parents=True, exist_ok=True)
+    pipeline = FraudPipeline(settings)
+    worker = faust.Worker(pipeline.app, loglevel=loglevel, quiet=True)
+    worker.execute_from_commandline()

@@ -1,0 +1,169 @@
+"""The ``fraud`` command: one entry point for every process of the system.
+
+fraud kafka start|stop|status   local single-node KRaft broker
+fraud topics                    create the topics
+fraud worker                    a pipeline worker (Faust)
+fraud simulate                  simulated upstream traffic and delayed labels
+fraud monitor                   the Dash monitor
+fraud demo                      all of the above, until Ctrl-C
+fraud settings                  every setting, its environment variable and value
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+from pipeline.config import ConfigurationError, Settings, load_settings
+
+log = logging.getLogger("fraud")
+
+
+def _local_kafka(settings: Settings):  # type: ignore[no-untyped-def]
+    from pipeline.local_kafka import LocalKafka
+
+    return LocalKafka(settings.local_kafka_version, settings.local_kafka_port, settings.local_kafka_home)
+
+
+def cmd_kafka(settings: Settings, args: argparse.Namespace) -> int:
+    broker = _local_kafka(settings)
+    if args.action == "start":
+        print(broker.start())
+    elif args.action == "stop":
+        print("stopped" if broker.stop() else "not running")
+    elif args.action == "fetch":
+        print(broker.fetch())
+    else:
+        pid = broker.pid()
+        print(f"running on {broker.bootstrap_servers} (pid {pid})" if pid else "not running")
+        return 0 if pid else 3
+    return 0
+
+
+def cmd_topics(settings: Settings, args: argparse.Namespace) -> int:
+    from pipeline.topics import ensure_topics
+
+    created = ensure_topics(settings)
+    print("created: " + (", ".join(created) or "nothing (all exist)"))
+    return 0
+
+
+def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
+    from pipeline.app import run_worker
+
+    run_worker(settings, loglevel=args.loglevel)
+    return 0
+
+
+def cmd_simulate(settings: Settings, args: argparse.Namespace) -> int:
+    from pipeline.simulator.producer import TrafficProducer
+    from pipeline.topics import ensure_topics
+
+    overrides = {"simulator_rate": args.rate} if args.rate else {}
+    if overrides:
+        settings = settings.model_copy(update=overrides)
+    ensure_topics(settings, include_internal=False)
+    producer = TrafficProducer(settings)
+    if args.metrics_port:
+        from prometheus_client import start_http_server
+
+        start_http_server(args.metrics_port, addr=settings.metrics_bind, registry=producer.registry)
+    report = producer.run(count=args.count, duration=args.duration, realtime=not args.fast)
+    print(
+        f"produced {report.transactions} transactions ({report.frauds} fraud), {report.labels} labels, "
+        f"{report.delivery_errors} delivery errors"
+    )
+    return 1 if report.delivery_errors else 0
+
+
+def cmd_monitor(settings: Settings, args: argparse.Namespace) -> int:
+    from monitor.server import run_monitor
+
+    run_monitor(settings, debug=args.debug)
+    return 0
+
+
+def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
+    from pipeline.demo import run_demo
+
+    return run_demo(settings, rate=args.rate)
+
+
+def cmd_settings(settings: Settings, args: argparse.Namespace) -> int:
+    for name, field in Settings.model_fields.items():
+        value = getattr(settings, name)
+        shown = "**********" if "password" in name or "key" in name else value
+        print(f"FRAUD_{name.upper():40} = {shown!s:40} {field.description or ''}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="fraud",
+        description="Real-time fraud detection on Apache Kafka. Settings come from FRAUD_* environment "
+        "variables (see `fraud settings`); KAFKA_BOOTSTRAP_SERVERS points at an existing cluster.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    kafka = sub.add_parser("kafka", help="manage the local single-node KRaft broker (fetched with Maven)")
+    kafka.add_argument("action", choices=["start", "stop", "status", "fetch"])
+    kafka.set_defaults(func=cmd_kafka)
+
+    topics = sub.add_parser("topics", help="create the pipeline's topics (idempotent)")
+    topics.set_defaults(func=cmd_topics)
+
+    worker = sub.add_parser("worker", help="run a pipeline worker (Faust); several share partitions")
+    worker.add_argument("--loglevel", default="info", choices=["debug", "info", "warning", "error"])
+    worker.set_defaults(func=cmd_worker)
+
+    simulate = sub.add_parser("simulate", help="publish simulated transactions and, later, their labels")
+    simulate.add_argument("--rate", type=float, help="transactions per second (default FRAUD_SIMULATOR_RATE)")
+    simulate.add_argument("--count", type=int, help="stop after this many transactions")
+    simulate.add_argument("--duration", type=float, help="stop after this many seconds")
+    simulate.add_argument("--fast", action="store_true", help="as fast as possible, not in real time")
+    simulate.add_argument("--metrics-port", type=int, default=None, help="serve Prometheus metrics here")
+    simulate.set_defaults(func=cmd_simulate)
+
+    monitor = sub.add_parser("monitor", help="run the Dash monitor for on-call staff")
+    monitor.add_argument("--debug", action="store_true", help="Dash debug mode (reloader off)")
+    monitor.set_defaults(func=cmd_monitor)
+
+    demo = sub.add_parser("demo", help="local Kafka, topics, a worker, the simulator and the monitor")
+    demo.add_argument("--rate", type=float, default=None, help="simulated transactions per second")
+    demo.set_defaults(func=cmd_demo)
+
+    show = sub.add_parser("settings", help="list every setting with its environment variable and value")
+    show.set_defaults(func=cmd_settings)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        settings = load_settings()
+    except ConfigurationError as exc:
+        print(f"fraud: configuration error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        return int(args.func(settings, args) or 0)
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # one clear line for known start-up failures
+        from pipeline.detection.rules import RuleError
+        from pipeline.local_kafka import LocalKafkaError
+
+        if isinstance(exc, RuleError | LocalKafkaError):
+            print(f"fraud: {exc}", file=sys.stderr)
+            return 2
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())

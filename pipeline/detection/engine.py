@@ -1,0 +1,104 @@
+"""The decision: rule hits and the online model combined into allow / review / block.
+
+How they combine (documented in README.md, "How a decision is made"):
+1. A card, device or merchant on a block list: block, score 1.
+2. A card on the allow list: allow, whatever else fires.
+3. Rules: a firing ``block`` rule gives at least score 0.95, a ``review`` rule at least 0.7.
+4. The model's fraud probability counts once it has learnt ``model_min_labels`` labels.
+5. score = max(rule score, model probability); block at ``block_threshold``, review at
+   ``review_threshold``. The fraud type comes from the strongest rule that fired, else from
+   the model's type classifier.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from pipeline.config import FRAUD_TYPE_NAMES
+from pipeline.detection.features import Features
+from pipeline.detection.model import OnlineFraudModel
+from pipeline.detection.rules import RuleSet
+
+RULE_SCORE = {"review": 0.7, "block": 0.95}
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What the engine decided about one transaction, and why."""
+
+    decision: str
+    score: float
+    model_score: float
+    fraud_type: str | None
+    reasons: tuple[str, ...]
+    rule_hits: tuple[str, ...]
+    model_version: str
+
+
+@dataclass
+class DetectionEngine:
+    """Scores transactions with rules and the online model; learns from labels."""
+
+    rules: RuleSet
+    model: OnlineFraudModel
+    review_threshold: float = 0.5
+    block_threshold: float = 0.9
+    model_min_labels: int = 200
+
+    def decide(self, txn: Mapping[str, Any], features: Features) -> Verdict:
+        model_score, model_type = self.model.predict(features)
+        model_counts = self.model.labels_learnt >= self.model_min_labels
+        blocked_by = self.rules.blocked_entity(txn)
+        if blocked_by:
+            reason = f"On the block list of {blocked_by}"
+            return Verdict(
+                "block",
+                1.0,
+                model_score,
+                model_type or "unauthorized_transactions",
+                (reason,),
+                (f"blocklist-{blocked_by}",),
+                self.model.version,
+            )
+        if txn["card_token"] in self.rules.allowed_cards:
+            return Verdict(
+                "allow",
+                0.0,
+                model_score,
+                None,
+                ("Card on the allow list",),
+                ("allowlist-card",),
+                self.model.version,
+            )
+        env = {**txn, **features}
+        hits = self.rules.evaluate(env)
+        hits.sort(key=lambda rule: RULE_SCORE[rule.action], reverse=True)
+        rule_score = RULE_SCORE[hits[0].action] if hits else 0.0
+        score = max(rule_score, model_score if model_counts else 0.0)
+        reasons = [rule.explain(env) for rule in hits]
+        if model_counts and model_score >= self.review_threshold:
+            kind = FRAUD_TYPE_NAMES.get(model_type or "", "fraud")
+            reasons.append(f"Model: {model_score:.0%} likely fraud ({kind})")
+        if score >= self.block_threshold:
+            decision = "block"
+        elif score >= self.review_threshold:
+            decision = "review"
+        else:
+            decision = "allow"
+        fraud_type = hits[0].fraud_type if hits else (model_type if decision != "allow" else None)
+        if decision != "allow" and fraud_type is None:
+            fraud_type = "unauthorized_transactions"
+        return Verdict(
+            decision,
+            round(score, 6),
+            round(model_score, 6),
+            fraud_type,
+            tuple(reasons),
+            tuple(rule.id for rule in hits),
+            self.model.version,
+        )
+
+    def learn(self, transaction_id: str, features: Features, is_fraud: bool, fraud_type: str | None) -> bool:
+        return self.model.learn(transaction_id, features, is_fraud, fraud_type)

@@ -1,0 +1,249 @@
+"""Per-entity state and the features computed from it: pure functions, no Kafka.
+
+Each entity (card, terminal) has a small state object that is stored as a JSON-compatible
+dict in a Faust table. ``observe`` computes the features of a transaction from the state as it
+was *before* the transaction (so a transaction never describes itself), then updates the state.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from pipeline.detection.windows import BucketedWindow
+
+MINUTE, HOUR, DAY = 60, 3600, 86400
+SMALL_AMOUNT = 3.0
+CHANNELS = ("card_present", "contactless", "ecommerce", "mobile_app", "atm")
+DIGITAL_CHANNELS = frozenset({"ecommerce", "mobile_app"})
+
+Features = dict[str, float]
+
+
+def event_seconds(transaction: dict[str, Any]) -> float:
+    """Event time of a (validated) transaction in seconds since the epoch."""
+    return datetime.fromisoformat(transaction["event_time"]).timestamp()
+
+
+def _remember(seen: dict[str, float], key: str, at: float, limit: int) -> None:
+    """Mark ``key`` as seen at ``at``, keeping the ``limit`` most recently seen keys."""
+    seen.pop(key, None)
+    seen[key] = at
+    if len(seen) > limit:
+        del seen[next(iter(seen))]
+
+
+@dataclass
+class CardState:
+    """What a card has done so far: windows, amount statistics, and what it has seen."""
+
+    short: BucketedWindow = field(default_factory=lambda: BucketedWindow(5 * MINUTE, DAY))
+    long: BucketedWindow = field(default_factory=lambda: BucketedWindow(DAY, 30 * DAY))
+    count: int = 0
+    log_amount_mean: float = 0.0
+    log_amount_m2: float = 0.0
+    last_seen: float | None = None
+    countries: dict[str, float] = field(default_factory=dict)
+    country_counts: dict[str, int] = field(default_factory=dict)
+    merchants: dict[str, float] = field(default_factory=dict)
+    devices: dict[str, float] = field(default_factory=dict)
+    recent_ids: list[str] = field(default_factory=list)
+
+    MAX_MERCHANTS = 64
+    MAX_DEVICES = 16
+    MAX_COUNTRIES = 16
+    MAX_RECENT_IDS = 32
+
+    @property
+    def home_country(self) -> str | None:
+        if not self.country_counts:
+            return None
+        return max(self.country_counts.items(), key=lambda item: item[1])[0]
+
+    def has_seen(self, transaction_id: str) -> bool:
+        return transaction_id in self.recent_ids
+
+    def features(self, txn: dict[str, Any], at: float) -> Features:
+        """Features of ``txn`` given this card's history (not including ``txn``)."""
+        amount = float(txn["amount"])
+        log_amount = math.log1p(amount)
+        count_1h, _ = self.short.totals(at, HOUR)
+        count_24h, sum_24h = self.short.totals(at, DAY)
+        count_7d, _ = self.long.totals(at, 7 * DAY)
+        count_30d, sum_30d = self.long.totals(at, 30 * DAY)
+        if self.count >= 2:
+            std = math.sqrt(self.log_amount_m2 / (self.count - 1))
+            zscore = (log_amount - self.log_amount_mean) / max(std, 0.25)
+            ratio = amount / max(math.expm1(self.log_amount_mean), 1.0)
+        else:
+            zscore, ratio = 0.0, 1.0
+        since_prev = at - self.last_seen if self.last_seen is not None else 30 * DAY
+        device = txn.get("device_id")
+        return {
+            "card_history_count": float(min(self.count, 1000)),
+            "card_count_1h": count_1h,
+            "card_count_24h": count_24h,
+            "card_amount_24h": sum_24h,
+            "card_count_7d": count_7d,
+            "card_count_30d": count_30d,
+            "card_amount_30d": sum_30d,
+            "amount_zscore": max(-10.0, min(zscore, 10.0)),
+            "amount_to_card_mean": min(ratio, 1000.0),
+            "log_seconds_since_prev": math.log1p(max(since_prev, 0.0)),
+            "is_new_country": float(self.count > 0 and txn["country"] not in self.countries),
+            "is_new_merchant": float(self.count > 0 and txn["merchant_id"] not in self.merchants),
+            "is_new_device": float(device is not None and device not in self.devices),
+        }
+
+    def update(self, txn: dict[str, Any], at: float) -> None:
+        """Add ``txn`` to the history."""
+        amount = float(txn["amount"])
+        self.short.add(at, amount)
+        self.long.add(at, amount)
+        self.count += 1
+        log_amount = math.log1p(amount)
+        delta = log_amount - self.log_amount_mean
+        self.log_amount_mean += delta / self.count
+        self.log_amount_m2 += delta * (log_amount - self.log_amount_mean)
+        self.last_seen = max(at, self.last_seen or at)
+        _remember(self.countries, txn["country"], at, self.MAX_COUNTRIES)
+        self.country_counts[txn["country"]] = self.country_counts.get(txn["country"], 0) + 1
+        if len(self.country_counts) > self.MAX_COUNTRIES:
+            rarest = min(self.country_counts.items(), key=lambda item: item[1])[0]
+            del self.country_counts[rarest]
+        _remember(self.merchants, txn["merchant_id"], at, self.MAX_MERCHANTS)
+        if txn.get("device_id"):
+            _remember(self.devices, txn["device_id"], at, self.MAX_DEVICES)
+        self.recent_ids.append(txn["transaction_id"])
+        del self.recent_ids[: -self.MAX_RECENT_IDS]
+
+    def to_state(self) -> dict[str, Any]:
+        return {
+            "short": self.short.to_state(),
+            "long": self.long.to_state(),
+            "count": self.count,
+            "mean": self.log_amount_mean,
+            "m2": self.log_amount_m2,
+            "last": self.last_seen,
+            "countries": self.countries,
+            "country_counts": self.country_counts,
+            "merchants": self.merchants,
+            "devices": self.devices,
+            "ids": self.recent_ids,
+        }
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any] | None) -> CardState:
+        if not state:
+            return cls()
+        return cls(
+            short=BucketedWindow.from_state(5 * MINUTE, DAY, state["short"]),
+            long=BucketedWindow.from_state(DAY, 30 * DAY, state["long"]),
+            count=state["count"],
+            log_amount_mean=state["mean"],
+            log_amount_m2=state["m2"],
+            last_seen=state["last"],
+            countries=dict(state["countries"]),
+            country_counts=dict(state["country_counts"]),
+            merchants=dict(state["merchants"]),
+            devices=dict(state["devices"]),
+            recent_ids=list(state["ids"]),
+        )
+
+
+@dataclass
+class TerminalState:
+    """Recent activity at a terminal: who paid there and how much, for card-testing detection."""
+
+    recent: list[tuple[float, str, float]] = field(default_factory=list)  # (time, card, amount)
+    daily: BucketedWindow = field(default_factory=lambda: BucketedWindow(HOUR, DAY))
+    recent_ids: list[str] = field(default_factory=list)
+
+    MAX_RECENT = 2000
+    RECENT_SECONDS = HOUR
+    MAX_RECENT_IDS = 64
+
+    def has_seen(self, transaction_id: str) -> bool:
+        return transaction_id in self.recent_ids
+
+    def features(self, txn: dict[str, Any], at: float) -> Features:
+        cards_10m: set[str] = set()
+        small_cards_10m: set[str] = set()
+        count_1h = 0
+        for when, card, amount in self.recent:
+            age = at - when
+            if age > HOUR or age < -MINUTE:
+                continue
+            count_1h += 1
+            if age <= 10 * MINUTE:
+                cards_10m.add(card)
+                if amount < SMALL_AMOUNT:
+                    small_cards_10m.add(card)
+        count_24h, _ = self.daily.totals(at, DAY)
+        return {
+            "terminal_distinct_cards_10m": float(len(cards_10m)),
+            "terminal_small_amount_cards_10m": float(len(small_cards_10m)),
+            "terminal_count_1h": float(count_1h),
+            "terminal_count_24h": count_24h,
+        }
+
+    def update(self, txn: dict[str, Any], at: float) -> None:
+        self.recent.append((at, txn["card_token"], float(txn["amount"])))
+        horizon = at - self.RECENT_SECONDS
+        if self.recent[0][0] < horizon or len(self.recent) > self.MAX_RECENT:
+            self.recent = [item for item in self.recent if item[0] >= horizon][-self.MAX_RECENT :]
+        self.daily.add(at, float(txn["amount"]))
+        self.recent_ids.append(txn["transaction_id"])
+        del self.recent_ids[: -self.MAX_RECENT_IDS]
+
+    def to_state(self) -> dict[str, Any]:
+        return {"recent": self.recent, "daily": self.daily.to_state(), "ids": self.recent_ids}
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any] | None) -> TerminalState:
+        if not state:
+            return cls()
+        return cls(
+            recent=[(float(t), str(c), float(a)) for t, c, a in state["recent"]],
+            daily=BucketedWindow.from_state(HOUR, DAY, state["daily"]),
+            recent_ids=list(state["ids"]),
+        )
+
+
+def transaction_features(txn: dict[str, Any], at: float) -> Features:
+    """Features of the transaction itself (no history)."""
+    amount = float(txn["amount"])
+    hour = (at % DAY) / HOUR
+    contact_hours = txn.get("hours_since_contact_change")
+    features: Features = {
+        "amount": amount,
+        "log_amount": math.log1p(amount),
+        "is_small_amount": float(amount < SMALL_AMOUNT),
+        "is_digital": float(txn["channel"] in DIGITAL_CHANNELS),
+        "is_foreign": float(txn["country"] != txn["card_country"]),
+        "log_account_age_days": math.log1p(txn["account_age_days"]),
+        "contact_changed_24h": float(contact_hours is not None and contact_hours <= 24),
+        "contact_changed_7d": float(contact_hours is not None and contact_hours <= 168),
+        "shipping_mismatch": float(txn.get("shipping_matches_billing") is False),
+        "hour_sin": math.sin(2 * math.pi * hour / 24),
+        "hour_cos": math.cos(2 * math.pi * hour / 24),
+    }
+    for channel in CHANNELS:
+        features[f"channel_{channel}"] = float(txn["channel"] == channel)
+    return features
+
+
+FEATURE_NAMES: tuple[str, ...] = tuple(
+    sorted(
+        {
+            *transaction_features(
+                {"amount": 1, "channel": "atm", "account_age_days": 1, "country": "DE", "card_country": "DE"},
+                0.0,
+            ),
+            *CardState().features({"amount": 1, "country": "DE", "merchant_id": "m"}, 0.0),
+            *TerminalState().features({}, 0.0),
+        }
+    )
+)

@@ -1,0 +1,71 @@
+"""Online models (river) that learn from delayed labels: a fraud score and a fraud-type classifier.
+
+* ``fraud``: StandardScaler | LogisticRegression, fraud vs legitimate. Legitimate examples are
+  under-sampled (deterministically, by transaction id) so that the rare fraud class is heard.
+* ``fraud_type``: StandardScaler | SoftmaxRegression over the three fraud types, learnt from
+  fraud labels only.
+
+Predictions come before learning (progressive validation): a transaction is scored with the
+model as it is, and learnt from only once its label arrives.
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass, field
+
+from river import compose, linear_model, optim, preprocessing
+
+from pipeline.config import FRAUD_TYPES
+from pipeline.detection.features import Features
+
+
+def _fraud_classifier() -> compose.Pipeline:
+    return preprocessing.StandardScaler() | linear_model.LogisticRegression(
+        optimizer=optim.SGD(0.05), l2=1e-4
+    )
+
+
+def _type_classifier() -> compose.Pipeline:
+    return preprocessing.StandardScaler() | linear_model.SoftmaxRegression(optimizer=optim.SGD(0.05), l2=1e-4)
+
+
+@dataclass
+class OnlineFraudModel:
+    """Fraud probability plus the most likely fraud type, updated one label at a time."""
+
+    legit_keep_ratio: float = 0.2
+    fraud: compose.Pipeline = field(default_factory=_fraud_classifier)
+    fraud_type: compose.Pipeline = field(default_factory=_type_classifier)
+    labels_learnt: int = 0
+    frauds_learnt: int = 0
+    name: str = "lr-softmax-1"
+
+    @property
+    def version(self) -> str:
+        """Stamped on every decision: the model family and how many labels it has learnt."""
+        return f"{self.name}@{self.labels_learnt}"
+
+    def predict(self, features: Features) -> tuple[float, str | None]:
+        """(fraud probability, most likely fraud type or None before any fraud was learnt)."""
+        if self.labels_learnt == 0:
+            return 0.0, None
+        probability = float(self.fraud.predict_proba_one(features).get(True, 0.0))
+        kind = self.fraud_type.predict_one(features) if self.frauds_learnt else None
+        return probability, kind
+
+    def learn(self, transaction_id: str, features: Features, is_fraud: bool, fraud_type: str | None) -> bool:
+        """Learn one label; return False when a legitimate example was skipped by under-sampling."""
+        if not is_fraud and not _keep(transaction_id, self.legit_keep_ratio):
+            return False
+        self.fraud.learn_one(features, is_fraud)
+        self.labels_learnt += 1
+        if is_fraud and fraud_type in FRAUD_TYPES:
+            self.fraud_type.learn_one(features, fraud_type)
+            self.frauds_learnt += 1
+        return True
+
+
+def _keep(transaction_id: str, ratio: float) -> bool:
+    """A stable coin flip per transaction id, so a replay learns exactly the same examples."""
+    return zlib.crc32(transaction_id.encode()) % 10_000 < ratio * 10_000

@@ -1,0 +1,210 @@
+"""Declarative rules: conditions over features and transaction fields, read from a YAML file.
+
+A rule's ``when`` is a small expression language (comparisons, ``and``/``or``/``not``,
+arithmetic, ``in`` lists, names of features and transaction fields). It is parsed and checked
+when the file is loaded, so a typo is reported with the rule and the problem, never at run time.
+"""
+
+from __future__ import annotations
+
+import ast
+import string
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from pipeline.config import FRAUD_TYPES
+
+Action = Literal["review", "block"]
+TRANSACTION_FIELDS = frozenset(
+    {
+        "amount",
+        "currency",
+        "channel",
+        "country",
+        "merchant_category",
+        "merchant_id",
+        "terminal_id",
+        "card_token",
+        "card_country",
+        "customer_id",
+        "device_id",
+        "account_age_days",
+        "hours_since_contact_change",
+    }
+)
+_ALLOWED_NODES = (
+    ast.Expression,
+    ast.BoolOp,
+    ast.And,
+    ast.Or,
+    ast.UnaryOp,
+    ast.Not,
+    ast.USub,
+    ast.Compare,
+    ast.Lt,
+    ast.LtE,
+    ast.Gt,
+    ast.GtE,
+    ast.Eq,
+    ast.NotEq,
+    ast.In,
+    ast.NotIn,
+    ast.BinOp,
+    ast.Add,
+    ast.Sub,
+    ast.Mult,
+    ast.Div,
+    ast.Name,
+    ast.Load,
+    ast.Constant,
+    ast.List,
+    ast.Tuple,
+)
+
+
+class RuleError(ValueError):
+    """The rule file is malformed; the message names the file, the rule and the problem."""
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One rule: if ``when`` holds, the transaction is at least ``action`` as ``fraud_type``."""
+
+    id: str
+    fraud_type: str
+    action: Action
+    when: str
+    reason: str
+    _code: Any = field(repr=False, compare=False, default=None)
+
+    def matches(self, env: Mapping[str, Any]) -> bool:
+        return bool(eval(self._code, {"__builtins__": {}}, env))
+
+    def explain(self, env: Mapping[str, Any]) -> str:
+        return string.Formatter().vformat(self.reason, (), _Lenient(env))
+
+
+class _Lenient(dict[str, Any]):
+    def __init__(self, env: Mapping[str, Any]) -> None:
+        super().__init__(env)
+
+    def __missing__(self, key: str) -> str:
+        return "{" + key + "}"
+
+
+@dataclass(frozen=True)
+class RuleSet:
+    """The loaded rules plus the block and allow lists."""
+
+    rules: tuple[Rule, ...]
+    blocked: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    allowed_cards: frozenset[str] = frozenset()
+    source: str = "<memory>"
+
+    def evaluate(self, env: Mapping[str, Any]) -> list[Rule]:
+        """The rules that fire for this feature/transaction environment, in file order."""
+        return [rule for rule in self.rules if rule.matches(env)]
+
+    def blocked_entity(self, txn: Mapping[str, Any]) -> str | None:
+        """Which block list (cards, devices, merchants) names this transaction, if any."""
+        for kind, txn_field in (
+            ("cards", "card_token"),
+            ("devices", "device_id"),
+            ("merchants", "merchant_id"),
+        ):
+            if txn.get(txn_field) in self.blocked.get(kind, ()):
+                return kind
+        return None
+
+
+def compile_rule(raw: Mapping[str, Any], known_names: Iterable[str], where: str) -> Rule:
+    """Check one rule's fields and expression; raise RuleError naming ``where`` on a problem."""
+    missing = {"id", "fraud_type", "action", "when", "reason"} - set(raw)
+    if missing:
+        raise RuleError(f"{where}: missing {', '.join(sorted(missing))}")
+    unknown = set(raw) - {"id", "fraud_type", "action", "when", "reason", "description"}
+    if unknown:
+        raise RuleError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}")
+    if raw["fraud_type"] not in FRAUD_TYPES:
+        raise RuleError(
+            f"{where}: fraud_type must be one of {', '.join(FRAUD_TYPES)}, not {raw['fraud_type']!r}"
+        )
+    if raw["action"] not in ("review", "block"):
+        raise RuleError(f"{where}: action must be review or block, not {raw['action']!r}")
+    expression = str(raw["when"])
+    try:
+        tree = ast.parse(expression, mode="eval")
+    except SyntaxError as exc:
+        raise RuleError(f"{where}: cannot parse when: {expression!r} ({exc.msg})") from None
+    names = set(known_names)
+    for node in ast.walk(tree):
+        if not isinstance(node, _ALLOWED_NODES):
+            raise RuleError(f"{where}: {type(node).__name__} is not allowed in when: {expression!r}")
+        if isinstance(node, ast.Name) and node.id not in names:
+            raise RuleError(f"{where}: unknown name {node.id!r} in when: {expression!r}")
+    return Rule(
+        id=str(raw["id"]),
+        fraud_type=raw["fraud_type"],
+        action=raw["action"],
+        when=expression,
+        reason=str(raw["reason"]),
+        _code=compile(tree, f"<rule {raw['id']}>", "eval"),
+    )
+
+
+def load_rules(path: Path, feature_names: Iterable[str]) -> RuleSet:
+    """Load and check a rule file."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise RuleError(f"{path}: cannot read rule file ({exc.strerror})") from None
+    return parse_rules(text, feature_names, source=str(path))
+
+
+def parse_rules(text: str, feature_names: Iterable[str], source: str = "<rules>") -> RuleSet:
+    """Parse rule-file text (see pipeline/detection/rules.yaml for the format)."""
+    try:
+        document = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise RuleError(f"{source}: not valid YAML: {exc}") from None
+    if not isinstance(data, dict) or not isinstance(data.get("rules"), list):
+        raise RuleError(f"{source}: expected a mapping with a 'rules' list")
+    lines = _rule_lines(document)
+    names = set(feature_names) | TRANSACTION_FIELDS
+    rules: list[Rule] = []
+    seen: set[str] = set()
+    for index, raw in enumerate(data["rules"]):
+        where = f"{source}:{lines.get(index, '?')} (rule #{index + 1})"
+        if not isinstance(raw, dict):
+            raise RuleError(f"{where}: a rule must be a mapping")
+        rule = compile_rule(raw, names, where)
+        if rule.id in seen:
+            raise RuleError(f"{where}: duplicate rule id {rule.id!r}")
+        seen.add(rule.id)
+        rules.append(rule)
+    lists = data.get("lists") or {}
+    if not isinstance(lists, dict):
+        raise RuleError(f"{source}: 'lists' must be a mapping")
+    unknown_lists = set(lists) - {"blocked_cards", "blocked_devices", "blocked_merchants", "allowed_cards"}
+    if unknown_lists:
+        raise RuleError(f"{source}: unknown list(s) {', '.join(sorted(unknown_lists))}")
+    blocked = {
+        kind: frozenset(map(str, lists.get(f"blocked_{kind}") or ()))
+        for kind in ("cards", "devices", "merchants")
+    }
+    return RuleSet(tuple(rules), blocked, frozenset(map(str, lists.get("allowed_cards") or ())), source)
+
+
+def _rule_lines(document: yaml.Node | None) -> dict[int, int]:
+    """Line number (1-based) of each rule in the YAML document, for error messages."""
+    if not isinstance(document, yaml.MappingNode):
+        return {}
+    for key, value in document.value:
+        if key.value == "rules" and isinstance(value, yaml.SequenceNode):
+            return {i: item.start_mark.line + 1 for i, item in enumerate(value.value)}
+    return {}

@@ -1,0 +1,61 @@
+"""Sliding-window counts and amount sums, kept in fixed-width time buckets.
+
+A window of ``W`` seconds at time ``now`` covers the buckets whose index lies in
+``(bucket(now) - W // width, bucket(now)]``: whole buckets, so the window slides one bucket at
+a time. Memory is bounded by ``horizon // width`` buckets whatever the traffic.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class BucketedWindow:
+    """Counts and sums of amounts in buckets of ``width`` seconds, kept for ``horizon`` seconds."""
+
+    width: int
+    horizon: int
+    buckets: dict[int, list[float]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.width <= 0 or self.horizon < self.width or self.horizon % self.width:
+            raise ValueError("horizon must be a positive multiple of width")
+
+    def add(self, at: float, amount: float) -> None:
+        """Record one event of ``amount`` at time ``at`` (seconds since the epoch)."""
+        index = int(at // self.width)
+        bucket = self.buckets.get(index)
+        if bucket is None:
+            self.buckets[index] = [1.0, amount]
+            self._expire(index)
+        else:
+            bucket[0] += 1.0
+            bucket[1] += amount
+
+    def totals(self, now: float, window: int) -> tuple[float, float]:
+        """(count, amount sum) of the events in the window of ``window`` seconds ending at ``now``."""
+        if window % self.width or window > self.horizon:
+            raise ValueError(f"window {window}s must be a multiple of {self.width}s up to {self.horizon}s")
+        last = int(now // self.width)
+        first = last - window // self.width
+        count = total = 0.0
+        for index, (n, amount) in self.buckets.items():
+            if first < index <= last:
+                count += n
+                total += amount
+        return count, total
+
+    def _expire(self, newest: int) -> None:
+        oldest_kept = newest - self.horizon // self.width
+        stale = [index for index in self.buckets if index <= oldest_kept]
+        for index in stale:
+            del self.buckets[index]
+
+    def to_state(self) -> list[list[float]]:
+        return [[index, n, amount] for index, (n, amount) in self.buckets.items()]
+
+    @classmethod
+    def from_state(cls, width: int, horizon: int, state: list[list[float]] | None) -> BucketedWindow:
+        buckets = {int(index): [n, amount] for index, n, amount in state or []}
+        return cls(width, horizon, buckets)

@@ -1,0 +1,268 @@
+"""A local single-node Apache Kafka broker in KRaft mode, for the demo and the tests.
+
+The broker's jars come from Maven Central (``mvn dependency:copy-dependencies`` on
+``deploy/kafka/pom.xml``) into a cache outside the repository; the second start reuses them.
+Storage is formatted with ``kafka.tools.StorageTool`` and the broker runs as ``kafka.Kafka``
+with a generated ``server.properties``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from pipeline.config import REPO_ROOT
+
+log = logging.getLogger(__name__)
+
+POM = REPO_ROOT / "deploy" / "kafka" / "pom.xml"
+LOG4J_CONFIG = REPO_ROOT / "deploy" / "kafka" / "log4j2.properties"
+
+
+class LocalKafkaError(RuntimeError):
+    """The local broker could not be fetched, formatted or started."""
+
+
+@dataclass(frozen=True)
+class LocalKafka:
+    """One local broker: its version, ports and the folder that holds its jars, data and logs."""
+
+    version: str
+    port: int
+    home: Path
+    controller_port: int | None = None
+    heap: str = "768m"
+
+    @property
+    def libs_dir(self) -> Path:
+        return self.home / f"kafka-{self.version}" / "libs"
+
+    @property
+    def instance_dir(self) -> Path:
+        return self.home / f"broker-{self.port}"
+
+    @property
+    def bootstrap_servers(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def _pid_file(self) -> Path:
+        return self.instance_dir / "broker.pid"
+
+    @property
+    def log_file(self) -> Path:
+        return self.instance_dir / "broker.log"
+
+    # --- jars ----------------------------------------------------------------------------------
+    def fetch(self) -> Path:
+        """Download the broker and its runtime dependencies once; return the libs folder."""
+        marker = self.libs_dir / ".complete"
+        if marker.exists():
+            return self.libs_dir
+        if shutil.which("mvn") is None:
+            raise LocalKafkaError("Maven (mvn) is needed to fetch the Kafka broker: apt-get install maven")
+        tmp = self.libs_dir.with_name("libs.partial")
+        shutil.rmtree(tmp, ignore_errors=True)
+        log.info("fetching org.apache.kafka:kafka_2.13:%s with Maven into %s", self.version, tmp)
+        cmd = [
+            "mvn",
+            "-q",
+            "-B",
+            "-f",
+            str(POM),
+            "dependency:copy-dependencies",
+            f"-Dkafka.version={self.version}",
+            "-DincludeScope=runtime",
+            f"-DoutputDirectory={tmp}",
+        ]
+        result = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        if result.returncode != 0 or not any(tmp.glob(f"kafka_2.13-{self.version}.jar")):
+            raise LocalKafkaError(f"fetching Kafka {self.version} failed:\n{result.stdout}\n{result.stderr}")
+        shutil.rmtree(self.libs_dir, ignore_errors=True)
+        tmp.rename(self.libs_dir)
+        marker.touch()
+        return self.libs_dir
+
+    # --- lifecycle -----------------------------------------------------------------------------
+    def pid(self) -> int | None:
+        """The running broker's pid, or None."""
+        try:
+            pid = int(self._pid_file.read_text().strip())
+        except (FileNotFoundError, ValueError):
+            return None
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return None
+        return pid
+
+    def is_answering(self) -> bool:
+        return _port_open(self.port)
+
+    def start(self, timeout: float = 90.0) -> str:
+        """Start the broker unless it already runs; return its bootstrap address."""
+        if self.pid() is not None and self.is_answering():
+            log.info("local Kafka already running on %s", self.bootstrap_servers)
+            return self.bootstrap_servers
+        if self.is_answering():
+            raise LocalKafkaError(f"port {self.port} is taken by another process; set FRAUD_LOCAL_KAFKA_PORT")
+        libs = self.fetch()
+        self.instance_dir.mkdir(parents=True, exist_ok=True)
+        controller_port = self.controller_port or _free_port()
+        properties = self.instance_dir / "server.properties"
+        data_dir = self.instance_dir / "data"
+        properties.write_text(_server_properties(self.port, controller_port, data_dir))
+        classpath = f"{libs}/*"
+        java = _java()
+        if not (data_dir / "meta.properties").exists():
+            shutil.rmtree(data_dir, ignore_errors=True)
+            cluster_id = _cluster_id()
+            fmt = subprocess.run(
+                [
+                    java,
+                    f"-Dlog4j2.configurationFile={LOG4J_CONFIG}",
+                    "-cp",
+                    classpath,
+                    "kafka.tools.StorageTool",
+                    "format",
+                    "-t",
+                    cluster_id,
+                    "-c",
+                    str(properties),
+                ],
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            if fmt.returncode != 0:
+                raise LocalKafkaError(f"formatting KRaft storage failed:\n{fmt.stdout}\n{fmt.stderr}")
+        with self.log_file.open("ab") as out:
+            proc = subprocess.Popen(
+                [
+                    java,
+                    f"-Xmx{self.heap}",
+                    "-XX:+UseG1GC",
+                    f"-Dlog4j2.configurationFile={LOG4J_CONFIG}",
+                    "-cp",
+                    classpath,
+                    "kafka.Kafka",
+                    str(properties),
+                ],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        self._pid_file.write_text(str(proc.pid))
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise LocalKafkaError(f"broker exited with {proc.returncode}; see {self.log_file}")
+            if self.is_answering() and _broker_ready(self.bootstrap_servers):
+                log.info(
+                    "local Kafka %s started on %s (pid %d)", self.version, self.bootstrap_servers, proc.pid
+                )
+                return self.bootstrap_servers
+            time.sleep(0.5)
+        self.stop()
+        raise LocalKafkaError(f"broker did not answer within {timeout:.0f}s; see {self.log_file}")
+
+    def stop(self, timeout: float = 30.0) -> bool:
+        """Stop the broker (SIGTERM, then SIGKILL); return whether one was running."""
+        pid = self.pid()
+        if pid is None:
+            return False
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and self.pid() is not None:
+            _reap(pid)
+            time.sleep(0.2)
+        if self.pid() is not None:
+            os.kill(pid, signal.SIGKILL)
+            _reap(pid)
+        self._pid_file.unlink(missing_ok=True)
+        return True
+
+    def wipe(self) -> None:
+        """Delete this broker's data (it must be stopped)."""
+        shutil.rmtree(self.instance_dir, ignore_errors=True)
+
+
+def _server_properties(port: int, controller_port: int, data_dir: Path) -> str:
+    return "\n".join(
+        [
+            "process.roles=broker,controller",
+            "node.id=1",
+            f"controller.quorum.voters=1@127.0.0.1:{controller_port}",
+            f"listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}",
+            f"advertised.listeners=PLAINTEXT://127.0.0.1:{port}",
+            "controller.listener.names=CONTROLLER",
+            "inter.broker.listener.name=PLAINTEXT",
+            "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            f"log.dirs={data_dir}",
+            "num.partitions=4",
+            "auto.create.topics.enable=false",
+            "offsets.topic.replication.factor=1",
+            "offsets.topic.num.partitions=4",
+            "transaction.state.log.replication.factor=1",
+            "transaction.state.log.min.isr=1",
+            "share.coordinator.state.topic.replication.factor=1",
+            "share.coordinator.state.topic.min.isr=1",
+            "group.initial.rebalance.delay.ms=0",
+            "log.retention.hours=168",
+            "log.segment.bytes=67108864",
+            "",
+        ]
+    )
+
+
+def _java() -> str:
+    java_home = os.environ.get("JAVA_HOME")
+    java = str(Path(java_home) / "bin" / "java") if java_home else shutil.which("java")
+    if not java:
+        raise LocalKafkaError(
+            "Java 17+ is needed for the local Kafka broker: apt-get install openjdk-17-jre-headless"
+        )
+    return java
+
+
+def _cluster_id() -> str:
+    """A random KRaft cluster id (base64url of 16 random bytes, as StorageTool random-uuid prints)."""
+    import base64
+
+    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+
+
+def _port_open(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _broker_ready(bootstrap: str) -> bool:
+    from confluent_kafka.admin import AdminClient
+
+    try:
+        metadata = AdminClient({"bootstrap.servers": bootstrap}).list_topics(timeout=2)
+    except Exception:
+        return False
+    return bool(metadata.brokers)
+
+
+def _reap(pid: int) -> None:
+    with contextlib.suppress(ChildProcessError):  # not our child: nothing to reap
+        os.waitpid(pid, os.WNOHANG)

@@ -1,0 +1,65 @@
+"""Prometheus metrics of the pipeline worker, in an injectable registry (tests use a fresh one)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+class PipelineMetrics:
+    """Counters and histograms of what went through one worker. Labels are low-cardinality."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+        self.transactions_consumed = Counter(
+            "fraud_transactions_consumed", "Transactions read from the input topic", registry=registry
+        )
+        self.decisions = Counter(
+            "fraud_decisions", "Decisions emitted, by outcome", ["decision"], registry=registry
+        )
+        self.alerts = Counter(
+            "fraud_alerts", "Alerts emitted, by fraud type", ["fraud_type"], registry=registry
+        )
+        self.dead_letters = Counter(
+            "fraud_dead_letters",
+            "Messages sent to the dead-letter topic, by reason",
+            ["reason"],
+            registry=registry,
+        )
+        self.duplicates = Counter(
+            "fraud_duplicate_transactions",
+            "Transactions seen again (redelivery or upstream duplicate)",
+            registry=registry,
+        )
+        self.labels = Counter(
+            "fraud_labels",
+            "Labels received, by outcome (learnt, skipped, unknown)",
+            ["outcome"],
+            registry=registry,
+        )
+        self.scoring_latency = Histogram(
+            "fraud_scoring_latency_seconds",
+            "Time to compute features, rules and model for one transaction",
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.processing_latency = Histogram(
+            "fraud_processing_latency_seconds",
+            "From arrival at the worker to the decision being sent",
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.end_to_end_latency = Histogram(
+            "fraud_end_to_end_latency_seconds",
+            "From the transaction's event time to its decision",
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.model_labels_learnt = Gauge(
+            "fraud_model_labels_learnt", "Labels the online model has learnt from", registry=registry
+        )
+        self.model_snapshots = Counter("fraud_model_snapshots", "Model snapshots written", registry=registry)
+        self.pending_labels = Gauge(
+            "fraud_pending_label_entries", "Scored transactions waiting for their label", registry=registry
+        )

@@ -1,0 +1,321 @@
+"""DecisionAggregator and AlertStore: exact counts, deduplication, bounds, threads."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from monitor.aggregation import (
+    AlertStore,
+    DecisionAggregator,
+    InvalidRecordError,
+    MonitorState,
+    floor_minute,
+)
+from pipeline.config import FRAUD_TYPES, load_settings
+
+
+def fixed_clock(ts: datetime):
+    return lambda: ts.timestamp()
+
+
+def feed_minute_with_two_unauthorized(agg: DecisionAggregator, make_decision, minute: int = 0) -> None:
+    """10 decisions: 2 flagged unauthorized, 1 flagged identity theft, 7 allowed."""
+    records = [
+        make_decision(f"m{minute}-u1", minute=minute, second=1, decision="review", fraud_type=FRAUD_TYPES[0]),
+        make_decision(f"m{minute}-u2", minute=minute, second=2, decision="block", fraud_type=FRAUD_TYPES[0]),
+        make_decision(f"m{minute}-i1", minute=minute, second=3, decision="review", fraud_type=FRAUD_TYPES[1]),
+    ]
+    records += [make_decision(f"m{minute}-a{i}", minute=minute, second=10 + i) for i in range(7)]
+    for record in records:
+        assert agg.add(record) == "added"
+
+
+def test_rate_per_type_per_minute_is_exact(make_decision, base_minute) -> None:
+    agg = DecisionAggregator(60)
+    feed_minute_with_two_unauthorized(agg, make_decision)
+
+    minutes, rates = agg.fraud_rate_series("unauthorized_transactions")
+    assert minutes == [base_minute]
+    assert rates == [pytest.approx(0.2)]
+    assert agg.fraud_rate_series("identity_theft").rates == [pytest.approx(0.1)]
+    assert agg.fraud_rate_series("malicious_behavior").rates == [0.0]
+
+    [stats] = agg.minutes()
+    assert stats.total == 10
+    assert stats.flagged == 3
+    assert dict(stats.outcomes) == {"allow": 7, "review": 2, "block": 1}
+    assert dict(stats.flagged_by_type) == {
+        "unauthorized_transactions": 2,
+        "identity_theft": 1,
+        "malicious_behavior": 0,
+    }
+    assert dict(stats.blocked_amount) == {"EUR": 10.0}
+
+
+def test_minutes_are_utc_minutes_of_event_time(make_decision) -> None:
+    agg = DecisionAggregator(60)
+    record = make_decision("tx-1")
+    record["event_time"] = "2026-11-28T10:00:59.999+01:00"  # 09:00:59.999 UTC
+    agg.add(record)
+    record = make_decision("tx-2", decision="block", fraud_type="malicious_behavior")
+    record["event_time"] = "2026-11-28T09:01:00Z"
+    agg.add(record)
+    series = agg.fraud_rate_series("malicious_behavior")
+    assert series.minutes == [
+        datetime(2026, 11, 28, 9, 0, tzinfo=UTC),
+        datetime(2026, 11, 28, 9, 1, tzinfo=UTC),
+    ]
+    assert series.rates == [0.0, 1.0]
+
+
+def test_gaps_between_minutes_are_zero_and_since_filters(make_decision, base_minute) -> None:
+    agg = DecisionAggregator(60)
+    agg.add(make_decision("a", minute=0, decision="block", fraud_type="identity_theft"))
+    agg.add(make_decision("b", minute=3, decision="review", fraud_type="identity_theft"))
+    agg.add(make_decision("c", minute=3))
+    series = agg.fraud_rate_series("identity_theft")
+    assert series.minutes == [base_minute + timedelta(minutes=m) for m in range(4)]
+    assert series.rates == [1.0, 0.0, 0.0, 0.5]
+    since = agg.fraud_rate_series("identity_theft", since=base_minute + timedelta(minutes=1, seconds=30))
+    assert since.minutes == [base_minute + timedelta(minutes=3)]  # from the first minute with data
+    assert since.rates == [0.5]
+    assert agg.fraud_rate_series("identity_theft", since=base_minute).rates == [1.0, 0.0, 0.0, 0.5]
+
+
+def test_duplicates_are_counted_once(make_decision) -> None:
+    agg = DecisionAggregator(60)
+    record = make_decision("tx-dup", decision="block", fraud_type="unauthorized_transactions", amount=99.5)
+    assert agg.add(record) == "added"
+    assert agg.add(dict(record)) == "duplicate"
+    version = agg.version
+    assert agg.add(record) == "duplicate"
+    assert agg.version == version
+    [stats] = agg.minutes()
+    assert stats.total == 1
+    assert stats.flagged_by_type["unauthorized_transactions"] == 1
+    assert stats.blocked_amount == {"EUR": 99.5}
+    assert agg.transaction_count == 1
+
+
+def test_allow_with_a_fraud_type_is_not_flagged(make_decision) -> None:
+    agg = DecisionAggregator(60)
+    agg.add(make_decision("tx-1", decision="allow", fraud_type="malicious_behavior"))
+    agg.add(make_decision("tx-2"))
+    assert agg.fraud_rate_series("malicious_behavior").rates == [0.0]
+    headline = agg.headline()
+    assert headline.flagged == 0
+    assert headline.flagged_by_type["malicious_behavior"] == 0
+    assert headline.alert_rate == 0.0
+
+
+def test_flagged_without_type_counts_as_flagged_but_in_no_type(make_decision) -> None:
+    agg = DecisionAggregator(60)
+    agg.add(make_decision("tx-1", decision="review", fraud_type=None))
+    [stats] = agg.minutes()
+    assert stats.flagged == 1
+    assert sum(stats.flagged_by_type.values()) == 0
+
+
+def test_history_bound_drops_old_minutes_and_their_ids(make_decision, base_minute) -> None:
+    agg = DecisionAggregator(3)
+    for minute in range(5):
+        agg.add(make_decision(f"tx-{minute}", minute=minute))
+    assert [s.minute for s in agg.minutes()] == [base_minute + timedelta(minutes=m) for m in (2, 3, 4)]
+    assert agg.transaction_count == 3
+    # A redelivery of a dropped transaction is older than the history, not a new count.
+    assert agg.add(make_decision("tx-0", minute=0)) == "too_old"
+    assert agg.add(make_decision("tx-late", minute=1)) == "too_old"
+    assert agg.add(make_decision("tx-late", minute=2)) == "added"
+    assert agg.headline().total == 4
+
+
+def test_headline_figures(make_decision, base_minute) -> None:
+    now = base_minute + timedelta(minutes=1, seconds=30)
+    agg = DecisionAggregator(60, clock=fixed_clock(now))
+    feed_minute_with_two_unauthorized(agg, make_decision, minute=0)  # 09:00:01..09:00:16
+    agg.add(make_decision("late-1", minute=1, second=5, decision="block", fraud_type="malicious_behavior"))
+    agg.add(make_decision("late-2", minute=1, second=6, currency="USD", amount=3.0, decision="block"))
+    h = agg.headline()
+    assert h.total == 12
+    assert h.flagged == 5
+    assert dict(h.outcomes) == {"allow": 7, "review": 2, "block": 3}
+    assert h.alert_rate == pytest.approx(5 / 12)
+    assert dict(h.blocked_amount) == {"EUR": 20.0, "USD": 3.0}
+    # Only the two decided at 09:01 fall in (now - 60 s, now]; minute 0 ended by 09:00:16.
+    assert h.tx_per_second == pytest.approx(2 / 60)
+    assert h.last_decision_at == base_minute + timedelta(minutes=1, seconds=6, milliseconds=20)
+    assert h.seconds_since_last_decision == pytest.approx(23.98)
+    assert h.as_of == now
+
+
+def test_tx_per_second_ignores_replayed_history(make_decision, base_minute) -> None:
+    agg = DecisionAggregator(60, clock=fixed_clock(base_minute + timedelta(hours=2)))
+    feed_minute_with_two_unauthorized(agg, make_decision)
+    h = agg.headline()
+    assert h.tx_per_second == 0.0
+    assert h.total == 10
+    assert h.seconds_since_last_decision is not None and h.seconds_since_last_decision > 7000
+
+
+def test_empty_aggregator(base_minute) -> None:
+    agg = DecisionAggregator(10, clock=fixed_clock(base_minute))
+    assert agg.fraud_rate_series("identity_theft") == ([], [])
+    h = agg.headline()
+    assert (h.total, h.flagged, h.alert_rate, h.tx_per_second) == (0, 0, 0.0, 0.0)
+    assert h.last_decision_at is None and h.seconds_since_last_decision is None
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"transaction_id": ""},
+        {"transaction_id": 7},
+        {"event_time": "yesterday"},
+        {"event_time": "2026-11-28T09:00:00"},  # no offset
+        {"decided_at": None},
+        {"decision": "deny"},
+        {"fraud_type": "phishing"},
+        {"amount": "12"},
+        {"amount": True},
+        {"amount": -1},
+        {"amount": float("nan")},
+    ],
+)
+def test_invalid_decisions_are_rejected(make_decision, change) -> None:
+    agg = DecisionAggregator(10)
+    with pytest.raises(InvalidRecordError):
+        agg.add({**make_decision("tx-1"), **change})
+    assert agg.transaction_count == 0
+
+
+def test_not_a_mapping_is_rejected() -> None:
+    with pytest.raises(InvalidRecordError):
+        DecisionAggregator(10).add(["not", "a", "dict"])  # type: ignore[arg-type]
+
+
+def test_unknown_fraud_type_in_query_raises() -> None:
+    with pytest.raises(ValueError, match="unknown fraud type"):
+        DecisionAggregator(10).fraud_rate_series("Unauthorized Transactions")
+
+
+def test_thread_safety_smoke(make_decision) -> None:
+    agg = DecisionAggregator(60)
+    per_thread, threads_n = 500, 6
+    types = [*FRAUD_TYPES, None]
+
+    def writer(t: int) -> None:
+        for i in range(per_thread):
+            fraud_type = types[i % 4]
+            decision = "allow" if fraud_type is None else ("review" if i % 2 else "block")
+            # every thread also re-sends the ids of thread 0: duplicates across threads
+            tx_id = f"t{t}-{i}" if i % 5 else f"t0-{i}"
+            agg.add(
+                make_decision(tx_id, minute=i % 7, second=i % 60, decision=decision, fraud_type=fraud_type)
+            )
+
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def reader() -> None:
+        while not stop.is_set():
+            try:
+                for code in FRAUD_TYPES:
+                    assert all(0.0 <= r <= 1.0 for r in agg.fraud_rate_series(code).rates)
+                agg.headline()
+            except BaseException as exc:  # surfaced below
+                errors.append(exc)
+                return
+
+    readers = [threading.Thread(target=reader) for _ in range(2)]
+    writers = [threading.Thread(target=writer, args=(t,)) for t in range(threads_n)]
+    for th in readers + writers:
+        th.start()
+    for th in writers:
+        th.join()
+    stop.set()
+    for th in readers:
+        th.join()
+    assert not errors
+    distinct = per_thread + (threads_n - 1) * (per_thread - per_thread // 5)
+    assert agg.transaction_count == distinct
+    assert agg.headline().total == distinct
+    assert sum(s.total for s in agg.minutes()) == distinct
+
+
+decision_strategy = st.tuples(
+    st.text(alphabet="abcdef", min_size=1, max_size=3),  # small id space: many duplicates
+    st.integers(min_value=0, max_value=9),  # minute
+    st.sampled_from(["allow", "review", "block"]),
+    st.sampled_from([*FRAUD_TYPES, None]),
+    st.floats(min_value=0.01, max_value=1e6, allow_nan=False),
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(decision_strategy, max_size=80), st.integers(min_value=1, max_value=12))
+def test_rates_stay_in_unit_interval_and_flagged_within_total(make_decision, records, history) -> None:
+    agg = DecisionAggregator(history)
+    for tx_id, minute, decision, fraud_type, amount in records:
+        agg.add(make_decision(tx_id, minute=minute, decision=decision, fraud_type=fraud_type, amount=amount))
+    for stats in agg.minutes():
+        assert sum(stats.flagged_by_type.values()) <= stats.flagged <= stats.total
+        assert sum(stats.outcomes.values()) == stats.total
+    for code in FRAUD_TYPES:
+        series = agg.fraud_rate_series(code)
+        assert len(series.minutes) == len(series.rates) <= history
+        assert all(0.0 <= rate <= 1.0 for rate in series.rates)
+    h = agg.headline()
+    assert sum(h.flagged_by_type.values()) <= h.flagged <= h.total
+    assert h.total == agg.transaction_count <= len({r[0] for r in records})
+    assert 0.0 <= h.alert_rate <= 1.0
+
+
+# --- alert store ---------------------------------------------------------------------------------
+def test_alert_store_newest_first_deduplicated(make_decision, make_alert) -> None:
+    store = AlertStore(10)
+    alerts = [
+        make_alert(make_decision(f"tx-{i}", second=s, decision="block", fraud_type="identity_theft"))
+        for i, s in enumerate([5, 1, 9, 3])
+    ]
+    for alert in alerts:
+        assert store.add(alert) == "added"
+    assert store.add(dict(alerts[0])) == "duplicate"
+    assert len(store) == 4
+    assert [a["alert_id"] for a in store.newest()] == ["tx-2", "tx-0", "tx-3", "tx-1"]
+    assert [a["alert_id"] for a in store.newest(2)] == ["tx-2", "tx-0"]
+    assert store.newest(0) == []
+
+
+def test_alert_store_is_bounded_and_keeps_the_newest(make_decision, make_alert) -> None:
+    store = AlertStore(3)
+    for i in range(6):
+        store.add(
+            make_alert(make_decision(f"tx-{i}", second=i, decision="review", fraud_type="identity_theft"))
+        )
+    assert [a["alert_id"] for a in store.newest()] == ["tx-5", "tx-4", "tx-3"]
+    old = make_alert(make_decision("tx-old", second=0.5, decision="review", fraud_type="identity_theft"))
+    assert store.add(old) == "too_old"
+    assert len(store) == 3
+
+
+@pytest.mark.parametrize("change", [{"alert_id": ""}, {"alert_id": None}, {"event_time": "soon"}])
+def test_alert_store_rejects_invalid(make_decision, make_alert, change) -> None:
+    alert = make_alert(make_decision("tx-1", decision="review", fraud_type="identity_theft"))
+    with pytest.raises(InvalidRecordError):
+        AlertStore(10).add({**alert, **change})
+
+
+def test_state_from_settings_uses_monitor_bounds() -> None:
+    state = MonitorState.from_settings(load_settings(monitor_history_minutes=5, monitor_max_alerts=10))
+    assert state.decisions.transaction_count == 0
+    assert len(state.alerts) == 0
+
+
+def test_floor_minute() -> None:
+    ts = datetime(2026, 1, 1, 12, 34, 56, 789, tzinfo=UTC)
+    assert floor_minute(ts) == datetime(2026, 1, 1, 12, 34, tzinfo=UTC)

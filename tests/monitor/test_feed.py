@@ -1,0 +1,149 @@
+"""KafkaFeed without a broker: a fake consumer drives the poll loop."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+import pytest
+from confluent_kafka import KafkaError
+
+from monitor.consumer import FeedError, KafkaFeed
+from monitor.metrics import MonitorMetrics
+from pipeline.config import load_settings
+
+
+@dataclass
+class FakeMessage:
+    _topic: str
+    _value: bytes | None
+    _error: KafkaError | None = None
+    _offset: int = 0
+
+    def error(self) -> KafkaError | None:
+        return self._error
+
+    def topic(self) -> str:
+        return self._topic
+
+    def value(self) -> bytes | None:
+        return self._value
+
+    def partition(self) -> int:
+        return 0
+
+    def offset(self) -> int:
+        return self._offset
+
+
+class FakeConsumer:
+    """Hands out the queued batches, then empty ones; records how it was used."""
+
+    def __init__(self, config: dict[str, Any], batches: list[list[FakeMessage]]) -> None:
+        self.config = config
+        self.batches = list(batches)
+        self.subscribed: list[str] = []
+        self.closed = threading.Event()
+        self.consume_args: list[tuple[int, float]] = []
+
+    def subscribe(self, topics: list[str]) -> None:
+        self.subscribed = topics
+
+    def consume(self, num_messages: int = 1, timeout: float = -1) -> list[FakeMessage]:
+        self.consume_args.append((num_messages, timeout))
+        if self.batches:
+            return self.batches.pop(0)
+        self.closed.wait(0.01)
+        return []
+
+    def close(self) -> None:
+        self.closed.set()
+
+
+@pytest.fixture
+def settings():
+    return load_settings(topic_decisions="dec-t", topic_alerts="alr-t", app_id="unit")
+
+
+def make_feed(settings, batches: list[list[FakeMessage]]) -> tuple[KafkaFeed, list[FakeConsumer]]:
+    made: list[FakeConsumer] = []
+
+    def factory(config: dict[str, Any]) -> FakeConsumer:
+        made.append(FakeConsumer(config, batches))
+        return made[-1]
+
+    return KafkaFeed(settings, metrics=MonitorMetrics(), consumer_factory=factory), made
+
+
+def test_consumer_config(settings) -> None:
+    feed, _ = make_feed(settings, [])
+    conf = feed.consumer_config()
+    assert conf["group.id"].startswith("unit-monitor-")
+    assert conf["group.id"] != make_feed(settings, [])[0].consumer_config()["group.id"]
+    assert conf["auto.offset.reset"] == "earliest"
+    assert conf["enable.auto.commit"] is False
+    assert conf["bootstrap.servers"] == settings.bootstrap_servers
+
+
+def test_feed_counts_and_survives_malformed_messages(settings, make_decision, make_alert) -> None:
+    flagged = make_decision("tx-2", decision="block", fraud_type="identity_theft")
+    decisions = [orjson.dumps(make_decision("tx-1")), orjson.dumps(flagged)]
+    bad = [b"not json", b"[1, 2]", None, orjson.dumps({"transaction_id": "tx-9"}), b"\xff\xfe"]
+    batches = [
+        [FakeMessage("dec-t", v) for v in decisions[:1] + bad[:2]],
+        [FakeMessage("dec-t", v) for v in (*bad[2:], decisions[1], decisions[0])],
+        [
+            FakeMessage("alr-t", orjson.dumps(make_alert(flagged))),
+            FakeMessage("alr-t", orjson.dumps(make_alert(flagged))),
+            FakeMessage("dec-t", None, KafkaError(KafkaError._PARTITION_EOF)),
+            FakeMessage("dec-t", None, KafkaError(KafkaError._TRANSPORT)),
+        ],
+    ]
+    feed, consumers = make_feed(settings, batches)
+    feed.start()
+    try:
+        assert feed.wait_until(lambda: not consumers[0].batches and len(feed.state.alerts) == 1, 5)
+        assert feed.wait_until(lambda: len(consumers[0].consume_args) > 3, 5)  # loop went on
+        assert feed.running
+    finally:
+        feed.stop()
+    assert consumers[0].closed.is_set()
+    assert not feed.running and feed.failure is None
+    assert consumers[0].subscribed == ["dec-t", "alr-t"]
+    assert set(consumers[0].consume_args) == {(500, 0.5)}
+    assert feed.state.decisions.transaction_count == 2
+    assert feed.state.decisions.fraud_rate_series("identity_theft").rates == [0.5]
+    registry = feed.metrics.registry
+    assert registry.get_sample_value("fraud_monitor_malformed_messages_total") == 5
+    assert registry.get_sample_value("fraud_monitor_messages_consumed_total", {"topic": "dec-t"}) == 8
+    assert registry.get_sample_value("fraud_monitor_messages_consumed_total", {"topic": "alr-t"}) == 2
+    dup = {"topic": "dec-t", "reason": "duplicate"}
+    assert registry.get_sample_value("fraud_monitor_ignored_messages_total", dup) == 1
+    last = feed.state.decisions.last_decision_at
+    assert last is not None
+    assert registry.get_sample_value("fraud_monitor_last_decision_timestamp_seconds") == last.timestamp()
+
+
+def test_fatal_error_ends_the_thread_and_closes(settings) -> None:
+    fatal = KafkaError(KafkaError._FATAL, "boom", fatal=True)
+    feed, consumers = make_feed(settings, [[FakeMessage("dec-t", None, fatal)]])
+    feed.start()
+    assert feed.wait_until(lambda: not feed.running, 5)
+    assert feed.failure is not None
+    assert consumers[0].closed.is_set()
+    feed.stop()
+
+
+def test_start_twice_is_an_error(settings) -> None:
+    feed, _ = make_feed(settings, [])
+    with feed, pytest.raises(FeedError):
+        feed.start()
+    assert not feed.running
+
+
+def test_wait_until_times_out(settings) -> None:
+    feed, _ = make_feed(settings, [])
+    assert feed.wait_until(lambda: False, 0.1) is False
+    assert feed.wait_until(lambda: True, 0) is True

@@ -1,0 +1,135 @@
+"""KafkaFeed and the app against the real broker (topics from the owner's ``make_settings``)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import fastjsonschema
+import orjson
+import pytest
+from confluent_kafka import Producer
+
+from monitor.app import create_app
+from monitor.callbacks import update_graph
+from monitor.consumer import KafkaFeed
+from monitor.metrics import MonitorMetrics
+from pipeline.config import FRAUD_TYPE_NAMES, Settings
+
+pytestmark = pytest.mark.kafka
+
+TIMEOUT = 60.0
+
+
+def _validator(settings: Settings, name: str):
+    schema = json.loads((settings.schemas_dir / f"{name}.v1.schema.json").read_text("utf-8"))
+    return fastjsonschema.compile(schema, formats={})
+
+
+def _produce(settings: Settings, topic: str, values: list[bytes], key: bytes = b"tok_4f9a2c1b7d3e") -> None:
+    producer = Producer(settings.producer_config())
+    errors: list[Any] = []
+    for value in values:
+        producer.produce(
+            topic, value=value, key=key, on_delivery=lambda err, _msg: err and errors.append(err)
+        )
+    assert producer.flush(30) == 0
+    assert not errors
+
+
+@pytest.fixture
+def published(make_settings, make_decision, make_alert) -> Settings:
+    """Two minutes of decisions and their alerts, with redeliveries and one malformed message.
+
+    minute 0: 10 transactions, 2 unauthorized (20 %), 1 identity theft (10 %), one allowed with a type;
+    minute 1: 4 transactions, 1 malicious (25 %).
+    """
+    settings = make_settings()
+    flagged = [
+        make_decision("u1", second=1, decision="review", fraud_type="unauthorized_transactions"),
+        make_decision("u2", second=2, decision="block", fraud_type="unauthorized_transactions", amount=70),
+        make_decision("i1", second=3, decision="review", fraud_type="identity_theft"),
+        make_decision("m1", minute=1, second=4, decision="block", fraud_type="malicious_behavior", amount=1),
+    ]
+    allowed = [make_decision("a0", second=9, fraud_type="malicious_behavior")]
+    allowed += [make_decision(f"a{i}", second=10 + i) for i in range(1, 7)]
+    allowed += [make_decision(f"b{i}", minute=1, second=i) for i in range(3)]
+    decisions = flagged + allowed
+    alerts = [make_alert(d) for d in flagged]
+    check_decision, check_alert = _validator(settings, "decision"), _validator(settings, "alert")
+    for record in decisions:
+        check_decision(record)
+    for record in alerts:
+        check_alert(record)
+    redelivered = [flagged[0], allowed[0], flagged[3]]
+    values = [orjson.dumps(d) for d in decisions + redelivered] + [b"not json"]
+    _produce(settings, settings.topic_decisions, values)
+    _produce(settings, settings.topic_alerts, [orjson.dumps(a) for a in [*alerts, alerts[1]]])
+    return settings
+
+
+def _consumed(feed: KafkaFeed, topic: str) -> float:
+    value = feed.metrics.registry.get_sample_value("fraud_monitor_messages_consumed_total", {"topic": topic})
+    return value or 0.0
+
+
+def _all_read(feed: KafkaFeed, settings: Settings) -> bool:
+    return _consumed(feed, settings.topic_decisions) >= 18 and _consumed(feed, settings.topic_alerts) >= 5
+
+
+def test_feed_rebuilds_exact_counts_from_the_topics(published: Settings, base_minute) -> None:
+    feed = KafkaFeed(published, metrics=MonitorMetrics())
+    feed.start()
+    try:
+        assert feed.wait_until(lambda: _all_read(feed, published), TIMEOUT), "feed did not read everything"
+        assert feed.running and feed.failure is None
+    finally:
+        feed.stop()
+    assert not feed.running
+
+    agg = feed.state.decisions
+    assert agg.transaction_count == 14
+    series = {code: agg.fraud_rate_series(code) for code in FRAUD_TYPE_NAMES}
+    assert series["unauthorized_transactions"].rates == [pytest.approx(0.2), 0.0]
+    assert series["identity_theft"].rates == [pytest.approx(0.1), 0.0]
+    assert series["malicious_behavior"].rates == [0.0, pytest.approx(0.25)]
+    assert series["identity_theft"].minutes[0] == base_minute
+    headline = agg.headline()
+    assert (headline.total, headline.flagged) == (14, 4)
+    assert dict(headline.outcomes) == {"allow": 10, "review": 2, "block": 2}
+    assert dict(headline.blocked_amount) == {"EUR": 71.0}
+    assert [a["alert_id"] for a in feed.state.alerts.newest()] == ["m1", "i1", "u2", "u1"]
+
+    registry = feed.metrics.registry
+    assert _consumed(feed, published.topic_decisions) == 18
+    assert _consumed(feed, published.topic_alerts) == 5
+    assert registry.get_sample_value("fraud_monitor_malformed_messages_total") == 1
+    duplicates = {"topic": published.topic_decisions, "reason": "duplicate"}
+    assert registry.get_sample_value("fraud_monitor_ignored_messages_total", duplicates) == 3
+    last = agg.last_decision_at
+    assert last is not None
+    assert registry.get_sample_value("fraud_monitor_last_decision_timestamp_seconds") == last.timestamp()
+
+
+def test_app_serves_the_feed(published: Settings) -> None:
+    feed = KafkaFeed(published, metrics=MonitorMetrics())
+    app = create_app(feed.state, published, registry=feed.metrics.registry)
+    with feed:
+        assert feed.wait_until(lambda: _all_read(feed, published), TIMEOUT)
+        client = app.server.test_client()
+        assert client.get("/").status_code == 200
+        layout = client.get("/_dash-layout").get_data(as_text=True)
+        for needle in ('"fraud-graph"', '"fraud-type"', "Fraud Detection Dashboard", "Select fraud type:"):
+            assert needle in layout
+        metrics = client.get("/metrics").get_data(as_text=True)
+        assert "fraud_monitor_messages_consumed_total" in metrics
+        assert f'fraud_monitor_messages_consumed_total{{topic="{published.topic_decisions}"}} 18.0' in metrics
+        assert client.get("/healthz").get_data(as_text=True) == "ok"
+        expected = {
+            "Unauthorized Transactions": [0.2, 0.0],
+            "Identity Theft": [0.1, 0.0],
+            "Malicious Behavior": [0.0, 0.25],
+        }
+        for name, rates in expected.items():
+            figure, _ = update_graph(feed.state, name, None)
+            assert list(figure.data[0].y) == pytest.approx(rates)
