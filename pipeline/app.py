@@ -122,8 +122,18 @@ class FraudPipeline:
         app.agent(self.by_card, name="score")(self._agent(self.score, "score"))
         app.agent(self.labels, name="learn")(self._agent(self.learn, "learn"))
         app.timer(s.model_snapshot_interval_seconds)(self.save_model_snapshot)
-        app.page("/healthz")(self._healthz)
-        app.page("/readyz")(self._readyz)
+
+        @app.page("/healthz")
+        async def healthz(view: faust.web.View, request: faust.web.Request) -> faust.web.Response:
+            return view.json({"status": "ok"})
+
+        @app.page("/readyz")
+        async def readyz(view: faust.web.View, request: faust.web.Request) -> faust.web.Response:
+            ready = self.is_ready()
+            return view.json(
+                {"ready": ready, "model": self.engine.model.version}, status=200 if ready else 503
+            )
+
         app.on_before_shutdown.connect(self._on_shutdown)
         return app
 
@@ -290,12 +300,9 @@ class FraudPipeline:
     async def _on_shutdown(self, app: faust.App, **_: Any) -> None:
         await self.save_model_snapshot()
 
-    async def _healthz(self, web: Any, request: Any) -> Any:
-        return web.json({"status": "ok"})
-
-    async def _readyz(self, web: Any, request: Any) -> Any:
-        ready = bool(self.app.consumer.assignment()) if self.app.consumer else False
-        return web.json({"ready": ready, "model": self.engine.model.version}, status=200 if ready else 503)
+    def is_ready(self) -> bool:
+        """Recovered (the web server only starts after table recovery), not rebalancing, holding partitions."""
+        return not self.app.rebalancing and bool(self.app.consumer.assignment())
 
 
 def run_worker(settings: Settings, loglevel: str = "info") -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
 from collections.abc import Sequence
 
@@ -65,6 +66,7 @@ def cmd_simulate(settings: Settings, args: argparse.Namespace) -> int:
     if overrides:
         settings = settings.model_copy(update=overrides)
     ensure_topics(settings, include_internal=False)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # SIGTERM stops cleanly, like Ctrl-C
     producer = TrafficProducer(settings)
     if args.metrics_port:
         from prometheus_client import start_http_server

@@ -134,6 +134,18 @@ class Settings(BaseSettings):
     def schemas_dir(self) -> Path:
         return REPO_ROOT / "schemas"
 
+    def to_environment(self) -> dict[str, str]:
+        """These settings as FRAUD_* environment variables, to hand to a child process."""
+        env: dict[str, str] = {}
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if isinstance(value, SecretStr):
+                value = value.get_secret_value()
+            env[f"FRAUD_{name.upper()}"] = str(value).lower() if isinstance(value, bool) else str(value)
+        return env
+
     def confluent_config(self, **extra: Any) -> dict[str, Any]:
         """librdkafka settings for confluent-kafka clients (producer, consumer, admin)."""
         conf: dict[str, Any] = {

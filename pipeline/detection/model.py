@@ -14,20 +14,41 @@ from __future__ import annotations
 import zlib
 from dataclasses import dataclass, field
 
-from river import compose, linear_model, optim, preprocessing
+from river import base, compose, linear_model, optim, preprocessing
 
 from pipeline.config import FRAUD_TYPES
 from pipeline.detection.features import Features
 
 
+class Clip(base.Transformer):
+    """Clips standardised features to ``[-limit, limit]``.
+
+    A feature that was nearly constant so far has a tiny standard deviation; its first unusual
+    value would otherwise be scaled to hundreds and swamp every other feature.
+    """
+
+    def __init__(self, limit: float = 5.0) -> None:
+        self.limit = limit
+
+    def transform_one(self, x: dict) -> dict:
+        limit = self.limit
+        return {name: -limit if v < -limit else limit if v > limit else v for name, v in x.items()}
+
+
 def _fraud_classifier() -> compose.Pipeline:
-    return preprocessing.StandardScaler() | linear_model.LogisticRegression(
-        optimizer=optim.SGD(0.05), l2=1e-4
+    return (
+        preprocessing.StandardScaler()
+        | Clip()
+        | linear_model.LogisticRegression(optimizer=optim.SGD(0.05), l2=1e-4)
     )
 
 
 def _type_classifier() -> compose.Pipeline:
-    return preprocessing.StandardScaler() | linear_model.SoftmaxRegression(optimizer=optim.SGD(0.05), l2=1e-4)
+    return (
+        preprocessing.StandardScaler()
+        | Clip()
+        | linear_model.SoftmaxRegression(optimizer=optim.SGD(0.05), l2=1e-4)
+    )
 
 
 @dataclass

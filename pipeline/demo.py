@@ -1,0 +1,140 @@
+"""``fraud demo``: the whole system on this machine until Ctrl-C.
+
+Starts the local Kafka broker (unless KAFKA_BOOTSTRAP_SERVERS names a cluster), creates the
+topics, then runs a pipeline worker, the traffic simulator and the monitor as child processes,
+prints the monitor's URL, and on Ctrl-C (or SIGTERM) stops everything it started.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import FrameType
+
+import requests
+
+from pipeline.config import REPO_ROOT, Settings
+from pipeline.local_kafka import LocalKafka
+from pipeline.topics import ensure_topics
+
+log = logging.getLogger(__name__)
+
+
+class _Stop(Exception):
+    pass
+
+
+def _raise_stop(signum: int, frame: FrameType | None) -> None:
+    raise _Stop
+
+
+def run_demo(settings: Settings, rate: float | None = None) -> int:
+    broker: LocalKafka | None = None
+    children: dict[str, subprocess.Popen[bytes]] = {}
+    logs_dir = settings.data_dir / "demo-logs"
+    logs_dir.mkdir(parents=True, exist_ok=True)
+    signal.signal(signal.SIGTERM, _raise_stop)
+    try:
+        if not settings.kafka_bootstrap_servers:
+            broker = LocalKafka(
+                settings.local_kafka_version, settings.local_kafka_port, settings.local_kafka_home
+            )
+            print(f"Starting local Kafka {broker.version} on {broker.bootstrap_servers} ...", flush=True)
+            broker.start()
+        print(f"Kafka: {settings.bootstrap_servers}", flush=True)
+        ensure_topics(settings)
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith("FRAUD_") and k != "KAFKA_BOOTSTRAP_SERVERS"
+        }
+        env.update(settings.to_environment())
+        env["FRAUD_KAFKA_BOOTSTRAP_SERVERS"] = settings.bootstrap_servers
+        if "FRAUD_SIMULATOR_RHYTHM" not in os.environ:  # a lively demo at any hour of the day
+            env["FRAUD_SIMULATOR_RHYTHM"] = "false"
+        simulate = [
+            sys.executable,
+            "-m",
+            "pipeline",
+            "simulate",
+            "--metrics-port",
+            str(settings.simulator_metrics_port),
+        ]
+        if rate:
+            simulate += ["--rate", str(rate)]
+        commands = {
+            "worker": [sys.executable, "-m", "pipeline", "worker", "--loglevel", "warning"],
+            "monitor": [sys.executable, "-m", "pipeline", "monitor"],
+            "simulator": simulate,
+        }
+        for name, command in commands.items():
+            children[name] = _spawn(command, env, logs_dir / f"{name}.log")
+        url = f"http://{_display_host(settings.monitor_host)}:{settings.monitor_port}/"
+        _wait_for(f"{url}healthz", children, timeout=60)
+        _wait_for(f"http://127.0.0.1:{settings.worker_web_port}/readyz", children, timeout=120)
+        print(
+            f"\nFraud monitor: {url}\n"
+            f"Worker metrics: http://127.0.0.1:{settings.worker_web_port}/metrics   "
+            f"Simulator metrics: http://127.0.0.1:{settings.simulator_metrics_port}/metrics\n"
+            f"Logs: {logs_dir}\nPress Ctrl-C to stop.\n",
+            flush=True,
+        )
+        while True:
+            for name, child in children.items():
+                if child.poll() is not None:
+                    print(
+                        f"{name} exited with {child.returncode}; see {logs_dir / (name + '.log')}", flush=True
+                    )
+                    return 1
+            time.sleep(1)
+    except (KeyboardInterrupt, _Stop):
+        print("\nStopping ...", flush=True)
+        return 0
+    finally:
+        for name, child in reversed(list(children.items())):
+            _stop_child(name, child)
+        if broker is not None:
+            broker.stop()
+            print("Local Kafka stopped.", flush=True)
+
+
+def _display_host(host: str) -> str:
+    return "127.0.0.1" if host in ("0.0.0.0", "") else host
+
+
+def _spawn(command: list[str], env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
+    with log_path.open("ab") as out:
+        return subprocess.Popen(
+            command, cwd=REPO_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )  # own group: Ctrl-C reaches only us, we stop them
+
+
+def _wait_for(url: str, children: dict[str, subprocess.Popen[bytes]], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for name, child in children.items():
+            if child.poll() is not None:
+                raise RuntimeError(f"{name} exited with {child.returncode} during start-up")
+        try:
+            if requests.get(url, timeout=1).status_code == 200:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.5)
+    raise RuntimeError(f"{url} did not answer within {timeout:.0f}s")
+
+
+def _stop_child(name: str, child: subprocess.Popen[bytes], timeout: float = 20.0) -> None:
+    if child.poll() is None:
+        child.send_signal(signal.SIGTERM)
+        try:
+            child.wait(timeout)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait(5)
+    print(f"{name} stopped.", flush=True)
