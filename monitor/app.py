@@ -26,7 +26,7 @@ from monitor.layout import (
     build_layout,
 )
 from monitor.metrics import MonitorMetrics
-from pipeline.config import Settings
+from pipeline.config import FRAUD_TYPE_NAMES, Settings
 
 
 def create_app(
@@ -46,7 +46,7 @@ def create_app(
     app = Dash(__name__, title=TITLE, update_title=None)
     app.layout = build_layout(settings)
     _register_callbacks(app, feed_state, stale_after_seconds, alert_rows)
-    _add_routes(app.server, registry)
+    _add_routes(app.server, registry, feed_state)
     return app
 
 
@@ -83,7 +83,29 @@ def _register_callbacks(app: Dash, state: MonitorState, stale_after: float, aler
         return callbacks.update_alert_queue(state, rendered, alert_rows)
 
 
-def _add_routes(server: flask.Flask, registry: CollectorRegistry) -> None:
+def summary(state: MonitorState) -> dict[str, Any]:
+    """Headline figures as JSON-ready data (served at /api/summary for scripts and tests)."""
+    headline = state.decisions.headline()
+    return {
+        "as_of": headline.as_of.isoformat(),
+        "transactions": headline.total,
+        "outcomes": dict(headline.outcomes),
+        "flagged_by_type": {FRAUD_TYPE_NAMES[k]: v for k, v in headline.flagged_by_type.items()},
+        "fraud_rate_by_type": {
+            FRAUD_TYPE_NAMES[k]: (v / headline.total if headline.total else 0.0)
+            for k, v in headline.flagged_by_type.items()
+        },
+        "alert_rate": headline.alert_rate,
+        "transactions_per_second": headline.tx_per_second,
+        "seconds_since_last_decision": headline.seconds_since_last_decision,
+        "alerts_queued": len(state.alerts),
+    }
+
+
+def _add_routes(server: flask.Flask, registry: CollectorRegistry, state: MonitorState) -> None:
+    def api_summary() -> flask.Response:
+        return flask.jsonify(summary(state))
+
     def metrics() -> flask.Response:
         return flask.Response(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)
 
@@ -92,3 +114,4 @@ def _add_routes(server: flask.Flask, registry: CollectorRegistry) -> None:
 
     server.add_url_rule("/metrics", "metrics", metrics)
     server.add_url_rule("/healthz", "healthz", healthz)
+    server.add_url_rule("/api/summary", "api_summary", api_summary)

@@ -1,0 +1,86 @@
+"""`fraud demo` as a user runs it: everything starts, the monitor shows all three fraud types,
+and Ctrl-C stops every process it started."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+import requests
+
+from pipeline.config import REPO_ROOT
+from tests.conftest import free_port
+
+pytestmark = [pytest.mark.kafka, pytest.mark.slow]
+
+
+def test_demo_shows_all_three_fraud_types_and_stops_cleanly(kafka_bootstrap: str, tmp_path: Path) -> None:
+    unique = f"demo-{os.getpid()}-{int(time.time())}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FRAUD_")}
+    env.update(
+        KAFKA_BOOTSTRAP_SERVERS=kafka_bootstrap,
+        FRAUD_APP_ID=unique,
+        FRAUD_TOPIC_TRANSACTIONS=f"{unique}-transactions",
+        FRAUD_TOPIC_DECISIONS=f"{unique}-decisions",
+        FRAUD_TOPIC_ALERTS=f"{unique}-alerts",
+        FRAUD_TOPIC_LABELS=f"{unique}-labels",
+        FRAUD_TOPIC_DEAD_LETTER=f"{unique}-dead-letter",
+        FRAUD_DATA_DIR=str(tmp_path / "var"),
+        FRAUD_WORKER_WEB_PORT=str(free_port()),
+        FRAUD_MONITOR_PORT=str(free_port()),
+        FRAUD_SIMULATOR_METRICS_PORT=str(free_port()),
+    )
+    output = tmp_path / "demo.out"
+    with output.open("wb") as out:
+        demo = subprocess.Popen(
+            [sys.executable, "-m", "pipeline", "demo"],
+            cwd=REPO_ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        url = None
+        deadline = time.monotonic() + 180
+        while url is None and time.monotonic() < deadline:
+            assert demo.poll() is None, output.read_text()
+            match = re.search(r"Fraud monitor: (http://\S+)", output.read_text())
+            url = match.group(1) if match else None
+            time.sleep(0.5)
+        assert url, f"the demo never printed the monitor's URL:\n{output.read_text()}"
+        shown_at = time.monotonic()
+        summary: dict = {}
+        while time.monotonic() - shown_at < 120:
+            summary = requests.get(f"{url}api/summary", timeout=5).json()
+            if all(rate > 0 for rate in summary["fraud_rate_by_type"].values()):
+                break
+            time.sleep(2)
+        seconds = time.monotonic() - shown_at
+        print(f"all three fraud types shown {seconds:.0f}s after the URL was printed: {summary}")
+        assert all(rate > 0 for rate in summary["fraud_rate_by_type"].values()), summary
+        assert set(summary["fraud_rate_by_type"]) == {
+            "Unauthorized Transactions",
+            "Identity Theft",
+            "Malicious Behavior",
+        }
+        page = requests.get(url, timeout=5)
+        assert page.status_code == 200 and "Fraud Detection Dashboard" in page.text or "_dash" in page.text
+        children = psutil.Process(demo.pid).children(recursive=True)
+        assert len(children) >= 3, "worker, simulator and monitor run as child processes"
+    finally:
+        demo.send_signal(signal.SIGINT)
+        code = demo.wait(60)
+    assert code == 0, output.read_text()
+    assert all(not child.is_running() or child.status() == psutil.STATUS_ZOMBIE for child in children), (
+        "Ctrl-C stops every process the demo started"
+    )
+    text = output.read_text()
+    for name in ("worker", "monitor", "simulator"):
+        assert f"{name} stopped." in text
