@@ -15,6 +15,7 @@ recognised by transaction id (the stored decision is re-emitted unchanged).
 from __future__ import annotations
 
 import logging
+import ssl
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -75,6 +76,7 @@ class FraudPipeline:
         app = faust.App(
             s.app_id,
             broker=";".join(f"kafka://{server}" for server in s.bootstrap_servers.split(",")),
+            broker_credentials=faust_credentials(s),
             store="memory://",
             autodiscover=False,
             datadir=str(s.data_dir / s.app_id),
@@ -301,8 +303,32 @@ class FraudPipeline:
         await self.save_model_snapshot()
 
     def is_ready(self) -> bool:
-        """Recovered (the web server only starts after table recovery), not rebalancing, holding partitions."""
+        """Recovered (the web server starts only after recovery), not rebalancing, holding partitions."""
         return not self.app.rebalancing and bool(self.app.consumer.assignment())
+
+
+def faust_credentials(settings: Settings) -> faust.SASLCredentials | faust.SSLCredentials | None:
+    """The Kafka security settings, in Faust's terms (the same settings the confluent clients use)."""
+    protocol = settings.kafka_security_protocol
+    if protocol == "PLAINTEXT":
+        return None
+    context = None
+    if protocol in ("SSL", "SASL_SSL"):
+        context = ssl.create_default_context(
+            cafile=str(settings.kafka_ssl_cafile) if settings.kafka_ssl_cafile else None
+        )
+        if settings.kafka_ssl_certfile:
+            keyfile = str(settings.kafka_ssl_keyfile) if settings.kafka_ssl_keyfile else None
+            context.load_cert_chain(str(settings.kafka_ssl_certfile), keyfile)
+    if protocol.startswith("SASL"):
+        password = settings.kafka_sasl_password.get_secret_value() if settings.kafka_sasl_password else None
+        return faust.SASLCredentials(
+            username=settings.kafka_sasl_username,
+            password=password,
+            ssl_context=context,
+            mechanism=settings.kafka_sasl_mechanism or "PLAIN",
+        )
+    return faust.SSLCredentials(context)
 
 
 def run_worker(settings: Settings, loglevel: str = "info") -> None:

@@ -165,7 +165,9 @@ class LocalKafka:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if proc.poll() is not None:
-                raise LocalKafkaError(f"broker exited with {proc.returncode}; see {self.log_file}")
+                raise LocalKafkaError(
+                    f"broker exited with {proc.returncode}; end of {self.log_file}:\n{self._log_tail()}"
+                )
             if self.is_answering() and _broker_ready(self.bootstrap_servers):
                 log.info(
                     "local Kafka %s started on %s (pid %d)", self.version, self.bootstrap_servers, proc.pid
@@ -173,7 +175,15 @@ class LocalKafka:
                 return self.bootstrap_servers
             time.sleep(0.5)
         self.stop()
-        raise LocalKafkaError(f"broker did not answer within {timeout:.0f}s; see {self.log_file}")
+        raise LocalKafkaError(
+            f"broker did not answer within {timeout:.0f}s; end of {self.log_file}:\n{self._log_tail()}"
+        )
+
+    def _log_tail(self, lines: int = 25) -> str:
+        try:
+            return "\n".join(self.log_file.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
 
     def stop(self, timeout: float = 30.0) -> bool:
         """Stop the broker (SIGTERM, then SIGKILL); return whether one was running."""

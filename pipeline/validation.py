@@ -10,7 +10,13 @@ import orjson
 
 from pipeline.schemas import SchemaViolation, validator
 
-_DIGIT_RUN = re.compile(rb"(?<![0-9])(?:[0-9][ -]?){12,18}[0-9](?![0-9])")
+# A card number as people and systems write it: 13-19 digits in a row, or groups of four (Amex:
+# 4-6-5) separated by one space or dash, and not part of a longer alphanumeric token or id.
+_CARD_NUMBER = re.compile(
+    rb"(?<![A-Za-z0-9])"
+    rb"(?:[0-9]{13,19}|[0-9]{4}([ -])[0-9]{4}\1[0-9]{4}\1[0-9]{1,7}|[0-9]{4}([ -])[0-9]{6}\2[0-9]{5})"
+    rb"(?![A-Za-z0-9])"
+)
 
 
 @dataclass(frozen=True)
@@ -37,7 +43,7 @@ def luhn_valid(digits: str) -> bool:
 def find_card_numbers(payload: bytes) -> list[tuple[int, int]]:
     """Spans of things that look like card numbers (13-19 digits passing the Luhn check)."""
     spans = []
-    for match in _DIGIT_RUN.finditer(payload):
+    for match in _CARD_NUMBER.finditer(payload):
         digits = re.sub(rb"[ -]", b"", match.group()).decode()
         if 13 <= len(digits) <= 19 and luhn_valid(digits):
             spans.append(match.span())

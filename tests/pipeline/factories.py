@@ -1,0 +1,78 @@
+"""Small builders shared by the unit tests of the pure core (no Kafka)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from hypothesis import HealthCheck, settings
+
+from pipeline.detection.features import FEATURE_NAMES, transaction_features
+
+# One Hypothesis profile for the pure tests: enough examples to find edge cases, no deadline
+# (CI machines stall), and no example database written into the repository.
+PROPERTY = settings(
+    max_examples=200,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+
+# 2026-06-01 is a Monday; midnight UTC, so bucket and hour arithmetic in the tests is exact.
+T0 = datetime(2026, 6, 1, tzinfo=UTC).timestamp()
+
+
+def iso(at: float) -> str:
+    return datetime.fromtimestamp(at, UTC).isoformat(timespec="milliseconds")
+
+
+_counter = iter(range(1, 10**9))
+
+
+def make_txn(at: float = T0, **overrides: Any) -> dict[str, Any]:
+    """A valid card-present transaction at ``at``; keyword arguments replace fields."""
+    txn: dict[str, Any] = {
+        "schema_version": 1,
+        "transaction_id": f"tx-test-{next(_counter):08d}",
+        "event_time": iso(at),
+        "card_token": "tok_card0001abc",
+        "customer_id": "cust-000001",
+        "merchant_id": "m-00001",
+        "terminal_id": "t-00001-1",
+        "merchant_category": "5411",
+        "amount": 20.0,
+        "currency": "EUR",
+        "channel": "card_present",
+        "country": "DE",
+        "card_country": "DE",
+        "device_id": None,
+        "ip_address": None,
+        "account_age_days": 400,
+        "hours_since_contact_change": None,
+        "shipping_matches_billing": None,
+    }
+    txn.update(overrides)
+    return txn
+
+
+def make_digital_txn(at: float = T0, **overrides: Any) -> dict[str, Any]:
+    """A valid e-commerce transaction (device and IP present)."""
+    values: dict[str, Any] = {
+        "channel": "ecommerce",
+        "terminal_id": "t-00001-web",
+        "device_id": "dev-0000000001",
+        "ip_address": "203.0.113.7",
+        "shipping_matches_billing": True,
+    }
+    values.update(overrides)
+    return make_txn(at, **values)
+
+
+def features_for(txn: dict[str, Any], at: float = T0, **overrides: float) -> dict[str, float]:
+    """Every feature name: the transaction's own features, history features 0, then overrides."""
+    features = dict.fromkeys(FEATURE_NAMES, 0.0)
+    features.update(transaction_features(txn, at))
+    unknown = set(overrides) - set(FEATURE_NAMES)
+    assert not unknown, f"not feature names: {unknown}"
+    features.update(overrides)
+    return features

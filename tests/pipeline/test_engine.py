@@ -1,0 +1,226 @@
+"""DetectionEngine.decide: the combination documented in engine.py's module docstring."""
+
+from __future__ import annotations
+
+import textwrap
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from pipeline.config import FRAUD_TYPES
+from pipeline.detection.engine import RULE_SCORE, DetectionEngine, Verdict
+from pipeline.detection.features import FEATURE_NAMES, Features
+from pipeline.detection.model import OnlineFraudModel
+from pipeline.detection.rules import parse_rules
+from tests.pipeline.factories import PROPERTY, features_for, make_txn
+
+RULES = textwrap.dedent(
+    """\
+    rules:
+      - id: R-review-big
+        fraud_type: identity_theft
+        action: review
+        when: amount >= 1000
+        reason: "Big amount {amount:.0f}"
+      - id: R-review-abroad
+        fraud_type: unauthorized_transactions
+        action: review
+        when: is_foreign == 1
+        reason: "Abroad in {country}"
+      - id: R-block-huge
+        fraud_type: malicious_behavior
+        action: block
+        when: amount >= 5000
+        reason: "Huge amount {amount:.0f}"
+    lists:
+      blocked_cards: [tok_blocked0001, tok_both000001]
+      blocked_devices: [dev-bad]
+      blocked_merchants: [m-bad]
+      allowed_cards: [tok_allowed001, tok_both000001]
+    """
+)
+
+
+@dataclass
+class FixedModel(OnlineFraudModel):
+    """A model whose prediction is fixed; labels_learnt is what the test says."""
+
+    fixed_score: float = 0.0
+    fixed_type: str | None = None
+
+    def predict(self, features: Features) -> tuple[float, str | None]:
+        return self.fixed_score, self.fixed_type
+
+
+def engine(score: float = 0.0, kind: str | None = None, labels: int = 0, **options: Any) -> DetectionEngine:
+    model = FixedModel(fixed_score=score, fixed_type=kind, labels_learnt=labels)
+    return DetectionEngine(parse_rules(RULES, FEATURE_NAMES), model, **options)
+
+
+def decide(eng: DetectionEngine, **txn_fields: Any) -> Verdict:
+    txn = make_txn(**txn_fields)
+    return eng.decide(txn, features_for(txn))
+
+
+def test_nothing_suspicious_is_allowed() -> None:
+    verdict = decide(engine(), amount=20.0)
+    assert verdict == Verdict("allow", 0.0, 0.0, None, (), (), "lr-softmax-1@0")
+
+
+@pytest.mark.parametrize(
+    ("fields", "kind"),
+    [
+        ({"card_token": "tok_blocked0001"}, "cards"),
+        ({"device_id": "dev-bad"}, "devices"),
+        ({"merchant_id": "m-bad"}, "merchants"),
+        ({"card_token": "tok_both000001"}, "cards"),  # block list wins over the allow list
+    ],
+)
+def test_block_list_blocks_with_score_1(fields: dict[str, str], kind: str) -> None:
+    verdict = decide(engine(score=0.01, labels=10_000), amount=5.0, **fields)
+    assert verdict.decision == "block"
+    assert verdict.score == 1.0
+    assert verdict.rule_hits == (f"blocklist-{kind}",)
+    assert verdict.reasons and kind in verdict.reasons[0]
+    assert verdict.fraud_type in FRAUD_TYPES
+
+
+def test_block_list_fraud_type_comes_from_the_model_when_it_has_one() -> None:
+    verdict = decide(engine(score=0.1, kind="identity_theft", labels=5), card_token="tok_blocked0001")
+    assert verdict.fraud_type == "identity_theft"
+
+
+def test_allow_list_allows_whatever_else_fires() -> None:
+    eng = engine(score=0.99, kind="identity_theft", labels=10_000)
+    verdict = decide(eng, card_token="tok_allowed001", amount=9000.0, country="RO")
+    assert verdict.decision == "allow"
+    assert verdict.score == 0.0
+    assert verdict.fraud_type is None
+    assert verdict.rule_hits == ("allowlist-card",)
+    assert verdict.model_score == 0.99
+
+
+def test_review_rule_gives_review_with_score_07() -> None:
+    verdict = decide(engine(), amount=1500.0)
+    assert verdict.decision == "review"
+    assert verdict.score == RULE_SCORE["review"] == 0.7
+    assert verdict.fraud_type == "identity_theft"
+    assert verdict.rule_hits == ("R-review-big",)
+    assert verdict.reasons == ("Big amount 1500",)
+
+
+def test_block_rule_blocks() -> None:
+    verdict = decide(engine(), amount=6000.0)
+    assert verdict.decision == "block"
+    assert verdict.score == RULE_SCORE["block"] == 0.95
+    # The block rule is the strongest, so it names the type and comes first, though it is
+    # last in the file.
+    assert verdict.fraud_type == "malicious_behavior"
+    assert verdict.rule_hits == ("R-block-huge", "R-review-big")
+    assert verdict.reasons == ("Huge amount 6000", "Big amount 6000")
+
+
+def test_between_rules_of_the_same_action_the_first_in_the_file_names_the_type() -> None:
+    verdict = decide(engine(), amount=1500.0, country="RO")
+    assert verdict.decision == "review"
+    assert verdict.rule_hits == ("R-review-big", "R-review-abroad")
+    assert verdict.fraud_type == "identity_theft"
+
+
+def test_model_does_not_count_before_model_min_labels() -> None:
+    eng = engine(score=0.97, kind="identity_theft", labels=199, model_min_labels=200)
+    verdict = decide(eng, amount=20.0)
+    assert verdict.decision == "allow"
+    assert verdict.score == 0.0
+    assert verdict.model_score == 0.97
+    assert verdict.fraud_type is None
+    assert verdict.reasons == ()
+
+
+def test_model_counts_from_model_min_labels() -> None:
+    eng = engine(score=0.97, kind="identity_theft", labels=200, model_min_labels=200)
+    verdict = decide(eng, amount=20.0)
+    assert verdict.decision == "block"
+    assert verdict.score == 0.97
+    assert verdict.fraud_type == "identity_theft"
+    assert verdict.rule_hits == ()
+    assert verdict.reasons == ("Model: 97% likely fraud (Identity Theft)",)
+    assert verdict.model_version == "lr-softmax-1@200"
+
+
+def test_model_review_without_a_type_defaults_to_unauthorized() -> None:
+    verdict = decide(engine(score=0.6, kind=None, labels=500), amount=20.0)
+    assert verdict.decision == "review"
+    assert verdict.fraud_type == "unauthorized_transactions"
+    assert verdict.reasons == ("Model: 60% likely fraud (fraud)",)
+
+
+def test_model_score_above_the_rule_score_raises_the_decision_but_the_rule_names_the_type() -> None:
+    verdict = decide(engine(score=0.93, kind="malicious_behavior", labels=500), amount=1500.0)
+    assert verdict.decision == "block"
+    assert verdict.score == 0.93
+    assert verdict.fraud_type == "identity_theft"
+    assert verdict.reasons == ("Big amount 1500", "Model: 93% likely fraud (Malicious Behavior)")
+
+
+def test_low_model_score_does_not_lower_a_rule() -> None:
+    verdict = decide(engine(score=0.01, kind="malicious_behavior", labels=500), amount=1500.0)
+    assert (verdict.decision, verdict.score, verdict.fraud_type) == ("review", 0.7, "identity_theft")
+
+
+def test_thresholds_are_respected() -> None:
+    eng = engine(score=0.55, labels=500, review_threshold=0.6, block_threshold=0.8)
+    assert decide(eng, amount=20.0).decision == "allow"
+    eng = engine(score=0.85, labels=500, review_threshold=0.6, block_threshold=0.8)
+    assert decide(eng, amount=20.0).decision == "block"
+
+
+def test_learn_goes_to_the_model() -> None:
+    eng = DetectionEngine(parse_rules(RULES, FEATURE_NAMES), OnlineFraudModel())
+    txn = make_txn()
+    assert eng.learn("tx-1", features_for(txn), True, "identity_theft") is True
+    assert eng.model.labels_learnt == 1
+    assert eng.decide(txn, features_for(txn)).model_version == "lr-softmax-1@1"
+
+
+@PROPERTY
+@given(
+    model_score=st.floats(0.0, 1.0),
+    model_type=st.sampled_from([None, *FRAUD_TYPES]),
+    labels=st.integers(0, 400),
+    amount=st.sampled_from([20.0, 1500.0, 6000.0]),
+    country=st.sampled_from(["DE", "RO"]),
+    card=st.sampled_from(["tok_plain00001", "tok_allowed001", "tok_blocked0001"]),
+)
+def test_decision_invariants(
+    model_score: float, model_type: str | None, labels: int, amount: float, country: str, card: str
+) -> None:
+    eng = engine(score=model_score, kind=model_type, labels=labels)
+    verdict = decide(eng, amount=amount, country=country, card_token=card)
+    assert verdict.decision in ("allow", "review", "block")
+    assert 0.0 <= verdict.score <= 1.0
+    if verdict.decision != "allow":
+        assert verdict.reasons, "review/block without a reason"
+        assert verdict.fraud_type in FRAUD_TYPES
+    if card == "tok_blocked0001":
+        assert (verdict.decision, verdict.score) == ("block", 1.0)
+        return
+    if card == "tok_allowed001":
+        assert verdict.decision == "allow"
+        return
+    rule_score = 0.95 if amount >= 5000 else 0.7 if (amount >= 1000 or country != "DE") else 0.0
+    expected = max(rule_score, model_score if labels >= eng.model_min_labels else 0.0)
+    assert verdict.score == pytest.approx(expected, abs=1e-6)
+    expected_decision = "block" if expected >= 0.9 else "review" if expected >= 0.5 else "allow"
+    assert verdict.decision == expected_decision
+    if rule_score and verdict.decision != "allow":
+        assert verdict.fraud_type == (
+            "malicious_behavior"
+            if amount >= 5000
+            else "identity_theft"
+            if amount >= 1000
+            else "unauthorized_transactions"
+        )

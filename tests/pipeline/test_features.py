@@ -1,0 +1,344 @@
+"""Card and terminal state, and the features computed from them."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import orjson
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from pipeline.detection.features import (
+    CHANNELS,
+    DAY,
+    FEATURE_NAMES,
+    HOUR,
+    MINUTE,
+    CardState,
+    TerminalState,
+    event_seconds,
+    transaction_features,
+)
+from tests.pipeline.factories import PROPERTY, T0, make_digital_txn, make_txn
+
+CARD_FEATURES = {
+    "card_history_count",
+    "card_count_1h",
+    "card_count_24h",
+    "card_amount_24h",
+    "card_count_7d",
+    "card_count_30d",
+    "card_amount_30d",
+    "amount_zscore",
+    "amount_to_card_mean",
+    "log_seconds_since_prev",
+    "is_new_country",
+    "is_new_merchant",
+    "is_new_device",
+}
+
+
+def observe(
+    state: CardState | TerminalState, txn: dict[str, Any], at: float | None = None
+) -> dict[str, float]:
+    """Features before the transaction, then the update (what the pipeline does)."""
+    at = event_seconds(txn) if at is None else at
+    features = state.features(txn, at)
+    state.update(txn, at)
+    return features
+
+
+# --- CardState -------------------------------------------------------------------------------------
+def test_first_transaction_describes_an_empty_history() -> None:
+    card = CardState()
+    features = observe(card, make_txn(T0, amount=55.0))
+    assert set(features) == CARD_FEATURES
+    assert features["card_history_count"] == 0
+    for name in (
+        "card_count_1h",
+        "card_count_24h",
+        "card_amount_24h",
+        "card_count_7d",
+        "card_count_30d",
+        "card_amount_30d",
+    ):
+        assert features[name] == 0, name
+    assert features["is_new_merchant"] == 0
+    assert features["is_new_country"] == 0
+    assert features["is_new_device"] == 0  # card present: no device
+    assert features["amount_zscore"] == 0
+    assert features["amount_to_card_mean"] == 1
+    assert features["log_seconds_since_prev"] == pytest.approx(math.log1p(30 * DAY))
+
+
+def test_features_do_not_include_the_transaction_itself() -> None:
+    card = CardState()
+    txn = make_txn(T0, amount=10.0)
+    before = card.features(txn, T0)
+    card.update(txn, T0)
+    after = card.features(txn, T0)
+    assert before["card_count_1h"] == 0
+    assert after["card_count_1h"] == 1
+    assert after["card_amount_24h"] == 10.0
+
+
+def test_counts_and_sums_in_1h_24h_7d_30d() -> None:
+    card = CardState()
+    now = T0 + 40 * DAY + 12 * HOUR
+    history = [
+        (now - 20 * DAY, 100.0),  # in 30 d only
+        (now - 3 * DAY, 50.0),  # in 7 d and 30 d
+        (now - 5 * HOUR, 7.0),  # in 24 h
+        (now - 40 * MINUTE, 3.0),  # in 1 h
+        (now - 10 * MINUTE, 2.0),  # in 1 h
+    ]
+    for at, amount in history:
+        observe(card, make_txn(at, amount=amount))
+    features = card.features(make_txn(now, amount=1.0), now)
+    assert features["card_history_count"] == 5
+    assert features["card_count_1h"] == 2
+    assert features["card_count_24h"] == 3
+    assert features["card_amount_24h"] == pytest.approx(12.0)
+    # Day buckets: the 7-day window covers today and the 6 days before (whole UTC days).
+    assert features["card_count_7d"] == 4
+    assert features["card_count_30d"] == 5
+    assert features["card_amount_30d"] == pytest.approx(162.0)
+    assert features["log_seconds_since_prev"] == pytest.approx(math.log1p(10 * MINUTE))
+
+
+def test_a_burst_is_counted_transaction_by_transaction() -> None:
+    card = CardState()
+    counts = [observe(card, make_txn(T0 + i * 30, amount=5.0))["card_count_1h"] for i in range(6)]
+    assert counts == [0, 1, 2, 3, 4, 5]
+
+
+def test_outlier_amount_has_large_zscore_and_ratio() -> None:
+    card = CardState()
+    for i, amount in enumerate([18.0, 22.0, 20.0, 19.5, 21.0, 20.5, 19.0, 21.5]):
+        observe(card, make_txn(T0 + i * HOUR, amount=amount))
+    usual = card.features(make_txn(T0 + 9 * HOUR, amount=20.0), T0 + 9 * HOUR)
+    outlier = card.features(make_txn(T0 + 9 * HOUR, amount=2000.0), T0 + 9 * HOUR)
+    assert abs(usual["amount_zscore"]) < 1
+    assert usual["amount_to_card_mean"] == pytest.approx(1.0, abs=0.1)
+    assert outlier["amount_zscore"] > 5
+    assert outlier["amount_to_card_mean"] > 50
+    assert outlier["amount_zscore"] > usual["amount_zscore"]
+
+
+def test_zscore_and_ratio_are_capped() -> None:
+    card = CardState()
+    for i in range(5):
+        observe(card, make_txn(T0 + i * HOUR, amount=1.0))
+    features = card.features(make_txn(T0 + 6 * HOUR, amount=900_000.0), T0 + 6 * HOUR)
+    assert features["amount_zscore"] == 10.0
+    assert features["amount_to_card_mean"] == 1000.0
+
+
+def test_new_country_merchant_and_device() -> None:
+    card = CardState()
+    observe(card, make_digital_txn(T0, country="DE", merchant_id="m-1", device_id="dev-a"))
+    same = card.features(
+        make_digital_txn(T0 + 60, country="DE", merchant_id="m-1", device_id="dev-a"), T0 + 60
+    )
+    new = card.features(
+        make_digital_txn(T0 + 60, country="RO", merchant_id="m-2", device_id="dev-b"), T0 + 60
+    )
+    assert (same["is_new_country"], same["is_new_merchant"], same["is_new_device"]) == (0, 0, 0)
+    assert (new["is_new_country"], new["is_new_merchant"], new["is_new_device"]) == (1, 1, 1)
+    # No device (card present) is never a new device.
+    assert card.features(make_txn(T0 + 60, device_id=None), T0 + 60)["is_new_device"] == 0
+
+
+def test_home_country_is_the_most_frequent_one() -> None:
+    card = CardState()
+    assert card.home_country is None
+    for i, country in enumerate(["FR", "DE", "DE", "IT", "DE", "FR"]):
+        observe(card, make_txn(T0 + i * 60, country=country))
+    assert card.home_country == "DE"
+
+
+def test_memories_are_bounded_and_keep_the_most_recent() -> None:
+    card = CardState()
+    for i in range(200):
+        observe(
+            card,
+            make_digital_txn(
+                T0 + i * 60,
+                transaction_id=f"tx-{i:04d}",
+                merchant_id=f"m-{i:04d}",
+                device_id=f"dev-{i:04d}",
+                country=f"C{chr(65 + i % 26)}",
+            ),
+        )
+        assert len(card.merchants) <= CardState.MAX_MERCHANTS
+        assert len(card.devices) <= CardState.MAX_DEVICES
+        assert len(card.countries) <= CardState.MAX_COUNTRIES
+        assert len(card.country_counts) <= CardState.MAX_COUNTRIES
+        assert len(card.recent_ids) <= CardState.MAX_RECENT_IDS
+    assert len(card.merchants) == CardState.MAX_MERCHANTS
+    assert set(card.merchants) == {f"m-{i:04d}" for i in range(200 - CardState.MAX_MERCHANTS, 200)}
+    assert card.recent_ids == [f"tx-{i:04d}" for i in range(200 - CardState.MAX_RECENT_IDS, 200)]
+    assert card.has_seen("tx-0199")
+    assert not card.has_seen("tx-0000")
+
+
+def test_merchant_memory_is_least_recently_seen_out() -> None:
+    card = CardState()
+    for i in range(CardState.MAX_MERCHANTS):
+        observe(card, make_txn(T0 + i, merchant_id=f"m-{i}"))
+    observe(card, make_txn(T0 + 100, merchant_id="m-0"))  # seen again: now the most recent
+    observe(card, make_txn(T0 + 101, merchant_id="m-new"))  # evicts m-1, the least recent
+    assert "m-0" in card.merchants
+    assert "m-1" not in card.merchants
+    assert card.features(make_txn(T0 + 102, merchant_id="m-0"), T0 + 102)["is_new_merchant"] == 0
+    assert card.features(make_txn(T0 + 102, merchant_id="m-1"), T0 + 102)["is_new_merchant"] == 1
+
+
+TXN_STEPS = st.lists(
+    st.tuples(
+        st.floats(0, 6 * HOUR, allow_nan=False),
+        st.floats(0.5, 5000, allow_nan=False),
+        st.sampled_from(["DE", "FR", "RO"]),
+        st.sampled_from(["m-1", "m-2", "m-3", "m-4"]),
+        st.sampled_from([None, "dev-1", "dev-2"]),
+    ),
+    min_size=1,
+    max_size=25,
+)
+
+
+@PROPERTY
+@given(steps=TXN_STEPS, probe_amount=st.floats(0.5, 5000, allow_nan=False))
+def test_card_state_round_trips_through_json(steps: list[tuple[Any, ...]], probe_amount: float) -> None:
+    card = CardState()
+    at = T0
+    for gap, amount, country, merchant, device in steps:
+        at += gap
+        observe(card, make_txn(at, amount=amount, country=country, merchant_id=merchant, device_id=device))
+    restored = CardState.from_state(orjson.loads(orjson.dumps(card.to_state())))
+    probe = make_digital_txn(at + 90, amount=probe_amount, device_id="dev-2", merchant_id="m-2")
+    assert restored.features(probe, at + 90) == card.features(probe, at + 90)
+    assert restored.to_state() == card.to_state()
+    assert restored.home_country == card.home_country
+    # and both continue identically
+    assert observe(restored, probe, at + 90) == observe(card, probe, at + 90)
+
+
+def test_empty_state_is_a_new_card() -> None:
+    assert CardState.from_state(None).to_state() == CardState().to_state()
+    assert TerminalState.from_state({}).to_state() == TerminalState().to_state()
+
+
+# --- TerminalState -------------------------------------------------------------------------------
+def test_terminal_counts_distinct_cards_and_small_amount_cards_in_10_minutes() -> None:
+    terminal = TerminalState()
+    now = T0 + DAY
+    for i in range(6):  # six cards testing with small amounts in the last 5 minutes
+        observe(terminal, make_txn(now - 300 + i * 10, card_token=f"tok_small{i:05d}", amount=1.0))
+    observe(terminal, make_txn(now - 200, card_token="tok_small00000", amount=2.0))  # same card again
+    observe(terminal, make_txn(now - 100, card_token="tok_big000001", amount=80.0))  # big amount
+    observe(terminal, make_txn(now - 30 * MINUTE, card_token="tok_old000001", amount=1.0))  # 30 min ago
+    features = terminal.features(make_txn(now, amount=1.0), now)
+    assert features["terminal_distinct_cards_10m"] == 7
+    assert features["terminal_small_amount_cards_10m"] == 6
+    assert features["terminal_count_1h"] == 9
+    assert features["terminal_count_24h"] == 9
+
+
+def test_terminal_forgets_events_older_than_an_hour() -> None:
+    terminal = TerminalState()
+    for i in range(5):
+        observe(terminal, make_txn(T0 + i, card_token=f"tok_card{i:05d}", amount=1.0))
+    later = T0 + 2 * HOUR
+    features = observe(terminal, make_txn(later, card_token="tok_cardlate1"))
+    assert features["terminal_count_1h"] == 0
+    assert features["terminal_distinct_cards_10m"] == 0
+    assert features["terminal_count_24h"] == 5  # the daily window still counts them
+    assert [card for _, card, _ in terminal.recent] == ["tok_cardlate1"]
+    assert len(terminal.recent) == 1
+
+
+def test_terminal_recent_ids_are_bounded() -> None:
+    terminal = TerminalState()
+    for i in range(100):
+        observe(terminal, make_txn(T0 + i, transaction_id=f"tx-{i:04d}"))
+    assert len(terminal.recent_ids) == TerminalState.MAX_RECENT_IDS
+    assert terminal.has_seen("tx-0099")
+    assert not terminal.has_seen("tx-0000")
+
+
+def test_terminal_state_round_trips_through_json() -> None:
+    terminal = TerminalState()
+    for i in range(20):
+        observe(terminal, make_txn(T0 + i * 45, card_token=f"tok_card{i % 7:05d}", amount=0.5 + i))
+    restored = TerminalState.from_state(orjson.loads(orjson.dumps(terminal.to_state())))
+    probe = make_txn(T0 + 20 * 45, amount=1.0)
+    assert restored.features(probe, T0 + 900) == terminal.features(probe, T0 + 900)
+    assert restored.recent == terminal.recent
+    assert restored.recent_ids == terminal.recent_ids
+
+
+# --- transaction_features --------------------------------------------------------------------------
+@pytest.mark.parametrize("channel", CHANNELS)
+def test_channel_is_one_hot(channel: str) -> None:
+    txn = (
+        make_digital_txn(channel=channel)
+        if channel in ("ecommerce", "mobile_app")
+        else make_txn(channel=channel)
+    )
+    features = transaction_features(txn, T0)
+    hot = {name for name, value in features.items() if name.startswith("channel_") and value == 1.0}
+    assert hot == {f"channel_{channel}"}
+    assert sum(features[f"channel_{c}"] for c in CHANNELS) == 1.0
+    assert features["is_digital"] == float(channel in ("ecommerce", "mobile_app"))
+
+
+def test_is_foreign_small_amount_contact_and_shipping() -> None:
+    home = transaction_features(make_txn(country="DE", card_country="DE", amount=2.99), T0)
+    abroad = transaction_features(
+        make_digital_txn(
+            country="RO",
+            card_country="DE",
+            amount=3.0,
+            hours_since_contact_change=24.0,
+            shipping_matches_billing=False,
+        ),
+        T0,
+    )
+    assert (home["is_foreign"], abroad["is_foreign"]) == (0.0, 1.0)
+    assert (home["is_small_amount"], abroad["is_small_amount"]) == (1.0, 0.0)
+    assert (home["contact_changed_24h"], home["contact_changed_7d"]) == (0.0, 0.0)
+    assert (abroad["contact_changed_24h"], abroad["contact_changed_7d"]) == (1.0, 1.0)
+    assert (home["shipping_mismatch"], abroad["shipping_mismatch"]) == (0.0, 1.0)
+    week = transaction_features(make_txn(hours_since_contact_change=100.0), T0)
+    assert (week["contact_changed_24h"], week["contact_changed_7d"]) == (0.0, 1.0)
+    assert abroad["log_amount"] == pytest.approx(math.log1p(3.0))
+    assert abroad["log_account_age_days"] == pytest.approx(math.log1p(400))
+
+
+def test_hour_of_day_is_cyclic() -> None:
+    midnight = transaction_features(make_txn(), T0)
+    six = transaction_features(make_txn(), T0 + 6 * HOUR)
+    assert (midnight["hour_sin"], midnight["hour_cos"]) == pytest.approx((0.0, 1.0), abs=1e-12)
+    assert (six["hour_sin"], six["hour_cos"]) == pytest.approx((1.0, 0.0), abs=1e-12)
+
+
+def test_event_seconds_reads_the_offset() -> None:
+    assert event_seconds({"event_time": "2026-06-01T02:00:00+02:00"}) == T0
+    assert event_seconds({"event_time": "2026-06-01T00:00:00.000+00:00"}) == T0
+
+
+# --- FEATURE_NAMES ---------------------------------------------------------------------------------
+def test_feature_names_cover_exactly_the_features_produced() -> None:
+    txn = make_digital_txn(hours_since_contact_change=3.0)
+    produced = [
+        *transaction_features(txn, T0),
+        *CardState().features(txn, T0),
+        *TerminalState().features(txn, T0),
+    ]
+    assert len(produced) == len(set(produced)), "two feature families produce the same name"
+    assert set(FEATURE_NAMES) == set(produced)
+    assert list(FEATURE_NAMES) == sorted(FEATURE_NAMES)
+    assert len(FEATURE_NAMES) == len(set(FEATURE_NAMES)) == 16 + 13 + 4
