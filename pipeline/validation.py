@@ -13,9 +13,9 @@ from pipeline.schemas import SchemaViolation, validator
 # A card number as people and systems write it: 13-19 digits in a row, or groups of four (Amex:
 # 4-6-5) separated by one space or dash, and not part of a longer alphanumeric token or id.
 _CARD_NUMBER = re.compile(
-    rb"(?<![A-Za-z0-9])"
+    rb"(?<![A-Za-z0-9_])"
     rb"(?:[0-9]{13,19}|[0-9]{4}([ -])[0-9]{4}\1[0-9]{4}\1[0-9]{1,7}|[0-9]{4}([ -])[0-9]{6}\2[0-9]{5})"
-    rb"(?![A-Za-z0-9])"
+    rb"(?![A-Za-z0-9_])"
 )
 
 

@@ -22,9 +22,19 @@ DIGITAL_CHANNELS = frozenset({"ecommerce", "mobile_app"})
 Features = dict[str, float]
 
 
+def parse_timestamp(value: str) -> float:
+    """Seconds since the epoch of an RFC 3339 date-time, including what Python's parser refuses:
+    a lower-case ``t``/``z`` and a leap second (``23:59:60`` reads as the next second)."""
+    text = value.upper()
+    leap = text[17:19] == "60" and text[16] == ":"
+    if leap:
+        text = text[:17] + "59" + text[19:]
+    return datetime.fromisoformat(text).timestamp() + (1.0 if leap else 0.0)
+
+
 def event_seconds(transaction: dict[str, Any]) -> float:
     """Event time of a (validated) transaction in seconds since the epoch."""
-    return datetime.fromisoformat(transaction["event_time"]).timestamp()
+    return parse_timestamp(transaction["event_time"])
 
 
 def _remember(seen: dict[str, float], key: str, at: float, limit: int) -> None:

@@ -82,18 +82,32 @@ class Rule:
     _code: Any = field(repr=False, compare=False, default=None)
 
     def matches(self, env: Mapping[str, Any]) -> bool:
-        return bool(eval(self._code, {"__builtins__": {}}, env))
+        """Whether the condition holds; a condition on a missing (null) value does not hold."""
+        try:
+            return bool(eval(self._code, {"__builtins__": {}}, _WithNulls(env)))
+        except TypeError:  # e.g. None < 24 for a field the transaction left empty
+            return False
 
     def explain(self, env: Mapping[str, Any]) -> str:
-        return string.Formatter().vformat(self.reason, (), _Lenient(env))
+        """The reason with values filled in; a value that cannot be formatted is shown as it is."""
+        parts = []
+        for literal, name, spec, conversion in string.Formatter().parse(self.reason):
+            parts.append(literal)
+            if name is None:
+                continue
+            value = env.get(name)
+            try:
+                parts.append(format(value if conversion is None else repr(value), spec or ""))
+            except (TypeError, ValueError):
+                parts.append(str(value))
+        return "".join(parts)
 
 
-class _Lenient(dict[str, Any]):
-    def __init__(self, env: Mapping[str, Any]) -> None:
-        super().__init__(env)
+class _WithNulls(dict[str, Any]):
+    """The evaluation environment: a known name missing from the transaction reads as None."""
 
-    def __missing__(self, key: str) -> str:
-        return "{" + key + "}"
+    def __missing__(self, key: str) -> None:
+        return None
 
 
 @dataclass(frozen=True)
@@ -146,12 +160,20 @@ def compile_rule(raw: Mapping[str, Any], known_names: Iterable[str], where: str)
             raise RuleError(f"{where}: {type(node).__name__} is not allowed in when: {expression!r}")
         if isinstance(node, ast.Name) and node.id not in names:
             raise RuleError(f"{where}: unknown name {node.id!r} in when: {expression!r}")
+    reason = str(raw["reason"])
+    try:
+        placeholders = [name for _, name, _, _ in string.Formatter().parse(reason) if name is not None]
+    except ValueError as exc:
+        raise RuleError(f"{where}: cannot parse reason: {reason!r} ({exc})") from None
+    for name in placeholders:
+        if name not in names:
+            raise RuleError(f"{where}: unknown name {{{name}}} in reason: {reason!r}")
     return Rule(
         id=str(raw["id"]),
         fraud_type=raw["fraud_type"],
         action=raw["action"],
         when=expression,
-        reason=str(raw["reason"]),
+        reason=reason,
         _code=compile(tree, f"<rule {raw['id']}>", "eval"),
     )
 

@@ -17,6 +17,7 @@ class BucketedWindow:
     width: int
     horizon: int
     buckets: dict[int, list[float]] = field(default_factory=dict)
+    newest: int | None = None
 
     def __post_init__(self) -> None:
         if self.width <= 0 or self.horizon < self.width or self.horizon % self.width:
@@ -25,13 +26,18 @@ class BucketedWindow:
     def add(self, at: float, amount: float) -> None:
         """Record one event of ``amount`` at time ``at`` (seconds since the epoch)."""
         index = int(at // self.width)
+        newest = index if self.newest is None else max(self.newest, index)
+        if index <= newest - self.horizon // self.width:
+            return  # later than the horizon: no window it could count in is kept
         bucket = self.buckets.get(index)
         if bucket is None:
             self.buckets[index] = [1.0, amount]
-            self._expire(index)
         else:
             bucket[0] += 1.0
             bucket[1] += amount
+        if newest != self.newest:
+            self.newest = newest
+            self._expire(newest)
 
     def totals(self, now: float, window: int) -> tuple[float, float]:
         """(count, amount sum) of the events in the window of ``window`` seconds ending at ``now``."""
@@ -58,4 +64,4 @@ class BucketedWindow:
     @classmethod
     def from_state(cls, width: int, horizon: int, state: list[list[float]] | None) -> BucketedWindow:
         buckets = {int(index): [n, amount] for index, n, amount in state or []}
-        return cls(width, horizon, buckets)
+        return cls(width, horizon, buckets, max(buckets) if buckets else None)

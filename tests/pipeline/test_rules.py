@@ -119,7 +119,7 @@ def test_rule_fires_only_when_its_condition_holds() -> None:
               fraud_type: unauthorized_transactions
               action: block
               when: amount * 2 > 1000 and country in ["RO", "BR"] and not is_foreign == 0
-              reason: "{amount:.2f} {currency} in {country}; {card_count_1h:.0f} before; {unknown}"
+              reason: "{amount:.2f} {currency} in {country}; {card_count_1h:.0f} before"
             """
         )
     )
@@ -128,7 +128,7 @@ def test_rule_fires_only_when_its_condition_holds() -> None:
     env = {**fires, **features_for(fires, card_count_1h=2)}
     assert rule.matches(env) is True
     assert ruleset.evaluate(env) == [rule]
-    assert rule.explain(env) == "600.00 EUR in RO; 2 before; {unknown}"
+    assert rule.explain(env) == "600.00 EUR in RO; 2 before"
 
     for overrides in ({"amount": 400.0}, {"country": "FR"}, {"card_country": "RO"}):
         txn = make_txn(**{"amount": 600.0, "country": "RO", "card_country": "DE", **overrides})
@@ -183,6 +183,20 @@ def test_explain_with_a_format_spec_on_a_missing_name_does_not_break_scoring() -
     assert ruleset.evaluate(env)
     text_out = ruleset.rules[0].explain(env)  # raises ValueError today
     assert "terminal_small_amount_cards_10mm" in text_out
+
+
+def test_an_unknown_name_in_a_reason_is_refused_at_load_time() -> None:
+    text = rules_text(
+        """\
+        - id: R-typo
+          fraud_type: malicious_behavior
+          action: review
+          when: is_small_amount == 1
+          reason: "{amout} paid"
+        """
+    )
+    with pytest.raises(RuleError, match=r"test.yaml:3 \(rule #1\): unknown name \{amout\} in reason"):
+        parse(text)
 
 
 def test_rule_on_an_optional_field_of_a_valid_transaction_that_omits_it_does_not_raise() -> None:
