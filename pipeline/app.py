@@ -34,6 +34,7 @@ from pipeline.detection.features import (
     CardState,
     TerminalState,
     event_seconds,
+    observe,
     transaction_features,
 )
 from pipeline.detection.model import OnlineFraudModel
@@ -181,10 +182,8 @@ class FraudPipeline:
         at = event_seconds(txn)
         terminal_id = txn["terminal_id"]
         state = TerminalState.from_state(self.terminal_state.get(terminal_id))
-        envelope["terminal"] = state.features(txn, at)
-        if not state.has_seen(txn["transaction_id"]):
-            state.update(txn, at)
-            self.terminal_state[terminal_id] = state.to_state()
+        envelope["terminal"] = observe(state, txn, at)
+        self.terminal_state[terminal_id] = state.to_state()
         await self.by_card.send(key=txn["card_token"].encode(), value=orjson.dumps(envelope))
 
     async def score(self, event: faust.EventT) -> None:

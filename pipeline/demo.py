@@ -39,6 +39,7 @@ def run_demo(settings: Settings, rate: float | None = None) -> int:
     logs_dir = settings.data_dir / "demo-logs"
     logs_dir.mkdir(parents=True, exist_ok=True)
     signal.signal(signal.SIGTERM, _raise_stop)
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # even when started with SIGINT ignored
     try:
         if not settings.kafka_bootstrap_servers:
             broker = LocalKafka(

@@ -222,6 +222,15 @@ class TerminalState:
         )
 
 
+def observe(state: CardState | TerminalState, txn: dict[str, Any], at: float) -> Features:
+    """Features of ``txn`` from ``state`` as it was before, then ``txn`` joins the state (once per id,
+    so a redelivered transaction is not counted twice)."""
+    features = state.features(txn, at)
+    if not state.has_seen(txn["transaction_id"]):
+        state.update(txn, at)
+    return features
+
+
 def transaction_features(txn: dict[str, Any], at: float) -> Features:
     """Features of the transaction itself (no history)."""
     amount = float(txn["amount"])
