@@ -16,6 +16,8 @@ import logging
 import signal
 import sys
 from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
 
 from pipeline.config import ConfigurationError, Settings, load_settings
 
@@ -80,6 +82,46 @@ def cmd_simulate(settings: Settings, args: argparse.Namespace) -> int:
     return 1 if report.delivery_errors else 0
 
 
+def cmd_generate(settings: Settings, args: argparse.Namespace) -> int:
+    from pipeline.simulator.dataset import write_dataset
+
+    start = datetime.fromisoformat(args.start).replace(tzinfo=UTC).timestamp() if args.start else None
+    count = write_dataset(args.out, settings, days=args.days, rate=args.rate, start=start)
+    print(f"wrote {count} transactions with ground truth to {args.out}")
+    return 0
+
+
+def cmd_backtest(settings: Settings, args: argparse.Namespace) -> int:
+    from pipeline.backtest import (
+        build_engine,
+        parse_column_map,
+        print_progress,
+        read_rows,
+        replay,
+        write_report,
+        write_scores,
+    )
+
+    engine = build_engine(settings, args.mode)
+    result = replay(
+        read_rows(args.input),
+        engine,
+        column_map=parse_column_map(args.map),
+        label_delay_days=args.label_delay_days,
+        k=args.k,
+        progress=print_progress,
+    )
+    report = write_report(args.out, result, title=f"Backtest of {args.input.name} ({args.mode})")
+    if args.scores:
+        write_scores(args.scores, result.scored)
+    for key, value in result.overall.items():
+        print(f"{key:28} {value:.4f}" if isinstance(value, float) else f"{key:28} {value}")
+    if result.refused:
+        print(f"refused rows: {sum(result.refused.values())} ({dict(result.refused.most_common(3))})")
+    print(f"report: {report}")
+    return 0
+
+
 def cmd_monitor(settings: Settings, args: argparse.Namespace) -> int:
     from monitor.server import run_monitor
 
@@ -137,6 +179,28 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--rate", type=float, default=None, help="simulated transactions per second")
     demo.set_defaults(func=cmd_demo)
 
+    generate = sub.add_parser("generate", help="write simulated days of labelled transactions to a file")
+    generate.add_argument("--days", type=float, default=60, help="simulated days (default 60)")
+    generate.add_argument("--rate", type=float, default=0.2, help="transactions per second of simulated time")
+    generate.add_argument("--start", help="first day, YYYY-MM-DD (default: --days before today)")
+    generate.add_argument("--out", type=Path, required=True, help="output .jsonl.gz or .csv")
+    generate.set_defaults(func=cmd_generate)
+
+    backtest = sub.add_parser(
+        "backtest", help="replay labelled transactions through the detection core with delayed labels"
+    )
+    backtest.add_argument("input", type=Path, help=".csv, .tsv, .jsonl[.gz] or .parquet with a fraud label")
+    backtest.add_argument("--label-delay-days", type=float, default=7.0, help="labels known N days later")
+    backtest.add_argument("--map", action="append", default=[], metavar="FIELD=COLUMN",
+                          help="take FIELD (transaction_id, event_time, card_token, customer_id, "
+                          "terminal_id, amount, is_fraud, fraud_type, ...) from COLUMN; repeatable")  # fmt: skip
+    backtest.add_argument("--mode", choices=["combined", "rules", "model"], default="combined",
+                          help="rules and model (default), rules alone, or the model alone")  # fmt: skip
+    backtest.add_argument("--k", type=int, default=100, help="k of card precision@k (default 100)")
+    backtest.add_argument("--out", type=Path, default=Path("var/backtest"), help="report folder")
+    backtest.add_argument("--scores", type=Path, help="also write every transaction's score to this CSV")
+    backtest.set_defaults(func=cmd_backtest)
+
     show = sub.add_parser("settings", help="list every setting with its environment variable and value")
     show.set_defaults(func=cmd_settings)
     return parser
@@ -158,10 +222,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except Exception as exc:  # one clear line for known start-up failures
+        from pipeline.backtest import BacktestError
         from pipeline.detection.rules import RuleError
         from pipeline.local_kafka import LocalKafkaError
 
-        if isinstance(exc, RuleError | LocalKafkaError):
+        if isinstance(exc, RuleError | LocalKafkaError | BacktestError):
             print(f"fraud: {exc}", file=sys.stderr)
             return 2
         raise
