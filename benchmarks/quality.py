@@ -22,18 +22,24 @@ from sklearn.ensemble import RandomForestClassifier
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from pipeline.backtest import ScoredTransaction, build_engine, print_progress, replay, summarise  # noqa: E402
-from pipeline.config import load_settings  # noqa: E402
-from pipeline.detection.features import FEATURE_NAMES, parse_timestamp  # noqa: E402
-from pipeline.simulator.generator import FraudRates, TrafficGenerator  # noqa: E402
+from pipeline.backtest import ScoredTransaction, build_engine, print_progress, replay, summarise
+from pipeline.config import load_settings
+from pipeline.detection.features import FEATURE_NAMES, parse_timestamp
+from pipeline.simulator.generator import FraudRates, TrafficGenerator
 
 WEEK = 7 * 86400
 
 
 def simulated_rows(days: float, rate: float, seed: int) -> list[dict]:
     start = datetime(2026, 1, 5, tzinfo=UTC).timestamp()  # a Monday
-    generator = TrafficGenerator(seed=seed, customers=4000, merchants=500, rate=rate, start=start,
-                                 fraud=FraudRates(0.0015, 0.001, 0.0006))  # fmt: skip
+    generator = TrafficGenerator(
+        seed=seed,
+        customers=4000,
+        merchants=500,
+        rate=rate,
+        start=start,
+        fraud=FraudRates(0.0015, 0.001, 0.0006),
+    )
     rows = []
     for item in generator.events(until=start + days * 86400):
         rows.append({**item.transaction, "is_fraud": item.is_fraud, "fraud_type": item.fraud_type})
@@ -51,8 +57,13 @@ def batch_baseline(scored: list[ScoredTransaction], features: list[dict], delay_
         week = (times >= week_start) & (times < week_start + WEEK)
         known = times < week_start - delay_days * 86400
         if week.any() and known.sum() > 100 and labels[known].any() and not labels[known].all():
-            model = RandomForestClassifier(n_estimators=100, min_samples_leaf=5, n_jobs=-1, random_state=0,
-                                           class_weight="balanced_subsample")  # fmt: skip
+            model = RandomForestClassifier(
+                n_estimators=100,
+                min_samples_leaf=5,
+                n_jobs=-1,
+                random_state=0,
+                class_weight="balanced_subsample",
+            )
             model.fit(matrix[known], labels[known])
             scores[week] = model.predict_proba(matrix[week])[:, 1]
         week_start += WEEK
@@ -74,16 +85,24 @@ def main() -> int:
 
     began = time.perf_counter()
     rows = simulated_rows(args.days, args.rate, args.seed)
-    print(f"generated {len(rows)} transactions over {args.days:.0f} days "
-          f"({sum(r['is_fraud'] for r in rows)} fraudulent) in {time.perf_counter() - began:.0f} s")  # fmt: skip
+    print(
+        f"generated {len(rows)} transactions over {args.days:.0f} days "
+        f"({sum(r['is_fraud'] for r in rows)} fraudulent) in {time.perf_counter() - began:.0f} s"
+    )
 
     results = {}
     kept_features: list[dict] = []
     scored_combined: list[ScoredTransaction] = []
     for mode in ("combined", "rules", "model"):
         print(f"replaying: {mode}")
-        result = replay(rows, build_engine(settings, mode), label_delay_days=args.label_delay_days, k=args.k,
-                        keep_features=mode == "combined", progress=print_progress)  # fmt: skip
+        result = replay(
+            rows,
+            build_engine(settings, mode),
+            label_delay_days=args.label_delay_days,
+            k=args.k,
+            keep_features=mode == "combined",
+            progress=print_progress,
+        )
         results[mode] = result.overall | {
             "seconds": result.seconds,
             "rows_per_second": result.rows / result.seconds,
@@ -106,16 +125,28 @@ def main() -> int:
             "block" if score >= 0.5 else "allow",
             s.is_fraud,
             s.true_fraud_type,
-        )  # fmt: skip
+        )
         for s, score in zip(scored_combined, baseline_scores, strict=True)
     ]
     _, results["batch_random_forest"] = summarise(baseline_scored, args.k)
     results["batch_random_forest"]["seconds"] = time.perf_counter() - started
 
-    keys = ["roc_auc", "average_precision", "card_precision_at_k", "recall", "alert_rate",
-            "recall_unauthorized_transactions", "recall_identity_theft", "recall_malicious_behavior"]  # fmt: skip
-    names = {"combined": "online (rules+model)", "rules": "rules alone", "model": "model alone",
-             "batch_random_forest": "batch RF (weekly)"}  # fmt: skip
+    keys = [
+        "roc_auc",
+        "average_precision",
+        "card_precision_at_k",
+        "recall",
+        "alert_rate",
+        "recall_unauthorized_transactions",
+        "recall_identity_theft",
+        "recall_malicious_behavior",
+    ]
+    names = {
+        "combined": "online (rules+model)",
+        "rules": "rules alone",
+        "model": "model alone",
+        "batch_random_forest": "batch RF (weekly)",
+    }
     print(f"\n{'metric':34}" + "".join(f"{names[m]:>22}" for m in results))
     for key in keys:
         cells = "".join(f"{results[m].get(key) or 0:>22.4f}" for m in results)
@@ -124,8 +155,9 @@ def main() -> int:
         ratio = (results["combined"][key] or 0) / max(results["batch_random_forest"][key] or 1e-9, 1e-9)
         print(f"online / batch, {key}: {ratio:.3f}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "results": results},
-                                   indent=2))  # fmt: skip
+    args.out.write_text(
+        json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "results": results}, indent=2)
+    )
     print(f"\nwritten to {args.out}")
     return 0
 

@@ -19,6 +19,7 @@ import ssl
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import faust
@@ -38,7 +39,7 @@ from pipeline.detection.features import (
     transaction_features,
 )
 from pipeline.detection.model import OnlineFraudModel
-from pipeline.detection.rules import load_rules
+from pipeline.detection.rules import RuleError, load_rules
 from pipeline.detection.snapshots import SnapshotStore
 from pipeline.messages import alert_message, dead_letter_message, decision_message, utc_now_iso
 from pipeline.metrics import PipelineMetrics
@@ -67,6 +68,7 @@ class FraudPipeline:
             model_min_labels=settings.model_min_labels,
         )
         self._snapshot_labels = model.labels_learnt
+        self._rules_mtime = _mtime(settings.rules_file)
         self.metrics.model_labels_learnt.set(model.labels_learnt)
         self._expiry: dict[int, deque[tuple[float, str]]] = {}
         self.app = self._build_app()
@@ -125,6 +127,7 @@ class FraudPipeline:
         app.agent(self.by_card, name="score")(self._agent(self.score, "score"))
         app.agent(self.labels, name="learn")(self._agent(self.learn, "learn"))
         app.timer(s.model_snapshot_interval_seconds)(self.save_model_snapshot)
+        app.timer(s.rules_reload_seconds)(self.reload_rules_if_changed)
 
         @app.page("/healthz")
         async def healthz(view: faust.web.View, request: faust.web.Request) -> faust.web.Response:
@@ -289,6 +292,23 @@ class FraudPipeline:
         )
         return deque(entries)
 
+    async def reload_rules_if_changed(self) -> None:
+        """Load the rule file again when it changed; a malformed file is refused and the rules in
+        force stay. Tables and the model are untouched."""
+        mtime = _mtime(self.settings.rules_file)
+        if mtime == self._rules_mtime:
+            return
+        self._rules_mtime = mtime
+        try:
+            rules = load_rules(self.settings.rules_file, FEATURE_NAMES)
+        except RuleError as exc:
+            self.metrics.rule_reloads.labels("refused").inc()
+            log.error("rule file refused, the previous rules stay in force: %s", exc)
+            return
+        self.engine.rules = rules
+        self.metrics.rule_reloads.labels("loaded").inc()
+        log.info("rules reloaded from %s: %d rules", self.settings.rules_file, len(rules.rules))
+
     async def save_model_snapshot(self) -> None:
         model = self.engine.model
         if model.labels_learnt == self._snapshot_labels:
@@ -304,6 +324,13 @@ class FraudPipeline:
     def is_ready(self) -> bool:
         """Recovered (the web server starts only after recovery), not rebalancing, holding partitions."""
         return not self.app.rebalancing and bool(self.app.consumer.assignment())
+
+
+def _mtime(path: Path) -> float | None:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return None
 
 
 def faust_credentials(settings: Settings) -> faust.SASLCredentials | faust.SSLCredentials | None:

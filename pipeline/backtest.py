@@ -166,8 +166,17 @@ def normalise(
         return None if value == "" else value
 
     txn: dict[str, Any] = dict(DEFAULTS)
-    for name in (*DEFAULTS, "transaction_id", "event_time", "card_token", "customer_id", "merchant_id",
-                 "terminal_id", "amount", "card_country"):  # fmt: skip
+    for name in (
+        *DEFAULTS,
+        "transaction_id",
+        "event_time",
+        "card_token",
+        "customer_id",
+        "merchant_id",
+        "terminal_id",
+        "amount",
+        "card_country",
+    ):
         value = get(name)
         if value is not None:
             txn[name] = value
@@ -261,7 +270,7 @@ def replay(
                 verdict.decision,
                 is_fraud,
                 fraud_type,
-            )  # fmt: skip
+            )
         )
         if keep_features:
             kept.append(features)
@@ -331,12 +340,35 @@ def summarise(scored: list[ScoredTransaction], k: int) -> tuple[list[dict[str, A
 def write_scores(path: Path, scored: Iterable[ScoredTransaction]) -> None:
     with path.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["transaction_id", "event_time", "card_token", "customer_id", "score", "model_score",
-                         "predicted_fraud_type", "decision", "is_fraud", "true_fraud_type"])  # fmt: skip
+        writer.writerow(
+            [
+                "transaction_id",
+                "event_time",
+                "card_token",
+                "customer_id",
+                "score",
+                "model_score",
+                "predicted_fraud_type",
+                "decision",
+                "is_fraud",
+                "true_fraud_type",
+            ]
+        )
         for s in scored:
-            writer.writerow([s.transaction_id, s.event_time, s.card_token, s.customer_id, f"{s.score:.6f}",
-                             f"{s.model_score:.6f}", s.fraud_type or "", s.decision, int(s.is_fraud),
-                             s.true_fraud_type or ""])  # fmt: skip
+            writer.writerow(
+                [
+                    s.transaction_id,
+                    s.event_time,
+                    s.card_token,
+                    s.customer_id,
+                    f"{s.score:.6f}",
+                    f"{s.model_score:.6f}",
+                    s.fraud_type or "",
+                    s.decision,
+                    int(s.is_fraud),
+                    s.true_fraud_type or "",
+                ]
+            )
 
 
 def write_report(directory: Path, result: BacktestResult, title: str = "Backtest") -> Path:
@@ -351,15 +383,34 @@ def write_report(directory: Path, result: BacktestResult, title: str = "Backtest
         )
     )
     days = [row["day"] for row in result.daily]
-    figure = make_subplots(rows=3, cols=1, shared_xaxes=True, vertical_spacing=0.08,
-                           subplot_titles=("Ranking quality per day", "Recall per fraud type", "Alert rate"))  # fmt: skip
-    for key, name in (("roc_auc", "ROC AUC"), ("average_precision", "Average precision"),
-                      ("card_precision_at_k", f"Card precision@{result.overall['k']}")):  # fmt: skip
-        figure.add_trace(go.Scatter(x=days, y=[row[key] for row in result.daily], name=name, mode="lines+markers"),
-                         row=1, col=1)  # fmt: skip
+    figure = make_subplots(
+        rows=3,
+        cols=1,
+        shared_xaxes=True,
+        vertical_spacing=0.08,
+        subplot_titles=("Ranking quality per day", "Recall per fraud type", "Alert rate"),
+    )
+    for key, name in (
+        ("roc_auc", "ROC AUC"),
+        ("average_precision", "Average precision"),
+        ("card_precision_at_k", f"Card precision@{result.overall['k']}"),
+    ):
+        figure.add_trace(
+            go.Scatter(x=days, y=[row[key] for row in result.daily], name=name, mode="lines+markers"),
+            row=1,
+            col=1,
+        )
     for kind in FRAUD_TYPES:
-        figure.add_trace(go.Scatter(x=days, y=[row[f"recall_{kind}"] for row in result.daily],
-                                    name=f"Recall: {FRAUD_TYPE_NAMES[kind]}", mode="lines"), row=2, col=1)  # fmt: skip
+        figure.add_trace(
+            go.Scatter(
+                x=days,
+                y=[row[f"recall_{kind}"] for row in result.daily],
+                name=f"Recall: {FRAUD_TYPE_NAMES[kind]}",
+                mode="lines",
+            ),
+            row=2,
+            col=1,
+        )
     figure.add_trace(
         go.Bar(x=days, y=[row["alert_rate"] for row in result.daily], name="Alert rate"), row=3, col=1
     )

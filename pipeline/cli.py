@@ -122,6 +122,45 @@ def cmd_backtest(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_model(settings: Settings, args: argparse.Namespace) -> int:
+    import shutil
+
+    from pipeline.detection.snapshots import SnapshotError, SnapshotStore
+
+    store = SnapshotStore(
+        settings.data_dir / settings.app_id / "models",
+        settings.model_snapshot_key.get_secret_value().encode(),
+    )
+    if args.action != "list" and not args.name:
+        print(f"fraud: model {args.action} needs a snapshot name (see `fraud model list`)", file=sys.stderr)
+        return 2
+    try:
+        if args.action == "list":
+            rows = store.describe()
+            if not rows:
+                print(f"no snapshots in {store.directory}")
+            for row in rows:
+                print(
+                    f"{row['name']:48} labels={row['labels_learnt']!s:>8}  {row['saved_at']}  {row['status']}"
+                )
+        elif args.action == "export":
+            source = store.directory / args.name
+            store.load(source)  # refuses a corrupt or tampered file
+            args.to.mkdir(parents=True, exist_ok=True)
+            for path in (source, source.with_suffix(".json")):
+                shutil.copy2(path, args.to / path.name)
+            print(f"exported {args.name} to {args.to}")
+        else:
+            print(
+                f"{args.name} is the newest snapshot again as {store.rollback(args.name).name}; "
+                "restart the workers to load it"
+            )
+    except SnapshotError as exc:
+        print(f"fraud: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def cmd_monitor(settings: Settings, args: argparse.Namespace) -> int:
     from monitor.server import run_monitor
 
@@ -191,15 +230,30 @@ def build_parser() -> argparse.ArgumentParser:
     )
     backtest.add_argument("input", type=Path, help=".csv, .tsv, .jsonl[.gz] or .parquet with a fraud label")
     backtest.add_argument("--label-delay-days", type=float, default=7.0, help="labels known N days later")
-    backtest.add_argument("--map", action="append", default=[], metavar="FIELD=COLUMN",
-                          help="take FIELD (transaction_id, event_time, card_token, customer_id, "
-                          "terminal_id, amount, is_fraud, fraud_type, ...) from COLUMN; repeatable")  # fmt: skip
-    backtest.add_argument("--mode", choices=["combined", "rules", "model"], default="combined",
-                          help="rules and model (default), rules alone, or the model alone")  # fmt: skip
+    backtest.add_argument(
+        "--map",
+        action="append",
+        default=[],
+        metavar="FIELD=COLUMN",
+        help="take FIELD (transaction_id, event_time, card_token, customer_id, "
+        "terminal_id, amount, is_fraud, fraud_type, ...) from COLUMN; repeatable",
+    )
+    backtest.add_argument(
+        "--mode",
+        choices=["combined", "rules", "model"],
+        default="combined",
+        help="rules and model (default), rules alone, or the model alone",
+    )
     backtest.add_argument("--k", type=int, default=100, help="k of card precision@k (default 100)")
     backtest.add_argument("--out", type=Path, default=Path("var/backtest"), help="report folder")
     backtest.add_argument("--scores", type=Path, help="also write every transaction's score to this CSV")
     backtest.set_defaults(func=cmd_backtest)
+
+    model = sub.add_parser("model", help="list, export or roll back the model snapshots of this app id")
+    model.add_argument("action", choices=["list", "export", "rollback"])
+    model.add_argument("name", nargs="?", help="snapshot file name (export, rollback)")
+    model.add_argument("--to", type=Path, default=Path("."), help="export folder")
+    model.set_defaults(func=cmd_model)
 
     show = sub.add_parser("settings", help="list every setting with its environment variable and value")
     show.set_defaults(func=cmd_settings)

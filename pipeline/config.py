@@ -77,6 +77,7 @@ class Settings(BaseSettings):
     )
     model_snapshot_interval_seconds: float = Field(default=30.0, gt=0)
     rules_file: Path = REPO_ROOT / "pipeline" / "detection" / "rules.yaml"
+    rules_reload_seconds: float = Field(default=5.0, gt=0, description="How often the rule file is checked.")
     review_threshold: float = Field(default=0.5, gt=0, lt=1)
     block_threshold: float = Field(default=0.9, gt=0, le=1)
     model_min_labels: int = Field(

@@ -60,6 +60,12 @@ class PipelineMetrics:
             "fraud_model_labels_learnt", "Labels the online model has learnt from", registry=registry
         )
         self.model_snapshots = Counter("fraud_model_snapshots", "Model snapshots written", registry=registry)
+        self.rule_reloads = Counter(
+            "fraud_rule_reloads",
+            "Rule file reloads, by outcome (loaded, refused)",
+            ["outcome"],
+            registry=registry,
+        )
         self.pending_labels = Gauge(
             "fraud_pending_label_entries", "Scored transactions waiting for their label", registry=registry
         )

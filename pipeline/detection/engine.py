@@ -80,7 +80,13 @@ class DetectionEngine:
         reasons = [rule.explain(env) for rule in hits]
         if model_counts and model_score >= self.review_threshold:
             kind = FRAUD_TYPE_NAMES.get(model_type or "", "fraud")
-            reasons.append(f"Model: {model_score:.0%} likely fraud ({kind})")
+            signals = ", ".join(
+                f"{name} = {features.get(name, 0.0):g}" for name, _ in self.model.explain(features)
+            )
+            reasons.append(
+                f"Model: {model_score:.0%} likely fraud ({kind})"
+                + (f"; strongest signals: {signals}" if signals else "")
+            )
         if score >= self.block_threshold:
             decision = "block"
         elif score >= self.review_threshold:

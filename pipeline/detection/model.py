@@ -75,6 +75,19 @@ class OnlineFraudModel:
         kind = self.fraud_type.predict_one(features) if self.frauds_learnt else None
         return probability, kind
 
+    def explain(self, features: Features, top: int = 3) -> list[tuple[str, float]]:
+        """The features that pushed the fraud probability up most: (name, contribution to the
+        log-odds), largest first. A contribution is the feature's weight times its scaled value."""
+        if self.labels_learnt == 0:
+            return []
+        scaled = features
+        for step in list(self.fraud.steps.values())[:-1]:
+            scaled = step.transform_one(scaled)
+        weights = self.fraud[list(self.fraud.steps)[-1]].weights
+        contributions = [(name, weights.get(name, 0.0) * value) for name, value in scaled.items()]
+        contributions.sort(key=lambda item: item[1], reverse=True)
+        return [(name, value) for name, value in contributions[:top] if value > 0]
+
     def learn(self, transaction_id: str, features: Features, is_fraud: bool, fraud_type: str | None) -> bool:
         """Learn one label; return False when a legitimate example was skipped by under-sampling."""
         if not is_fraud and not _keep(transaction_id, self.legit_keep_ratio):

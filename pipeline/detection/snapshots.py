@@ -66,6 +66,37 @@ class SnapshotStore:
             raise SnapshotError(f"{path.name}: signature mismatch (tampered, or signed with another key)")
         return pickle.loads(payload)
 
+    def describe(self) -> list[dict[str, Any]]:
+        """Every snapshot, newest first, with its metadata and whether it verifies."""
+        rows = []
+        for path in self.snapshots():
+            try:
+                meta = json.loads(path.with_suffix(".json").read_text())
+            except (OSError, ValueError):
+                meta = {}
+            try:
+                self.load(path)
+                status = "ok"
+            except SnapshotError as exc:
+                status = str(exc)
+            rows.append(
+                {
+                    "name": path.name,
+                    "labels_learnt": meta.get("labels_learnt"),
+                    "saved_at": meta.get("saved_at"),
+                    "status": status,
+                }
+            )
+        return rows
+
+    def rollback(self, name: str) -> Path:
+        """Make snapshot ``name`` the newest again (saved anew, so history is kept)."""
+        path = self.directory / name
+        if not path.exists():
+            raise SnapshotError(f"{name}: no such snapshot in {self.directory}")
+        model = self.load(path)
+        return self.save(model, getattr(model, "labels_learnt", 0))
+
     def load_latest(self) -> Any | None:
         """The newest snapshot that verifies, or None when there is none."""
         for path in self.snapshots():

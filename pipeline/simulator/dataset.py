@@ -27,7 +27,7 @@ def write_dataset(
             settings.simulator_unauthorized_rate,
             settings.simulator_identity_theft_rate,
             settings.simulator_malicious_rate,
-        ),  # fmt: skip
+        ),
         start=begin,
         rhythm=settings.simulator_rhythm,
     )
