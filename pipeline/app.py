@@ -1,9 +1,11 @@
-"""The Faust application: three stages joined by repartition topics, plus the label learner.
+"""The Faust application: stages joined by repartition topics, plus the label learner.
 
     transactions (key: card) --validate--> <app>-by-terminal (key: terminal)
-        --terminal features--> <app>-by-card (key: card)
+        --terminal features--> <app>-by-device (key: device) --device features-->
+        <app>-by-customer (key: customer) --customer features--> <app>-by-card (key: card)
         --card features, rules, model--> decisions (every transaction) + alerts (review/block)
     labels (key: card) --join with the features kept at scoring time--> model.learn
+        --> <app>-by-terminal (the terminal's confirmed-fraud rate, from labels known so far)
 
 Every topic has the same partition count, so Faust co-partitions them: a card's scoring state,
 its pending features and its labels live on the same partition of the same worker. Invalid
@@ -31,11 +33,13 @@ from prometheus_client import CollectorRegistry
 from pipeline.config import Settings
 from pipeline.detection.engine import DetectionEngine
 from pipeline.detection.features import (
+    ENTITY_STAGES,
     FEATURE_NAMES,
     CardState,
     TerminalState,
     event_seconds,
     observe,
+    parse_timestamp,
     transaction_features,
 )
 from pipeline.detection.model import OnlineFraudModel
@@ -103,9 +107,9 @@ class FraudPipeline:
                 name, key_serializer="raw", value_serializer="raw", partitions=s.topic_partitions
             )
 
-        by_terminal_name, by_card_name = internal_topic_names(s)
+        *stage_names, by_card_name = internal_topic_names(s)
         self.transactions = topic(s.topic_transactions)
-        self.by_terminal = topic(by_terminal_name)
+        self.stage_topics = [topic(name) for name in stage_names]
         self.by_card = topic(by_card_name)
         self.labels = topic(s.topic_labels)
         self.decisions = topic(s.topic_decisions)
@@ -116,14 +120,18 @@ class FraudPipeline:
             schema = faust.Schema(key_serializer="json", value_serializer="json")
             return app.Table(name, default=None, schema=schema, partitions=s.topic_partitions, help=help_text)
 
-        self.terminal_state = table("terminal-state", "Recent activity per terminal")
+        self.stage_tables = [
+            table(f"{entity}-state", f"State per {entity}") for entity, _, _ in ENTITY_STAGES
+        ]
         self.card_state = table("card-state", "History per card")
         self.pending = table("pending-labels", "Features kept at scoring time, by transaction id")
 
         app.agent(self.transactions, name="validate")(self._agent(self.validate, "validate"))
-        app.agent(self.by_terminal, name="terminal-features")(
-            self._agent(self.terminal_features, "terminal-features")
-        )
+        for index, (entity, _, _) in enumerate(ENTITY_STAGES):
+            handler = self._entity_stage(index)
+            app.agent(self.stage_topics[index], name=f"{entity}-features")(
+                self._agent(handler, f"{entity}-features")
+            )
         app.agent(self.by_card, name="score")(self._agent(self.score, "score"))
         app.agent(self.labels, name="learn")(self._agent(self.learn, "learn"))
         app.timer(s.model_snapshot_interval_seconds)(self.save_model_snapshot)
@@ -175,19 +183,41 @@ class FraudPipeline:
         if isinstance(result, Invalid):
             await self._dead_letter(result, event, "validate")
             return
-        envelope = orjson.dumps({"txn": result, "received": received})
-        await self.by_terminal.send(key=result["terminal_id"].encode(), value=envelope)
+        envelope = orjson.dumps({"txn": result, "received": received, "features": {}})
+        await self.stage_topics[0].send(key=_stage_key(result, 0), value=envelope)
 
-    async def terminal_features(self, event: faust.EventT) -> None:
-        """Stage 2: features of the terminal's recent activity; re-key by card."""
-        envelope = orjson.loads(event.value)
-        txn = envelope["txn"]
-        at = event_seconds(txn)
-        terminal_id = txn["terminal_id"]
-        state = TerminalState.from_state(self.terminal_state.get(terminal_id))
-        envelope["terminal"] = observe(state, txn, at)
-        self.terminal_state[terminal_id] = state.to_state()
-        await self.by_card.send(key=txn["card_token"].encode(), value=orjson.dumps(envelope))
+    def _entity_stage(self, index: int) -> Callable[[faust.EventT], Awaitable[None]]:
+        """Stage ``index`` of ENTITY_STAGES: that entity's features from its table, then on to the
+        next stage (re-keyed by its entity) or, after the last one, to scoring (keyed by card)."""
+        entity, field, state_type = ENTITY_STAGES[index]
+        table = self.stage_tables[index]
+        last = index == len(ENTITY_STAGES) - 1
+
+        async def handle(event: faust.EventT) -> None:
+            envelope = orjson.loads(event.value)
+            if envelope.get("kind") == "label":  # a known label, for the terminal's fraud rate
+                state = TerminalState.from_state(table.get(envelope["terminal_id"]))
+                state.record_label(envelope["is_fraud"], envelope["at"])
+                table[envelope["terminal_id"]] = state.to_state()
+                return
+            txn = envelope["txn"]
+            at = event_seconds(txn)
+            key = txn.get(field)
+            if key:
+                state = state_type.from_state(table.get(key))
+                envelope["features"].update(observe(state, txn, at))
+                table[key] = state.to_state()
+            else:  # e.g. no device for a card-present payment: neutral features
+                envelope["features"].update(state_type().features(txn, at))
+            if last:
+                await self.by_card.send(key=txn["card_token"].encode(), value=orjson.dumps(envelope))
+            else:
+                await self.stage_topics[index + 1].send(
+                    key=_stage_key(txn, index + 1), value=orjson.dumps(envelope)
+                )
+
+        handle.__name__ = f"{entity}_features"
+        return handle
 
     async def score(self, event: faust.EventT) -> None:
         """Stage 3: card features, rules and model; emit the decision and, if due, the alert."""
@@ -205,7 +235,7 @@ class FraudPipeline:
         started = time.perf_counter()
         at = event_seconds(txn)
         features = transaction_features(txn, at)
-        features.update(envelope["terminal"])
+        features.update(envelope["features"])
         features.update(card.features(txn, at))
         verdict = self.engine.decide(txn, features)
         card.update(txn, at)
@@ -245,6 +275,14 @@ class FraudPipeline:
         )
         self.metrics.labels.labels("learnt" if learnt else "skipped").inc()
         self.metrics.model_labels_learnt.set(self.engine.model.labels_learnt)
+        terminal_id = entry["decision"]["terminal_id"]
+        known = {
+            "kind": "label",
+            "terminal_id": terminal_id,
+            "is_fraud": label["is_fraud"],
+            "at": parse_timestamp(label["labelled_at"]),
+        }
+        await self.stage_topics[0].send(key=terminal_id.encode(), value=orjson.dumps(known))
         del self.pending[label["transaction_id"]]
 
     # --- helpers --------------------------------------------------------------------------------
@@ -324,6 +362,12 @@ class FraudPipeline:
     def is_ready(self) -> bool:
         """Recovered (the web server starts only after recovery), not rebalancing, holding partitions."""
         return not self.app.rebalancing and bool(self.app.consumer.assignment())
+
+
+def _stage_key(txn: dict[str, Any], index: int) -> bytes:
+    """The key that sends ``txn`` to the partition of stage ``index``'s entity (the card when the
+    transaction has no such entity, so that such transactions spread evenly)."""
+    return (txn.get(ENTITY_STAGES[index][1]) or txn["card_token"]).encode()
 
 
 def _mtime(path: Path) -> float | None:

@@ -30,6 +30,7 @@ from pipeline.config import FRAUD_TYPE_NAMES, FRAUD_TYPES, Settings
 from pipeline.detection.engine import DetectionEngine
 from pipeline.detection.evaluation import average_precision, card_precision_at_k, roc_auc
 from pipeline.detection.features import (
+    ENTITY_STAGES,
     FEATURE_NAMES,
     CardState,
     Features,
@@ -101,30 +102,39 @@ def parse_column_map(pairs: Iterable[str]) -> dict[str, str]:
     return mapping
 
 
+FORMATS = (".csv", ".tsv", ".jsonl", ".ndjson", ".json", ".parquet")
+
+
 def read_rows(path: Path) -> Iterator[dict[str, Any]]:
-    """Rows of a CSV, JSON-lines (.jsonl/.ndjson, optionally .gz) or Parquet file."""
-    name = path.name.lower()
-    if name.endswith(".parquet"):
+    """Rows of a CSV, TSV, JSON-lines (.jsonl/.ndjson, optionally .gz) or Parquet file. The file and
+    its format are checked at once, so a wrong path fails here with one clear message."""
+    stem = path.name.lower().removesuffix(".gz")
+    if not stem.endswith(FORMATS):
+        raise BacktestError(f"{path}: unknown format (use .csv, .tsv, .jsonl[.gz] or .parquet)")
+    if not path.is_file():
+        raise BacktestError(f"{path}: no such file")
+    return _rows(path, stem)
+
+
+def _rows(path: Path, stem: str) -> Iterator[dict[str, Any]]:
+    if stem.endswith(".parquet"):
         try:
             import pyarrow.parquet as pq
         except ImportError:
             raise BacktestError("reading Parquet needs pyarrow: pip install pyarrow") from None
         yield from pq.read_table(path).to_pylist()
         return
-    opener: Callable[..., Any] = gzip.open if name.endswith(".gz") else open
-    stem = name.removesuffix(".gz")
+    opener: Callable[..., Any] = gzip.open if path.name.lower().endswith(".gz") else open
     with opener(path, "rt", encoding="utf-8", newline="") as handle:
-        if stem.endswith((".jsonl", ".ndjson", ".json")):
-            for number, line in enumerate(handle, 1):
-                if line.strip():
-                    try:
-                        yield orjson.loads(line)
-                    except orjson.JSONDecodeError as exc:
-                        raise BacktestError(f"{path}:{number}: not JSON ({exc})") from None
-        elif stem.endswith((".csv", ".tsv")):
+        if stem.endswith((".csv", ".tsv")):
             yield from csv.DictReader(handle, delimiter="\t" if stem.endswith(".tsv") else ",")
-        else:
-            raise BacktestError(f"{path}: unknown format (use .csv, .tsv, .jsonl[.gz] or .parquet)")
+            return
+        for number, line in enumerate(handle, 1):
+            if line.strip():
+                try:
+                    yield orjson.loads(line)
+                except orjson.JSONDecodeError as exc:
+                    raise BacktestError(f"{path}:{number}: not JSON ({exc})") from None
 
 
 def _truthy(value: Any) -> bool:
@@ -182,6 +192,7 @@ def normalise(
             txn[name] = value
     if txn.get("event_time") is None or txn.get("transaction_id") is None or txn.get("amount") is None:
         raise BacktestError("transaction_id, event_time and amount are required (map them with --map)")
+    txn["schema_version"] = 1
     txn["transaction_id"] = str(txn["transaction_id"])
     txn["event_time"] = _iso(txn["event_time"])
     txn["amount"] = float(txn["amount"])
@@ -208,6 +219,7 @@ def build_engine(settings: Settings, mode: Mode) -> DetectionEngine:
     return DetectionEngine(
         rules=rules,
         model=OnlineFraudModel(),
+        learning=mode != "rules",
         review_threshold=settings.review_threshold,
         block_threshold=settings.block_threshold,
         model_min_labels=10**12 if mode == "rules" else (0 if mode == "model" else settings.model_min_labels),
@@ -244,20 +256,34 @@ def replay(
 
     delay = label_delay_days * 86400
     cards: dict[str, CardState] = defaultdict(CardState)
-    terminals: dict[str, TerminalState] = defaultdict(TerminalState)
-    labels: list[tuple[float, int, str, Features, bool, str | None]] = []
+    stages = [(field, state_type, {}) for _, field, state_type in ENTITY_STAGES]
+    terminals: dict[str, Any] = stages[0][2]
+    labels: list[tuple[float, int, str, str, Features, bool, str | None]] = []
     scored: list[ScoredTransaction] = []
     kept: list[Features] = []
     total = len(prepared)
     for index, (at, txn, is_fraud, fraud_type) in enumerate(prepared):
-        while labels and labels[0][0] <= at:
-            _, _, transaction_id, features, fraud, kind = heapq.heappop(labels)
+        while labels and labels[0][0] <= at:  # labels known by now, as the pipeline's learn agent
+            known_at, _, transaction_id, terminal_id, features, fraud, kind = heapq.heappop(labels)
             engine.learn(transaction_id, features, fraud, kind)
+            terminal = terminals.setdefault(terminal_id, TerminalState())
+            terminal.record_label(fraud, known_at)
         features = transaction_features(txn, at)
-        features.update(observe(terminals[txn["terminal_id"]], txn, at))
+        for key_field, state_type, states in stages:  # the pipeline's entity stages, in order
+            key = txn.get(key_field)
+            if key:
+                state = states.get(key)
+                if state is None:
+                    state = states[key] = state_type()
+                features.update(observe(state, txn, at))
+            else:
+                features.update(state_type().features(txn, at))
         features.update(observe(cards[txn["card_token"]], txn, at))
         verdict = engine.decide(txn, features)
-        heapq.heappush(labels, (at + delay, index, txn["transaction_id"], features, is_fraud, fraud_type))
+        heapq.heappush(
+            labels,
+            (at + delay, index, txn["transaction_id"], txn["terminal_id"], features, is_fraud, fraud_type),
+        )
         scored.append(
             ScoredTransaction(
                 txn["transaction_id"],

@@ -8,13 +8,16 @@ from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from pipeline.config import Settings
+from pipeline.detection.features import ENTITY_STAGES
 
 log = logging.getLogger(__name__)
 
 
 def internal_topic_names(settings: Settings) -> list[str]:
-    """Repartition topics between the worker's stages (see pipeline/app.py)."""
-    return [f"{settings.app_id}-by-terminal", f"{settings.app_id}-by-card"]
+    """Repartition topics between the worker's stages (see pipeline/app.py), in stage order."""
+    return [f"{settings.app_id}-by-{entity}" for entity, _, _ in ENTITY_STAGES] + [
+        f"{settings.app_id}-by-card"
+    ]
 
 
 def ensure_topics(settings: Settings, *, include_internal: bool = True, timeout: float = 30.0) -> list[str]:

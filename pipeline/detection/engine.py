@@ -46,6 +46,7 @@ class DetectionEngine:
     review_threshold: float = 0.5
     block_threshold: float = 0.9
     model_min_labels: int = 200
+    learning: bool = True
 
     def decide(self, txn: Mapping[str, Any], features: Features) -> Verdict:
         model_score, model_type = self.model.predict(features)
@@ -107,4 +108,7 @@ class DetectionEngine:
         )
 
     def learn(self, transaction_id: str, features: Features, is_fraud: bool, fraud_type: str | None) -> bool:
+        """Let the model learn one label (unless learning is off, as for a rules-only backtest)."""
+        if not self.learning:
+            return False
         return self.model.learn(transaction_id, features, is_fraud, fraud_type)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, ClassVar, Self
 
 from pipeline.detection.windows import BucketedWindow
 
@@ -164,16 +164,18 @@ class CardState:
 
 
 @dataclass
-class TerminalState:
-    """Recent activity at a terminal: who paid there and how much, for card-testing detection."""
+class ActivityState:
+    """Recent activity of an entity that many cards use (a terminal, a device): which cards paid
+    there and how much. Many distinct cards paying small amounts is card testing."""
 
     recent: list[tuple[float, str, float]] = field(default_factory=list)  # (time, card, amount)
     daily: BucketedWindow = field(default_factory=lambda: BucketedWindow(HOUR, DAY))
     recent_ids: list[str] = field(default_factory=list)
 
-    MAX_RECENT = 2000
-    RECENT_SECONDS = HOUR
-    MAX_RECENT_IDS = 64
+    PREFIX: ClassVar[str] = "entity"
+    MAX_RECENT: ClassVar[int] = 2000
+    RECENT_SECONDS: ClassVar[int] = HOUR
+    MAX_RECENT_IDS: ClassVar[int] = 64
 
     def has_seen(self, transaction_id: str) -> bool:
         return transaction_id in self.recent_ids
@@ -192,11 +194,12 @@ class TerminalState:
                 if amount < SMALL_AMOUNT:
                     small_cards_10m.add(card)
         count_24h, _ = self.daily.totals(at, DAY)
+        prefix = self.PREFIX
         return {
-            "terminal_distinct_cards_10m": float(len(cards_10m)),
-            "terminal_small_amount_cards_10m": float(len(small_cards_10m)),
-            "terminal_count_1h": float(count_1h),
-            "terminal_count_24h": count_24h,
+            f"{prefix}_distinct_cards_10m": float(len(cards_10m)),
+            f"{prefix}_small_amount_cards_10m": float(len(small_cards_10m)),
+            f"{prefix}_count_1h": float(count_1h),
+            f"{prefix}_count_24h": count_24h,
         }
 
     def update(self, txn: dict[str, Any], at: float) -> None:
@@ -212,7 +215,7 @@ class TerminalState:
         return {"recent": self.recent, "daily": self.daily.to_state(), "ids": self.recent_ids}
 
     @classmethod
-    def from_state(cls, state: dict[str, Any] | None) -> TerminalState:
+    def from_state(cls, state: dict[str, Any] | None) -> Self:
         if not state:
             return cls()
         return cls(
@@ -222,7 +225,125 @@ class TerminalState:
         )
 
 
-def observe(state: CardState | TerminalState, txn: dict[str, Any], at: float) -> Features:
+@dataclass
+class TerminalState(ActivityState):
+    """A terminal's recent activity, plus its confirmed-fraud rate from labels already known."""
+
+    labelled: BucketedWindow = field(default_factory=lambda: BucketedWindow(DAY, 30 * DAY))
+    frauds: BucketedWindow = field(default_factory=lambda: BucketedWindow(DAY, 30 * DAY))
+
+    PREFIX: ClassVar[str] = "terminal"
+
+    def features(self, txn: dict[str, Any], at: float) -> Features:
+        features = super().features(txn, at)
+        labelled, _ = self.labelled.totals(at, 30 * DAY)
+        frauds, _ = self.frauds.totals(at, 30 * DAY)
+        features["terminal_fraud_rate_30d"] = frauds / labelled if labelled else 0.0
+        features["terminal_frauds_30d"] = frauds
+        return features
+
+    def record_label(self, is_fraud: bool, at: float) -> None:
+        """A label became known at ``at`` for a transaction at this terminal."""
+        self.labelled.add(at, 1.0)
+        if is_fraud:
+            self.frauds.add(at, 1.0)
+
+    def to_state(self) -> dict[str, Any]:
+        return {**super().to_state(), "labelled": self.labelled.to_state(), "frauds": self.frauds.to_state()}
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any] | None) -> Self:
+        entity = super().from_state(state)
+        if state:
+            entity.labelled = BucketedWindow.from_state(DAY, 30 * DAY, state.get("labelled"))
+            entity.frauds = BucketedWindow.from_state(DAY, 30 * DAY, state.get("frauds"))
+        return entity
+
+
+@dataclass
+class DeviceState(ActivityState):
+    """A device's recent activity: a bot tries many cards from one device."""
+
+    PREFIX: ClassVar[str] = "device"
+
+
+@dataclass
+class CustomerState:
+    """A customer's (account's) activity across all their cards and devices."""
+
+    window: BucketedWindow = field(default_factory=lambda: BucketedWindow(HOUR, 7 * DAY))
+    devices: dict[str, float] = field(default_factory=dict)
+    cards: dict[str, float] = field(default_factory=dict)
+    count: int = 0
+    recent_ids: list[str] = field(default_factory=list)
+
+    MAX_DEVICES: ClassVar[int] = 16
+    MAX_CARDS: ClassVar[int] = 8
+    MAX_RECENT_IDS: ClassVar[int] = 32
+
+    def has_seen(self, transaction_id: str) -> bool:
+        return transaction_id in self.recent_ids
+
+    def features(self, txn: dict[str, Any], at: float) -> Features:
+        count_24h, amount_24h = self.window.totals(at, DAY)
+        count_7d, _ = self.window.totals(at, 7 * DAY)
+        device = txn.get("device_id")
+        devices_7d = sum(1 for seen in self.devices.values() if at - seen <= 7 * DAY)
+        return {
+            "customer_count_24h": count_24h,
+            "customer_amount_24h": amount_24h,
+            "customer_count_7d": count_7d,
+            "customer_devices_7d": float(devices_7d),
+            "customer_is_new_device": float(
+                device is not None and self.count > 0 and device not in self.devices
+            ),
+            "customer_cards": float(len(self.cards)),
+        }
+
+    def update(self, txn: dict[str, Any], at: float) -> None:
+        self.window.add(at, float(txn["amount"]))
+        self.count += 1
+        if txn.get("device_id"):
+            _remember(self.devices, txn["device_id"], at, self.MAX_DEVICES)
+        _remember(self.cards, txn["card_token"], at, self.MAX_CARDS)
+        self.recent_ids.append(txn["transaction_id"])
+        del self.recent_ids[: -self.MAX_RECENT_IDS]
+
+    def to_state(self) -> dict[str, Any]:
+        return {
+            "window": self.window.to_state(),
+            "devices": self.devices,
+            "cards": self.cards,
+            "count": self.count,
+            "ids": self.recent_ids,
+        }
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any] | None) -> CustomerState:
+        if not state:
+            return cls()
+        return cls(
+            window=BucketedWindow.from_state(HOUR, 7 * DAY, state["window"]),
+            devices=dict(state["devices"]),
+            cards=dict(state["cards"]),
+            count=int(state["count"]),
+            recent_ids=list(state["ids"]),
+        )
+
+
+EntityState = CardState | ActivityState | CustomerState
+
+# The stages a transaction passes through before it is scored on its card, in order: the entity,
+# the transaction field that keys it, and its state. The pipeline repartitions by each key in
+# turn (pipeline/app.py); the backtest applies the same stages in one process.
+ENTITY_STAGES: tuple[tuple[str, str, type[ActivityState] | type[CustomerState]], ...] = (
+    ("terminal", "terminal_id", TerminalState),
+    ("device", "device_id", DeviceState),
+    ("customer", "customer_id", CustomerState),
+)
+
+
+def observe(state: EntityState, txn: dict[str, Any], at: float) -> Features:
     """Features of ``txn`` from ``state`` as it was before, then ``txn`` joins the state (once per id,
     so a redelivered transaction is not counted twice)."""
     features = state.features(txn, at)
@@ -263,6 +384,8 @@ FEATURE_NAMES: tuple[str, ...] = tuple(
             ),
             *CardState().features({"amount": 1, "country": "DE", "merchant_id": "m"}, 0.0),
             *TerminalState().features({}, 0.0),
+            *DeviceState().features({}, 0.0),
+            *CustomerState().features({"amount": 1, "card_token": "tok_x"}, 0.0),
         }
     )
 )

@@ -25,11 +25,16 @@ def transaction(transaction_id: str, minutes_ago: float, **fields: Any) -> dict[
 
 def label(txn: dict[str, Any], is_fraud: bool) -> tuple[str, dict[str, Any]]:
     return txn["card_token"], {
-        "schema_version": 1, "transaction_id": txn["transaction_id"], "card_token": txn["card_token"],
-        "is_fraud": is_fraud, "fraud_type": "unauthorized_transactions" if is_fraud else None,
-        "source": "chargeback" if is_fraud else "settlement", "analyst": None, "comment": None,
+        "schema_version": 1,
+        "transaction_id": txn["transaction_id"],
+        "card_token": txn["card_token"],
+        "is_fraud": is_fraud,
+        "fraud_type": "unauthorized_transactions" if is_fraud else None,
+        "source": "chargeback" if is_fraud else "settlement",
+        "analyst": None,
+        "comment": None,
         "labelled_at": datetime.now(UTC).isoformat(),
-    }  # fmt: skip
+    }
 
 
 def decisions_for(settings, ids: set[str]) -> dict[str, dict[str, Any]]:
@@ -40,8 +45,15 @@ def decisions_for(settings, ids: set[str]) -> dict[str, dict[str, Any]]:
 def test_card_history_and_model_survive_a_worker_restart(make_settings, start_worker) -> None:
     settings = make_settings(model_snapshot_interval_seconds=3600)  # the snapshot comes from shutdown
     card = "tok_restart0001"
-    abroad = {"card_token": card, "country": "BR", "card_country": "DE", "channel": "card_present",
-              "device_id": None, "ip_address": None, "shipping_matches_billing": None}  # fmt: skip
+    abroad = {
+        "card_token": card,
+        "country": "BR",
+        "card_country": "DE",
+        "channel": "card_present",
+        "device_id": None,
+        "ip_address": None,
+        "shipping_matches_billing": None,
+    }
     first = transaction("restart-1", 20, merchant_id="m-first", terminal_id="t-first", **abroad)
     others = [transaction(f"restart-other-{i}", 19, card_token=f"tok_restartother{i:03d}") for i in range(30)]
 

@@ -17,6 +17,8 @@ from pipeline.detection.features import (
     HOUR,
     MINUTE,
     CardState,
+    CustomerState,
+    DeviceState,
     TerminalState,
     event_seconds,
     transaction_features,
@@ -41,7 +43,9 @@ CARD_FEATURES = {
 
 
 def observe(
-    state: CardState | TerminalState, txn: dict[str, Any], at: float | None = None
+    state: CardState | TerminalState | DeviceState | CustomerState,
+    txn: dict[str, Any],
+    at: float | None = None,
 ) -> dict[str, float]:
     """Features before the transaction, then the update (what the pipeline does)."""
     at = event_seconds(txn) if at is None else at
@@ -337,8 +341,58 @@ def test_feature_names_cover_exactly_the_features_produced() -> None:
         *transaction_features(txn, T0),
         *CardState().features(txn, T0),
         *TerminalState().features(txn, T0),
+        *DeviceState().features(txn, T0),
+        *CustomerState().features(txn, T0),
     ]
     assert len(produced) == len(set(produced)), "two feature families produce the same name"
     assert set(FEATURE_NAMES) == set(produced)
     assert list(FEATURE_NAMES) == sorted(FEATURE_NAMES)
-    assert len(FEATURE_NAMES) == len(set(FEATURE_NAMES)) == 16 + 13 + 4
+    assert len(FEATURE_NAMES) == len(set(FEATURE_NAMES)) == 16 + 13 + 6 + 4 + 6
+
+
+def test_device_state_counts_the_distinct_cards_a_device_pays_with() -> None:
+    device = DeviceState()
+    for index in range(6):
+        txn = make_digital_txn(
+            transaction_id=f"d{index}", card_token=f"tok_devicecard{index:04d}", amount=1.0
+        )
+        observe(device, txn, T0 + index * MINUTE)
+    features = device.features(make_digital_txn(transaction_id="d-next"), T0 + 6 * MINUTE)
+    assert features["device_distinct_cards_10m"] == 6
+    assert features["device_small_amount_cards_10m"] == 6
+    later = device.features(make_digital_txn(transaction_id="d-later"), T0 + 2 * HOUR)
+    assert later["device_distinct_cards_10m"] == 0 and later["device_count_24h"] == 6
+
+
+def test_customer_state_sees_a_new_device_across_all_the_customers_cards() -> None:
+    customer = CustomerState()
+    observe(
+        customer, make_digital_txn(transaction_id="c1", device_id="dev-home", card_token="tok_cardone01"), T0
+    )
+    same_device_other_card = make_digital_txn(
+        transaction_id="c2", device_id="dev-home", card_token="tok_cardtwo02"
+    )
+    assert observe(customer, same_device_other_card, T0 + HOUR)["customer_is_new_device"] == 0
+    new_device = make_digital_txn(transaction_id="c3", device_id="dev-thief", card_token="tok_cardone01")
+    features = observe(customer, new_device, T0 + 2 * HOUR)
+    assert features["customer_is_new_device"] == 1
+    assert features["customer_count_24h"] == 2 and features["customer_cards"] == 2
+    assert (
+        CustomerState.from_state(customer.to_state()).features(new_device, T0 + 3 * HOUR)[
+            "customer_devices_7d"
+        ]
+        == 2
+    )
+
+
+def test_terminal_fraud_rate_uses_only_labels_already_known() -> None:
+    terminal = TerminalState()
+    assert terminal.features(make_txn(), T0)["terminal_fraud_rate_30d"] == 0.0
+    terminal.record_label(True, T0)
+    terminal.record_label(False, T0 + HOUR)
+    terminal.record_label(False, T0 + HOUR)
+    terminal.record_label(False, T0 + HOUR)
+    restored = TerminalState.from_state(terminal.to_state())
+    features = restored.features(make_txn(), T0 + DAY)
+    assert features["terminal_fraud_rate_30d"] == 0.25 and features["terminal_frauds_30d"] == 1
+    assert restored.features(make_txn(), T0 + 40 * DAY)["terminal_fraud_rate_30d"] == 0.0
