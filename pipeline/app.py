@@ -70,6 +70,7 @@ class FraudPipeline:
             review_threshold=settings.review_threshold,
             block_threshold=settings.block_threshold,
             model_min_labels=settings.model_min_labels,
+            alert_budget=settings.alert_budget,
         )
         self._snapshot_labels = model.labels_learnt
         self._rules_mtime = _mtime(settings.rules_file)
@@ -270,9 +271,12 @@ class FraudPipeline:
         if entry is None:
             self.metrics.labels.labels("unknown").inc()
             return
+        drifts = self.engine.model.drifts
         learnt = self.engine.learn(
             label["transaction_id"], entry["features"], label["is_fraud"], label["fraud_type"]
         )
+        if self.engine.model.drifts > drifts:
+            self.metrics.model_drifts.inc()
         self.metrics.labels.labels("learnt" if learnt else "skipped").inc()
         self.metrics.model_labels_learnt.set(self.engine.model.labels_learnt)
         terminal_id = entry["decision"]["terminal_id"]

@@ -80,6 +80,9 @@ class Settings(BaseSettings):
     rules_reload_seconds: float = Field(default=5.0, gt=0, description="How often the rule file is checked.")
     review_threshold: float = Field(default=0.5, gt=0, lt=1)
     block_threshold: float = Field(default=0.9, gt=0, le=1)
+    alert_budget: float = Field(
+        default=0.05, gt=0, lt=1, description="Largest share of transactions the model alone may flag."
+    )
     model_min_labels: int = Field(
         default=200, ge=0, description="Labels learnt before the model may raise alerts alone."
     )

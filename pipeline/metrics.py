@@ -59,6 +59,11 @@ class PipelineMetrics:
         self.model_labels_learnt = Gauge(
             "fraud_model_labels_learnt", "Labels the online model has learnt from", registry=registry
         )
+        self.model_drifts = Counter(
+            "fraud_model_drift_events",
+            "Rises of the model's error rate detected by ADWIN (model reset)",
+            registry=registry,
+        )
         self.model_snapshots = Counter("fraud_model_snapshots", "Model snapshots written", registry=registry)
         self.rule_reloads = Counter(
             "fraud_rule_reloads",

@@ -5,7 +5,11 @@ How they combine (documented in README.md, "How a decision is made"):
 2. A card on the allow list: allow, whatever else fires.
 3. Rules: a firing ``block`` rule gives at least score 0.95, a ``review`` rule at least 0.7.
 4. The model's fraud probability counts once it has learnt ``model_min_labels`` labels.
-5. score = max(rule score, model probability); block at ``block_threshold``, review at
+5. Alert budget: the model alone may flag at most ``alert_budget`` of the transactions. The
+   engine tracks the model's recent scores (a rolling quantile over 10,000 decisions) and
+   counts a model score only above the (1 - budget) quantile as well as above the threshold;
+   the rules are not limited by the budget.
+6. score = max(rule score, counted model probability); block at ``block_threshold``, review at
    ``review_threshold``. The fraud type comes from the strongest rule that fired, else from
    the model's type classifier.
 """
@@ -13,8 +17,10 @@ How they combine (documented in README.md, "How a decision is made"):
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
+
+from river import stats
 
 from pipeline.config import FRAUD_TYPE_NAMES
 from pipeline.detection.features import Features
@@ -47,10 +53,26 @@ class DetectionEngine:
     block_threshold: float = 0.9
     model_min_labels: int = 200
     learning: bool = True
+    alert_budget: float | None = 0.05
+    _recent_scores: stats.RollingQuantile | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.alert_budget is not None:
+            self._recent_scores = stats.RollingQuantile(q=1 - self.alert_budget, window_size=10_000)
+
+    def _model_counts(self, model_score: float) -> bool:
+        """Whether the model's score may raise this decision: trained enough and within the budget."""
+        if self.model.labels_learnt < self.model_min_labels:
+            return False
+        if self._recent_scores is None:
+            return True
+        self._recent_scores.update(model_score)
+        budget_line = self._recent_scores.get()
+        return budget_line is None or model_score >= budget_line
 
     def decide(self, txn: Mapping[str, Any], features: Features) -> Verdict:
         model_score, model_type = self.model.predict(features)
-        model_counts = self.model.labels_learnt >= self.model_min_labels
+        model_counts = self._model_counts(model_score)
         blocked_by = self.rules.blocked_entity(txn)
         if blocked_by:
             reason = f"On the block list of {blocked_by}"

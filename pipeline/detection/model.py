@@ -11,13 +11,16 @@ model as it is, and learnt from only once its label arrives.
 
 from __future__ import annotations
 
+import logging
 import zlib
 from dataclasses import dataclass, field
 
-from river import base, compose, linear_model, optim, preprocessing
+from river import base, compose, drift, linear_model, optim, preprocessing
 
 from pipeline.config import FRAUD_TYPES
 from pipeline.detection.features import Features
+
+log = logging.getLogger(__name__)
 
 
 class Clip(base.Transformer):
@@ -61,11 +64,16 @@ class OnlineFraudModel:
     labels_learnt: int = 0
     frauds_learnt: int = 0
     name: str = "lr-softmax-1"
+    drift: drift.ADWIN = field(default_factory=lambda: drift.ADWIN(delta=0.002))
+    drifts: int = 0
+    generation: int = 0
 
     @property
     def version(self) -> str:
-        """Stamped on every decision: the model family and how many labels it has learnt."""
-        return f"{self.name}@{self.labels_learnt}"
+        """Stamped on every decision: the model family, its generation (a new one after each drift
+        reset) and how many labels it has learnt."""
+        generation = f".g{self.generation}" if self.generation else ""
+        return f"{self.name}{generation}@{self.labels_learnt}"
 
     def predict(self, features: Features) -> tuple[float, str | None]:
         """(fraud probability, most likely fraud type or None before any fraud was learnt)."""
@@ -92,12 +100,35 @@ class OnlineFraudModel:
         """Learn one label; return False when a legitimate example was skipped by under-sampling."""
         if not is_fraud and not _keep(transaction_id, self.legit_keep_ratio):
             return False
+        if self.labels_learnt:
+            probability = float(self.fraud.predict_proba_one(features).get(True, 0.0))
+            self._watch_errors(abs(float(is_fraud) - probability))
         self.fraud.learn_one(features, is_fraud)
         self.labels_learnt += 1
         if is_fraud and fraud_type in FRAUD_TYPES:
             self.fraud_type.learn_one(features, fraud_type)
             self.frauds_learnt += 1
         return True
+
+    def _watch_errors(self, error: float) -> None:
+        """ADWIN over the model's errors on the labels it learns: when the error rate has risen
+        significantly, the world changed (new fraud pattern, new traffic): the model starts afresh
+        (a new generation) and the engine relies on the rules until it has learnt enough again."""
+        mean_before = self.drift.estimation
+        self.drift.update(error)
+        if self.drift.drift_detected and self.drift.estimation > mean_before:
+            self.drifts += 1
+            self.generation += 1
+            log.warning(
+                "model error drift (%.3f -> %.3f): starting generation %d",
+                mean_before,
+                self.drift.estimation,
+                self.generation,
+            )
+            self.fraud = _fraud_classifier()
+            self.fraud_type = _type_classifier()
+            self.labels_learnt = self.frauds_learnt = 0
+            self.drift = drift.ADWIN(delta=0.002)
 
 
 def _keep(transaction_id: str, ratio: float) -> bool:

@@ -224,3 +224,27 @@ def test_decision_invariants(
             if amount >= 1000
             else "unauthorized_transactions"
         )
+
+
+def test_the_alert_budget_limits_what_the_model_alone_may_flag() -> None:
+    """With every score above the threshold, a 5 % budget lets the model flag about 5 % (not all)."""
+    import random
+
+    from pipeline.detection.model import OnlineFraudModel
+    from pipeline.detection.rules import RuleSet
+
+    class ConfidentModel(OnlineFraudModel):
+        def predict(self, features):  # type: ignore[no-untyped-def]
+            return 0.6 + 0.4 * features["u"], "identity_theft"
+
+    model = ConfidentModel()
+    model.labels_learnt = 10_000
+    engine = DetectionEngine(RuleSet(()), model, review_threshold=0.5, model_min_labels=0, alert_budget=0.05)
+    rng = random.Random(3)
+    txn = {"card_token": "tok_budget0001", "merchant_id": "m", "device_id": None}
+    flagged = sum(engine.decide(txn, {"u": rng.random()}).decision != "allow" for _ in range(5000))
+    assert 150 <= flagged <= 400, flagged
+    unlimited = DetectionEngine(
+        RuleSet(()), model, review_threshold=0.5, model_min_labels=0, alert_budget=None
+    )
+    assert unlimited.decide(txn, {"u": 0.0}).decision == "review"

@@ -172,3 +172,40 @@ def test_clip_passes_rivers_estimator_checks(monkeypatch: pytest.MonkeyPatch) ->
     assert Clip()._unit_test_skips() == set()
     checks.check_estimator(Clip())
     checks.check_estimator(Clip(limit=0.5))
+
+
+def test_a_rise_in_the_model_error_rate_starts_a_new_generation() -> None:
+    """ADWIN watches the errors on learnt labels; when the world flips, the model starts afresh."""
+    import random
+
+    model = OnlineFraudModel(legit_keep_ratio=1.0)
+    rng = random.Random(1)
+    detected_at = None
+    for i in range(4000):
+        fraud = rng.random() < 0.3
+        sign = -1 if i >= 2000 else 1  # the fraud pattern flips half-way
+        model.learn(
+            f"tx{i}",
+            {"a": rng.gauss(3 * sign if fraud else 0, 1)},
+            fraud,
+            "identity_theft" if fraud else None,
+        )
+        if model.generation and detected_at is None:
+            detected_at = i
+    assert detected_at is not None and 2000 <= detected_at < 2500, detected_at
+    assert model.drifts == 1
+    assert ".g1@" in model.version
+    assert model.predict({"a": -3.0})[0] > 0.8, "the new generation learnt the new pattern"
+
+
+def test_no_drift_on_a_stationary_stream() -> None:
+    import random
+
+    model = OnlineFraudModel(legit_keep_ratio=1.0)
+    rng = random.Random(2)
+    for i in range(4000):
+        fraud = rng.random() < 0.3
+        model.learn(
+            f"tx{i}", {"a": rng.gauss(3 if fraud else 0, 1)}, fraud, "identity_theft" if fraud else None
+        )
+    assert model.drifts == 0
