@@ -364,23 +364,16 @@ def summarise(scored: list[ScoredTransaction], k: int) -> tuple[list[dict[str, A
 
 
 # --- output ------------------------------------------------------------------------------------
+SCORES_COLUMNS = (
+    "transaction_id", "event_time", "card_token", "customer_id", "score", "model_score",
+    "predicted_fraud_type", "decision", "is_fraud", "true_fraud_type",
+)  # fmt: skip
+
+
 def write_scores(path: Path, scored: Iterable[ScoredTransaction]) -> None:
     with path.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
-        writer.writerow(
-            [
-                "transaction_id",
-                "event_time",
-                "card_token",
-                "customer_id",
-                "score",
-                "model_score",
-                "predicted_fraud_type",
-                "decision",
-                "is_fraud",
-                "true_fraud_type",
-            ]
-        )
+        writer.writerow(SCORES_COLUMNS)
         for s in scored:
             writer.writerow(
                 [

@@ -100,7 +100,13 @@ class DetectionEngine:
         hits.sort(key=lambda rule: RULE_SCORE[rule.action], reverse=True)
         rule_score = RULE_SCORE[hits[0].action] if hits else 0.0
         score = max(rule_score, model_score if model_counts else 0.0)
-        reasons = [rule.explain(env) for rule in hits]
+        # One reason per fraud type: the strongest rule's (a block rule restates its review twin).
+        explained: set[str] = set()
+        reasons = []
+        for rule in hits:
+            if rule.fraud_type not in explained:
+                explained.add(rule.fraud_type)
+                reasons.append(rule.explain(env))
         if model_counts and model_score >= self.review_threshold:
             kind = FRAUD_TYPE_NAMES.get(model_type or "", "fraud")
             signals = ", ".join(
