@@ -59,6 +59,7 @@ class FraudPipeline:
     def __init__(self, settings: Settings, registry: CollectorRegistry | None = None) -> None:
         self.settings = settings
         self.metrics = PipelineMetrics(registry or CollectorRegistry())
+        self.worker_dir = settings.data_dir / settings.app_id / f"worker-{settings.worker_web_port}"
         self.snapshots = SnapshotStore(
             settings.data_dir / settings.app_id / "models",
             settings.model_snapshot_key.get_secret_value().encode(),
@@ -85,9 +86,10 @@ class FraudPipeline:
             s.app_id,
             broker=";".join(f"kafka://{server}" for server in s.bootstrap_servers.split(",")),
             broker_credentials=faust_credentials(s),
-            store="memory://",
+            store=f"{s.table_store}://",
             autodiscover=False,
-            datadir=str(s.data_dir / s.app_id),
+            # One folder per worker (its web port is unique on a host): RocksDB locks its files.
+            datadir=str(self.worker_dir),
             topic_partitions=s.topic_partitions,
             topic_replication_factor=s.topic_replication_factor,
             producer_acks=-1,
@@ -410,7 +412,7 @@ def run_worker(settings: Settings, loglevel: str = "info") -> None:
     from pipeline.topics import ensure_topics
 
     ensure_topics(settings)
-    (settings.data_dir / settings.app_id).mkdir(parents=True, exist_ok=True)
     pipeline = FraudPipeline(settings)
+    pipeline.worker_dir.mkdir(parents=True, exist_ok=True)
     worker = faust.Worker(pipeline.app, loglevel=loglevel, quiet=True)
     worker.execute_from_commandline()

@@ -68,6 +68,10 @@ class Settings(BaseSettings):
     # --- Pipeline worker -----------------------------------------------------------------------
     app_id: str = Field(default="fraud-pipeline", description="Faust app id = consumer group.")
     data_dir: Path = Field(default=REPO_ROOT / "var", description="Worker state and model snapshots.")
+    table_store: Literal["rocksdb", "memory"] = Field(
+        default="rocksdb",
+        description="Faust table store: RocksDB on disk (state larger than memory) or memory.",
+    )
     worker_web_port: int = Field(default=9101, description="Worker's HTTP port: /metrics, /healthz, /readyz.")
     metrics_bind: str = Field(
         default="127.0.0.1", description="Address the HTTP endpoints of every process bind to."
