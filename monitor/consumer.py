@@ -1,8 +1,8 @@
 """The monitor's I/O edge: one Kafka consumer in a background thread feeding ``MonitorState``.
 
-The consumer joins a group of its own (a fresh id per process), reads the decisions and alerts
-topics from the earliest retained offset and never commits, so every start rebuilds the view
-from what the topics retain. A malformed message is counted and logged and then skipped.
+The consumer joins a group of its own (a fresh id per process), reads the decisions, alerts and
+labels topics (analyst verdicts are kept, other labels skipped) from the earliest retained offset
+and never commits, so every start rebuilds the view, verdicts included, from what the topics retain. A malformed message is counted and logged and then skipped.
 """
 
 from __future__ import annotations
@@ -46,7 +46,10 @@ def _log_kafka_error(err: KafkaError) -> None:
 
 
 class KafkaFeed:
-    """Reads decisions and alerts into ``state`` on a daemon thread: ``start()``, then ``stop()``."""
+    """Reads decisions, alerts and analyst verdicts into ``state`` on a daemon thread.
+
+    ``start()``, then ``stop()`` (or use it as a context manager).
+    """
 
     def __init__(
         self,
@@ -61,16 +64,17 @@ class KafkaFeed:
         self.state = state if state is not None else MonitorState.from_settings(settings)
         self.metrics = metrics if metrics is not None else MonitorMetrics()
         self.group_id = f"{group_prefix or settings.app_id}-monitor-{uuid.uuid4().hex}"
-        self.topics = [settings.topic_decisions, settings.topic_alerts]
+        self.topics = [settings.topic_decisions, settings.topic_alerts, settings.topic_labels]
         self._handlers: Mapping[str, Callable[[Mapping[str, Any]], AddResult]] = {
             settings.topic_decisions: self.state.decisions.add,
             settings.topic_alerts: self.state.alerts.add,
+            settings.topic_labels: self.state.verdicts.add,
         }
         self._consumer_factory = consumer_factory
         self._stop_event = threading.Event()
         self._thread: threading.Thread | None = None
         self._failure: BaseException | None = None
-        for topic in self.topics:  # so /metrics lists both topics from the start
+        for topic in self.topics:  # so /metrics lists every topic from the start
             self.metrics.messages_consumed.labels(topic=topic)
 
     def consumer_config(self) -> dict[str, Any]:

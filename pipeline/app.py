@@ -48,7 +48,7 @@ from pipeline.detection.snapshots import SnapshotStore
 from pipeline.messages import alert_message, dead_letter_message, decision_message, utc_now_iso
 from pipeline.metrics import PipelineMetrics
 from pipeline.topics import internal_topic_names
-from pipeline.validation import Invalid, parse_message
+from pipeline.validation import EventTimeWindow, Invalid, parse_message
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +75,9 @@ class FraudPipeline:
         )
         self._snapshot_labels = model.labels_learnt
         self._rules_mtime = _mtime(settings.rules_file)
+        self._event_time_window = EventTimeWindow(
+            settings.max_event_time_skew_hours * 3600, settings.max_event_age_days * 86400
+        )
         self.metrics.model_labels_learnt.set(model.labels_learnt)
         self._expiry: dict[int, deque[tuple[float, str]]] = {}
         self.app = self._build_app()
@@ -101,6 +104,8 @@ class FraudPipeline:
             web_bind=s.metrics_bind,
             web_host=s.metrics_bind,
             table_standby_replicas=0,
+            broker_session_timeout=s.worker_session_timeout_seconds,
+            broker_heartbeat_interval=min(3.0, s.worker_session_timeout_seconds / 3),
             consumer_auto_offset_reset="earliest",
         )
         setup_prometheus_sensors(app, pattern="/metrics", registry=self.metrics.registry, name_prefix="faust")
@@ -182,7 +187,12 @@ class FraudPipeline:
         """Stage 1: check every transaction; re-key the valid ones by terminal."""
         self.metrics.transactions_consumed.inc()
         received = time.time()
-        result = parse_message(event.value, "transaction", self.settings.max_message_bytes)
+        result = parse_message(
+            event.value,
+            "transaction",
+            self.settings.max_message_bytes,
+            event_time_window=self._event_time_window,
+        )
         if isinstance(result, Invalid):
             await self._dead_letter(result, event, "validate")
             return

@@ -7,13 +7,14 @@ address is also read from the conventional ``KAFKA_BOOTSTRAP_SERVERS``.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import AliasChoices, Field, SecretStr, ValidationError
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -68,6 +69,9 @@ class Settings(BaseSettings):
     # --- Pipeline worker -----------------------------------------------------------------------
     app_id: str = Field(default="fraud-pipeline", description="Faust app id = consumer group.")
     data_dir: Path = Field(default=REPO_ROOT / "var", description="Worker state and model snapshots.")
+    worker_session_timeout_seconds: float = Field(
+        default=20.0, ge=6, description="A worker silent this long is dropped and its partitions move."
+    )
     table_store: Literal["rocksdb", "memory"] = Field(
         default="rocksdb",
         description="Faust table store: RocksDB on disk (state larger than memory) or memory.",
@@ -93,6 +97,10 @@ class Settings(BaseSettings):
     pending_label_ttl_hours: float = Field(
         default=24 * 45, gt=0, description="How long scored features wait for a label."
     )
+    max_event_time_skew_hours: float = Field(
+        default=24, gt=0, description="Refuse event times further ahead."
+    )
+    max_event_age_days: float = Field(default=400, gt=0, description="Refuse event times older than this.")
     max_message_bytes: int = Field(default=64 * 1024, ge=1024)
 
     # --- Traffic simulator ---------------------------------------------------------------------
@@ -122,6 +130,42 @@ class Settings(BaseSettings):
         default=24 * 60, ge=1, description="How much history the monitor keeps."
     )
     monitor_max_alerts: int = Field(default=5000, ge=10)
+    monitor_users: SecretStr | None = Field(
+        default=None,
+        description='Monitor logins as JSON {"name": {"password_hash": "...", "role": "viewer|analyst"}} '
+        "(hash: python -m monitor hash-password); unset: demo logins analyst/analyst, viewer/viewer.",
+    )
+    monitor_secret_key: SecretStr | None = Field(
+        default=None,
+        description="Signs the monitor's session cookie; unset: a random key per start (log in again).",
+    )
+    monitor_cookie_secure: bool = Field(
+        default=False, description="Send the monitor's session cookie over HTTPS only (set it behind TLS)."
+    )
+    monitor_session_hours: float = Field(default=12.0, gt=0, le=24 * 30, description="Login lifetime.")
+
+    @field_validator("monitor_users")
+    @classmethod
+    def _check_monitor_users(cls, value: SecretStr | None) -> SecretStr | None:
+        """The users JSON must be an object of name -> {password_hash, role}; checked at start-up."""
+        if value is None:
+            return None
+        try:
+            users = json.loads(value.get_secret_value())
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"not valid JSON ({exc.msg} at {exc.pos})") from None
+        if not isinstance(users, dict) or not users:
+            raise ValueError('expected a non-empty JSON object {"name": {"password_hash": ..., "role": ...}}')
+        for name, entry in users.items():
+            if not name or len(name) > 128 or name != name.strip():
+                raise ValueError(f"user name {name[:40]!r}: 1 to 128 characters, no outer spaces")
+            if not isinstance(entry, dict) or set(entry) != {"password_hash", "role"}:
+                raise ValueError(f"user {name!r}: expected exactly the keys password_hash and role")
+            if not isinstance(entry["password_hash"], str) or "$" not in entry["password_hash"]:
+                raise ValueError(f"user {name!r}: password_hash is not a werkzeug password hash")
+            if entry["role"] not in ("viewer", "analyst"):
+                raise ValueError(f"user {name!r}: role must be viewer or analyst")
+        return value
 
     @property
     def bootstrap_servers(self) -> str:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import re
+import time
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
+from pipeline.detection.features import parse_timestamp
 from pipeline.schemas import SchemaViolation, validator
 
 # A card number as people and systems write it: 13-19 digits in a row, or groups of four (Amex:
@@ -59,8 +61,25 @@ def mask_card_numbers(payload: bytes) -> bytes:
     return bytes(out)
 
 
-def parse_message(raw: bytes | None, kind: str, max_bytes: int) -> dict[str, Any] | Invalid:
-    """Decode and validate one message of ``kind`` (transaction or label)."""
+@dataclass(frozen=True)
+class EventTimeWindow:
+    """How far from now a transaction's event time may lie: later than ``max_future_seconds``
+    ahead (clock skew) or older than ``max_age_seconds`` is refused."""
+
+    max_future_seconds: float = 24 * 3600
+    max_age_seconds: float = 400 * 86400
+
+
+def parse_message(
+    raw: bytes | None,
+    kind: str,
+    max_bytes: int,
+    *,
+    event_time_window: EventTimeWindow | None = None,
+    now: float | None = None,
+) -> dict[str, Any] | Invalid:
+    """Decode and validate one message of ``kind`` (transaction or label); with an
+    ``event_time_window``, a transaction's event time must also lie within it."""
     if raw is None:
         return Invalid("not_json", "empty message (null value)")
     if len(raw) > max_bytes:
@@ -84,4 +103,20 @@ def parse_message(raw: bytes | None, kind: str, max_bytes: int) -> dict[str, Any
     except SchemaViolation as exc:
         field = ".".join(str(part) for part in exc.path[1:]) or None
         return Invalid("schema_violation", exc.message, field)
+    if event_time_window is not None and kind == "transaction":
+        return _check_event_time(data, event_time_window, time.time() if now is None else now)
     return data
+
+
+def _check_event_time(txn: dict[str, Any], window: EventTimeWindow, now: float) -> dict[str, Any] | Invalid:
+    try:
+        at = parse_timestamp(txn["event_time"])
+    except ValueError as exc:
+        return Invalid("schema_violation", f"event_time is not a valid date-time: {exc}", "event_time")
+    if at > now + window.max_future_seconds:
+        ahead = (at - now) / 3600
+        return Invalid("out_of_range", f"event_time is {ahead:.1f} h in the future", "event_time")
+    if at < now - window.max_age_seconds:
+        age = (now - at) / 86400
+        return Invalid("out_of_range", f"event_time is {age:.0f} days old", "event_time")
+    return txn
