@@ -63,6 +63,4 @@ def test_kill_9_of_one_worker_loses_nothing(make_settings, start_worker) -> None
     print(f"{len(ids)} produced, {len(set(decided))} decided, {duplicates} duplicate decisions, "
           f"all decided {recovered_after:.0f} s after the kill")  # fmt: skip
     assert set(decided) == ids
-    repeated = {i for i in decided if decided.count(i) > 1} if duplicates else set()
-    assert repeated <= ids, "a duplicate is a second decision for a known transaction id"
     assert first.process.poll() is None, "the survivor kept running"
