@@ -399,7 +399,9 @@ class AlertStore:
         with self._lock:
             return self._alerts.get(alert_id)
 
-    def for_card(self, card_token: str, *, exclude: str | None = None, limit: int = 10) -> list[Mapping[str, Any]]:
+    def for_card(
+        self, card_token: str, *, exclude: str | None = None, limit: int = 10
+    ) -> list[Mapping[str, Any]]:
         """Up to ``limit`` alerts of one card, newest first, without the alert ``exclude``."""
         found: list[Mapping[str, Any]] = []
         with self._lock:

@@ -1,31 +1,54 @@
-"""The Dash app: layout, callbacks wired to the shared state, ``/metrics`` and ``/healthz``."""
+"""The Dash app: layout, login, callbacks wired to the shared state, ``/metrics`` and ``/healthz``.
+
+The callbacks only wire: the work is in ``callbacks`` (pure over the state), ``reports`` and
+``verdicts`` (pure builders), ``feedback`` and ``consumer`` (the Kafka edges), ``auth`` (login).
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
 import flask
-from dash import Dash, Input, Output, State
+from dash import ALL, Dash, Input, Output, State, ctx
+from dash.exceptions import PreventUpdate
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from monitor import callbacks
 from monitor.aggregation import MonitorState
+from monitor.auth import PUBLIC_PATHS, current_user, install_login
+from monitor.feedback import LabelPublisher
 from monitor.layout import (
+    ALERT_DETAIL_ID,
     ALERT_QUEUE_ID,
     ALERT_RATE_ID,
+    ALERT_ROW_TYPE,
+    ALERT_SELECT_ID,
     ALERTS_RENDERED_ID,
     BLOCKED_ID,
+    CONFIRM_ID,
+    DETAIL_RENDERED_ID,
+    DOWNLOAD_ID,
+    EXPORT_EXCEL_ID,
+    EXPORT_PDF_ID,
     FRAUD_TYPE_ID,
     GRAPH_ID,
     GRAPH_RENDERED_ID,
+    LEGITIMATE_ID,
     OUTCOMES_ID,
     REFRESH_ID,
     STALENESS_ID,
     TITLE,
     TPS_ID,
+    URL_ID,
+    USER_INFO_ID,
+    VERDICT_COMMENT_ID,
+    VERDICT_NOTE_ID,
+    VERDICT_STATUS_ID,
+    VERDICT_TYPE_ID,
     build_layout,
 )
 from monitor.metrics import MonitorMetrics
+from monitor.users import Accounts
 from pipeline.config import FRAUD_TYPE_NAMES, Settings
 
 
@@ -36,16 +59,27 @@ def create_app(
     registry: CollectorRegistry | None = None,
     stale_after_seconds: float = callbacks.STALE_AFTER_SECONDS,
     alert_rows: int = callbacks.ALERT_ROWS,
+    publish: callbacks.Publish | None = None,
+    accounts: Accounts | None = None,
 ) -> Dash:
     """The dashboard over ``feed_state`` (filled by a ``KafkaFeed``); serves ``registry`` at /metrics.
 
-    Without a registry a fresh one with the monitor's metrics (all zero) is served.
+    Without a registry a fresh one with the monitor's metrics (all zero) is served. Verdicts go
+    through ``publish`` (default: a ``LabelPublisher`` on ``settings.topic_labels``). Every page
+    and Dash route needs a login (``accounts``, default from the settings); /healthz, /metrics
+    and /api/summary do not.
     """
     if registry is None:
         registry = MonitorMetrics().registry
+    if publish is None:
+        publish = LabelPublisher(settings).publish
     app = Dash(__name__, title=TITLE, update_title=None)
     app.layout = build_layout(settings)
+    install_login(
+        app.server, settings, accounts or Accounts.from_settings(settings), public_paths=PUBLIC_PATHS
+    )
     _register_callbacks(app, feed_state, stale_after_seconds, alert_rows)
+    _register_feedback_callbacks(app, feed_state, publish)
     _add_routes(app.server, registry, feed_state)
     return app
 
@@ -62,6 +96,15 @@ def _register_callbacks(app: Dash, state: MonitorState, stale_after: float, aler
         return callbacks.update_graph(state, fraud_type_name, rendered)
 
     @app.callback(
+        Output(URL_ID, "search"),
+        Output(FRAUD_TYPE_ID, "value"),
+        Input(URL_ID, "search"),
+        Input(FRAUD_TYPE_ID, "value"),
+    )
+    def _url(search: str | None, fraud_type_name: str | None) -> tuple[Any, Any]:
+        return callbacks.sync_url(search, fraud_type_name, url_changed=ctx.triggered_id != FRAUD_TYPE_ID)
+
+    @app.callback(
         Output(TPS_ID, "children"),
         Output(OUTCOMES_ID, "children"),
         Output(ALERT_RATE_ID, "children"),
@@ -75,12 +118,86 @@ def _register_callbacks(app: Dash, state: MonitorState, stale_after: float, aler
 
     @app.callback(
         Output(ALERT_QUEUE_ID, "children"),
+        Output(ALERT_SELECT_ID, "options"),
         Output(ALERTS_RENDERED_ID, "data"),
         Input(REFRESH_ID, "n_intervals"),
         State(ALERTS_RENDERED_ID, "data"),
     )
-    def _alerts(_n: int | None, rendered: Any) -> tuple[Any, int]:
-        return callbacks.update_alert_queue(state, rendered, alert_rows)
+    def _alerts(_n: int | None, rendered: Any) -> tuple[Any, ...]:
+        return tuple(callbacks.update_alert_queue(state, rendered, alert_rows))
+
+
+def _register_feedback_callbacks(app: Dash, state: MonitorState, publish: callbacks.Publish) -> None:
+    @app.callback(
+        Output(USER_INFO_ID, "children"),
+        Output(VERDICT_NOTE_ID, "children"),
+        Input(URL_ID, "pathname"),
+    )
+    def _header(_path: str | None) -> tuple[Any, str]:
+        return callbacks.header_view(current_user())
+
+    @app.callback(
+        Output(ALERT_SELECT_ID, "value"),
+        Input({"type": ALERT_ROW_TYPE, "index": ALL}, "n_clicks"),
+        prevent_initial_call=True,
+    )
+    def _row_clicked(_clicks: list[int | None]) -> str:
+        triggered = ctx.triggered
+        if len(triggered) != 1:  # rows re-rendered, not a click
+            raise PreventUpdate
+        return callbacks.clicked_alert(ctx.triggered_id, triggered[0].get("value"))
+
+    @app.callback(
+        Output(ALERT_DETAIL_ID, "children"),
+        Output(CONFIRM_ID, "disabled"),
+        Output(LEGITIMATE_ID, "disabled"),
+        Output(VERDICT_TYPE_ID, "value"),
+        Output(DETAIL_RENDERED_ID, "data"),
+        Input(ALERT_SELECT_ID, "value"),
+        Input(REFRESH_ID, "n_intervals"),
+        State(DETAIL_RENDERED_ID, "data"),
+    )
+    def _detail(transaction_id: str | None, _n: int | None, rendered: Any) -> tuple[Any, ...]:
+        changed = ctx.triggered_id == ALERT_SELECT_ID
+        return tuple(callbacks.update_detail(state, current_user(), transaction_id, rendered, changed))
+
+    @app.callback(
+        Output(VERDICT_STATUS_ID, "children"),
+        Output(VERDICT_STATUS_ID, "style"),
+        Input(CONFIRM_ID, "n_clicks"),
+        Input(LEGITIMATE_ID, "n_clicks"),
+        State(ALERT_SELECT_ID, "value"),
+        State(VERDICT_TYPE_ID, "value"),
+        State(VERDICT_COMMENT_ID, "value"),
+        prevent_initial_call=True,
+    )
+    def _verdict(
+        _confirm: int | None,
+        _legitimate: int | None,
+        transaction_id: str | None,
+        fraud_type_name: str | None,
+        comment: str | None,
+    ) -> tuple[Any, ...]:
+        if ctx.triggered_id not in (CONFIRM_ID, LEGITIMATE_ID):
+            raise PreventUpdate
+        action: callbacks.Action = "confirm" if ctx.triggered_id == CONFIRM_ID else "legitimate"
+        return tuple(
+            callbacks.give_verdict(
+                state, publish, current_user(), transaction_id, action, fraud_type_name, comment
+            )
+        )
+
+    @app.callback(
+        Output(DOWNLOAD_ID, "data"),
+        Input(EXPORT_EXCEL_ID, "n_clicks"),
+        Input(EXPORT_PDF_ID, "n_clicks"),
+        prevent_initial_call=True,
+    )
+    def _export(_excel: int | None, _pdf: int | None) -> dict[str, Any]:
+        if ctx.triggered_id not in (EXPORT_EXCEL_ID, EXPORT_PDF_ID):
+            raise PreventUpdate
+        kind = "xlsx" if ctx.triggered_id == EXPORT_EXCEL_ID else "pdf"
+        return callbacks.export_report(state, kind, current_user())
 
 
 def summary(state: MonitorState) -> dict[str, Any]:

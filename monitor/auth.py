@@ -95,7 +95,8 @@ def login_page(*, error: str | None, csrf_token: str, next_url: str, demo: bool)
     """The login form as HTML (everything inserted is escaped)."""
     message = f'<p id="login-error" class="error">{escape(error)}</p>' if error else ""
     demo_hint = (
-        '<p class="hint">Local demo: log in as <b>analyst</b>/<b>analyst</b> or <b>viewer</b>/<b>viewer</b>.</p>'
+        '<p class="hint">Local demo only: log in as <b>analyst</b>/<b>analyst</b> '
+        "or <b>viewer</b>/<b>viewer</b>.</p>"
         if demo
         else ""
     )

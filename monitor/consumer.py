@@ -2,7 +2,8 @@
 
 The consumer joins a group of its own (a fresh id per process), reads the decisions, alerts and
 labels topics (analyst verdicts are kept, other labels skipped) from the earliest retained offset
-and never commits, so every start rebuilds the view, verdicts included, from what the topics retain. A malformed message is counted and logged and then skipped.
+and never commits, so every start rebuilds the view, verdicts included, from what the topics
+retain. A malformed message is counted and logged and then skipped.
 """
 
 from __future__ import annotations

@@ -97,7 +97,10 @@ class LabelPublisher:
         if error is not None:
             raise FeedbackError(f"Kafka refused the verdict (topic {self.topic!r}): {error.str()}")
         logger.info(
-            "verdict on %s by %s published to %s", label.get("transaction_id"), label.get("analyst"), self.topic
+            "verdict on %s by %s published to %s",
+            label.get("transaction_id"),
+            label.get("analyst"),
+            self.topic,
         )
 
     def close(self) -> None:

@@ -9,7 +9,9 @@ from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector,
 from monitor.aggregation import MonitorState
 from monitor.app import create_app
 from monitor.consumer import KafkaFeed
+from monitor.feedback import LabelPublisher
 from monitor.metrics import MonitorMetrics
+from monitor.users import Accounts, demo_notice
 from pipeline.config import Settings
 
 logger = logging.getLogger(__name__)
@@ -42,8 +44,21 @@ def run_monitor(
     metrics = MonitorMetrics(registry if registry is not None else default_registry())
     state = MonitorState.from_settings(settings)
     feed = KafkaFeed(settings, state=state, metrics=metrics)
-    app = create_app(state, settings, registry=metrics.registry)
+    publisher = LabelPublisher(settings)
+    accounts = Accounts.from_settings(settings)
+    app = create_app(state, settings, registry=metrics.registry, publish=publisher.publish, accounts=accounts)
     url = monitor_url(settings)
+    if accounts.demo:
+        logger.warning(demo_notice())
+        print(demo_notice(), flush=True)
+        if settings.monitor_host not in ("127.0.0.1", "localhost", "::1"):
+            logger.warning(
+                "the demo logins are served on %s, not only on this machine", settings.monitor_host
+            )
+    else:
+        logger.info("monitor users: %s", ", ".join(accounts.names))
+    if settings.monitor_secret_key is None:
+        logger.info("no FRAUD_MONITOR_SECRET_KEY: a random session key, logins end when the monitor stops")
     feed.start()
     try:
         logger.info("fraud monitor at %s (metrics at %smetrics)", url, url)
@@ -52,3 +67,4 @@ def run_monitor(
         app.run(host=settings.monitor_host, port=settings.monitor_port, debug=debug, use_reloader=False)
     finally:
         feed.stop()
+        publisher.close()

@@ -127,7 +127,7 @@ def _rows(children) -> list[list[str]]:
 
 
 def test_alert_queue_newest_first_with_display_names(state) -> None:
-    children, version = update_alert_queue(state, None)
+    children, options, version = update_alert_queue(state, None)
     header, _ = children
     assert [th.children for th in header.children.children] == list(ALERT_COLUMNS)
     rows = _rows(children)
@@ -140,17 +140,20 @@ def test_alert_queue_newest_first_with_display_names(state) -> None:
     assert m1[5] == "1.00 EUR"
     assert m1[6] == "tok_4f9a…3e"
     assert m1[7] == "test reason"
-    assert version == state.alerts.version
+    assert m1[8] == ""  # no verdict yet
+    assert [o["value"] for o in options] == ["m1", "i1", "u2", "u1"]
+    assert options[0]["label"] == "m1 · Malicious Behavior · block 0.95"
+    assert version == f"{state.alerts.version}/{state.verdicts.version}"
     with pytest.raises(PreventUpdate):
         update_alert_queue(state, version)
 
 
 def test_alert_queue_limit_and_empty(state, settings_free_state) -> None:
-    children, _ = update_alert_queue(state, None, limit=2)
+    children, _, _ = update_alert_queue(state, None, limit=2)
     assert [r[0] for r in _rows(children)] == ["m1", "i1"]
-    children, version = update_alert_queue(settings_free_state, None)
+    children, options, version = update_alert_queue(settings_free_state, None)
     assert _rows(children) == [["No alerts yet."]]
-    assert version == 0
+    assert (options, version) == ([], "0/0")
     assert isinstance(children[1], html.Tbody)
 
 
@@ -168,4 +171,4 @@ def test_shorten_token(token, shown) -> None:
 
 
 def test_alert_cells_tolerate_missing_fields() -> None:
-    assert alert_cells({"alert_id": "x"}) == ["", "", "", "", "", "", "", ""]
+    assert alert_cells({"alert_id": "x"}) == [""] * len(ALERT_COLUMNS)

@@ -86,3 +86,16 @@ def test_rules_follow_the_naming_conventions() -> None:
             assert rule["labels"]["severity"] in {"warning", "critical"}, name
             assert {"summary", "description"} <= set(rule["annotations"]), name
             assert rule.get("for"), f"{name}: an alert needs a `for` to ride out one bad scrape"
+
+
+def test_alerts_read_recording_rules_evaluated_before_them_in_their_group() -> None:
+    """Groups are evaluated concurrently; within a group, in order. An alert on a recorded series
+    must come after that recording rule in the same group, or it may see the previous value."""
+    for group in yaml.safe_load(RULES_FILE.read_text())["groups"]:
+        recorded: set[str] = set()
+        for rule in group["rules"]:
+            if "record" in rule:
+                recorded.add(rule["record"])
+                continue
+            used = set(re.findall(r"\b[a-z_]*:[a-z][a-z0-9_]*:[a-z][a-z0-9_]*\b", rule["expr"]))
+            assert used <= recorded, f"{rule['alert']} reads {sorted(used - recorded)} recorded elsewhere"
