@@ -2,7 +2,8 @@
 # Installs everything the project needs, idempotently:
 #   - a Python 3.11 virtual environment in .venv with the project and its dev extras;
 #   - the Apache Kafka broker's jars (Maven Central, cached in ~/.cache/fraud-detection);
-#   - with --test: Debian's chromium and chromium-driver for the browser tests.
+#   - with --test: Debian's chromium and chromium-driver for the browser tests, and prometheus
+#     (prometheus and promtool) for the rule and scrape tests in tests/ops.
 # Usage: deploy/bootstrap.sh [--test]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -55,8 +56,10 @@ fi
 # --- Kafka broker jars ------------------------------------------------------------------------------
 say "Kafka broker jars: $(.venv/bin/fraud kafka fetch)"
 
-# --- Browser for the UI tests -------------------------------------------------------------------------
+# --- Browser for the UI tests, Prometheus and promtool for tests/ops --------------------------------------
+# The prometheus package may start a system service on :9090 where systemd runs; the tests do not use
+# it: they run their own prometheus on a free port with a temporary data directory.
 if $want_test; then
-  apt_install chromium chromium-driver
+  apt_install chromium chromium-driver prometheus
 fi
 say "ready"

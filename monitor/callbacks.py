@@ -280,13 +280,14 @@ def sync_url(search: str | None, chosen: str | None, url_changed: bool) -> tuple
     """Keep the URL's ``?type=`` and the fraud-type dropdown in step: (new search, new dropdown value).
 
     When the page loads or the URL changes (back/forward), the URL wins; when the dropdown
-    changes, the URL follows. ``no_update`` where nothing has to change.
+    changes, the URL follows (``no_update`` for the side that stays). Raises PreventUpdate when
+    both already agree, or the URL names no known type.
     """
     from_url = type_from_search(search)
     if url_changed:
         if from_url is None or from_url == chosen:
-            return no_update, no_update
+            raise PreventUpdate
         return no_update, from_url
     if chosen not in FRAUD_TYPE_CODES or chosen == from_url:
-        return no_update, no_update
+        raise PreventUpdate
     return search_for_type(chosen), no_update

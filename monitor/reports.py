@@ -330,6 +330,8 @@ def rate_chart(data: ReportData, fraud_type: str) -> Drawing:
     plot.yValueAxis.valueMax = top * 1.15 if top > 0 else 1.0
     plot.yValueAxis.labelTextFormat = lambda v: f"{v:.1f}%"
     plot.yValueAxis.labels.fontSize = 7
+    plot.yValueAxis.visibleGrid = True
+    plot.yValueAxis.gridStrokeColor = colors.HexColor("#e5e5e5")
     drawing.add(plot)
     return drawing
 

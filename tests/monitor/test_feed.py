@@ -64,7 +64,7 @@ class FakeConsumer:
 
 @pytest.fixture
 def settings():
-    return load_settings(topic_decisions="dec-t", topic_alerts="alr-t", app_id="unit")
+    return load_settings(topic_decisions="dec-t", topic_alerts="alr-t", topic_labels="lab-t", app_id="unit")
 
 
 def make_feed(settings, batches: list[list[FakeMessage]]) -> tuple[KafkaFeed, list[FakeConsumer]]:
@@ -111,7 +111,7 @@ def test_feed_counts_and_survives_malformed_messages(settings, make_decision, ma
         feed.stop()
     assert consumers[0].closed.is_set()
     assert not feed.running and feed.failure is None
-    assert consumers[0].subscribed == ["dec-t", "alr-t"]
+    assert consumers[0].subscribed == ["dec-t", "alr-t", "lab-t"]
     assert set(consumers[0].consume_args) == {(500, 0.5)}
     assert feed.state.decisions.transaction_count == 2
     assert feed.state.decisions.fraud_rate_series("identity_theft").rates == [0.5]
@@ -147,3 +147,48 @@ def test_wait_until_times_out(settings) -> None:
     feed, _ = make_feed(settings, [])
     assert feed.wait_until(lambda: False, 0.1) is False
     assert feed.wait_until(lambda: True, 0) is True
+
+
+def _label(tx: str, source: str, **extra: Any) -> dict[str, Any]:
+    label = {
+        "schema_version": 1,
+        "transaction_id": tx,
+        "card_token": "tok_4f9a2c1b7d3e",
+        "is_fraud": True,
+        "fraud_type": "identity_theft",
+        "source": source,
+        "analyst": "alice" if source == "analyst" else None,
+        "comment": None,
+        "labelled_at": "2026-11-28T09:05:00.000+00:00",
+    }
+    label.update(extra)
+    return label
+
+
+def test_feed_keeps_analyst_verdicts_from_the_labels_topic(settings) -> None:
+    batch = [
+        FakeMessage("lab-t", orjson.dumps(_label("tx-1", "analyst"))),
+        FakeMessage("lab-t", orjson.dumps(_label("tx-1", "analyst"))),  # redelivered
+        FakeMessage("lab-t", orjson.dumps(_label("tx-2", "simulator"))),
+        FakeMessage("lab-t", orjson.dumps(_label("tx-3", "analyst", analyst=None))),  # malformed
+        FakeMessage(
+            "lab-t",
+            orjson.dumps(
+                _label("tx-4", "analyst", is_fraud=False, fraud_type=None, analyst="bob", comment="known customer")
+            ),
+        ),
+    ]
+    feed, consumers = make_feed(settings, [batch])
+    with feed:
+        assert feed.wait_until(lambda: not consumers[0].batches and len(feed.state.verdicts) == 2, 5)
+    verdicts = feed.state.verdicts
+    assert verdicts.get("tx-1").analyst == "alice" and verdicts.get("tx-1").fraud_type == "identity_theft"
+    assert verdicts.get("tx-2") is None, "only analyst verdicts are kept"
+    legit = verdicts.get("tx-4")
+    assert (legit.outcome, legit.analyst, legit.comment) == ("legitimate", "bob", "known customer")
+    registry = feed.metrics.registry
+    assert registry.get_sample_value("fraud_monitor_messages_consumed_total", {"topic": "lab-t"}) == 5
+    assert registry.get_sample_value("fraud_monitor_malformed_messages_total") == 1
+    for reason, count in (("duplicate", 1), ("other_source", 1)):
+        labels = {"topic": "lab-t", "reason": reason}
+        assert registry.get_sample_value("fraud_monitor_ignored_messages_total", labels) == count

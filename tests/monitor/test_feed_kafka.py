@@ -15,6 +15,7 @@ from monitor.callbacks import update_graph
 from monitor.consumer import KafkaFeed
 from monitor.metrics import MonitorMetrics
 from pipeline.config import FRAUD_TYPE_NAMES, Settings
+from tests.monitor.logins import ANALYST, login_client, make_accounts
 
 pytestmark = pytest.mark.kafka
 
@@ -113,10 +114,12 @@ def test_feed_rebuilds_exact_counts_from_the_topics(published: Settings, base_mi
 
 def test_app_serves_the_feed(published: Settings) -> None:
     feed = KafkaFeed(published, metrics=MonitorMetrics())
-    app = create_app(feed.state, published, registry=feed.metrics.registry)
+    app = create_app(feed.state, published, registry=feed.metrics.registry, accounts=make_accounts())
     with feed:
         assert feed.wait_until(lambda: _all_read(feed, published), TIMEOUT)
         client = app.server.test_client()
+        assert client.get("/").status_code == 302, "the page needs a login"
+        assert login_client(client, *ANALYST).status_code == 302
         assert client.get("/").status_code == 200
         layout = client.get("/_dash-layout").get_data(as_text=True)
         for needle in ('"fraud-graph"', '"fraud-type"', "Fraud Detection Dashboard", "Select fraud type:"):

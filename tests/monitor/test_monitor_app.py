@@ -1,17 +1,23 @@
-"""The Dash app through Flask's test client: page, layout, callbacks wiring, /metrics, /healthz."""
+"""The Dash app through Flask's test client: login, page, layout, callbacks wiring, /metrics, /healthz."""
 
 from __future__ import annotations
 
+import base64
+import io
 import json
+from collections.abc import Mapping
 from typing import Any
 
+import openpyxl
 import pytest
 from dash import Dash, dcc, html
 
 from monitor.aggregation import AlertStore, DecisionAggregator, MonitorState
 from monitor.app import create_app
+from monitor.auth import COOKIE_NAME
 from monitor.metrics import MonitorMetrics
 from pipeline.config import load_settings
+from tests.monitor.logins import ANALYST, VIEWER, login_client, make_accounts
 
 
 @pytest.fixture
@@ -31,8 +37,30 @@ def metrics() -> MonitorMetrics:
 
 
 @pytest.fixture
-def app(state, metrics) -> Dash:
-    return create_app(state, load_settings(), registry=metrics.registry)
+def published() -> list[Mapping[str, Any]]:
+    """Labels the app published (a fake publisher: no broker in these tests)."""
+    return []
+
+
+@pytest.fixture
+def app(state, metrics, published) -> Dash:
+    return create_app(
+        state, load_settings(), registry=metrics.registry, publish=published.append, accounts=make_accounts()
+    )
+
+
+@pytest.fixture
+def analyst(app):
+    client = app.server.test_client()
+    assert login_client(client, *ANALYST).status_code == 302
+    return client
+
+
+@pytest.fixture
+def viewer(app):
+    client = app.server.test_client()
+    assert login_client(client, *VIEWER).status_code == 302
+    return client
 
 
 def _walk(component: Any):
@@ -51,21 +79,45 @@ def test_layout_has_the_seed_components(app) -> None:
     assert h1.children == "Fraud Detection Dashboard"
     [graph] = [c for c in components if isinstance(c, dcc.Graph)]
     assert graph.id == "fraud-graph"
-    [label] = [c for c in components if isinstance(c, html.Label)]
-    assert label.children == "Select fraud type:"
-    [dropdown] = [c for c in components if isinstance(c, dcc.Dropdown)]
-    assert dropdown.id == "fraud-type"
+    labels = [c for c in components if isinstance(c, html.Label) and c.htmlFor == "fraud-type"]
+    assert [label.children for label in labels] == ["Select fraud type:"]
+    [dropdown] = [c for c in components if isinstance(c, dcc.Dropdown) and c.id == "fraud-type"]
     names = ["Unauthorized Transactions", "Identity Theft", "Malicious Behavior"]
     assert dropdown.options == [{"label": n, "value": n} for n in names]
     assert dropdown.value == "Unauthorized Transactions"
     [interval] = [c for c in components if isinstance(c, dcc.Interval)]
     assert (interval.id, interval.interval) == ("refresh", 2000)
     assert [c.id for c in components if isinstance(c, html.Table)] == ["alert-queue"]
+    ids = {getattr(c, "id", None) for c in components}
+    for wanted in ("url", "alert-select", "confirm-fraud", "mark-legitimate", "export-excel", "export-pdf"):
+        assert wanted in ids
+    [location] = [c for c in components if isinstance(c, dcc.Location)]
+    assert location.refresh is False
+    [download] = [c for c in components if isinstance(c, dcc.Download)]
+    assert download.id == "report-download"
 
 
-def test_http_routes(app) -> None:
+def test_every_dash_route_needs_a_login_but_machine_endpoints_do_not(app) -> None:
     client = app.server.test_client()
-    assert client.get("/").status_code == 200
+    page = client.get("/?type=Identity+Theft")
+    assert page.status_code == 302
+    assert page.headers["Location"] == "/login?next=%2F%3Ftype%3DIdentity%2BTheft"
+    for path in ("/_dash-layout", "/_dash-dependencies"):
+        assert client.get(path).status_code == 401
+    refused = client.post("/_dash-update-component", json={"output": "x.y", "inputs": []})
+    assert refused.status_code == 401
+    assert client.get("/_dash-component-suites/dash/deps/react@18.3.1.min.js").status_code == 401
+    for path in ("/healthz", "/metrics", "/api/summary"):
+        assert client.get(path).status_code == 200, path
+    login = client.get("/login?next=/")
+    assert login.status_code == 200
+    assert 'id="username"' in login.get_data(as_text=True)
+
+
+def test_http_routes(analyst) -> None:
+    client = analyst
+    page = client.get("/")
+    assert page.status_code == 200 and "_dash-config" in page.get_data(as_text=True)
     layout = client.get("/_dash-layout")
     assert layout.status_code == 200
     text = layout.get_data(as_text=True)
@@ -79,6 +131,41 @@ def test_http_routes(app) -> None:
     assert "fraud_monitor_messages_consumed_total" in body
     assert "fraud_monitor_malformed_messages_total 0.0" in body
     assert "fraud_monitor_last_decision_timestamp_seconds 0.0" in body
+
+
+def test_login_refusals_and_logout(app) -> None:
+    client = app.server.test_client()
+    wrong = login_client(client, ANALYST[0], "wrong")
+    assert wrong.status_code == 401
+    assert "Wrong user name or password." in wrong.get_data(as_text=True)
+    unknown = login_client(client, "mallory", ANALYST[1])
+    assert unknown.status_code == 401
+    no_token = client.post("/login", data={"username": ANALYST[0], "password": ANALYST[1]})
+    assert no_token.status_code == 400
+    assert client.get("/").status_code == 302
+    # an open redirect is refused: after login the browser stays on this site
+    ok = login_client(client, *ANALYST, next_url="https://evil.example/")
+    assert (ok.status_code, ok.headers["Location"]) == (302, "/")
+    assert client.get("/").status_code == 200
+    assert client.get("/logout").status_code == 302
+    assert client.get("/").status_code == 302, "logged out for good"
+
+
+def test_session_cookie_is_locked_down(state) -> None:
+    app = create_app(
+        state,
+        load_settings(monitor_cookie_secure=True, monitor_secret_key="k" * 32),
+        publish=lambda _label: None,
+        accounts=make_accounts(),
+    )
+    client = app.server.test_client()
+    response = login_client(client, *ANALYST)
+    cookie = response.headers["Set-Cookie"]
+    assert cookie.startswith(f"{COOKIE_NAME}=")
+    for flag in ("HttpOnly", "SameSite=Lax", "Secure"):
+        assert flag in cookie
+    assert app.server.secret_key == "k" * 32
+    assert response.headers["X-Frame-Options"] == "SAMEORIGIN"
 
 
 def test_metrics_serves_the_injected_registry(app, metrics) -> None:
@@ -106,8 +193,8 @@ def _update(client, outputs: list[tuple[str, str]], inputs: list[dict], state: l
     return client.post("/_dash-update-component", json=body)
 
 
-def test_graph_callback_is_wired_to_the_dropdown(app) -> None:
-    client = app.server.test_client()
+def test_graph_callback_is_wired_to_the_dropdown(analyst) -> None:
+    client = analyst
     deps = {d["output"] for d in client.get("/_dash-dependencies").get_json()}
     assert "..fraud-graph.figure...graph-rendered.data.." in deps
     response = _update(
@@ -135,3 +222,88 @@ def test_graph_callback_is_wired_to_the_dropdown(app) -> None:
         [{"id": "graph-rendered", "property": "data", "value": key}],
     )
     assert again.status_code == 204
+
+
+def _verdict(client, action: str, transaction_id: str, fraud_type: str = "Identity Theft") -> Any:
+    button = {"confirm": "confirm-fraud", "legitimate": "mark-legitimate"}[action]
+    body = {
+        "output": "..verdict-status.children...verdict-status.style..",
+        "outputs": [
+            {"id": "verdict-status", "property": "children"},
+            {"id": "verdict-status", "property": "style"},
+        ],
+        "inputs": [
+            {"id": "confirm-fraud", "property": "n_clicks", "value": 1 if action == "confirm" else None},
+            {"id": "mark-legitimate", "property": "n_clicks", "value": 1 if action != "confirm" else None},
+        ],
+        "state": [
+            {"id": "alert-select", "property": "value", "value": transaction_id},
+            {"id": "verdict-fraud-type", "property": "value", "value": fraud_type},
+            {"id": "verdict-comment", "property": "value", "value": None},
+        ],
+        "changedPropIds": [f"{button}.n_clicks"],
+    }
+    return client.post("/_dash-update-component", json=body)
+
+
+def test_viewer_cannot_give_a_verdict_even_by_calling_the_callback(viewer, published, state) -> None:
+    response = _verdict(viewer, "confirm", "x1")
+    assert response.status_code == 200
+    text = response.get_json()["response"]["verdict-status"]["children"]
+    assert text.startswith("Not allowed: victor is a viewer")
+    assert published == []
+    assert state.verdicts.get("x1") is None
+
+
+def test_analyst_verdict_is_published_and_shown(analyst, published, state) -> None:
+    response = _verdict(analyst, "confirm", "x1", "Identity Theft")
+    text = response.get_json()["response"]["verdict-status"]["children"]
+    assert text == "Recorded: x1 confirmed as fraud (Identity Theft) by alice."
+    [label] = published
+    assert (label["transaction_id"], label["card_token"], label["analyst"]) == ("x1", "tok_4f9a2c1b7d3e", "alice")
+    assert (label["is_fraud"], label["fraud_type"], label["source"]) == (True, "identity_theft", "analyst")
+    verdict = state.verdicts.get("x1")
+    assert verdict is not None and verdict.analyst == "alice"
+    _verdict(analyst, "legitimate", "x1")
+    assert published[-1]["is_fraud"] is False and published[-1]["fraud_type"] is None
+    assert state.verdicts.get("x1").outcome == "legitimate"
+
+
+def test_export_excel_callback_downloads_a_workbook(viewer) -> None:
+    body = {
+        "output": "report-download.data",
+        "outputs": {"id": "report-download", "property": "data"},
+        "inputs": [
+            {"id": "export-excel", "property": "n_clicks", "value": 1},
+            {"id": "export-pdf", "property": "n_clicks", "value": None},
+        ],
+        "state": [],
+        "changedPropIds": ["export-excel.n_clicks"],
+    }
+    data = viewer.post("/_dash-update-component", json=body).get_json()["response"]["report-download"]["data"]
+    assert data["filename"].startswith("fraud-report-") and data["filename"].endswith(".xlsx")
+    workbook = openpyxl.load_workbook(io.BytesIO(base64.b64decode(data["content"])))
+    assert workbook.sheetnames == ["Summary", "Rates by type", "Alerts"]
+    summary = {row[0]: row[1] for row in workbook["Summary"].iter_rows(min_row=2, values_only=True)}
+    assert summary["Generated by"] == "victor"
+
+
+def test_url_keeps_the_fraud_type(analyst) -> None:
+    def call(search: str | None, value: str | None, changed: str) -> Any:
+        body = {
+            "output": "..url.search...fraud-type.value..",
+            "outputs": [{"id": "url", "property": "search"}, {"id": "fraud-type", "property": "value"}],
+            "inputs": [
+                {"id": "url", "property": "search", "value": search},
+                {"id": "fraud-type", "property": "value", "value": value},
+            ],
+            "state": [],
+            "changedPropIds": [changed],
+        }
+        return analyst.post("/_dash-update-component", json=body)
+
+    opened = call("?type=Identity+Theft", "Unauthorized Transactions", "url.search")
+    assert opened.get_json()["response"] == {"fraud-type": {"value": "Identity Theft"}}
+    chosen = call("", "Malicious Behavior", "fraud-type.value")
+    assert chosen.get_json()["response"] == {"url": {"search": "?type=Malicious+Behavior"}}
+    assert call("?type=Phishing", "Identity Theft", "url.search").status_code == 204

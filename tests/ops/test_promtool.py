@@ -15,6 +15,7 @@ import pytest
 import yaml
 
 from tests.ops.conftest import PROMETHEUS_DIR, RULES_FILE, RULES_TEST_FILE
+from tests.ops.metric_names import PROMETHEUS_SERIES, promql_metric_names, worker_sample_names
 
 CONFIGS = ["prometheus.yml", "prometheus.local.yml"]
 # level:metric:operations (https://prometheus.io/docs/practices/rules/); the level may be empty.
@@ -99,3 +100,15 @@ def test_alerts_read_recording_rules_evaluated_before_them_in_their_group() -> N
                 continue
             used = set(re.findall(r"\b[a-z_]*:[a-z][a-z0-9_]*:[a-z][a-z0-9_]*\b", rule["expr"]))
             assert used <= recorded, f"{rule['alert']} reads {sorted(used - recorded)} recorded elsewhere"
+
+
+def test_rules_read_only_metrics_the_worker_exports() -> None:
+    """A misnamed metric would make a rule silently empty: every name is a worker metric (from the
+    code), a recording rule of this file, or a series Prometheus makes itself (up)."""
+    known = (
+        worker_sample_names() | PROMETHEUS_SERIES | {rule["record"] for rule in rules() if "record" in rule}
+    )
+    for rule in rules():
+        used = promql_metric_names(rule["expr"])
+        assert used, rule
+        assert used <= known, f"{rule.get('record') or rule.get('alert')}: unknown {sorted(used - known)}"
