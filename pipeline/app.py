@@ -184,7 +184,7 @@ class FraudPipeline:
         return agent
 
     async def validate(self, event: faust.EventT) -> None:
-        """Stage 1: check every transaction; re-key the valid ones by terminal."""
+        """First stage: check every transaction; send the valid ones on to the entity stages."""
         self.metrics.transactions_consumed.inc()
         received = time.time()
         result = parse_message(
@@ -233,7 +233,7 @@ class FraudPipeline:
         return handle
 
     async def score(self, event: faust.EventT) -> None:
-        """Stage 3: card features, rules and model; emit the decision and, if due, the alert."""
+        """Last stage: card features, rules and model; emit the decision and, if due, the alert."""
         envelope = orjson.loads(event.value)
         txn = envelope["txn"]
         transaction_id = txn["transaction_id"]
