@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from pipeline.config import FRAUD_TYPES
+from pipeline.schemas import load_schema
+
+DEAD_LETTER_REASONS: tuple[str, ...] = tuple(load_schema("dead_letter")["properties"]["reason_code"]["enum"])
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
@@ -71,6 +75,17 @@ class PipelineMetrics:
             ["outcome"],
             registry=registry,
         )
+        # Every label value exists from the start, so that rate() sees the first event of each.
+        for outcome in ("allow", "review", "block"):
+            self.decisions.labels(outcome)
+        for fraud_type in FRAUD_TYPES:
+            self.alerts.labels(fraud_type)
+        for reason in DEAD_LETTER_REASONS:
+            self.dead_letters.labels(reason)
+        for outcome in ("learnt", "skipped", "unknown"):
+            self.labels.labels(outcome)
+        for outcome in ("loaded", "refused"):
+            self.rule_reloads.labels(outcome)
         self.pending_labels = Gauge(
             "fraud_pending_label_entries", "Scored transactions waiting for their label", registry=registry
         )

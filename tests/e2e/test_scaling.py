@@ -10,7 +10,7 @@ import pytest
 from confluent_kafka import Consumer, Producer
 
 from pipeline.config import Settings
-from tests.e2e.test_pipeline import simulated
+from tests.e2e.test_pipeline import metric_value, simulated
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
