@@ -19,25 +19,27 @@ from __future__ import annotations
 import logging
 import ssl
 import time
-from collections import deque
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import faust
 import orjson
+from aiokafka.partitioner import murmur2
 from faust.sensors.prometheus import setup_prometheus_sensors
 from faust.types.agents import AgentFun
 from prometheus_client import CollectorRegistry
 
 from pipeline.config import Settings
 from pipeline.detection.engine import DetectionEngine
+from pipeline.detection.expiry import ExpiryIndex
 from pipeline.detection.features import (
     ENTITY_STAGES,
     FEATURE_NAMES,
     CardState,
     TerminalState,
     event_seconds,
+    last_active,
     observe,
     parse_timestamp,
     transaction_features,
@@ -79,7 +81,6 @@ class FraudPipeline:
             settings.max_event_time_skew_hours * 3600, settings.max_event_age_days * 86400
         )
         self.metrics.model_labels_learnt.set(model.labels_learnt)
-        self._expiry: dict[int, deque[tuple[float, str]]] = {}
         self.app = self._build_app()
 
     # --- wiring ---------------------------------------------------------------------------------
@@ -133,6 +134,9 @@ class FraudPipeline:
         ]
         self.card_state = table("card-state", "History per card")
         self.pending = table("pending-labels", "Features kept at scoring time, by transaction id")
+        entity_ttl = s.entity_ttl_days * 86400
+        self._expiry = {t.name: ExpiryIndex(entity_ttl) for t in (*self.stage_tables, self.card_state)}
+        self._expiry[self.pending.name] = ExpiryIndex(s.pending_label_ttl_hours * 3600)
 
         app.agent(self.transactions, name="validate")(self._agent(self.validate, "validate"))
         for index, (entity, _, _) in enumerate(ENTITY_STAGES):
@@ -212,6 +216,7 @@ class FraudPipeline:
                 state = TerminalState.from_state(table.get(envelope["terminal_id"]))
                 state.record_label(envelope["is_fraud"], envelope["at"])
                 table[envelope["terminal_id"]] = state.to_state()
+                self._touch(table, event.message.partition, envelope["terminal_id"], envelope["at"])
                 return
             txn = envelope["txn"]
             at = event_seconds(txn)
@@ -220,6 +225,7 @@ class FraudPipeline:
                 state = state_type.from_state(table.get(key))
                 envelope["features"].update(observe(state, txn, at))
                 table[key] = state.to_state()
+                self._touch(table, event.message.partition, key, at)
             else:  # e.g. no device for a card-present payment: neutral features
                 envelope["features"].update(state_type().features(txn, at))
             if last:
@@ -268,7 +274,9 @@ class FraudPipeline:
             "at": at,
             "partition": partition,
         }
-        self._track_pending(partition, at, transaction_id)
+        self._touch(self.card_state, partition, txn["card_token"], at)
+        self._touch(self.pending, partition, transaction_id, at)
+        self.metrics.pending_labels.set(len(self._expiry[self.pending.name]))
         self.metrics.decisions.labels(verdict.decision).inc()
         self.metrics.processing_latency.observe(now - envelope["received"])
         self.metrics.end_to_end_latency.observe(max(now - at, 0.0))
@@ -300,6 +308,7 @@ class FraudPipeline:
         }
         await self.stage_topics[0].send(key=terminal_id.encode(), value=orjson.dumps(known))
         del self.pending[label["transaction_id"]]
+        self._expiry[self.pending.name].forget(event.message.partition, label["transaction_id"])
 
     # --- helpers --------------------------------------------------------------------------------
     async def _dead_letter(self, invalid: Invalid, event: faust.EventT, component: str) -> None:
@@ -324,27 +333,30 @@ class FraudPipeline:
             invalid.reason,
         )
 
-    def _track_pending(self, partition: int, at: float, transaction_id: str) -> None:
-        """Remember when each pending entry was written, and drop those whose label never came."""
-        queue = self._expiry.get(partition)
-        if queue is None:
-            queue = self._expiry[partition] = self._rebuild_expiry(partition)
-        queue.append((at, transaction_id))
-        horizon = at - self.settings.pending_label_ttl_hours * 3600
-        while queue and queue[0][0] < horizon:
-            _, expired = queue.popleft()
-            if self.pending.get(expired) is not None:
-                del self.pending[expired]
-        self.metrics.pending_labels.set(sum(len(q) for q in self._expiry.values()))
+    def _touch(self, table: faust.Table, partition: int, key: str, at: float) -> None:
+        """Record that ``key`` of ``table`` was written at event time ``at``, and delete the keys of
+        the same partition idle for longer than the table's TTL (bounded state)."""
+        index = self._expiry[table.name]
+        if not index.knows(partition):  # first write since start: index what was restored
+            index.load(partition, self._restored_entries(table, partition))
+        index.touch(partition, key, at)
+        for stale in index.expired(partition, at):
+            if table.get(stale) is not None:
+                del table[stale]
+                self.metrics.expired_entries.labels(table.name).inc()
 
-    def _rebuild_expiry(self, partition: int) -> deque[tuple[float, str]]:
-        """After a restart, the entries restored from the changelog join the expiry queue."""
-        entries = sorted(
-            (entry["at"], transaction_id)
-            for transaction_id, entry in self.pending.items()
-            if entry is not None and entry.get("partition") == partition
-        )
-        return deque(entries)
+    def _restored_entries(self, table: faust.Table, partition: int) -> list[tuple[str, float]]:
+        entries = []
+        for key, value in table.items():
+            if not value:
+                continue
+            if table is self.pending:
+                owner, at = value.get("partition"), value.get("at")
+            else:
+                owner, at = _partition_of(key, self.settings.topic_partitions), last_active(value)
+            if owner == partition and at is not None:
+                entries.append((key, float(at)))
+        return entries
 
     async def reload_rules_if_changed(self) -> None:
         """Load the rule file again when it changed; a malformed file is refused and the rules in
@@ -378,6 +390,11 @@ class FraudPipeline:
     def is_ready(self) -> bool:
         """Recovered (the web server starts only after recovery), not rebalancing, holding partitions."""
         return not self.app.rebalancing and bool(self.app.consumer.assignment())
+
+
+def _partition_of(key: str, partitions: int) -> int:
+    """The partition Kafka's default partitioner (murmur2, as Faust's producer) gives ``key``."""
+    return (murmur2(key.encode()) & 0x7FFFFFFF) % partitions
 
 
 def _stage_key(txn: dict[str, Any], index: int) -> bytes:

@@ -94,6 +94,9 @@ class Settings(BaseSettings):
     model_min_labels: int = Field(
         default=200, ge=0, description="Labels learnt before the model may raise alerts alone."
     )
+    entity_ttl_days: float = Field(
+        default=35, gt=0, description="Card, terminal, device and customer state idle this long is deleted."
+    )
     pending_label_ttl_hours: float = Field(
         default=24 * 45, gt=0, description="How long scored features wait for a label."
     )

@@ -86,6 +86,12 @@ class PipelineMetrics:
             self.labels.labels(outcome)
         for outcome in ("loaded", "refused"):
             self.rule_reloads.labels(outcome)
+        self.expired_entries = Counter(
+            "fraud_table_entries_expired",
+            "Table entries deleted after their TTL, by table",
+            ["table"],
+            registry=registry,
+        )
         self.pending_labels = Gauge(
             "fraud_pending_label_entries", "Scored transactions waiting for their label", registry=registry
         )

@@ -389,3 +389,14 @@ FEATURE_NAMES: tuple[str, ...] = tuple(
         }
     )
 )
+
+
+def last_active(state: dict[str, Any]) -> float | None:
+    """When an entity's stored state (``to_state()`` of any entity) last saw a transaction."""
+    if state.get("last") is not None:  # CardState
+        return float(state["last"])
+    if state.get("recent"):  # ActivityState
+        return float(state["recent"][-1][0])
+    buckets = state.get("window") or state.get("daily") or []
+    width = HOUR
+    return (max(index for index, _, _ in buckets) + 1) * width if buckets else None

@@ -1,0 +1,41 @@
+"""State of idle entities and labels that never came are deleted: the tables stay bounded."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from tests.e2e.test_pipeline import metric_value
+from tests.e2e.test_restart import transaction
+from tests.support import consume_until, produce
+
+pytestmark = pytest.mark.kafka
+
+
+def test_idle_state_and_unlabelled_entries_expire(make_settings, start_worker) -> None:
+    # TTLs of about 30 minutes of event time; the traffic spans three hours.
+    settings = make_settings(topic_partitions=1, entity_ttl_days=0.02, pending_label_ttl_hours=0.5)
+    worker = start_worker(settings)
+    txns = [
+        transaction(
+            f"exp-{i}",
+            minutes_ago=180 - i * 6,
+            card_token=f"tok_expire{i:06d}",
+            customer_id=f"cust-exp-{i}",
+            terminal_id=f"t-exp-{i}",
+            device_id=f"dev-exp-{i}",
+        )
+        for i in range(30)
+    ]
+    produce(settings, settings.topic_transactions, [(t["card_token"], t) for t in txns])
+    consume_until(settings, settings.topic_decisions, lambda got: len(got) >= len(txns))
+    deadline = time.monotonic() + 30
+    while metric_value(worker.metrics(), "fraud_table_entries_expired_total", table="card-state") == 0:
+        assert time.monotonic() < deadline, worker.metrics()
+        time.sleep(0.3)
+    metrics = worker.metrics()
+    for table in ("card-state", "terminal-state", "device-state", "customer-state", "pending-labels"):
+        expired = metric_value(metrics, "fraud_table_entries_expired_total", table=table)
+        assert 15 <= expired <= 30, (table, expired)
+    assert metric_value(metrics, "fraud_pending_label_entries") <= 10
