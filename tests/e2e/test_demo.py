@@ -21,6 +21,12 @@ from tests.conftest import free_port
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
 
+def _monitor_log(env: dict[str, str]) -> str:
+    """The monitor's log of the demo (the demo writes each child's output to demo-logs/)."""
+    logs = Path(env["FRAUD_DATA_DIR"]) / "demo-logs" / "monitor.log"
+    return logs.read_text(errors="replace") if logs.exists() else ""
+
+
 def test_demo_shows_all_three_fraud_types_and_stops_cleanly(kafka_bootstrap: str, tmp_path: Path) -> None:
     unique = f"demo-{os.getpid()}-{int(time.time())}"
     env = {k: v for k, v in os.environ.items() if not k.startswith("FRAUD_")}
@@ -70,8 +76,22 @@ def test_demo_shows_all_three_fraud_types_and_stops_cleanly(kafka_bootstrap: str
             "Identity Theft",
             "Malicious Behavior",
         }
-        page = requests.get(url, timeout=5)
-        assert page.status_code == 200 and "_dash-config" in page.text, "the Dash page is served"
+        # /api/summary, /healthz and /metrics are for machines (no login); the page needs one
+        assert requests.get(f"{url}healthz", timeout=5).status_code == 200
+        assert requests.get(f"{url}metrics", timeout=5).status_code == 200
+        anonymous = requests.get(url, timeout=5)
+        assert "/login" in anonymous.url and 'id="username"' in anonymous.text, "login first"
+        assert "demo logins analyst/analyst" in (tmp_path / "demo.out").read_text() + _monitor_log(env)
+        browser = requests.Session()
+        form = browser.get(f"{url}login", timeout=5).text
+        token = re.search(r'name="csrf_token" value="([^"]+)"', form)
+        assert token, form
+        login = browser.post(
+            f"{url}login",
+            data={"username": "analyst", "password": "analyst", "csrf_token": token.group(1), "next": "/"},
+            timeout=10,
+        )
+        assert login.status_code == 200 and "_dash-config" in login.text, "the Dash page is served"
         children = psutil.Process(demo.pid).children(recursive=True)
         assert len(children) >= 3, "worker, simulator and monitor run as child processes"
     finally:

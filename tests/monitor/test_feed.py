@@ -174,7 +174,14 @@ def test_feed_keeps_analyst_verdicts_from_the_labels_topic(settings) -> None:
         FakeMessage(
             "lab-t",
             orjson.dumps(
-                _label("tx-4", "analyst", is_fraud=False, fraud_type=None, analyst="bob", comment="known customer")
+                _label(
+                    "tx-4",
+                    "analyst",
+                    is_fraud=False,
+                    fraud_type=None,
+                    analyst="bob",
+                    comment="known customer",
+                )
             ),
         ),
     ]

@@ -260,7 +260,11 @@ def test_analyst_verdict_is_published_and_shown(analyst, published, state) -> No
     text = response.get_json()["response"]["verdict-status"]["children"]
     assert text == "Recorded: x1 confirmed as fraud (Identity Theft) by alice."
     [label] = published
-    assert (label["transaction_id"], label["card_token"], label["analyst"]) == ("x1", "tok_4f9a2c1b7d3e", "alice")
+    assert (label["transaction_id"], label["card_token"], label["analyst"]) == (
+        "x1",
+        "tok_4f9a2c1b7d3e",
+        "alice",
+    )
     assert (label["is_fraud"], label["fraud_type"], label["source"]) == (True, "identity_theft", "analyst")
     verdict = state.verdicts.get("x1")
     assert verdict is not None and verdict.analyst == "alice"

@@ -41,7 +41,7 @@ def _label(tx: str, *, is_fraud: bool, fraud_type: str | None, analyst: str, min
 
 @pytest.fixture
 def state(make_decision, make_alert, base_minute) -> MonitorState:
-    """Minute 0: 10 transactions (2 unauthorized, 1 identity theft); minute 1: none; minute 2: 4 (1 malicious)."""
+    """Minute 0: 10 transactions (2 unauthorized, 1 identity theft); minute 1: none; minute 2: 4."""
     clock = (base_minute + timedelta(minutes=3)).timestamp
     st = MonitorState(DecisionAggregator(60, clock=clock), AlertStore(100))
     flagged = [
@@ -56,7 +56,9 @@ def state(make_decision, make_alert, base_minute) -> MonitorState:
         st.decisions.add(record)
     for record in flagged:
         st.alerts.add(make_alert(record))
-    st.verdicts.add(_label("u2", is_fraud=True, fraud_type="unauthorized_transactions", analyst="alice", minute=5))
+    st.verdicts.add(
+        _label("u2", is_fraud=True, fraud_type="unauthorized_transactions", analyst="alice", minute=5)
+    )
     st.verdicts.add(_label("i1", is_fraud=False, fraud_type=None, analyst="bob", minute=4))
     return st
 
@@ -87,7 +89,11 @@ def test_excel_has_summary_rates_and_alerts(data) -> None:
     assert summary["Period start (UTC)"] == datetime(2026, 11, 28, 9, 0)
     assert summary["Period end (UTC)"] == datetime(2026, 11, 28, 9, 3)
     assert summary["Transactions"] == 14
-    assert (summary["Decisions: allow"], summary["Decisions: review"], summary["Decisions: block"]) == (10, 2, 2)
+    assert (summary["Decisions: allow"], summary["Decisions: review"], summary["Decisions: block"]) == (
+        10,
+        2,
+        2,
+    )
     assert summary["Alert rate"] == pytest.approx(4 / 14)
     assert summary["Flagged: Unauthorized Transactions"] == 2
     assert summary["Fraud rate: Unauthorized Transactions"] == pytest.approx(2 / 14)
@@ -117,7 +123,15 @@ def test_excel_has_summary_rates_and_alerts(data) -> None:
     by_tx = {row[0]: row for row in alerts[1:]}
     assert [row[0] for row in alerts[1:]] == ["m1", "i1", "u2", "u1"]
     u2 = by_tx["u2"]
-    assert u2[1:8] == ("2026-11-28 09:00:02", "Unauthorized Transactions", "block", 0.95, 120, "EUR", "tok_4f9a…3e")
+    assert u2[1:8] == (
+        "2026-11-28 09:00:02",
+        "Unauthorized Transactions",
+        "block",
+        0.95,
+        120,
+        "EUR",
+        "tok_4f9a…3e",
+    )
     assert u2[9:] == ("fraud", "Unauthorized Transactions", "alice", "2026-11-28 09:55:00")
     assert by_tx["i1"][9:12] == ("legitimate", None, "bob")
     assert by_tx["u1"][9] is None
@@ -126,10 +140,14 @@ def test_excel_has_summary_rates_and_alerts(data) -> None:
 
 
 def test_excel_text_never_becomes_a_formula(state, make_decision, make_alert) -> None:
-    nasty = make_alert(make_decision("f1", minute=2, second=9, decision="review", fraud_type="identity_theft"))
-    nasty["reasons"] = ["=HYPERLINK(\"http://evil\")"]
+    nasty = make_alert(
+        make_decision("f1", minute=2, second=9, decision="review", fraud_type="identity_theft")
+    )
+    nasty["reasons"] = ['=HYPERLINK("http://evil")']
     state.alerts.add(nasty)
-    workbook = openpyxl.load_workbook(io.BytesIO(build_excel(collect_report(state, generated_by="a", now=NOW))))
+    workbook = openpyxl.load_workbook(
+        io.BytesIO(build_excel(collect_report(state, generated_by="a", now=NOW)))
+    )
     cell = workbook["Alerts"]["I2"]
     assert cell.value == '=HYPERLINK("http://evil")'
     assert cell.data_type == "s"

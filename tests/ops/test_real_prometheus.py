@@ -138,7 +138,8 @@ def test_prometheus_scrapes_the_worker_and_loads_the_rules(
 ) -> None:
     settings = make_settings()
     worker = start_worker(settings)
-    prometheus = start_prometheus(f"127.0.0.1:{settings.worker_web_port}")
+    target = f"127.0.0.1:{settings.worker_web_port}"
+    prometheus = start_prometheus(target)
 
     # The target is up (scraped at least once) before any traffic: the counters' first samples are
     # the zeros, so that rates over the traffic are not empty.
@@ -147,9 +148,9 @@ def test_prometheus_scrapes_the_worker_and_loads_the_rules(
         return any(t["labels"]["job"] == JOB and t["health"] == "up" for t in targets)
 
     wait_for(target_up, 30, lambda: f"{prometheus.api('targets')}\n{prometheus.log()}")
-    assert prometheus.query(f'up{{job="{JOB}"}}') == {(("instance", worker.url[7:]), ("job", JOB)): 1.0}
+    assert prometheus.query(f'up{{job="{JOB}"}}') == {(("instance", target), ("job", JOB)): 1.0}
     assert prometheus.query(f'fraud_transactions_consumed_total{{job="{JOB}"}}') == {
-        (("instance", worker.url[7:]), ("job", JOB)): 0.0
+        (("instance", target), ("job", JOB)): 0.0
     }
 
     transactions = simulated(TRANSACTIONS, seed=11)
@@ -168,7 +169,7 @@ def test_prometheus_scrapes_the_worker_and_loads_the_rules(
 
     # What Prometheus scraped is what the worker did, once it has caught up.
     expected = {
-        "consumed": {(("instance", worker.url[7:]), ("job", JOB)): float(TRANSACTIONS)},
+        "consumed": {(("instance", target), ("job", JOB)): float(TRANSACTIONS)},
         "decisions": {(): float(TRANSACTIONS)},
         "outcomes": {(("decision", k),): float(v) for k, v in outcomes.items()},
         "alerts": {(("fraud_type", k),): float(v) for k, v in alerts_by_type.items()},
@@ -182,7 +183,11 @@ def test_prometheus_scrapes_the_worker_and_loads_the_rules(
             "alerts": prometheus.query(f'sum by (fraud_type) (fraud_alerts_total{{job="{JOB}"}})'),
         }
 
-    wait_for(lambda: scraped() == expected, 30, lambda: f"expected {expected}, scraped {scraped()}")
+    wait_for(
+        lambda: scraped() == expected,
+        30,
+        lambda: f"expected {expected}, scraped {scraped()}\nworker /metrics:\n{worker.metrics()[-3000:]}",
+    )
 
     # Every rule of rules.yml is loaded and evaluates without error; the recording rules produce
     # series from the real metrics.
