@@ -170,7 +170,15 @@ def main() -> int:
             print(f"online / batch, {key}: {ratio:.3f}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(
-        json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "results": results}, indent=2)
+        json.dumps(
+            {
+                "args": {k: str(v) for k, v in vars(args).items()},
+                "results": results,
+                "warm_from": warm_from,
+                "results_warm": warm,
+            },
+            indent=2,
+        )
     )
     print(f"\nwritten to {args.out}")
     return 0
