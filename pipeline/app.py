@@ -74,6 +74,7 @@ class FraudPipeline:
             block_threshold=settings.block_threshold,
             model_min_labels=settings.model_min_labels,
             alert_budget=settings.alert_budget,
+            anomaly_budget=settings.anomaly_budget,
         )
         self._snapshot_labels = model.labels_learnt
         self._rules_mtime = _mtime(settings.rules_file)

@@ -221,6 +221,7 @@ def build_engine(settings: Settings, mode: Mode) -> DetectionEngine:
         model=OnlineFraudModel(),
         learning=mode != "rules",
         alert_budget=None if mode == "model" else settings.alert_budget,
+        anomaly_budget=settings.anomaly_budget if mode == "combined" else None,
         review_threshold=settings.review_threshold,
         block_threshold=settings.block_threshold,
         model_min_labels=10**12 if mode == "rules" else (0 if mode == "model" else settings.model_min_labels),

@@ -91,6 +91,9 @@ class Settings(BaseSettings):
     alert_budget: float = Field(
         default=0.05, gt=0, lt=1, description="Largest share of transactions the model alone may flag."
     )
+    anomaly_budget: float = Field(
+        default=0.01, gt=0, lt=1, description="Largest share of transactions anomalies alone may flag."
+    )
     model_min_labels: int = Field(
         default=200, ge=0, description="Labels learnt before the model may raise alerts alone."
     )

@@ -9,9 +9,13 @@ How they combine (documented in README.md, "How a decision is made"):
    engine tracks the model's recent scores (a rolling quantile over 10,000 decisions) and
    counts a model score only above the (1 - budget) quantile as well as above the threshold;
    the rules are not limited by the budget.
-6. score = max(rule score, counted model probability); block at ``block_threshold``, review at
-   ``review_threshold``. The fraud type comes from the strongest rule that fired, else from
-   the model's type classifier.
+6. Anomalies: a HalfSpaceTrees detector scores how unusual each transaction is, without labels
+   (pipeline/detection/anomaly.py). A score above 0.8 that is also in the top ``anomaly_budget``
+   of recent scores counts as 0.6: a review, for the cold start and for patterns no label has
+   shown yet.
+7. score = max(rule score, counted model probability, counted anomaly); block at
+   ``block_threshold``, review at ``review_threshold``. The fraud type comes from the strongest
+   rule that fired, else from the model's type classifier, else from the anomaly's strongest signs.
 """
 
 from __future__ import annotations
@@ -23,11 +27,15 @@ from typing import Any
 from river import stats
 
 from pipeline.config import FRAUD_TYPE_NAMES
+from pipeline.detection.anomaly import AnomalyDetector, likely_fraud_type
 from pipeline.detection.features import Features
 from pipeline.detection.model import OnlineFraudModel
 from pipeline.detection.rules import RuleSet
 
 RULE_SCORE = {"review": 0.7, "block": 0.95}
+ANOMALY_SCORE = 0.6
+ANOMALY_FLOOR = 0.8
+QUANTILE_WARMUP = 500
 
 
 @dataclass(frozen=True)
@@ -54,11 +62,37 @@ class DetectionEngine:
     model_min_labels: int = 200
     learning: bool = True
     alert_budget: float | None = 0.05
+    anomaly_budget: float | None = 0.01
     _recent_scores: stats.RollingQuantile | None = field(default=None, repr=False)
+    _recent_anomalies: stats.RollingQuantile | None = field(default=None, repr=False)
+    _anomalies_seen: int = field(default=0, repr=False)
 
     def __post_init__(self) -> None:
         if self.alert_budget is not None:
             self._recent_scores = stats.RollingQuantile(q=1 - self.alert_budget, window_size=10_000)
+        if self.anomaly_budget is not None:
+            self._recent_anomalies = stats.RollingQuantile(q=1 - self.anomaly_budget, window_size=10_000)
+
+    def _anomaly(self, features: Features) -> float | None:
+        """The transaction's anomaly score when it counts (unusual and within the budget), else None."""
+        if self._recent_anomalies is None:
+            return None
+        detector = getattr(self.model, "anomaly", None)
+        if detector is None:  # a snapshot from before anomaly detection
+            detector = self.model.anomaly = AnomalyDetector()
+        score = detector.score_and_learn(features)
+        if score is None:
+            return None
+        self._recent_anomalies.update(score)
+        self._anomalies_seen += 1
+        line = self._recent_anomalies.get()
+        if (
+            self._anomalies_seen < QUANTILE_WARMUP
+            or score < ANOMALY_FLOOR
+            or (line is not None and score < line)
+        ):
+            return None
+        return score
 
     def _model_counts(self, model_score: float) -> bool:
         """Whether the model's score may raise this decision: trained enough and within the budget."""
@@ -73,6 +107,7 @@ class DetectionEngine:
     def decide(self, txn: Mapping[str, Any], features: Features) -> Verdict:
         model_score, model_type = self.model.predict(features)
         model_counts = self._model_counts(model_score)
+        anomaly = self._anomaly(features)
         blocked_by = self.rules.blocked_entity(txn)
         if blocked_by:
             reason = f"On the block list of {blocked_by}"
@@ -99,7 +134,7 @@ class DetectionEngine:
         hits = self.rules.evaluate(env)
         hits.sort(key=lambda rule: RULE_SCORE[rule.action], reverse=True)
         rule_score = RULE_SCORE[hits[0].action] if hits else 0.0
-        score = max(rule_score, model_score if model_counts else 0.0)
+        score = max(rule_score, model_score if model_counts else 0.0, ANOMALY_SCORE if anomaly else 0.0)
         # One reason per fraud type: the strongest rule's (a block rule restates its review twin).
         explained: set[str] = set()
         reasons = []
@@ -116,6 +151,11 @@ class DetectionEngine:
                 f"Model: {model_score:.0%} likely fraud ({kind})"
                 + (f"; strongest signals: {signals}" if signals else "")
             )
+        if anomaly is not None and not hits and not (model_counts and model_score >= self.review_threshold):
+            reasons.append(
+                f"Unusual transaction: anomaly score {anomaly:.2f}, among the most unusual "
+                f"{self.anomaly_budget:.0%} of recent traffic"
+            )
         if score >= self.block_threshold:
             decision = "block"
         elif score >= self.review_threshold:
@@ -124,7 +164,7 @@ class DetectionEngine:
             decision = "allow"
         fraud_type = hits[0].fraud_type if hits else (model_type if decision != "allow" else None)
         if decision != "allow" and fraud_type is None:
-            fraud_type = "unauthorized_transactions"
+            fraud_type = likely_fraud_type(features)
         return Verdict(
             decision,
             round(score, 6),

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from river import base, compose, drift, linear_model, optim, preprocessing
 
 from pipeline.config import FRAUD_TYPES
+from pipeline.detection.anomaly import AnomalyDetector
 from pipeline.detection.features import Features
 
 log = logging.getLogger(__name__)
@@ -65,6 +66,7 @@ class OnlineFraudModel:
     frauds_learnt: int = 0
     name: str = "lr-softmax-1"
     drift: drift.ADWIN = field(default_factory=lambda: drift.ADWIN(delta=0.002))
+    anomaly: AnomalyDetector = field(default_factory=AnomalyDetector)
     drifts: int = 0
     generation: int = 0
 
