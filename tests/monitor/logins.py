@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import WebDriverWait
@@ -45,7 +46,7 @@ def login_client(client: Any, name: str, password: str, next_url: str = "/") -> 
 def login_browser(driver: Any, url: str, name: str, password: str, timeout: float = 20) -> None:
     """Open ``url`` (which sends the browser to the login page), log in, wait for the dashboard."""
     driver.get(url)
-    wait = WebDriverWait(driver, timeout)
+    wait = WebDriverWait(driver, timeout, ignored_exceptions=(StaleElementReferenceException,))
     wait.until(EC.visibility_of_element_located((By.ID, "username"))).send_keys(name)
     driver.find_element(By.ID, "password").send_keys(password)
     driver.find_element(By.ID, "login-button").click()

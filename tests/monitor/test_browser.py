@@ -18,7 +18,7 @@ import pytest
 import requests
 from confluent_kafka import Consumer
 from pypdf import PdfReader
-from selenium.common.exceptions import TimeoutException
+from selenium.common.exceptions import StaleElementReferenceException, TimeoutException
 from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
@@ -40,6 +40,9 @@ pytestmark = [pytest.mark.kafka, pytest.mark.browser]
 if shutil.which("chromium") and "DASH_TEST_CHROMEPATH" not in os.environ:
     os.environ["DASH_TEST_CHROMEPATH"] = shutil.which("chromium") or ""
 
+# Dash re-renders the queue every refresh: an element found a moment ago may be gone; look again.
+RERENDERED = (StaleElementReferenceException,)
+
 SCREENSHOTS = REPO_ROOT / "docs" / "screenshots"
 
 
@@ -49,7 +52,7 @@ def _rounded(series: list[list[float]] | None) -> list[list[float]] | None:
 
 def _choose(dash_duo, dropdown: str, label: str) -> None:
     """Open a dcc.Dropdown (Dash 4 renders it as a button with a popover) and click an option."""
-    wait = WebDriverWait(dash_duo.driver, 20)
+    wait = WebDriverWait(dash_duo.driver, 20, ignored_exceptions=RERENDERED)
     button = wait.until(EC.element_to_be_clickable((By.CSS_SELECTOR, dropdown)))
     if button.get_attribute("aria-expanded") != "true":
         button.click()
@@ -108,7 +111,7 @@ def test_monitor_page_shows_each_fraud_type_from_kafka(dash_duo, published: Sett
             dash_duo.wait_for_element("#fraud-graph .js-plotly-plot", timeout=20)
             try:
                 want = _rounded(expected)
-                WebDriverWait(dash_duo.driver, 20).until(
+                WebDriverWait(dash_duo.driver, 20, ignored_exceptions=RERENDERED).until(
                     lambda _, want=want: _rounded(_plotted_series(dash_duo)) == want
                 )
             except TimeoutException:
@@ -123,7 +126,7 @@ def test_monitor_page_shows_each_fraud_type_from_kafka(dash_duo, published: Sett
         # the chosen type is in the URL, and a shared link opens on it
         assert dash_duo.driver.current_url.endswith("/?type=Malicious+Behavior")
         dash_duo.wait_for_page(f"{url}?type=Identity+Theft", timeout=20)
-        wait = WebDriverWait(dash_duo.driver, 20)
+        wait = WebDriverWait(dash_duo.driver, 20, ignored_exceptions=RERENDERED)
         wait.until(
             EC.text_to_be_present_in_element(
                 (By.CSS_SELECTOR, "#fraud-type .dash-dropdown-value"), "Identity Theft"
@@ -138,7 +141,7 @@ def test_login_is_enforced(dash_duo, published: Settings) -> None:  # noqa: F811
         url = _serve(dash_duo, feed, published, user=None)
         driver = dash_duo.driver
         driver.get(f"{url}?type=Identity+Theft")
-        wait = WebDriverWait(driver, 20)
+        wait = WebDriverWait(driver, 20, ignored_exceptions=RERENDERED)
         wait.until(EC.visibility_of_element_located((By.ID, "username")))
         assert "/login?next=" in driver.current_url, "an unauthenticated visitor gets the login page"
         assert not driver.find_elements(By.ID, "react-entry-point")
@@ -200,7 +203,7 @@ def test_analyst_confirms_an_alert_and_the_label_is_published(dash_duo, publishe
     with KafkaFeed(published) as feed:
         assert feed.wait_until(lambda: _all_read(feed, published), 60)
         _serve(dash_duo, feed, published, user=ANALYST)
-        wait = WebDriverWait(dash_duo.driver, 20)
+        wait = WebDriverWait(dash_duo.driver, 20, ignored_exceptions=RERENDERED)
 
         _queue_row(dash_duo, "u2").click()  # a row opens its detail
         dash_duo.wait_for_contains_text("#alert-detail", "Alert u2", timeout=20)
