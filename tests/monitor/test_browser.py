@@ -43,7 +43,10 @@ if shutil.which("chromium") and "DASH_TEST_CHROMEPATH" not in os.environ:
 # Dash re-renders the queue every refresh: an element found a moment ago may be gone; look again.
 RERENDERED = (StaleElementReferenceException,)
 
-SCREENSHOTS = REPO_ROOT / "docs" / "screenshots"
+# Screenshots go to tests/artifacts (ignored by git); UPDATE_SCREENSHOTS=1 refreshes those in docs/.
+SCREENSHOTS = (
+    REPO_ROOT / ("docs" if os.environ.get("UPDATE_SCREENSHOTS") else "tests/artifacts") / "screenshots"
+)
 
 
 def _rounded(series: list[list[float]] | None) -> list[list[float]] | None:
