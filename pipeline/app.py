@@ -37,7 +37,7 @@ from pipeline.detection.features import (
     ENTITY_STAGES,
     FEATURE_NAMES,
     CardState,
-    TerminalState,
+    LabelledActivityState,
     event_seconds,
     last_active,
     observe,
@@ -213,11 +213,11 @@ class FraudPipeline:
 
         async def handle(event: faust.EventT) -> None:
             envelope = orjson.loads(event.value)
-            if envelope.get("kind") == "label":  # a known label, for the terminal's fraud rate
-                state = TerminalState.from_state(table.get(envelope["terminal_id"]))
-                state.record_label(envelope["is_fraud"], envelope["at"])
-                table[envelope["terminal_id"]] = state.to_state()
-                self._touch(table, event.message.partition, envelope["terminal_id"], envelope["at"])
+            if envelope.get("kind") == "label":  # a known label, for the entity's confirmed-fraud rate
+                labelled = state_type.from_state(table.get(envelope["key"]))
+                labelled.record_label(envelope["is_fraud"], envelope["at"])  # type: ignore[union-attr]
+                table[envelope["key"]] = labelled.to_state()
+                self._touch(table, event.message.partition, envelope["key"], envelope["at"])
                 return
             txn = envelope["txn"]
             at = event_seconds(txn)
@@ -300,14 +300,12 @@ class FraudPipeline:
             self.metrics.model_drifts.inc()
         self.metrics.labels.labels("learnt" if learnt else "skipped").inc()
         self.metrics.model_labels_learnt.set(self.engine.model.labels_learnt)
-        terminal_id = entry["decision"]["terminal_id"]
-        known = {
-            "kind": "label",
-            "terminal_id": terminal_id,
-            "is_fraud": label["is_fraud"],
-            "at": parse_timestamp(label["labelled_at"]),
-        }
-        await self.stage_topics[0].send(key=terminal_id.encode(), value=orjson.dumps(known))
+        known_at = parse_timestamp(label["labelled_at"])
+        for index, (_, field, state_type) in enumerate(ENTITY_STAGES):  # terminals', merchants' fraud rates
+            if issubclass(state_type, LabelledActivityState):
+                key = entry["decision"][field]
+                known = {"kind": "label", "key": key, "is_fraud": label["is_fraud"], "at": known_at}
+                await self.stage_topics[index].send(key=key.encode(), value=orjson.dumps(known))
         del self.pending[label["transaction_id"]]
         self._expiry[self.pending.name].forget(event.message.partition, label["transaction_id"])
 

@@ -34,7 +34,7 @@ from pipeline.detection.features import (
     FEATURE_NAMES,
     CardState,
     Features,
-    TerminalState,
+    LabelledActivityState,
     event_seconds,
     observe,
     transaction_features,
@@ -259,17 +259,18 @@ def replay(
     delay = label_delay_days * 86400
     cards: dict[str, CardState] = defaultdict(CardState)
     stages = [(field, state_type, {}) for _, field, state_type in ENTITY_STAGES]
-    terminals: dict[str, Any] = stages[0][2]
-    labels: list[tuple[float, int, str, str, Features, bool, str | None]] = []
+    labelled_fields = [f for f, state_type, _ in stages if issubclass(state_type, LabelledActivityState)]
+    labels: list[tuple[float, int, str, dict[str, str], Features, bool, str | None]] = []
     scored: list[ScoredTransaction] = []
     kept: list[Features] = []
     total = len(prepared)
     for index, (at, txn, is_fraud, fraud_type) in enumerate(prepared):
         while labels and labels[0][0] <= at:  # labels known by now, as the pipeline's learn agent
-            known_at, _, transaction_id, terminal_id, features, fraud, kind = heapq.heappop(labels)
+            known_at, _, transaction_id, keys, features, fraud, kind = heapq.heappop(labels)
             engine.learn(transaction_id, features, fraud, kind)
-            terminal = terminals.setdefault(terminal_id, TerminalState())
-            terminal.record_label(fraud, known_at)
+            for key_field, state_type, states in stages:  # as the pipeline's learn agent does
+                if key_field in keys:
+                    states.setdefault(keys[key_field], state_type()).record_label(fraud, known_at)
         features = transaction_features(txn, at)
         for key_field, state_type, states in stages:  # the pipeline's entity stages, in order
             key = txn.get(key_field)
@@ -284,7 +285,15 @@ def replay(
         verdict = engine.decide(txn, features)
         heapq.heappush(
             labels,
-            (at + delay, index, txn["transaction_id"], txn["terminal_id"], features, is_fraud, fraud_type),
+            (
+                at + delay,
+                index,
+                txn["transaction_id"],
+                {f: txn[f] for f in labelled_fields},
+                features,
+                is_fraud,
+                fraud_type,
+            ),
         )
         scored.append(
             ScoredTransaction(

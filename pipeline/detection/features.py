@@ -226,24 +226,23 @@ class ActivityState:
 
 
 @dataclass
-class TerminalState(ActivityState):
-    """A terminal's recent activity, plus its confirmed-fraud rate from labels already known."""
+class LabelledActivityState(ActivityState):
+    """Activity plus the confirmed-fraud rate over 30 days, from labels already known: a label is
+    recorded when it arrives, so no future label ever leaks into a score."""
 
     labelled: BucketedWindow = field(default_factory=lambda: BucketedWindow(DAY, 30 * DAY))
     frauds: BucketedWindow = field(default_factory=lambda: BucketedWindow(DAY, 30 * DAY))
-
-    PREFIX: ClassVar[str] = "terminal"
 
     def features(self, txn: dict[str, Any], at: float) -> Features:
         features = super().features(txn, at)
         labelled, _ = self.labelled.totals(at, 30 * DAY)
         frauds, _ = self.frauds.totals(at, 30 * DAY)
-        features["terminal_fraud_rate_30d"] = frauds / labelled if labelled else 0.0
-        features["terminal_frauds_30d"] = frauds
+        features[f"{self.PREFIX}_fraud_rate_30d"] = frauds / labelled if labelled else 0.0
+        features[f"{self.PREFIX}_frauds_30d"] = frauds
         return features
 
     def record_label(self, is_fraud: bool, at: float) -> None:
-        """A label became known at ``at`` for a transaction at this terminal."""
+        """A label became known at ``at`` for a transaction of this entity."""
         self.labelled.add(at, 1.0)
         if is_fraud:
             self.frauds.add(at, 1.0)
@@ -258,6 +257,20 @@ class TerminalState(ActivityState):
             entity.labelled = BucketedWindow.from_state(DAY, 30 * DAY, state.get("labelled"))
             entity.frauds = BucketedWindow.from_state(DAY, 30 * DAY, state.get("frauds"))
         return entity
+
+
+@dataclass
+class TerminalState(LabelledActivityState):
+    """A terminal's recent activity (card testing) and confirmed-fraud rate (a compromised terminal)."""
+
+    PREFIX: ClassVar[str] = "terminal"
+
+
+@dataclass
+class MerchantState(LabelledActivityState):
+    """A merchant's activity over all its terminals and its confirmed-fraud rate."""
+
+    PREFIX: ClassVar[str] = "merchant"
 
 
 @dataclass
@@ -338,6 +351,7 @@ EntityState = CardState | ActivityState | CustomerState
 # turn (pipeline/app.py); the backtest applies the same stages in one process.
 ENTITY_STAGES: tuple[tuple[str, str, type[ActivityState] | type[CustomerState]], ...] = (
     ("terminal", "terminal_id", TerminalState),
+    ("merchant", "merchant_id", MerchantState),
     ("device", "device_id", DeviceState),
     ("customer", "customer_id", CustomerState),
 )
@@ -384,6 +398,7 @@ FEATURE_NAMES: tuple[str, ...] = tuple(
             ),
             *CardState().features({"amount": 1, "country": "DE", "merchant_id": "m"}, 0.0),
             *TerminalState().features({}, 0.0),
+            *MerchantState().features({}, 0.0),
             *DeviceState().features({}, 0.0),
             *CustomerState().features({"amount": 1, "card_token": "tok_x"}, 0.0),
         }

@@ -19,6 +19,7 @@ from pipeline.detection.features import (
     CardState,
     CustomerState,
     DeviceState,
+    MerchantState,
     TerminalState,
     event_seconds,
     transaction_features,
@@ -341,13 +342,14 @@ def test_feature_names_cover_exactly_the_features_produced() -> None:
         *transaction_features(txn, T0),
         *CardState().features(txn, T0),
         *TerminalState().features(txn, T0),
+        *MerchantState().features(txn, T0),
         *DeviceState().features(txn, T0),
         *CustomerState().features(txn, T0),
     ]
     assert len(produced) == len(set(produced)), "two feature families produce the same name"
     assert set(FEATURE_NAMES) == set(produced)
     assert list(FEATURE_NAMES) == sorted(FEATURE_NAMES)
-    assert len(FEATURE_NAMES) == len(set(FEATURE_NAMES)) == 16 + 13 + 6 + 4 + 6
+    assert len(FEATURE_NAMES) == len(set(FEATURE_NAMES)) == 16 + 13 + 6 + 6 + 4 + 6
 
 
 def test_device_state_counts_the_distinct_cards_a_device_pays_with() -> None:
@@ -396,3 +398,13 @@ def test_terminal_fraud_rate_uses_only_labels_already_known() -> None:
     features = restored.features(make_txn(), T0 + DAY)
     assert features["terminal_fraud_rate_30d"] == 0.25 and features["terminal_frauds_30d"] == 1
     assert restored.features(make_txn(), T0 + 40 * DAY)["terminal_fraud_rate_30d"] == 0.0
+
+
+def test_merchant_fraud_rate_counts_labels_of_all_its_terminals() -> None:
+    merchant = MerchantState()
+    for terminal in ("t-1", "t-2"):
+        observe(merchant, make_txn(transaction_id=f"m-{terminal}", terminal_id=terminal), T0)
+    merchant.record_label(True, T0 + HOUR)
+    merchant.record_label(False, T0 + HOUR)
+    features = MerchantState.from_state(merchant.to_state()).features(make_txn(), T0 + 2 * HOUR)
+    assert features["merchant_fraud_rate_30d"] == 0.5 and features["merchant_count_24h"] == 2
