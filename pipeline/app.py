@@ -1,11 +1,14 @@
 """The Faust application: stages joined by repartition topics, plus the label learner.
 
     transactions (key: card) --validate--> <app>-by-terminal (key: terminal)
-        --terminal features--> <app>-by-device (key: device) --device features-->
-        <app>-by-customer (key: customer) --customer features--> <app>-by-card (key: card)
+        --terminal features--> <app>-by-merchant (key: merchant) --merchant features-->
+        <app>-by-device (key: device) --device features--> <app>-by-customer (key: customer)
+        --customer features--> <app>-by-card (key: card)
         --card features, rules, model--> decisions (every transaction) + alerts (review/block)
     labels (key: card) --join with the features kept at scoring time--> model.learn
-        --> <app>-by-terminal (the terminal's confirmed-fraud rate, from labels known so far)
+        --> <app>-by-terminal, <app>-by-merchant (confirmed-fraud rates, from labels known so far)
+
+The entity stages are ENTITY_STAGES in pipeline/detection/features.py.
 
 Every topic has the same partition count, so Faust co-partitions them: a card's scoring state,
 its pending features and its labels live on the same partition of the same worker. Invalid
