@@ -174,8 +174,9 @@ def test_handbook_style_csv_replays_with_a_column_map(tmp_path: Path, settings: 
     written = _handbook_csv(path)
     column_map = parse_column_map(HANDBOOK_MAP)
     assert column_map["event_time"] == "TX_DATETIME"
-    result = replay(read_rows(path), build_engine(settings, "combined"), column_map=column_map,
-                    label_delay_days=0.1)  # fmt: skip
+    result = replay(
+        read_rows(path), build_engine(settings, "combined"), column_map=column_map, label_delay_days=0.1
+    )
     assert not result.refused
     assert result.rows == len(written) == len(result.scored)
     by_id = {item.transaction_id: item for item in result.scored}
@@ -197,8 +198,9 @@ def test_bad_rows_are_counted_not_raised(settings: Settings) -> None:
     good = [{**make_txn(T0 + 60 * i, transaction_id=f"tx-good-{i}"), "is_fraud": False} for i in range(6)]
     bad_amount = {**make_txn(T0 + 150, transaction_id="tx-bad-amount", amount=-5.0), "is_fraud": True}
     bad_time = {**make_txn(T0 + 210, transaction_id="tx-bad-time"), "event_time": "yesterday-ish"}
-    no_amount = {key: value for key, value in make_txn(T0 + 250, transaction_id="tx-none").items()
-                 if key != "amount"}  # fmt: skip
+    no_amount = {
+        key: value for key, value in make_txn(T0 + 250, transaction_id="tx-none").items() if key != "amount"
+    }
     rows = [*good[:3], bad_amount, good[3], bad_time, no_amount, *good[4:]]
     result = replay(rows, build_engine(settings, "combined"), label_delay_days=0.0)
     assert sum(result.refused.values()) == 3
@@ -370,3 +372,20 @@ def test_model_mode_has_no_rule_hits(replays: Any, settings: Settings) -> None:
     # The same data in mode combined has transactions whose score comes from a rule.
     combined = replays("combined", DAYS + 1.0)
     assert any(item.score in (0.7, 0.95) and item.model_score == 0.0 for item in combined.scored)
+
+
+def test_parquet_input_replays_like_json_lines(tmp_path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from pipeline.backtest import read_rows
+
+    rows = [
+        {**make_txn(T0 + i * 60, transaction_id=f"pq-{i}"), "is_fraud": i % 5 == 0, "fraud_type": None}
+        for i in range(20)
+    ]
+    path = tmp_path / "data.parquet"
+    pq.write_table(pa.Table.from_pylist(rows), path)
+    read = list(read_rows(path))
+    assert [r["transaction_id"] for r in read] == [r["transaction_id"] for r in rows]
+    assert read[0]["amount"] == rows[0]["amount"]
