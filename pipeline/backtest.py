@@ -44,7 +44,6 @@ from pipeline.detection.rules import RuleSet, load_rules
 from pipeline.schemas import SchemaViolation, validator
 
 Mode = Literal["combined", "rules", "model"]
-TRUTH_FIELDS = ("is_fraud", "fraud_type")
 DEFAULTS: dict[str, Any] = {
     "schema_version": 1,
     "merchant_category": "0000",
