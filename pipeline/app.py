@@ -340,15 +340,20 @@ class FraudPipeline:
         the same partition idle for longer than the table's TTL (bounded state)."""
         index = self._expiry[table.name]
         if not index.knows(partition):  # first write since start: index what was restored
-            index.load(partition, self._restored_entries(table, partition))
+            for owner, entries in self._restored_entries(table).items():
+                if not index.knows(owner):
+                    index.load(owner, entries)
+            if not index.knows(partition):
+                index.load(partition, [])
         index.touch(partition, key, at)
         for stale in index.expired(partition, at):
             if table.get(stale) is not None:
                 del table[stale]
                 self.metrics.expired_entries.labels(table.name).inc()
 
-    def _restored_entries(self, table: faust.Table, partition: int) -> list[tuple[str, float]]:
-        entries = []
+    def _restored_entries(self, table: faust.Table) -> dict[int, list[tuple[str, float]]]:
+        """(key, last activity) of every entry in the table, by partition: one scan for all of them."""
+        entries: dict[int, list[tuple[str, float]]] = {}
         for key, value in table.items():
             if not value:
                 continue
@@ -356,8 +361,8 @@ class FraudPipeline:
                 owner, at = value.get("partition"), value.get("at")
             else:
                 owner, at = _partition_of(key, self.settings.topic_partitions), last_active(value)
-            if owner == partition and at is not None:
-                entries.append((key, float(at)))
+            if owner is not None and at is not None:
+                entries.setdefault(int(owner), []).append((key, float(at)))
         return entries
 
     async def reload_rules_if_changed(self) -> None:
