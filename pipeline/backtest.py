@@ -41,7 +41,7 @@ from pipeline.detection.features import (
 )
 from pipeline.detection.model import OnlineFraudModel
 from pipeline.detection.rules import RuleSet, load_rules
-from pipeline.schemas import SchemaViolation, validator
+from pipeline.schemas import SchemaViolation, load_schema, validator
 
 Mode = Literal["combined", "rules", "model"]
 DEFAULTS: dict[str, Any] = {
@@ -175,17 +175,7 @@ def normalise(
         return None if value == "" else value
 
     txn: dict[str, Any] = dict(DEFAULTS)
-    for name in (
-        *DEFAULTS,
-        "transaction_id",
-        "event_time",
-        "card_token",
-        "customer_id",
-        "merchant_id",
-        "terminal_id",
-        "amount",
-        "card_country",
-    ):
+    for name in load_schema("transaction")["properties"]:  # every field the contract knows
         value = get(name)
         if value is not None:
             txn[name] = value
