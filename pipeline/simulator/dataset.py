@@ -10,7 +10,7 @@ from pathlib import Path
 import orjson
 
 from pipeline.config import Settings
-from pipeline.simulator.generator import FraudRates, TrafficGenerator
+from pipeline.simulator.generator import TrafficGenerator
 
 
 def write_dataset(
@@ -18,19 +18,7 @@ def write_dataset(
 ) -> int:
     """Transactions of ``days`` simulated days, each with ``is_fraud`` and ``fraud_type``."""
     begin = start if start is not None else time.time() - days * 86400
-    generator = TrafficGenerator(
-        seed=settings.simulator_seed,
-        customers=settings.simulator_customers,
-        merchants=settings.simulator_merchants,
-        rate=rate,
-        fraud=FraudRates(
-            settings.simulator_unauthorized_rate,
-            settings.simulator_identity_theft_rate,
-            settings.simulator_malicious_rate,
-        ),
-        start=begin,
-        rhythm=settings.simulator_rhythm,
-    )
+    generator = TrafficGenerator.from_settings(settings, rate=rate, start=begin)
     path.parent.mkdir(parents=True, exist_ok=True)
     count = 0
     events = generator.events(until=begin + days * 86400)

@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from pipeline.config import Settings
+
 COUNTRIES = ("DE", "FR", "NL", "BE", "ES", "IT", "AT", "PL", "SE", "GB", "IE", "PT", "DK", "CZ")
 FRAUD_COUNTRIES = ("RO", "BR", "NG", "US", "RU", "CN", "ID", "VN", "UA", "MX")
 CURRENCY = {
@@ -147,6 +149,23 @@ class TrafficGenerator:
         self._merchant_weights = [m.popularity for m in self.merchants]
         self.customers = [self._customer(i) for i in range(customers)]
         self._bots = [f"dev-bot{seed:x}{i:03d}" for i in range(20)]
+
+    @classmethod
+    def from_settings(cls, settings: Settings, **overrides: Any) -> TrafficGenerator:
+        """A generator configured by the FRAUD_SIMULATOR_* settings; keyword arguments override."""
+        options: dict[str, Any] = {
+            "seed": settings.simulator_seed,
+            "customers": settings.simulator_customers,
+            "merchants": settings.simulator_merchants,
+            "rate": settings.simulator_rate,
+            "fraud": FraudRates(
+                settings.simulator_unauthorized_rate,
+                settings.simulator_identity_theft_rate,
+                settings.simulator_malicious_rate,
+            ),
+            "rhythm": settings.simulator_rhythm,
+        }
+        return cls(**{**options, **overrides})
 
     # --- population ------------------------------------------------------------------------------
     def _merchant(self, index: int) -> Merchant:

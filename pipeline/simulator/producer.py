@@ -15,7 +15,7 @@ from confluent_kafka import KafkaError, Message, Producer
 from prometheus_client import CollectorRegistry, Counter
 
 from pipeline.config import Settings
-from pipeline.simulator.generator import FraudRates, SimulatedTransaction, TrafficGenerator, label_for
+from pipeline.simulator.generator import SimulatedTransaction, TrafficGenerator, label_for
 
 log = logging.getLogger(__name__)
 
@@ -69,17 +69,7 @@ class TrafficProducer:
         """Produce ``count`` transactions or for ``duration`` seconds (or until interrupted)."""
         s = self.settings
         delay = s.simulator_label_delay_seconds if label_delay is None else label_delay
-        generator = TrafficGenerator(
-            seed=s.simulator_seed,
-            customers=s.simulator_customers,
-            merchants=s.simulator_merchants,
-            rate=s.simulator_rate,
-            fraud=FraudRates(
-                s.simulator_unauthorized_rate, s.simulator_identity_theft_rate, s.simulator_malicious_rate
-            ),
-            rhythm=s.simulator_rhythm,
-            run_id=run_id or _run_id(),
-        )
+        generator = TrafficGenerator.from_settings(s, run_id=run_id or _run_id())
         started = time.time()
         until = started + duration if duration is not None else None
         pending_labels: deque[tuple[float, SimulatedTransaction]] = deque()
