@@ -6,7 +6,7 @@ The callbacks only wire: the work is in ``callbacks`` (pure over the state), ``r
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
 
 import flask
 from dash import ALL, Dash, Input, Output, State, ctx
@@ -51,6 +51,8 @@ from monitor.metrics import MonitorMetrics
 from monitor.users import Accounts
 from pipeline.config import FRAUD_TYPE_NAMES, Settings
 
+READYZ_PATH = "/readyz"
+
 
 def create_app(
     feed_state: MonitorState,
@@ -61,27 +63,81 @@ def create_app(
     alert_rows: int = callbacks.ALERT_ROWS,
     publish: callbacks.Publish | None = None,
     accounts: Accounts | None = None,
+    feed: FeedStatus | None = None,
+    metrics: MonitorMetrics | None = None,
 ) -> Dash:
     """The dashboard over ``feed_state`` (filled by a ``KafkaFeed``); serves ``registry`` at /metrics.
 
     Without a registry a fresh one with the monitor's metrics (all zero) is served. Verdicts go
     through ``publish`` (default: a ``LabelPublisher`` on ``settings.topic_labels``). Every page
-    and Dash route needs a login (``accounts``, default from the settings); /healthz, /metrics
-    and /api/summary do not.
+    and Dash route needs a login (``accounts``, default from the settings); /healthz, /readyz,
+    /metrics and /api/summary do not. With a ``feed``, /healthz fails once its thread has died and
+    /readyz answers 200 only once it has caught up; ``metrics`` also counts the active sessions.
     """
     if registry is None:
-        registry = MonitorMetrics().registry
+        registry = metrics.registry if metrics is not None else MonitorMetrics().registry
     if publish is None:
         publish = LabelPublisher(settings).publish
     app = Dash(__name__, title=TITLE, update_title=None)
     app.layout = build_layout(settings)
     install_login(
-        app.server, settings, accounts or Accounts.from_settings(settings), public_paths=PUBLIC_PATHS
+        app.server,
+        settings,
+        accounts or Accounts.from_settings(settings),
+        public_paths=PUBLIC_PATHS | {READYZ_PATH},
     )
+    if metrics is not None:
+        _track_sessions(app.server, metrics)
     _register_callbacks(app, feed_state, stale_after_seconds, alert_rows)
     _register_feedback_callbacks(app, feed_state, publish)
     _add_routes(app.server, registry, feed_state)
+    _add_health_routes(app.server, feed)
     return app
+
+
+class FeedStatus(Protocol):
+    """What the health endpoints read of the feed (``monitor.consumer.KafkaFeed``)."""
+
+    @property
+    def running(self) -> bool: ...
+
+    @property
+    def ready(self) -> bool: ...
+
+    @property
+    def failure(self) -> BaseException | None: ...
+
+
+def _track_sessions(server: flask.Flask, metrics: MonitorMetrics) -> None:
+    """Every request of a logged-in browser session marks it active (runs after the login check)."""
+
+    def seen() -> None:
+        session_id = flask.session.get("sid")
+        if session_id and current_user() is not None:
+            metrics.sessions.seen(session_id)
+
+    server.before_request(seen)
+
+
+def _add_health_routes(server: flask.Flask, feed: FeedStatus | None) -> None:
+    def healthz() -> flask.Response:
+        if feed is not None and feed.failure is not None:
+            return flask.Response(f"feed stopped: {feed.failure}", status=503, mimetype="text/plain")
+        return flask.Response("ok", status=200, mimetype="text/plain")
+
+    def readyz() -> flask.Response:
+        if feed is None:
+            return flask.jsonify({"ready": True, "feed": None})
+        ready = feed.ready
+        body = {"ready": ready, "feed": "caught up" if ready else "running" if feed.running else "stopped"}
+        return flask.make_response(flask.jsonify(body), 200 if ready else 503)
+
+    server.add_url_rule("/healthz", "healthz", healthz)
+    server.add_url_rule(READYZ_PATH, "readyz", readyz)
+
+
+def _is_dark(theme: Any) -> bool:
+    return isinstance(theme, dict) and theme.get("dark") is True
 
 
 def _register_callbacks(app: Dash, state: MonitorState, stale_after: float, alert_rows: int) -> None:
@@ -226,9 +282,5 @@ def _add_routes(server: flask.Flask, registry: CollectorRegistry, state: Monitor
     def metrics() -> flask.Response:
         return flask.Response(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)
 
-    def healthz() -> flask.Response:
-        return flask.Response("ok", status=200, mimetype="text/plain")
-
     server.add_url_rule("/metrics", "metrics", metrics)
-    server.add_url_rule("/healthz", "healthz", healthz)
     server.add_url_rule("/api/summary", "api_summary", api_summary)

@@ -4,6 +4,10 @@ The consumer joins a group of its own (a fresh id per process), reads the decisi
 labels topics (analyst verdicts are kept, other labels skipped) from the earliest retained offset
 and never commits, so every start rebuilds the view, verdicts included, from what the topics
 retain. A malformed message is counted and logged and then skipped.
+
+Every ``LAG_REFRESH_SECONDS`` the thread sets the consumer lag of each partition (the high
+watermark librdkafka caches from its fetches, minus the feed's position) and checks readiness:
+the feed is ready once it has read every partition up to the end offsets it saw when it started.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 import orjson
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message
+from confluent_kafka import OFFSET_INVALID, Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from monitor.aggregation import AddResult, InvalidRecordError, MonitorState
 from monitor.metrics import MonitorMetrics
@@ -26,6 +30,10 @@ logger = logging.getLogger(__name__)
 
 BATCH_SIZE = 500
 POLL_TIMEOUT_SECONDS = 0.5
+LAG_REFRESH_SECONDS = 2.0
+WATERMARK_TIMEOUT_SECONDS = 5.0
+
+Partition = tuple[str, int]
 
 
 class FeedError(RuntimeError):
@@ -40,6 +48,32 @@ class ConsumerLike(Protocol):
     def consume(self, num_messages: int = ..., timeout: float = ...) -> list[Message]: ...
 
     def close(self) -> None: ...
+
+    def assignment(self) -> list[TopicPartition]: ...
+
+    def position(self, partitions: list[TopicPartition]) -> list[TopicPartition]: ...
+
+    def get_watermark_offsets(
+        self, partition: TopicPartition, timeout: float = ..., cached: bool = ...
+    ) -> tuple[int, int] | None: ...
+
+    def list_topics(self, topic: str | None = ..., timeout: float = ...) -> Any: ...
+
+
+def partition_lag(position: int, low: int, high: int) -> int:
+    """Messages of a partition not read yet; ``position`` OFFSET_INVALID (nothing read) counts from
+    the low watermark, where the feed starts (auto.offset.reset=earliest)."""
+    start = low if position < 0 else position
+    return max(high - start, 0)
+
+
+def caught_up(targets: Mapping[Partition, tuple[int, int]], positions: Mapping[Partition, int]) -> bool:
+    """Whether every partition of ``targets`` ((low, high) seen at start) was read up to its high
+    watermark; an empty partition (high <= low) needs nothing."""
+    return all(
+        high <= low or positions.get(partition, OFFSET_INVALID) >= high
+        for partition, (low, high) in targets.items()
+    )
 
 
 def _log_kafka_error(err: KafkaError) -> None:
@@ -75,6 +109,9 @@ class KafkaFeed:
         self._stop_event = threading.Event()
         self._thread: threading.Thread | None = None
         self._failure: BaseException | None = None
+        self._ready = threading.Event()
+        self._targets: dict[Partition, tuple[int, int]] | None = None
+        self._positions: dict[Partition, int] = {}
         for topic in self.topics:  # so /metrics lists every topic from the start
             self.metrics.messages_consumed.labels(topic=topic)
 
@@ -95,6 +132,11 @@ class KafkaFeed:
     def running(self) -> bool:
         """True while the consumer thread is alive."""
         return self._thread is not None and self._thread.is_alive()
+
+    @property
+    def ready(self) -> bool:
+        """True once the feed has caught up with the end offsets seen at start, while it runs."""
+        return self._ready.is_set() and self.running
 
     @property
     def failure(self) -> BaseException | None:
@@ -159,6 +201,7 @@ class KafkaFeed:
         return result
 
     def _run(self, consumer: ConsumerLike) -> None:
+        next_refresh = 0.0
         try:
             while not self._stop_event.is_set():
                 messages = consumer.consume(num_messages=BATCH_SIZE, timeout=POLL_TIMEOUT_SECONDS)
@@ -168,6 +211,9 @@ class KafkaFeed:
                     last = self.state.decisions.last_decision_at
                     if last is not None:
                         self.metrics.last_decision_timestamp.set(last.timestamp())
+                if time.monotonic() >= next_refresh:
+                    next_refresh = time.monotonic() + LAG_REFRESH_SECONDS
+                    self._refresh_progress(consumer)
         except KafkaException as exc:
             self._failure = exc
             logger.error("monitor feed stopped: %s", exc)
@@ -176,6 +222,55 @@ class KafkaFeed:
             logger.exception("monitor feed crashed")
         finally:
             consumer.close()
+
+    def _refresh_progress(self, consumer: ConsumerLike) -> None:
+        """Set the lag gauges from the consumer's local view, and the readiness."""
+        if self._targets is None:
+            self._targets = self._end_offsets(consumer)
+        assigned = consumer.assignment()
+        if not assigned:
+            return
+        for tp in consumer.position(assigned):
+            partition = (tp.topic, tp.partition)
+            self._positions[partition] = tp.offset
+            low, high = self._targets.get(partition, (0, 0)) if self._targets else (0, 0)
+            cached = consumer.get_watermark_offsets(tp, cached=True)
+            if cached is not None and cached[1] >= 0:
+                high = cached[1]
+            if cached is not None and cached[0] >= 0:
+                low = cached[0]
+            self.metrics.consumer_lag.labels(topic=tp.topic, partition=str(tp.partition)).set(
+                partition_lag(tp.offset, low, high)
+            )
+        if (
+            self._targets is not None
+            and not self._ready.is_set()
+            and caught_up(self._targets, self._positions)
+        ):
+            self._ready.set()
+            self.metrics.feed_ready.set(1)
+            logger.info("monitor feed caught up with %d partitions", len(self._targets))
+
+    def _end_offsets(self, consumer: ConsumerLike) -> dict[Partition, tuple[int, int]] | None:
+        """(low, high) watermarks of every partition of the feed's topics, from the broker; None
+        when the broker cannot tell now (tried again at the next refresh)."""
+        targets: dict[Partition, tuple[int, int]] = {}
+        try:
+            for topic in self.topics:
+                metadata = consumer.list_topics(topic, timeout=WATERMARK_TIMEOUT_SECONDS).topics[topic]
+                if metadata.error is not None:
+                    raise KafkaException(metadata.error)
+                for number in metadata.partitions:
+                    offsets = consumer.get_watermark_offsets(
+                        TopicPartition(topic, number), timeout=WATERMARK_TIMEOUT_SECONDS, cached=False
+                    )
+                    if offsets is None:
+                        raise KafkaException(KafkaError(KafkaError._TIMED_OUT))
+                    targets[(topic, number)] = offsets
+        except KafkaException as exc:
+            logger.warning("end offsets of %s not known yet: %s", ", ".join(self.topics), exc)
+            return None
+        return targets
 
     def _handle(self, msg: Message) -> None:
         err = msg.error()

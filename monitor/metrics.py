@@ -2,7 +2,38 @@
 
 from __future__ import annotations
 
+import threading
+import time
+from collections.abc import Callable
+
 from prometheus_client import CollectorRegistry, Counter, Gauge
+
+ACTIVE_SESSION_SECONDS = 60.0  # an open dashboard refreshes every 2 s
+
+
+class ActiveSessions:
+    """Logged-in sessions that made a request in the last ``window_seconds`` (thread-safe)."""
+
+    def __init__(
+        self, window_seconds: float = ACTIVE_SESSION_SECONDS, *, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.window_seconds = window_seconds
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._last_seen: dict[str, float] = {}
+
+    def seen(self, session_id: str) -> None:
+        """Record a request of ``session_id``."""
+        with self._lock:
+            self._last_seen[session_id] = self._clock()
+
+    def count(self) -> int:
+        """Sessions seen within the window; older ones are forgotten."""
+        cutoff = self._clock() - self.window_seconds
+        with self._lock:
+            for sid in [sid for sid, at in self._last_seen.items() if at < cutoff]:
+                del self._last_seen[sid]
+            return len(self._last_seen)
 
 
 class MonitorMetrics:
@@ -32,3 +63,21 @@ class MonitorMetrics:
             "decided_at of the newest decision seen, in Unix seconds (0 before the first).",
             registry=self.registry,
         )
+        self.consumer_lag = Gauge(
+            "fraud_monitor_consumer_lag_messages",
+            "Messages in a partition the monitor has not read yet: end offset minus the feed's position.",
+            ["topic", "partition"],
+            registry=self.registry,
+        )
+        self.feed_ready = Gauge(
+            "fraud_monitor_feed_ready",
+            "1 once the feed has read every partition up to the end offsets it saw at start (/readyz).",
+            registry=self.registry,
+        )
+        self.sessions = ActiveSessions()
+        self.active_sessions = Gauge(
+            "fraud_monitor_active_sessions",
+            f"Logged-in browser sessions with a request in the last {ACTIVE_SESSION_SECONDS:.0f} s.",
+            registry=self.registry,
+        )
+        self.active_sessions.set_function(self.sessions.count)

@@ -46,7 +46,15 @@ def run_monitor(
     feed = KafkaFeed(settings, state=state, metrics=metrics)
     publisher = LabelPublisher(settings)
     accounts = Accounts.from_settings(settings)
-    app = create_app(state, settings, registry=metrics.registry, publish=publisher.publish, accounts=accounts)
+    app = create_app(
+        state,
+        settings,
+        registry=metrics.registry,
+        publish=publisher.publish,
+        accounts=accounts,
+        feed=feed,
+        metrics=metrics,
+    )
     url = monitor_url(settings)
     if accounts.demo:
         logger.warning(demo_notice())

@@ -70,10 +70,20 @@ def cmd_simulate(settings: Settings, args: argparse.Namespace) -> int:
     ensure_topics(settings, include_internal=False)
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # SIGTERM stops cleanly, like Ctrl-C
     producer = TrafficProducer(settings)
-    if args.metrics_port:
+    port = settings.simulator_metrics_port if args.metrics_port is None else args.metrics_port
+    if port:
         from prometheus_client import start_http_server
 
-        start_http_server(args.metrics_port, addr=settings.metrics_bind, registry=producer.registry)
+        try:
+            start_http_server(port, addr=settings.metrics_bind, registry=producer.registry)
+        except OSError as exc:
+            print(
+                f"fraud: cannot serve the simulator's metrics on {settings.metrics_bind}:{port}: {exc} "
+                "(FRAUD_SIMULATOR_METRICS_PORT or --metrics-port; 0 serves none)",
+                file=sys.stderr,
+            )
+            return 2
+        log.info("simulator metrics at http://%s:%d/metrics", settings.metrics_bind, port)
     report = producer.run(count=args.count, duration=args.duration, realtime=not args.fast)
     print(
         f"produced {report.transactions} transactions ({report.frauds} fraud), {report.labels} labels, "
@@ -207,7 +217,12 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument("--count", type=int, help="stop after this many transactions")
     simulate.add_argument("--duration", type=float, help="stop after this many seconds")
     simulate.add_argument("--fast", action="store_true", help="as fast as possible, not in real time")
-    simulate.add_argument("--metrics-port", type=int, default=None, help="serve Prometheus metrics here")
+    simulate.add_argument(
+        "--metrics-port",
+        type=int,
+        default=None,
+        help="serve Prometheus metrics on this port (default FRAUD_SIMULATOR_METRICS_PORT; 0: none)",
+    )
     simulate.set_defaults(func=cmd_simulate)
 
     monitor = sub.add_parser("monitor", help="run the Dash monitor for on-call staff")

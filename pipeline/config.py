@@ -126,7 +126,9 @@ class Settings(BaseSettings):
     simulator_label_delay_seconds: float = Field(
         default=30.0, ge=0, description="Delay before ground truth is published."
     )
-    simulator_metrics_port: int = 9102
+    simulator_metrics_port: int = Field(
+        default=9102, ge=0, le=65535, description="Simulator's /metrics port (`fraud simulate`); 0: none."
+    )
     simulator_rhythm: bool = Field(default=True, description="Follow a daily and weekly rhythm of activity.")
 
     # --- Monitor -------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ import orjson
 from confluent_kafka import KafkaError, Message, Producer
 from prometheus_client import CollectorRegistry, Counter
 
-from pipeline.config import Settings
+from pipeline.config import FRAUD_TYPES, Settings
 from pipeline.simulator.generator import SimulatedTransaction, TrafficGenerator, label_for
 
 log = logging.getLogger(__name__)
@@ -36,8 +36,28 @@ class TrafficProducer:
         self.producer = Producer(settings.producer_config(**{"client.id": "fraud-simulator"}))
         registry = registry or CollectorRegistry()
         self.registry = registry
-        self._produced = Counter("fraud_simulator_produced", "Messages produced", ["kind"], registry=registry)
-        self._errors = Counter("fraud_simulator_delivery_errors", "Failed deliveries", registry=registry)
+        # Exposed as fraud_simulator_produced_total etc. (prometheus_client appends _total).
+        self._produced = Counter(
+            "fraud_simulator_produced",
+            "Messages handed to the producer, by kind (transaction, label)",
+            ["kind"],
+            registry=registry,
+        )
+        self._frauds = Counter(
+            "fraud_simulator_fraud_transactions",
+            "Fraudulent transactions produced (ground truth), by fraud type",
+            ["fraud_type"],
+            registry=registry,
+        )
+        self._errors = Counter(
+            "fraud_simulator_delivery_errors",
+            "Messages the broker did not acknowledge (failed or still undelivered at exit)",
+            registry=registry,
+        )
+        for kind in ("transaction", "label"):  # every child exists from the start, for rate()
+            self._produced.labels(kind)
+        for fraud_type in FRAUD_TYPES:
+            self._frauds.labels(fraud_type)
         self.report = SimulationReport()
 
     def _on_delivery(self, error: KafkaError | None, message: Message) -> None:
@@ -84,6 +104,8 @@ class TrafficProducer:
                 self._produced.labels("transaction").inc()
                 self.report.transactions += 1
                 self.report.frauds += item.is_fraud
+                if item.is_fraud and item.fraud_type:
+                    self._frauds.labels(item.fraud_type).inc()
                 pending_labels.append((item.at + delay, item))
                 if time.time() - last_progress >= 10:
                     last_progress = time.time()
@@ -106,6 +128,7 @@ class TrafficProducer:
             if remaining:
                 log.error("%d messages not delivered", remaining)
                 self.report.delivery_errors += remaining
+                self._errors.inc(remaining)
         return self.report
 
     def _publish_due_labels(

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Any
 
 import orjson
 import pytest
-from confluent_kafka import KafkaError
+from confluent_kafka import OFFSET_INVALID, KafkaError
 
-from monitor.consumer import FeedError, KafkaFeed
+from monitor.consumer import FeedError, KafkaFeed, caught_up, partition_lag
 from monitor.metrics import MonitorMetrics
 from pipeline.config import load_settings
 
@@ -60,6 +61,21 @@ class FakeConsumer:
 
     def close(self) -> None:
         self.closed.set()
+
+    # Progress (lag, readiness): one empty partition per topic, never assigned.
+    def assignment(self) -> list[Any]:
+        return []
+
+    def position(self, partitions: list[Any]) -> list[Any]:
+        return partitions
+
+    def get_watermark_offsets(
+        self, partition: Any, timeout: float = -1, cached: bool = False
+    ) -> tuple[int, int]:
+        return (0, 0)
+
+    def list_topics(self, topic: str | None = None, timeout: float = -1) -> Any:
+        return SimpleNamespace(topics={topic: SimpleNamespace(error=None, partitions={0: None})})
 
 
 @pytest.fixture
@@ -199,3 +215,26 @@ def test_feed_keeps_analyst_verdicts_from_the_labels_topic(settings) -> None:
     for reason, count in (("duplicate", 1), ("other_source", 1)):
         labels = {"topic": "lab-t", "reason": reason}
         assert registry.get_sample_value("fraud_monitor_ignored_messages_total", labels) == count
+
+
+def test_partition_lag_counts_from_the_position_or_the_start() -> None:
+    assert partition_lag(position=7, low=0, high=10) == 3
+    assert partition_lag(position=OFFSET_INVALID, low=4, high=10) == 6  # nothing read yet
+    assert partition_lag(position=10, low=0, high=10) == 0
+    assert partition_lag(position=12, low=0, high=10) == 0  # a stale cached high watermark
+
+
+def test_caught_up_needs_every_partition_read_to_its_start_end_offset() -> None:
+    targets = {("d", 0): (0, 5), ("d", 1): (3, 3), ("a", 0): (2, 4)}
+    assert not caught_up(targets, {})
+    assert not caught_up(targets, {("d", 0): 5, ("a", 0): 3})
+    assert caught_up(targets, {("d", 0): 5, ("a", 0): 4})  # ("d", 1) is empty: nothing to read
+    assert caught_up(targets, {("d", 0): 9, ("a", 0): 4, ("d", 1): OFFSET_INVALID})
+
+
+def test_a_feed_never_assigned_is_not_ready(settings) -> None:
+    feed, _ = make_feed(settings, [])
+    with feed:
+        assert not feed.wait_until(lambda: feed.ready, 0.5)
+        assert feed.running and feed.failure is None
+    assert feed.metrics.registry.get_sample_value("fraud_monitor_feed_ready") == 0

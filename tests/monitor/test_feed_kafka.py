@@ -136,3 +136,38 @@ def test_app_serves_the_feed(published: Settings) -> None:
         for name, rates in expected.items():
             figure, _ = update_graph(feed.state, name, None)
             assert list(figure.data[0].y) == pytest.approx(rates)
+
+
+def test_feed_is_ready_once_caught_up_and_reports_its_lag(published: Settings, make_decision) -> None:
+    metrics = MonitorMetrics()
+    feed = KafkaFeed(published, metrics=metrics)
+    app = create_app(feed.state, published, feed=feed, metrics=metrics, accounts=make_accounts())
+    client = app.server.test_client()
+    assert client.get("/readyz").status_code == 503, "not ready before the feed runs"
+
+    def lags() -> dict[tuple[str, str], float]:
+        return {
+            (s.labels["topic"], s.labels["partition"]): s.value
+            for family in metrics.registry.collect()
+            if family.name == "fraud_monitor_consumer_lag_messages"
+            for s in family.samples
+        }
+
+    every_partition = {(t, str(p)) for t in feed.topics for p in range(published.topic_partitions)}
+    with feed:
+        assert feed.wait_until(lambda: feed.ready, TIMEOUT), "the feed never caught up"
+        # Ready means read up to the end offsets of the start: everything published before.
+        assert _consumed(feed, published.topic_decisions) == 18
+        assert _consumed(feed, published.topic_alerts) == 5
+        response = client.get("/readyz")
+        assert response.status_code == 200
+        assert response.get_json() == {"ready": True, "feed": "caught up"}
+        assert metrics.registry.get_sample_value("fraud_monitor_feed_ready") == 1
+        assert feed.wait_until(lambda: lags() == dict.fromkeys(every_partition, 0.0), TIMEOUT), lags()
+
+        more = [orjson.dumps(make_decision(f"n{i}")) for i in range(3)]
+        _produce(published, published.topic_decisions, more)
+        assert feed.wait_until(lambda: _consumed(feed, published.topic_decisions) == 21, TIMEOUT)
+        assert feed.wait_until(lambda: set(lags().values()) == {0.0}, TIMEOUT), lags()
+        assert client.get("/healthz").status_code == 200
+    assert client.get("/readyz").status_code == 503, "a stopped feed is not ready"
