@@ -55,7 +55,12 @@ def cmd_topics(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
     from pipeline.app import run_worker
+    from pipeline.detection.features import FEATURE_NAMES
+    from pipeline.detection.rules import load_rules
+    from pipeline.topics import check_broker
 
+    load_rules(settings.rules_file, FEATURE_NAMES)  # a bad rule file fails before anything starts
+    check_broker(settings)
     run_worker(settings, loglevel=args.loglevel)
     return 0
 
@@ -173,7 +178,9 @@ def cmd_model(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_monitor(settings: Settings, args: argparse.Namespace) -> int:
     from monitor.server import run_monitor
+    from pipeline.topics import check_broker
 
+    check_broker(settings)
     run_monitor(settings, debug=args.debug)
     return 0
 
@@ -291,12 +298,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except Exception as exc:  # one clear line for known start-up failures
+        from confluent_kafka import KafkaException
+
         from pipeline.backtest import BacktestError
         from pipeline.detection.rules import RuleError
+        from pipeline.detection.snapshots import SnapshotError
         from pipeline.local_kafka import LocalKafkaError
+        from pipeline.topics import BrokerUnavailableError
 
-        if isinstance(exc, RuleError | LocalKafkaError | BacktestError):
+        if isinstance(
+            exc, RuleError | LocalKafkaError | BacktestError | BrokerUnavailableError | SnapshotError
+        ):
             print(f"fraud: {exc}", file=sys.stderr)
+            return 2
+        if isinstance(exc, KafkaException):  # e.g. a topic the cluster refuses to create
+            print(
+                f"fraud: Kafka at {settings.bootstrap_servers} refused: {exc.args[0].str()}", file=sys.stderr
+            )
             return 2
         raise
 

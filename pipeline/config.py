@@ -47,6 +47,9 @@ class Settings(BaseSettings):
     kafka_ssl_cafile: Path | None = None
     kafka_ssl_certfile: Path | None = None
     kafka_ssl_keyfile: Path | None = None
+    kafka_connect_timeout_seconds: float = Field(
+        default=15.0, gt=0, description="At start-up, how long to wait for the cluster before giving up."
+    )
 
     # --- Local single-node KRaft broker (used when kafka_bootstrap_servers is unset) --------
     local_kafka_version: str = "4.1.1"

@@ -13,6 +13,39 @@ from pipeline.detection.features import ENTITY_STAGES
 log = logging.getLogger(__name__)
 
 
+class BrokerUnavailableError(RuntimeError):
+    """No broker of the configured cluster answered in time; the message names the address."""
+
+
+def _admin(settings: Settings, errors: list[KafkaError]) -> AdminClient:
+    """An admin client whose librdkafka errors are collected instead of printed to stderr."""
+    return AdminClient(settings.confluent_config(log_level=0, error_cb=errors.append))
+
+
+def _topic_names(
+    admin: AdminClient, errors: list[KafkaError], settings: Settings, timeout: float
+) -> set[str]:
+    try:
+        return set(admin.list_topics(timeout=timeout).topics)
+    except KafkaException as exc:
+        admin.poll(0)  # serves error_cb: the first error says why (refused, unknown host, auth)
+        causes = [e.str() for e in errors if e.code() != KafkaError._ALL_BROKERS_DOWN]
+        cause = causes[0] if causes else exc.args[0].str()
+        raise BrokerUnavailableError(
+            f"cannot reach Kafka at {settings.bootstrap_servers} within {timeout:g} s ({cause}); "
+            "check FRAUD_KAFKA_BOOTSTRAP_SERVERS / KAFKA_BOOTSTRAP_SERVERS"
+        ) from None
+
+
+def check_broker(settings: Settings, timeout: float | None = None) -> None:
+    """Raise BrokerUnavailableError unless the cluster answers within ``timeout`` seconds
+    (default ``settings.kafka_connect_timeout_seconds``)."""
+    errors: list[KafkaError] = []
+    _topic_names(
+        _admin(settings, errors), errors, settings, timeout or settings.kafka_connect_timeout_seconds
+    )
+
+
 def internal_topic_names(settings: Settings) -> list[str]:
     """Repartition topics between the worker's stages (see pipeline/app.py), in stage order."""
     return [f"{settings.app_id}-by-{entity}" for entity, _, _ in ENTITY_STAGES] + [
@@ -20,15 +53,21 @@ def internal_topic_names(settings: Settings) -> list[str]:
     ]
 
 
-def ensure_topics(settings: Settings, *, include_internal: bool = True, timeout: float = 30.0) -> list[str]:
+def ensure_topics(
+    settings: Settings, *, include_internal: bool = True, timeout: float | None = None
+) -> list[str]:
     """Create the pipeline's topics that do not exist yet; return the names created.
 
     All topics share one partition count so that Faust co-partitions them: the partition of a
-    card's transactions is also the partition of its labels and of its table state.
+    card's transactions is also the partition of its labels and of its table state. Raises
+    BrokerUnavailableError when the cluster does not answer within ``timeout`` seconds (default
+    ``settings.kafka_connect_timeout_seconds``).
     """
-    admin = AdminClient(settings.confluent_config())
+    timeout = timeout or settings.kafka_connect_timeout_seconds
+    errors: list[KafkaError] = []
+    admin = _admin(settings, errors)
     names = settings.topic_names + (internal_topic_names(settings) if include_internal else [])
-    existing = set(admin.list_topics(timeout=timeout).topics)
+    existing = _topic_names(admin, errors, settings, timeout)
     retention_ms = str(settings.topic_retention_hours * 3600 * 1000)
     wanted = [
         NewTopic(

@@ -64,7 +64,10 @@ class SnapshotStore:
         signature = hmac.new(self._key, payload, hashlib.sha256).hexdigest()
         if not hmac.compare_digest(signature, str(meta.get("hmac_sha256"))):
             raise SnapshotError(f"{path.name}: signature mismatch (tampered, or signed with another key)")
-        return pickle.loads(payload)
+        try:
+            return pickle.loads(payload)
+        except Exception as exc:  # signed by us but not loadable here (e.g. saved by other code)
+            raise SnapshotError(f"{path.name}: cannot be loaded ({type(exc).__name__}: {exc})") from None
 
     def describe(self) -> list[dict[str, Any]]:
         """Every snapshot, newest first, with its metadata and whether it verifies."""
@@ -103,7 +106,7 @@ class SnapshotStore:
             try:
                 model = self.load(path)
             except SnapshotError as exc:
-                log.warning("skipping model snapshot: %s", exc)
+                log.warning("skipping model snapshot: %s; trying the previous one", exc)
                 continue
             log.info("restored model snapshot %s", path.name)
             return model
