@@ -14,7 +14,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -178,6 +178,29 @@ class Settings(BaseSettings):
                 raise ValueError(f"user {name!r}: role must be viewer or analyst")
         return value
 
+    @model_validator(mode="after")
+    def _check_kafka_security(self) -> Settings:
+        """The security settings must be complete and match the protocol: Faust and the confluent
+        clients read them alike, and one they ignored would fail later, or differently in each."""
+        protocol = self.kafka_security_protocol
+        sasl = {
+            "kafka_sasl_mechanism": self.kafka_sasl_mechanism,
+            "kafka_sasl_username": self.kafka_sasl_username,
+            "kafka_sasl_password": self.kafka_sasl_password and self.kafka_sasl_password.get_secret_value(),
+        }
+        if protocol.startswith("SASL"):
+            missing = [name for name, value in sasl.items() if not value]
+            if missing:
+                raise ValueError(f"kafka_security_protocol={protocol} needs {', '.join(missing)}")
+        elif any(sasl.values()):
+            raise ValueError("kafka_sasl_* settings need kafka_security_protocol SASL_SSL or SASL_PLAINTEXT")
+        tls_files = [self.kafka_ssl_cafile, self.kafka_ssl_certfile, self.kafka_ssl_keyfile]
+        if any(tls_files) and not protocol.endswith("SSL"):
+            raise ValueError("kafka_ssl_* settings need kafka_security_protocol SSL or SASL_SSL")
+        if bool(self.kafka_ssl_certfile) != bool(self.kafka_ssl_keyfile):
+            raise ValueError("a client certificate needs both kafka_ssl_certfile and kafka_ssl_keyfile")
+        return self
+
     @property
     def bootstrap_servers(self) -> str:
         """The Kafka address every client uses."""
@@ -221,6 +244,9 @@ class Settings(BaseSettings):
             conf["sasl.password"] = (
                 self.kafka_sasl_password.get_secret_value() if self.kafka_sasl_password else ""
             )
+        if self.kafka_security_protocol.endswith("SSL"):
+            # Verify the broker's name as Faust's ssl context does (librdkafka's default since 2.0).
+            conf["ssl.endpoint.identification.algorithm"] = "https"
         if self.kafka_ssl_cafile:
             conf["ssl.ca.location"] = str(self.kafka_ssl_cafile)
         if self.kafka_ssl_certfile:

@@ -19,6 +19,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from pipeline.config import REPO_ROOT
 
@@ -33,6 +34,38 @@ class LocalKafkaError(RuntimeError):
 
 
 @dataclass(frozen=True)
+class BrokerTls:
+    """The broker's TLS material as PEM files (Kafka's ``ssl.keystore.type=PEM``, no JKS needed).
+
+    ``keystore``: the broker's unencrypted PKCS#8 private key followed by its certificate chain;
+    ``truststore``: the CA certificate(s) that client certificates must chain to.
+    """
+
+    keystore: Path
+    truststore: Path
+
+
+@dataclass(frozen=True)
+class SecureListener:
+    """An extra client listener next to the PLAINTEXT one (which brokers and tools keep using).
+
+    ``SASL_SSL`` and ``SASL_PLAINTEXT`` listeners authenticate with ``sasl_mechanism`` (SCRAM
+    users are created at format time, see ``LocalKafka.scram_users``); an ``SSL`` listener with
+    ``client_auth="required"`` accepts only clients whose certificate chains to the truststore.
+    """
+
+    name: str
+    port: int
+    protocol: Literal["SSL", "SASL_SSL", "SASL_PLAINTEXT"]
+    sasl_mechanism: Literal["SCRAM-SHA-256", "SCRAM-SHA-512"] = "SCRAM-SHA-512"
+    client_auth: Literal["none", "requested", "required"] = "none"
+
+    @property
+    def bootstrap_servers(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+
+@dataclass(frozen=True)
 class LocalKafka:
     """One local broker: its version, ports and the folder that holds its jars, data and logs."""
 
@@ -41,6 +74,9 @@ class LocalKafka:
     home: Path
     controller_port: int | None = None
     heap: str = "768m"
+    listeners: tuple[SecureListener, ...] = ()
+    tls: BrokerTls | None = None
+    scram_users: tuple[tuple[str, str], ...] = ()  # (name, password), for every SASL listener
 
     @property
     def libs_dir(self) -> Path:
@@ -120,7 +156,10 @@ class LocalKafka:
         controller_port = self.controller_port or _free_port()
         properties = self.instance_dir / "server.properties"
         data_dir = self.instance_dir / "data"
-        properties.write_text(_server_properties(self.port, controller_port, data_dir))
+        properties.write_text(
+            _server_properties(self.port, controller_port, data_dir)
+            + _secure_properties(self.listeners, self.tls, self.port, controller_port)
+        )
         classpath = f"{libs}/*"
         java = _java()
         if not (data_dir / "meta.properties").exists():
@@ -138,6 +177,7 @@ class LocalKafka:
                     cluster_id,
                     "-c",
                     str(properties),
+                    *self._scram_arguments(),
                 ],
                 capture_output=True,
                 text=True,
@@ -178,6 +218,20 @@ class LocalKafka:
         raise LocalKafkaError(
             f"broker did not answer within {timeout:.0f}s; end of {self.log_file}:\n{self._log_tail()}"
         )
+
+    def _scram_arguments(self) -> list[str]:
+        """StorageTool ``--add-scram`` arguments: in KRaft, SCRAM users are records written at format
+        time (later ones would need ``kafka-configs --alter`` against the running broker)."""
+        mechanisms = sorted(
+            {item.sasl_mechanism for item in self.listeners if item.protocol.startswith("SASL")}
+        )
+        arguments: list[str] = []
+        for mechanism in mechanisms:
+            for name, password in self.scram_users:
+                if any(c in name + password for c in ",=[]\"'"):
+                    raise LocalKafkaError(f"SCRAM user {name!r}: name and password must not contain ,=[]\"'")
+                arguments += ["--add-scram", f"{mechanism}=[name={name},password={password}]"]
+        return arguments
 
     def _log_tail(self, lines: int = 25) -> str:
         try:
@@ -232,6 +286,50 @@ def _server_properties(port: int, controller_port: int, data_dir: Path) -> str:
             "",
         ]
     )
+
+
+def _secure_properties(
+    listeners: tuple[SecureListener, ...], tls: BrokerTls | None, port: int, controller_port: int
+) -> str:
+    """The extra listeners' lines; they replace ``listeners``, ``advertised.listeners`` and the
+    protocol map written by ``_server_properties`` (a later line wins in a properties file)."""
+    if not listeners:
+        return ""
+    if any(item.protocol.endswith("SSL") for item in listeners) and tls is None:
+        raise LocalKafkaError("an SSL or SASL_SSL listener needs the broker's TLS files (tls=BrokerTls(...))")
+    names = {item.name.upper() for item in listeners}
+    if len(names) != len(listeners) or names & {"PLAINTEXT", "CONTROLLER"}:
+        raise LocalKafkaError(
+            f"listener names must be unique and not PLAINTEXT or CONTROLLER: {sorted(names)}"
+        )
+    plain = f"PLAINTEXT://127.0.0.1:{port}"
+    client = [f"{item.name.upper()}://127.0.0.1:{item.port}" for item in listeners]
+    protocols = [f"{item.name.upper()}:{item.protocol}" for item in listeners]
+    lines = [
+        "listeners=" + ",".join([plain, f"CONTROLLER://127.0.0.1:{controller_port}", *client]),
+        "advertised.listeners=" + ",".join([plain, *client]),
+        "listener.security.protocol.map="
+        + ",".join(["PLAINTEXT:PLAINTEXT", "CONTROLLER:PLAINTEXT", *protocols]),
+    ]
+    if tls is not None:
+        lines += [
+            "ssl.keystore.type=PEM",
+            f"ssl.keystore.location={tls.keystore}",
+            "ssl.truststore.type=PEM",
+            f"ssl.truststore.location={tls.truststore}",
+        ]
+    for item in listeners:
+        prefix = f"listener.name.{item.name.lower()}"
+        if item.protocol.endswith("SSL"):
+            lines.append(f"{prefix}.ssl.client.auth={item.client_auth}")
+        if item.protocol.startswith("SASL"):
+            mechanism = item.sasl_mechanism.lower()
+            lines += [
+                f"{prefix}.sasl.enabled.mechanisms={item.sasl_mechanism}",
+                f"{prefix}.{mechanism}.sasl.jaas.config="
+                "org.apache.kafka.common.security.scram.ScramLoginModule required;",
+            ]
+    return "\n".join(lines) + "\n"
 
 
 def _java() -> str:

@@ -123,3 +123,69 @@ def test_to_environment_round_trips_non_defaults(monkeypatch: pytest.MonkeyPatch
         assert getattr(restored, name) == getattr(original, name), name
     assert restored == original
     assert restored.confluent_config() == original.confluent_config()
+
+
+SCRAM_SSL = {
+    "kafka_security_protocol": "SASL_SSL",
+    "kafka_sasl_mechanism": "SCRAM-SHA-512",
+    "kafka_sasl_username": "fraud",
+    "kafka_sasl_password": "s3cret-pw",
+}
+
+
+@pytest.mark.parametrize(
+    ("security", "named"),
+    [
+        ({**SCRAM_SSL, "kafka_sasl_password": None}, "kafka_sasl_password"),
+        ({**SCRAM_SSL, "kafka_sasl_mechanism": None, "kafka_sasl_username": None}, "kafka_sasl_mechanism"),
+        ({**SCRAM_SSL, "kafka_security_protocol": "SSL"}, "kafka_sasl_* settings need"),
+        ({"kafka_ssl_cafile": "ca.pem"}, "kafka_ssl_* settings need"),
+        (
+            {**SCRAM_SSL, "kafka_security_protocol": "SASL_PLAINTEXT", "kafka_ssl_cafile": "ca.pem"},
+            "SSL or SASL_SSL",
+        ),
+        ({"kafka_security_protocol": "SSL", "kafka_ssl_certfile": "client.pem"}, "kafka_ssl_keyfile"),
+    ],
+)
+def test_incomplete_or_mismatched_kafka_security_is_refused(
+    security: dict[str, str | None], named: str
+) -> None:
+    """A security setting one client would ignore or complete differently is a start-up error."""
+    with pytest.raises(ConfigurationError) as info:
+        load_settings(**security)
+    assert named in str(info.value)
+    assert "s3cret-pw" not in str(info.value)
+
+
+def test_faust_and_confluent_clients_read_the_same_security_settings() -> None:
+    import ssl
+
+    import faust
+
+    from pipeline.app import faust_credentials
+
+    settings = load_settings(**SCRAM_SSL)
+    conf = settings.confluent_config()
+    assert conf["security.protocol"] == "SASL_SSL"
+    assert (conf["sasl.mechanism"], conf["sasl.username"], conf["sasl.password"]) == (
+        "SCRAM-SHA-512",
+        "fraud",
+        "s3cret-pw",
+    )
+    assert conf["ssl.endpoint.identification.algorithm"] == "https"
+    credentials = faust_credentials(settings)
+    assert isinstance(credentials, faust.SASLCredentials)
+    assert credentials.protocol.value == "SASL_SSL"
+    assert credentials.mechanism.value == "SCRAM-SHA-512"
+    assert (credentials.username, credentials.password) == ("fraud", "s3cret-pw")
+    assert "s3cret-pw" not in repr(credentials)
+    assert credentials.ssl_context is not None
+    assert credentials.ssl_context.check_hostname
+    assert credentials.ssl_context.verify_mode == ssl.CERT_REQUIRED
+
+    tls = faust_credentials(load_settings(kafka_security_protocol="SSL"))
+    assert isinstance(tls, faust.SSLCredentials)
+    assert tls.protocol.value == "SSL" and tls.context.check_hostname
+    assert load_settings(kafka_security_protocol="SSL").confluent_config()["security.protocol"] == "SSL"
+    assert faust_credentials(load_settings()) is None
+    assert "ssl.endpoint.identification.algorithm" not in load_settings().confluent_config()
