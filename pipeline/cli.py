@@ -191,6 +191,25 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
     return run_demo(settings, rate=args.rate)
 
 
+def cmd_bench(settings: Settings, args: argparse.Namespace) -> int:
+    from pipeline.bench.runner import BenchOptions, run_benchmark
+
+    options = BenchOptions(
+        transactions=args.transactions,
+        partitions=args.partitions,
+        latency_seconds=args.latency_seconds,
+        warmup_transactions=args.warmup,
+        profile=args.profile,
+        out=args.out,
+    )
+    run_benchmark(settings, options)
+    print(
+        f"figures: {args.out / 'throughput.json'}, "
+        f"charts: {args.out / 'throughput.svg'}, {args.out / 'latency.svg'}"
+    )
+    return 0
+
+
 def cmd_settings(settings: Settings, args: argparse.Namespace) -> int:
     for name, field in Settings.model_fields.items():
         value = getattr(settings, name)
@@ -276,6 +295,26 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("name", nargs="?", help="snapshot file name (export, rollback)")
     model.add_argument("--to", type=Path, default=Path("."), help="export folder")
     model.set_defaults(func=cmd_model)
+
+    bench = sub.add_parser(
+        "bench",
+        help="throughput and latency of the pipeline side by side with raw Kafka (see docs/performance.md)",
+    )
+    bench.add_argument(
+        "--transactions", type=int, default=200_000, help="pre-produced transactions (default 200000)"
+    )
+    bench.add_argument(
+        "--partitions", type=int, default=4, help="partitions of the benchmark's topics (default 4)"
+    )
+    bench.add_argument(
+        "--latency-seconds", type=float, default=30.0, help="length of the latency run (default 30)"
+    )
+    bench.add_argument(
+        "--warmup", type=int, default=30_000, help="labelled transactions that train the model"
+    )
+    bench.add_argument("--profile", action="store_true", help="profile the one-worker run with py-spy")
+    bench.add_argument("--out", type=Path, default=Path("var/bench"), help="folder for the JSON and charts")
+    bench.set_defaults(func=cmd_bench)
 
     show = sub.add_parser("settings", help="list every setting with its environment variable and value")
     show.set_defaults(func=cmd_settings)
