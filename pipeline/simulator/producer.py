@@ -28,6 +28,34 @@ class SimulationReport:
     delivery_errors: int = 0
 
 
+class SimulatorMetrics:
+    """The simulator's Prometheus metrics (served by `fraud simulate` on FRAUD_SIMULATOR_METRICS_PORT)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        # Exposed as fraud_simulator_produced_total etc. (prometheus_client appends _total).
+        self.produced = Counter(
+            "fraud_simulator_produced",
+            "Messages handed to the producer, by kind (transaction, label)",
+            ["kind"],
+            registry=registry,
+        )
+        self.frauds = Counter(
+            "fraud_simulator_fraud_transactions",
+            "Fraudulent transactions produced (ground truth), by fraud type",
+            ["fraud_type"],
+            registry=registry,
+        )
+        self.delivery_errors = Counter(
+            "fraud_simulator_delivery_errors",
+            "Messages the broker did not acknowledge (failed or still undelivered at exit)",
+            registry=registry,
+        )
+        for kind in ("transaction", "label"):  # every child exists from the start, for rate()
+            self.produced.labels(kind)
+        for fraud_type in FRAUD_TYPES:
+            self.frauds.labels(fraud_type)
+
+
 class TrafficProducer:
     """Produces the generator's transactions (key: card token) and, later, their labels."""
 
@@ -36,34 +64,13 @@ class TrafficProducer:
         self.producer = Producer(settings.producer_config(**{"client.id": "fraud-simulator"}))
         registry = registry or CollectorRegistry()
         self.registry = registry
-        # Exposed as fraud_simulator_produced_total etc. (prometheus_client appends _total).
-        self._produced = Counter(
-            "fraud_simulator_produced",
-            "Messages handed to the producer, by kind (transaction, label)",
-            ["kind"],
-            registry=registry,
-        )
-        self._frauds = Counter(
-            "fraud_simulator_fraud_transactions",
-            "Fraudulent transactions produced (ground truth), by fraud type",
-            ["fraud_type"],
-            registry=registry,
-        )
-        self._errors = Counter(
-            "fraud_simulator_delivery_errors",
-            "Messages the broker did not acknowledge (failed or still undelivered at exit)",
-            registry=registry,
-        )
-        for kind in ("transaction", "label"):  # every child exists from the start, for rate()
-            self._produced.labels(kind)
-        for fraud_type in FRAUD_TYPES:
-            self._frauds.labels(fraud_type)
+        self.metrics = SimulatorMetrics(registry)
         self.report = SimulationReport()
 
     def _on_delivery(self, error: KafkaError | None, message: Message) -> None:
         if error is not None:
             self.report.delivery_errors += 1
-            self._errors.inc()
+            self.metrics.delivery_errors.inc()
             log.error("delivery to %s failed: %s", message.topic(), error)
 
     def send(self, topic: str, key: str, value: dict[str, Any]) -> None:
@@ -101,11 +108,11 @@ class TrafficProducer:
                     while (wait := item.at - time.time()) > 0:
                         self.producer.poll(min(wait, 0.05))  # serves delivery reports while waiting
                 self.send(s.topic_transactions, item.transaction["card_token"], item.transaction)
-                self._produced.labels("transaction").inc()
+                self.metrics.produced.labels("transaction").inc()
                 self.report.transactions += 1
                 self.report.frauds += item.is_fraud
                 if item.is_fraud and item.fraud_type:
-                    self._frauds.labels(item.fraud_type).inc()
+                    self.metrics.frauds.labels(item.fraud_type).inc()
                 pending_labels.append((item.at + delay, item))
                 if time.time() - last_progress >= 10:
                     last_progress = time.time()
@@ -128,7 +135,7 @@ class TrafficProducer:
             if remaining:
                 log.error("%d messages not delivered", remaining)
                 self.report.delivery_errors += remaining
-                self._errors.inc(remaining)
+                self.metrics.delivery_errors.inc(remaining)
         return self.report
 
     def _publish_due_labels(
@@ -140,7 +147,7 @@ class TrafficProducer:
                 time.sleep(due - time.time())
             label = label_for(item, max(due, item.at))
             self.send(self.settings.topic_labels, label["card_token"], label)
-            self._produced.labels("label").inc()
+            self.metrics.produced.labels("label").inc()
             self.report.labels += 1
 
 

@@ -1,8 +1,10 @@
-"""Metric names: those the worker exports, derived from the code, and those a PromQL expression uses.
+"""Metric names: those the worker, the simulator and the monitor export, derived from the code, and
+those a PromQL expression uses.
 
 The worker's names come from pipeline.metrics.PipelineMetrics in a fresh registry, plus the Faust
 sensor's metrics created the way pipeline/app.py does (``setup_prometheus_sensors(...,
-name_prefix="faust")``). Labelled families count even before their first child.
+name_prefix="faust")``); the simulator's from SimulatorMetrics, the monitor's from MonitorMetrics.
+Labelled families count even before their first child.
 """
 
 from __future__ import annotations
@@ -12,7 +14,9 @@ import re
 from faust.sensors.prometheus import FaustMetrics
 from prometheus_client import CollectorRegistry
 
+from monitor.metrics import MonitorMetrics
 from pipeline.metrics import PipelineMetrics
+from pipeline.simulator.producer import SimulatorMetrics
 
 # Series Prometheus itself makes: the scrape health and the alerts' state.
 PROMETHEUS_SERIES = {"up", "ALERTS"}
@@ -45,6 +49,21 @@ def worker_sample_names() -> set[str]:
     PipelineMetrics(registry)
     FaustMetrics.create(registry, "faust")
     return exposed_names(registry)
+
+
+def simulator_sample_names() -> set[str]:
+    registry = CollectorRegistry()
+    SimulatorMetrics(registry)
+    return exposed_names(registry)
+
+
+def monitor_sample_names() -> set[str]:
+    return exposed_names(MonitorMetrics(CollectorRegistry()).registry)
+
+
+def all_sample_names() -> set[str]:
+    """What the three jobs (worker, simulator, monitor) export, process collectors aside."""
+    return worker_sample_names() | simulator_sample_names() | monitor_sample_names()
 
 
 def promql_metric_names(expr: str) -> set[str]:

@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from tests.ops.conftest import PROMETHEUS_DIR, RULES_FILE, RULES_TEST_FILE
-from tests.ops.metric_names import PROMETHEUS_SERIES, promql_metric_names, worker_sample_names
+from tests.ops.metric_names import PROMETHEUS_SERIES, all_sample_names, promql_metric_names
 
 CONFIGS = ["prometheus.yml", "prometheus.local.yml"]
 # level:metric:operations (https://prometheus.io/docs/practices/rules/); the level may be empty.
@@ -61,7 +61,17 @@ def test_promtool_test_rules(promtool: str) -> None:
 
 def test_every_alert_is_unit_tested_firing_and_some_not_firing() -> None:
     alerts = {rule["alert"] for rule in rules() if "alert" in rule}
-    assert alerts == {"FraudRateJump", "DeadLettersSpike", "ConsumerLagGrowing", "WorkerDown", "NoDecisions"}
+    assert alerts == {
+        "FraudRateJump",
+        "DeadLettersSpike",
+        "ConsumerLagGrowing",
+        "MonitorLagGrowing",
+        "WorkerDown",
+        "MonitorDown",
+        "SimulatorDown",
+        "NoDecisions",
+        "StaleDecisions",
+    }
     cases = [
         case
         for test in yaml.safe_load(RULES_TEST_FILE.read_text())["tests"]
@@ -102,12 +112,11 @@ def test_alerts_read_recording_rules_evaluated_before_them_in_their_group() -> N
             assert used <= recorded, f"{rule['alert']} reads {sorted(used - recorded)} recorded elsewhere"
 
 
-def test_rules_read_only_metrics_the_worker_exports() -> None:
-    """A misnamed metric would make a rule silently empty: every name is a worker metric (from the
-    code), a recording rule of this file, or a series Prometheus makes itself (up)."""
-    known = (
-        worker_sample_names() | PROMETHEUS_SERIES | {rule["record"] for rule in rules() if "record" in rule}
-    )
+def test_rules_read_only_metrics_the_processes_export() -> None:
+    """A misnamed metric would make a rule silently empty: every name is a metric of the worker, the
+    simulator or the monitor (from the code), a recording rule of this file, or a series Prometheus
+    makes itself (up)."""
+    known = all_sample_names() | PROMETHEUS_SERIES | {rule["record"] for rule in rules() if "record" in rule}
     for rule in rules():
         used = promql_metric_names(rule["expr"])
         assert used, rule
