@@ -13,6 +13,7 @@ from typing import Any
 from monitor.users import User
 from pipeline.config import FRAUD_TYPES
 from pipeline.schemas import SchemaViolation, validator
+from pipeline.validation import mask_card_numbers
 
 MAX_COMMENT = 2000
 
@@ -54,6 +55,8 @@ def build_label(
     if is_fraud and fraud_type not in FRAUD_TYPES:
         raise InvalidVerdictError(f"choose a fraud type to confirm fraud (one of {', '.join(FRAUD_TYPES)})")
     text = (comment or "").strip() or None
+    if text is not None:  # a card number typed into the comment is never published in clear
+        text = mask_card_numbers(text.encode()).decode()
     if text is not None and len(text) > MAX_COMMENT:
         raise InvalidVerdictError(f"the comment is longer than {MAX_COMMENT} characters")
     label = {

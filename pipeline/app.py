@@ -53,7 +53,7 @@ from pipeline.detection.snapshots import SnapshotStore
 from pipeline.messages import alert_message, dead_letter_message, decision_message, utc_now_iso
 from pipeline.metrics import PipelineMetrics
 from pipeline.topics import internal_topic_names
-from pipeline.validation import EventTimeWindow, Invalid, parse_message
+from pipeline.validation import EventTimeWindow, Invalid, mask_card_numbers, parse_message
 
 log = logging.getLogger(__name__)
 
@@ -324,7 +324,8 @@ class FraudPipeline:
             payload=event.value,
             component=component,
         )
-        await self.dead_letters.send(key=message.key, value=orjson.dumps(envelope))
+        key = mask_card_numbers(message.key) if message.key else message.key  # upstream may key by PAN
+        await self.dead_letters.send(key=key, value=orjson.dumps(envelope))
         self.metrics.dead_letters.labels(invalid.code).inc()
         log.warning(
             "dead-lettered %s[%d]@%d: %s: %s",

@@ -8,7 +8,7 @@ from typing import Any
 
 from pipeline.detection.engine import Verdict
 from pipeline.detection.features import Features
-from pipeline.validation import Invalid, mask_card_numbers
+from pipeline.validation import Invalid, mask_card_numbers, redact_card_numbers
 
 _COPIED = (
     "transaction_id",
@@ -70,7 +70,7 @@ def dead_letter_message(
     component: str,
 ) -> dict[str, Any]:
     """The dead-letter envelope; card numbers in the payload are masked before it is stored."""
-    body = mask_card_numbers(payload or b"")
+    body = redact_card_numbers(payload or b"")
     return {
         "schema_version": 1,
         "reason_code": invalid.code,

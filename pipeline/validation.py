@@ -52,6 +52,44 @@ def find_card_numbers(payload: bytes) -> list[tuple[int, int]]:
     return spans
 
 
+_DIGIT_RUN = re.compile(r"(?<![0-9])[0-9]{13,19}(?![0-9])")
+
+
+def _embedded_card_number(value: str) -> bool:
+    """A card number inside an identifier (``tok_4111111111111111``), where the word boundaries
+    ``find_card_numbers`` needs are missing: a whole run of 13-19 digits passing the Luhn check."""
+    return any(luhn_valid(run) for run in _DIGIT_RUN.findall(value))
+
+
+def contains_card_number(raw: bytes, data: Any = None) -> bool:
+    """Whether a message holds a card number: in its bytes, in its decoded text (JSON ``\\u``
+    escapes hide digits from the bytes) or inside its ``card_token``."""
+    if find_card_numbers(raw):
+        return True
+    if data is not None and b"\\u" in raw and find_card_numbers(orjson.dumps(data)):
+        return True
+    token = data.get("card_token") if isinstance(data, dict) else None
+    return isinstance(token, str) and _embedded_card_number(token)
+
+
+def redact_card_numbers(payload: bytes) -> bytes:
+    """``payload`` safe to store: card numbers masked; a JSON text whose escapes spell a card
+    number is stored decoded and masked; one whose card_token embeds a card number loses the token."""
+    masked = mask_card_numbers(payload)
+    try:
+        data = orjson.loads(masked)
+    except orjson.JSONDecodeError:
+        return masked
+    if b"\\u" in masked and find_card_numbers(orjson.dumps(data)):
+        masked = mask_card_numbers(orjson.dumps(data))
+        data = orjson.loads(masked)
+    token = data.get("card_token") if isinstance(data, dict) else None
+    if isinstance(token, str) and _embedded_card_number(token):
+        data["card_token"] = "*" * len(token)
+        masked = orjson.dumps(data)
+    return masked
+
+
 def mask_card_numbers(payload: bytes) -> bytes:
     """The payload with every card number replaced by its last four digits behind asterisks."""
     out = bytearray(payload)
@@ -94,7 +132,7 @@ def parse_message(
         return Invalid("not_json", f"not JSON: {exc}")
     if not isinstance(data, dict):
         return Invalid("not_an_object", f"expected a JSON object, got {type(data).__name__}")
-    if find_card_numbers(raw):
+    if contains_card_number(raw, data):
         return Invalid(
             "card_number_detected", "message contains what looks like a card number (PAN); refused"
         )

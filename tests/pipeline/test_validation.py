@@ -12,7 +12,14 @@ from hypothesis import strategies as st
 
 from pipeline.detection.features import event_seconds
 from pipeline.schemas import load_schema
-from pipeline.validation import Invalid, find_card_numbers, luhn_valid, mask_card_numbers, parse_message
+from pipeline.validation import (
+    Invalid,
+    find_card_numbers,
+    luhn_valid,
+    mask_card_numbers,
+    parse_message,
+    redact_card_numbers,
+)
 from tests.pipeline.factories import PROPERTY, make_digital_txn, make_txn
 
 LIMIT = 64 * 1024
@@ -246,3 +253,30 @@ def test_reason_for_not_json_does_not_echo_a_card_number() -> None:
 
 def test_example_is_json_round_trippable() -> None:
     assert json.loads(orjson.dumps(EXAMPLE)) == EXAMPLE
+
+
+def test_card_number_inside_the_card_token_is_refused() -> None:
+    result = parse({**EXAMPLE, "card_token": "tok_4539148803436467"})
+    assert isinstance(result, Invalid) and result.code == "card_number_detected"
+    assert parse({**EXAMPLE, "card_token": "tok_4539148803436468"}) == {
+        **EXAMPLE,
+        "card_token": "tok_4539148803436468",
+    }, "a Luhn-invalid digit run in a token is not a card number"
+
+
+def test_card_number_behind_json_escapes_is_refused_and_redacted() -> None:
+    raw = orjson.dumps({**EXAMPLE, "memo": "MEMO"}).replace(b'"MEMO"', b'"\\u0034\\u003539148803436467"')
+    assert not find_card_numbers(raw), "the bytes alone do not show it"
+    result = parse_message(raw, "transaction", LIMIT)
+    assert isinstance(result, Invalid) and result.code == "card_number_detected"
+    redacted = redact_card_numbers(raw)
+    assert orjson.loads(redacted)["memo"] == "************6467"
+    assert not find_card_numbers(redacted)
+
+
+def test_redaction_masks_a_token_that_embeds_a_card_number() -> None:
+    raw = orjson.dumps({**EXAMPLE, "card_token": "tok_4539148803436467"})
+    redacted = orjson.loads(redact_card_numbers(raw))
+    assert "4539148803436467" not in redacted["card_token"]
+    assert redacted["transaction_id"] == EXAMPLE["transaction_id"], "the rest stays readable"
+    assert redact_card_numbers(b"not json 4539148803436467") == b"not json ************6467"
