@@ -66,21 +66,19 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_simulate(settings: Settings, args: argparse.Namespace) -> int:
+    from prometheus_client import CollectorRegistry, start_http_server
+
     from pipeline.simulator.producer import TrafficProducer
     from pipeline.topics import ensure_topics
 
     overrides = {"simulator_rate": args.rate} if args.rate else {}
     if overrides:
         settings = settings.model_copy(update=overrides)
-    ensure_topics(settings, include_internal=False)
-    signal.signal(signal.SIGTERM, signal.default_int_handler)  # SIGTERM stops cleanly, like Ctrl-C
-    producer = TrafficProducer(settings)
+    registry = CollectorRegistry()
     port = settings.simulator_metrics_port if args.metrics_port is None else args.metrics_port
-    if port:
-        from prometheus_client import start_http_server
-
+    if port:  # first: a port already taken stops the simulator before it touches Kafka
         try:
-            start_http_server(port, addr=settings.metrics_bind, registry=producer.registry)
+            start_http_server(port, addr=settings.metrics_bind, registry=registry)
         except OSError as exc:
             print(
                 f"fraud: cannot serve the simulator's metrics on {settings.metrics_bind}:{port}: {exc} "
@@ -89,6 +87,9 @@ def cmd_simulate(settings: Settings, args: argparse.Namespace) -> int:
             )
             return 2
         log.info("simulator metrics at http://%s:%d/metrics", settings.metrics_bind, port)
+    ensure_topics(settings, include_internal=False)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # SIGTERM stops cleanly, like Ctrl-C
+    producer = TrafficProducer(settings, registry)
     report = producer.run(count=args.count, duration=args.duration, realtime=not args.fast)
     print(
         f"produced {report.transactions} transactions ({report.frauds} fraud), {report.labels} labels, "
