@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import logging
 import signal
+import socket
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -53,6 +54,20 @@ def cmd_topics(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+class PortInUseError(RuntimeError):
+    """A process's HTTP port is taken; the message names it and its setting."""
+
+
+def _check_port(host: str, port: int, setting: str) -> None:
+    """Fail now, in one line, rather than later inside the web server with a traceback."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the servers do
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            raise PortInUseError(f"cannot listen on {host}:{port} ({exc.strerror}); set {setting}") from None
+
+
 def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
     from pipeline.app import run_worker
     from pipeline.detection.features import FEATURE_NAMES
@@ -60,6 +75,7 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
     from pipeline.topics import check_broker
 
     load_rules(settings.rules_file, FEATURE_NAMES)  # a bad rule file fails before anything starts
+    _check_port(settings.metrics_bind, settings.worker_web_port, "FRAUD_WORKER_WEB_PORT")
     check_broker(settings)
     run_worker(settings, loglevel=args.loglevel)
     return 0
@@ -181,6 +197,7 @@ def cmd_monitor(settings: Settings, args: argparse.Namespace) -> int:
     from monitor.server import run_monitor
     from pipeline.topics import check_broker
 
+    _check_port(settings.monitor_host, settings.monitor_port, "FRAUD_MONITOR_PORT")
     check_broker(settings)
     run_monitor(settings, debug=args.debug)
     return 0
@@ -347,7 +364,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         from pipeline.topics import BrokerUnavailableError
 
         if isinstance(
-            exc, RuleError | LocalKafkaError | BacktestError | BrokerUnavailableError | SnapshotError
+            exc,
+            RuleError
+            | LocalKafkaError
+            | BacktestError
+            | BrokerUnavailableError
+            | SnapshotError
+            | PortInUseError,
         ):
             print(f"fraud: {exc}", file=sys.stderr)
             return 2

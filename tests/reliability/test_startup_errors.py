@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -72,6 +73,23 @@ def test_unreachable_broker_fails_within_the_connect_timeout(command: list[str],
     )
     line = assert_one_clear_line(result, "cannot reach Kafka", address, "within 3 s")
     print(f"{command[0]}: exit {result.returncode} after {time.monotonic() - started:.1f} s: {line}")
+
+
+@pytest.mark.parametrize(
+    ("command", "setting"), [("worker", "FRAUD_WORKER_WEB_PORT"), ("monitor", "FRAUD_MONITOR_PORT")]
+)
+def test_port_in_use_is_named(command: str, setting: str, tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = run_fraud(
+            [command],
+            **{setting: str(port)},
+            FRAUD_KAFKA_BOOTSTRAP_SERVERS=f"127.0.0.1:{free_port()}",  # checked after the port
+            FRAUD_DATA_DIR=str(tmp_path),
+        )
+    assert_one_clear_line(result, f"cannot listen on 127.0.0.1:{port}", setting)
 
 
 BAD_RULE_FILES = {
