@@ -214,9 +214,8 @@ class KafkaFeed:
                     last = self.state.decisions.last_decision_at
                     if last is not None:
                         self.metrics.last_decision_timestamp.set(last.timestamp())
-                if time.monotonic() >= next_refresh:
+                if time.monotonic() >= next_refresh and self._refresh_progress(consumer):
                     next_refresh = time.monotonic() + LAG_REFRESH_SECONDS
-                    self._refresh_progress(consumer)
         except KafkaException as exc:
             self._failure = exc
             logger.error("monitor feed stopped: %s", exc)
@@ -226,13 +225,14 @@ class KafkaFeed:
         finally:
             consumer.close()
 
-    def _refresh_progress(self, consumer: ConsumerLike) -> None:
-        """Set the lag gauges from the consumer's local view, and the readiness."""
+    def _refresh_progress(self, consumer: ConsumerLike) -> bool:
+        """Set the lag gauges from the consumer's local view, and the readiness; False when there
+        is nothing to measure yet (no partition assigned), to try again at the next poll."""
         if self._targets is None:
             self._targets = self._end_offsets(consumer)
         assigned = consumer.assignment()
         if not assigned:
-            return
+            return False
         for tp in consumer.position(assigned):
             partition = (tp.topic, tp.partition)
             self._positions[partition] = tp.offset
@@ -253,6 +253,7 @@ class KafkaFeed:
             self._ready.set()
             self.metrics.feed_ready.set(1)
             logger.info("monitor feed caught up with %d partitions", len(self._targets))
+        return True
 
     def _end_offsets(self, consumer: ConsumerLike) -> dict[Partition, tuple[int, int]] | None:
         """(low, high) watermarks of every partition of the feed's topics, from the broker; None

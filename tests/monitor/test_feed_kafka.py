@@ -12,7 +12,7 @@ from confluent_kafka import Producer
 
 from monitor.app import create_app
 from monitor.callbacks import update_graph
-from monitor.consumer import KafkaFeed
+from monitor.consumer import BATCH_SIZE, KafkaFeed
 from monitor.metrics import MonitorMetrics
 from pipeline.config import FRAUD_TYPE_NAMES, Settings
 from tests.monitor.logins import ANALYST, login_client, make_accounts
@@ -171,3 +171,29 @@ def test_feed_is_ready_once_caught_up_and_reports_its_lag(published: Settings, m
         assert feed.wait_until(lambda: set(lags().values()) == {0.0}, TIMEOUT), lags()
         assert client.get("/healthz").status_code == 200
     assert client.get("/readyz").status_code == 503, "a stopped feed is not ready"
+
+
+def test_lag_shows_the_backlog_while_the_feed_catches_up(make_settings, make_decision) -> None:
+    settings = make_settings()
+    backlog = 3000
+    decisions = [orjson.dumps(make_decision(f"b{i}", second=i % 60)) for i in range(backlog)]
+    _produce(settings, settings.topic_decisions, decisions)
+    metrics = MonitorMetrics()
+    feed = KafkaFeed(settings, metrics=metrics)
+
+    def lag() -> float:
+        return sum(
+            s.value
+            for family in metrics.registry.collect()
+            if family.name == "fraud_monitor_consumer_lag_messages"
+            for s in family.samples
+        )
+
+    seen: list[float] = []
+    with feed:
+        # The first refresh follows the first batch (at most BATCH_SIZE messages): the rest is lag,
+        # shown until the next refresh LAG_REFRESH_SECONDS later.
+        assert feed.wait_until(lambda: seen.append(lag()) or seen[-1] > 0, TIMEOUT, interval=0.005)
+        assert backlog - BATCH_SIZE <= max(seen) <= backlog
+        assert feed.wait_until(lambda: feed.ready and lag() == 0, TIMEOUT), lag()
+        assert _consumed(feed, settings.topic_decisions) == backlog
