@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, NamedTuple
 
+from monitor.timerange import EVERYTHING, TimeRange
 from pipeline.config import FRAUD_TYPES, Settings
 
 DECISIONS: tuple[str, ...] = ("allow", "review", "block")
@@ -102,6 +103,8 @@ class _Bucket:
     flagged: dict[str, int] = field(default_factory=lambda: dict.fromkeys(FRAUD_TYPES, 0))
     blocked_amount: dict[str, float] = field(default_factory=dict)
     transaction_ids: list[str] = field(default_factory=list)
+    risk_counts: dict[tuple[str, str | None], int] = field(default_factory=dict)
+    risk_amounts: dict[tuple[str, str | None, str], float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +116,10 @@ class MinuteStats:
     outcomes: Mapping[str, int]
     flagged_by_type: Mapping[str, int]
     blocked_amount: Mapping[str, float]
+    risk_counts: Mapping[tuple[str, str | None], int] = field(default_factory=dict)
+    """(decision review|block, fraud type or None) -> transactions."""
+    risk_amounts: Mapping[tuple[str, str | None, str], float] = field(default_factory=dict)
+    """(decision review|block, fraud type or None, currency) -> summed amount."""
 
     @property
     def flagged(self) -> int:
@@ -159,6 +166,80 @@ class Headline:
         if self.last_decision_at is None:
             return None
         return max(0.0, (self.as_of - self.last_decision_at).total_seconds())
+
+
+@dataclass(frozen=True, slots=True)
+class RiskFigures:
+    """Alerted (review or block) and blocked transactions of one fraud type, with their amounts."""
+
+    alerted: int = 0
+    alerted_amount: Mapping[str, float] = field(default_factory=dict)
+    blocked: int = 0
+    blocked_amount: Mapping[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class AtRisk:
+    """Counts and amounts at risk in a time range, by fraud type (None: flagged without a type)."""
+
+    by_type: Mapping[str | None, RiskFigures]
+
+    @property
+    def total(self) -> RiskFigures:
+        """All types together."""
+        return _sum_risk(self.by_type.values())
+
+
+def _add_amounts(into: dict[str, float], more: Mapping[str, float]) -> None:
+    for currency, amount in more.items():
+        into[currency] = into.get(currency, 0.0) + amount
+
+
+def _sum_risk(figures: Any) -> RiskFigures:
+    alerted = blocked = 0
+    alerted_amount: dict[str, float] = {}
+    blocked_amount: dict[str, float] = {}
+    for f in figures:
+        alerted += f.alerted
+        blocked += f.blocked
+        _add_amounts(alerted_amount, f.alerted_amount)
+        _add_amounts(blocked_amount, f.blocked_amount)
+    return RiskFigures(
+        alerted, dict(sorted(alerted_amount.items())), blocked, dict(sorted(blocked_amount.items()))
+    )
+
+
+def at_risk(stats: Any) -> AtRisk:
+    """Sum the alerted and blocked counts and amounts of ``stats`` (MinuteStats) by fraud type.
+
+    Every fraud type is present (zero when nothing was flagged); None only when some flagged
+    transaction had no type.
+    """
+    counts: dict[str | None, list[int]] = {t: [0, 0] for t in FRAUD_TYPES}
+    amounts: dict[str | None, tuple[dict[str, float], dict[str, float]]] = {t: ({}, {}) for t in FRAUD_TYPES}
+    for s in stats:
+        for (decision, fraud_type), n in s.risk_counts.items():
+            c = counts.setdefault(fraud_type, [0, 0])
+            c[0] += n
+            if decision == "block":
+                c[1] += n
+        for (decision, fraud_type, currency), amount in s.risk_amounts.items():
+            alerted, blocked = amounts.setdefault(fraud_type, ({}, {}))
+            alerted[currency] = alerted.get(currency, 0.0) + amount
+            if decision == "block":
+                blocked[currency] = blocked.get(currency, 0.0) + amount
+    by_type: dict[str | None, RiskFigures] = {}
+    for fraud_type, (alerted_n, blocked_n) in counts.items():
+        alerted, blocked = amounts.get(fraud_type, ({}, {}))
+        by_type[fraud_type] = RiskFigures(
+            alerted_n, dict(sorted(alerted.items())), blocked_n, dict(sorted(blocked.items()))
+        )
+    return AtRisk(by_type)
+
+
+def minute_in_range(minute: datetime, rng: TimeRange) -> bool:
+    """True when the minute starting at ``minute`` overlaps ``rng``."""
+    return (rng.start is None or minute + _MINUTE > rng.start) and (rng.end is None or minute < rng.end)
 
 
 def _check_fraud_type(fraud_type: str) -> None:
@@ -242,6 +323,11 @@ class DecisionAggregator:
                 bucket.flagged[d.fraud_type] += 1
             if d.decision == "block":
                 bucket.blocked_amount[d.currency] = bucket.blocked_amount.get(d.currency, 0.0) + d.amount
+            if d.decision in FLAGGED_DECISIONS:
+                key = (d.decision, d.fraud_type)
+                bucket.risk_counts[key] = bucket.risk_counts.get(key, 0) + 1
+                money = (d.decision, d.fraud_type, d.currency)
+                bucket.risk_amounts[money] = bucket.risk_amounts.get(money, 0.0) + d.amount
             bucket.transaction_ids.append(d.transaction_id)
             self._seen.add(d.transaction_id)
             if self._last_decided_at is None or d.decided_at > self._last_decided_at:
@@ -253,8 +339,9 @@ class DecisionAggregator:
             self._version += 1
             return "added"
 
-    def minutes(self, since: datetime | None = None) -> list[MinuteStats]:
-        """Snapshot of the minutes with decisions, oldest first, from the minute of ``since``."""
+    def minutes(self, since: datetime | None = None, *, within: TimeRange = EVERYTHING) -> list[MinuteStats]:
+        """Snapshot of the minutes with decisions, oldest first, from the minute of ``since``,
+        limited to the minutes that overlap ``within``."""
         start = floor_minute(since.astimezone(UTC)) if since is not None else None
         with self._lock:
             return [
@@ -264,15 +351,23 @@ class DecisionAggregator:
                     outcomes=dict(b.outcomes),
                     flagged_by_type=dict(b.flagged),
                     blocked_amount=dict(b.blocked_amount),
+                    risk_counts=dict(b.risk_counts),
+                    risk_amounts=dict(b.risk_amounts),
                 )
                 for minute, b in sorted(self._buckets.items())
-                if start is None or minute >= start
+                if (start is None or minute >= start) and minute_in_range(minute, within)
             ]
 
-    def fraud_rate_series(self, fraud_type: str, since: datetime | None = None) -> RateSeries:
+    def at_risk(self, within: TimeRange = EVERYTHING) -> AtRisk:
+        """Alerted and blocked counts and amounts by fraud type in the minutes overlapping ``within``."""
+        return at_risk(self.minutes(within=within))
+
+    def fraud_rate_series(
+        self, fraud_type: str, since: datetime | None = None, *, within: TimeRange = EVERYTHING
+    ) -> RateSeries:
         """Rate of flagged ``fraud_type`` transactions per minute, gaps filled with 0."""
         _check_fraud_type(fraud_type)
-        stats = {s.minute: s for s in self.minutes(since)}
+        stats = {s.minute: s for s in self.minutes(since, within=within)}
         if not stats:
             return RateSeries([], [])
         minutes: list[datetime] = []
@@ -285,15 +380,22 @@ class DecisionAggregator:
             minute += _MINUTE
         return RateSeries(minutes, rates)
 
-    def headline(self) -> Headline:
-        """Totals over the history, transactions per second and the time of the last decision."""
+    def now(self) -> datetime:
+        """The aggregator's clock as an aware UTC datetime (what "last 15 min" is measured from)."""
+        return datetime.fromtimestamp(self._clock(), UTC)
+
+    def headline(self, within: TimeRange = EVERYTHING) -> Headline:
+        """Totals over the history (the minutes overlapping ``within``), transactions per second
+        (always the last ``rate_window_seconds``) and the time of the last decision."""
         now = self._clock()
         outcomes = dict.fromkeys(DECISIONS, 0)
         flagged = dict.fromkeys(FRAUD_TYPES, 0)
         blocked: dict[str, float] = {}
         total = 0
         with self._lock:
-            for b in self._buckets.values():
+            for minute, b in self._buckets.items():
+                if not minute_in_range(minute, within):
+                    continue
                 total += b.total
                 for k, v in b.outcomes.items():
                     outcomes[k] += v
@@ -337,6 +439,38 @@ class DecisionAggregator:
     def _prune_seconds(self, now: float) -> None:
         for sec in [s for s in self._per_second if s <= now - self._window]:
             del self._per_second[sec]
+
+
+@dataclass(frozen=True, slots=True)
+class AlertFilter:
+    """Which alerts the queue shows: by fraud type, decision, minimum score and event-time range.
+
+    None (or 0 for the score) means no condition on that field.
+    """
+
+    fraud_type: str | None = None
+    decision: str | None = None
+    min_score: float | None = None
+    within: TimeRange = EVERYTHING
+
+    def matches(self, alert: Mapping[str, Any]) -> bool:
+        """True when ``alert`` passes the type, decision and score conditions (not the range)."""
+        if self.fraud_type is not None and alert.get("fraud_type") != self.fraud_type:
+            return False
+        if self.decision is not None and alert.get("decision") != self.decision:
+            return False
+        if self.min_score:
+            score = alert.get("score")
+            if isinstance(score, bool) or not isinstance(score, int | float) or score < self.min_score:
+                return False
+        return True
+
+
+class AlertPage(NamedTuple):
+    """One page of the filtered queue and the number of alerts matching the filter."""
+
+    alerts: list[Mapping[str, Any]]
+    total: int
 
 
 class AlertStore:
@@ -393,6 +527,22 @@ class AlertStore:
         with self._lock:
             keys = self._order[::-1] if limit is None else self._order[: -limit - 1 : -1]
             return [self._alerts[alert_id] for _, alert_id in keys]
+
+    def query(
+        self, alert_filter: AlertFilter | None = None, *, offset: int = 0, limit: int | None = None
+    ) -> AlertPage:
+        """The alerts matching ``alert_filter``, newest first: ``limit`` of them from ``offset``,
+        and how many match in all."""
+        f = alert_filter or AlertFilter()
+        with self._lock:
+            matched = [
+                self._alerts[alert_id]
+                for event_time, alert_id in reversed(self._order)
+                if f.within.contains(event_time) and f.matches(self._alerts[alert_id])
+            ]
+        offset = max(0, offset)
+        page = matched[offset:] if limit is None else matched[offset : offset + max(0, limit)]
+        return AlertPage(page, len(matched))
 
     def get(self, alert_id: str) -> Mapping[str, Any] | None:
         """The alert with this id (= its transaction id), or None when it is not (or no longer) kept."""

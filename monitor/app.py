@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 import flask
-from dash import ALL, Dash, Input, Output, State, ctx
+from dash import ALL, ClientsideFunction, Dash, Input, Output, State, ctx
 from dash.exceptions import PreventUpdate
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
@@ -24,6 +24,7 @@ from monitor.layout import (
     ALERT_ROW_TYPE,
     ALERT_SELECT_ID,
     ALERTS_RENDERED_ID,
+    AT_RISK_ID,
     BLOCKED_ID,
     CONFIRM_ID,
     DETAIL_RENDERED_ID,
@@ -35,8 +36,24 @@ from monitor.layout import (
     GRAPH_RENDERED_ID,
     LEGITIMATE_ID,
     OUTCOMES_ID,
+    PAGE_ID,
+    QUEUE_DECISION_ID,
+    QUEUE_MIN_SCORE_ID,
+    QUEUE_NEXT_ID,
+    QUEUE_PAGE_ID,
+    QUEUE_PAGE_INFO_ID,
+    QUEUE_PAGE_SIZE_ID,
+    QUEUE_PREV_ID,
+    QUEUE_TYPE_ID,
+    RANGE_END_ID,
+    RANGE_ERROR_ID,
+    RANGE_START_ID,
     REFRESH_ID,
+    RISK_RENDERED_ID,
     STALENESS_ID,
+    THEME_ID,
+    THEME_TOGGLE_ID,
+    TIME_RANGE_ID,
     TITLE,
     TPS_ID,
     URL_ID,
@@ -45,6 +62,7 @@ from monitor.layout import (
     VERDICT_NOTE_ID,
     VERDICT_STATUS_ID,
     VERDICT_TYPE_ID,
+    VIEW_RANGE_ID,
     build_layout,
 )
 from monitor.metrics import MonitorMetrics
@@ -60,7 +78,6 @@ def create_app(
     *,
     registry: CollectorRegistry | None = None,
     stale_after_seconds: float = callbacks.STALE_AFTER_SECONDS,
-    alert_rows: int = callbacks.ALERT_ROWS,
     publish: callbacks.Publish | None = None,
     accounts: Accounts | None = None,
     feed: FeedStatus | None = None,
@@ -88,7 +105,8 @@ def create_app(
     )
     if metrics is not None:
         _track_sessions(app.server, metrics)
-    _register_callbacks(app, feed_state, stale_after_seconds, alert_rows)
+    _register_callbacks(app, feed_state, stale_after_seconds)
+    _register_view_callbacks(app, feed_state)
     _register_feedback_callbacks(app, feed_state, publish)
     _add_routes(app.server, registry, feed_state)
     _add_health_routes(app.server, feed)
@@ -140,25 +158,36 @@ def _is_dark(theme: Any) -> bool:
     return isinstance(theme, dict) and theme.get("dark") is True
 
 
-def _register_callbacks(app: Dash, state: MonitorState, stale_after: float, alert_rows: int) -> None:
+def _register_callbacks(app: Dash, state: MonitorState, stale_after: float) -> None:
     @app.callback(
         Output(GRAPH_ID, "figure"),
         Output(GRAPH_RENDERED_ID, "data"),
         Input(REFRESH_ID, "n_intervals"),
         Input(FRAUD_TYPE_ID, "value"),
+        Input(VIEW_RANGE_ID, "data"),
+        Input(THEME_ID, "data"),
         State(GRAPH_RENDERED_ID, "data"),
     )
-    def _graph(_n: int | None, fraud_type_name: str | None, rendered: Any) -> tuple[Any, str]:
-        return callbacks.update_graph(state, fraud_type_name, rendered)
+    def _graph(
+        _n: int | None, fraud_type_name: str | None, range_data: Any, theme: Any, rendered: Any
+    ) -> tuple[Any, str]:
+        return callbacks.update_graph(state, fraud_type_name, rendered, range_data, _is_dark(theme))
 
     @app.callback(
         Output(URL_ID, "search"),
         Output(FRAUD_TYPE_ID, "value"),
+        Output(TIME_RANGE_ID, "value"),
+        Output(RANGE_START_ID, "value"),
+        Output(RANGE_END_ID, "value"),
         Input(URL_ID, "search"),
         Input(FRAUD_TYPE_ID, "value"),
+        Input(TIME_RANGE_ID, "value"),
+        Input(RANGE_START_ID, "value"),
+        Input(RANGE_END_ID, "value"),
     )
-    def _url(search: str | None, fraud_type_name: str | None) -> tuple[Any, Any]:
-        return callbacks.sync_url(search, fraud_type_name, url_changed=ctx.triggered_id != FRAUD_TYPE_ID)
+    def _url(search: str | None, *controls: Any) -> tuple[Any, ...]:
+        url_changed = ctx.triggered_id in (None, URL_ID)
+        return callbacks.sync_url(search, callbacks.ViewControls(*controls), url_changed=url_changed)
 
     @app.callback(
         Output(TPS_ID, "children"),
@@ -168,19 +197,84 @@ def _register_callbacks(app: Dash, state: MonitorState, stale_after: float, aler
         Output(STALENESS_ID, "children"),
         Output(STALENESS_ID, "style"),
         Input(REFRESH_ID, "n_intervals"),
+        Input(VIEW_RANGE_ID, "data"),
     )
-    def _headline(_n: int | None) -> tuple[Any, ...]:
-        return tuple(callbacks.update_headline(state, stale_after))
+    def _headline(_n: int | None, range_data: Any) -> tuple[Any, ...]:
+        within, _ = callbacks.view_range(state, range_data)
+        return tuple(callbacks.update_headline(state, stale_after, within))
 
     @app.callback(
         Output(ALERT_QUEUE_ID, "children"),
         Output(ALERT_SELECT_ID, "options"),
         Output(ALERTS_RENDERED_ID, "data"),
+        Output(QUEUE_PAGE_ID, "data"),
+        Output(QUEUE_PAGE_INFO_ID, "children"),
+        Output(QUEUE_PREV_ID, "disabled"),
+        Output(QUEUE_NEXT_ID, "disabled"),
         Input(REFRESH_ID, "n_intervals"),
+        Input(VIEW_RANGE_ID, "data"),
+        Input(QUEUE_TYPE_ID, "value"),
+        Input(QUEUE_DECISION_ID, "value"),
+        Input(QUEUE_MIN_SCORE_ID, "value"),
+        Input(QUEUE_PAGE_SIZE_ID, "value"),
+        Input(QUEUE_PREV_ID, "n_clicks"),
+        Input(QUEUE_NEXT_ID, "n_clicks"),
+        State(QUEUE_PAGE_ID, "data"),
         State(ALERTS_RENDERED_ID, "data"),
     )
-    def _alerts(_n: int | None, rendered: Any) -> tuple[Any, ...]:
-        return tuple(callbacks.update_alert_queue(state, rendered, alert_rows))
+    def _alerts(
+        _n: int | None,
+        range_data: Any,
+        fraud_type: Any,
+        decision: Any,
+        min_score: Any,
+        page_size: Any,
+        _prev: int | None,
+        _next: int | None,
+        page: Any,
+        rendered: Any,
+    ) -> tuple[Any, ...]:
+        trigger = ctx.triggered_id
+        if trigger in (QUEUE_PREV_ID, QUEUE_NEXT_ID):
+            move = -1 if trigger == QUEUE_PREV_ID else 1
+        elif trigger in (REFRESH_ID, None):
+            move = 0
+        else:  # a filter, the page size or the range changed: back to the newest alerts
+            move, page = 0, 0
+        request = callbacks.QueueRequest(fraud_type, decision, min_score, page_size, page, move)
+        return tuple(callbacks.update_queue_page(state, request, rendered, range_data))
+
+
+def _register_view_callbacks(app: Dash, state: MonitorState) -> None:
+    @app.callback(
+        Output(VIEW_RANGE_ID, "data"),
+        Output(RANGE_ERROR_ID, "children"),
+        Input(TIME_RANGE_ID, "value"),
+        Input(RANGE_START_ID, "value"),
+        Input(RANGE_END_ID, "value"),
+    )
+    def _range(choice: str | None, start: str | None, end: str | None) -> tuple[Any, str]:
+        return callbacks.update_view_range(choice, start, end)
+
+    @app.callback(
+        Output(AT_RISK_ID, "children"),
+        Output(RISK_RENDERED_ID, "data"),
+        Input(REFRESH_ID, "n_intervals"),
+        Input(VIEW_RANGE_ID, "data"),
+        State(RISK_RENDERED_ID, "data"),
+    )
+    def _risk(_n: int | None, range_data: Any, rendered: Any) -> tuple[Any, str]:
+        return callbacks.update_at_risk(state, range_data, rendered)
+
+    # The theme lives in the browser (localStorage), so it is switched without a server round trip.
+    app.clientside_callback(
+        ClientsideFunction(namespace="monitor", function_name="theme"),
+        Output(THEME_ID, "data"),
+        Output(PAGE_ID, "className"),
+        Output(THEME_TOGGLE_ID, "children"),
+        Input(THEME_TOGGLE_ID, "n_clicks"),
+        State(THEME_ID, "data"),
+    )
 
 
 def _register_feedback_callbacks(app: Dash, state: MonitorState, publish: callbacks.Publish) -> None:
@@ -247,13 +341,14 @@ def _register_feedback_callbacks(app: Dash, state: MonitorState, publish: callba
         Output(DOWNLOAD_ID, "data"),
         Input(EXPORT_EXCEL_ID, "n_clicks"),
         Input(EXPORT_PDF_ID, "n_clicks"),
+        State(VIEW_RANGE_ID, "data"),
         prevent_initial_call=True,
     )
-    def _export(_excel: int | None, _pdf: int | None) -> dict[str, Any]:
+    def _export(_excel: int | None, _pdf: int | None, range_data: Any) -> dict[str, Any]:
         if ctx.triggered_id not in (EXPORT_EXCEL_ID, EXPORT_PDF_ID):
             raise PreventUpdate
         kind = "xlsx" if ctx.triggered_id == EXPORT_EXCEL_ID else "pdf"
-        return callbacks.export_report(state, kind, current_user())
+        return callbacks.export_report(state, kind, current_user(), range_data=range_data)
 
 
 def summary(state: MonitorState) -> dict[str, Any]:

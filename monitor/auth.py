@@ -20,6 +20,7 @@ from urllib.parse import urlencode, urlsplit
 import flask
 from markupsafe import escape
 
+from monitor.ratelimit import LoginThrottle, wait_text
 from monitor.users import Accounts, User
 from pipeline.config import Settings
 
@@ -29,6 +30,8 @@ LOGIN_PATH = "/login"
 LOGOUT_PATH = "/logout"
 PUBLIC_PATHS: frozenset[str] = frozenset({"/healthz", "/metrics", "/api/summary", LOGIN_PATH})
 COOKIE_NAME = "fraud_monitor_session"
+IP_FAILURE_FACTOR = 5
+"""An address may fail this many times more often than one user from it (several users behind one NAT)."""
 _USER_KEY = "monitor_user"
 
 
@@ -131,6 +134,19 @@ button {{ margin-top: 18px; width: 100%; padding: 9px; font-size: 15px; backgrou
 </main></body></html>"""
 
 
+def _locked_out(wait: float, token: str, next_url: str, demo: bool) -> flask.Response:
+    """429 with the login form, the time to wait, and a Retry-After header."""
+    page = login_page(
+        error=f"Too many failed logins. Try again in {wait_text(wait)}.",
+        csrf_token=token,
+        next_url=next_url,
+        demo=demo,
+    )
+    response = flask.Response(page, status=429, mimetype="text/html")
+    response.headers["Retry-After"] = str(max(1, round(wait)))
+    return response
+
+
 def install_login(
     server: flask.Flask,
     settings: Settings,
@@ -138,9 +154,26 @@ def install_login(
     *,
     public_paths: Iterable[str] = PUBLIC_PATHS,
     sessions: SessionStore | None = None,
+    throttles: tuple[LoginThrottle, LoginThrottle] | None = None,
 ) -> SessionStore:
-    """Require a login for every route of ``server`` except ``public_paths``; returns the sessions."""
+    """Require a login for every route of ``server`` except ``public_paths``; returns the sessions.
+
+    Failed logins are limited per user name and address and per address (``throttles``, default
+    from the settings): past the limit the form answers 429 with the time to wait.
+    """
     public = frozenset(public_paths) | {LOGIN_PATH}
+    per_user, per_address = throttles or (
+        LoginThrottle(
+            settings.monitor_login_max_failures,
+            settings.monitor_login_window_seconds,
+            settings.monitor_login_lockout_seconds,
+        ),
+        LoginThrottle(
+            settings.monitor_login_max_failures * IP_FAILURE_FACTOR,
+            settings.monitor_login_window_seconds,
+            settings.monitor_login_lockout_seconds,
+        ),
+    )
     store = sessions if sessions is not None else SessionStore(settings.monitor_session_hours * 3600)
     key = settings.monitor_secret_key
     server.secret_key = key.get_secret_value() if key is not None else secrets.token_hex(32)
@@ -187,9 +220,20 @@ def install_login(
             )
             return page, 400
         name = form.get("username", "").strip()
+        address = flask.request.remote_addr or "unknown"
+        user_key, address_key = f"{name[:128].casefold()}@{address}", address
+        wait = max(per_user.retry_after([user_key]) or 0.0, per_address.retry_after([address_key]) or 0.0)
+        if wait > 0:
+            logger.warning("monitor login of %r from %s refused: locked out", name[:64], address)
+            return _locked_out(wait, csrf_token(), next_url, accounts.demo)
         user = accounts.authenticate(name, form.get("password", ""))
         if user is None:
-            logger.warning("monitor login refused for %r from %s", name[:64], flask.request.remote_addr)
+            logger.warning("monitor login refused for %r from %s", name[:64], address)
+            locked = per_user.failed([user_key])
+            locked = per_address.failed([address_key]) or locked
+            if locked:
+                logger.warning("monitor logins of %r from %s locked for %.0f s", name[:64], address, locked)
+                return _locked_out(locked, csrf_token(), next_url, accounts.demo)
             page = login_page(
                 error="Wrong user name or password.",
                 csrf_token=csrf_token(),
@@ -197,6 +241,7 @@ def install_login(
                 demo=accounts.demo,
             )
             return page, 401
+        per_user.succeeded([user_key])
         store.drop(flask.session.get("sid"))
         flask.session.clear()  # a fresh session id at login: no session fixation
         flask.session["sid"] = store.create(user)

@@ -15,23 +15,38 @@ import plotly.graph_objects as go
 from dash import dcc, html, no_update
 from dash.exceptions import PreventUpdate
 
-from monitor.aggregation import DECISIONS, MonitorState
+from monitor.aggregation import DECISIONS, FLAGGED_DECISIONS, AlertFilter, MonitorState, Verdict
 from monitor.feedback import FeedbackError
-from monitor.figures import fraud_rate_figure
+from monitor.figures import all_types_figure, fraud_rate_figure
 from monitor.formatting import fraud_type_name
 from monitor.layout import (
+    ALL_TYPES_NAME,
+    ANY,
+    DEFAULT_PAGE_SIZE,
     ERROR_STYLE,
     FRAUD_TYPE_CODES,
     FRESH_STYLE,
     OK_STYLE,
+    PAGE_SIZES,
     STALE_STYLE,
     alert_detail,
     alert_options,
     alert_table,
     format_amounts,
+    risk_table,
     user_info,
 )
 from monitor.reports import build_excel, build_pdf, collect_report, report_filename
+from monitor.timerange import (
+    CUSTOM,
+    DEFAULT_RANGE,
+    EVERYTHING,
+    RANGE_LABELS,
+    InvalidRangeError,
+    RangeSpec,
+    TimeRange,
+    floor_range,
+)
 from monitor.users import User
 from monitor.verdicts import InvalidVerdictError, VerdictNotAllowedError, build_label
 
@@ -41,6 +56,9 @@ STALE_AFTER_SECONDS = 30.0
 ALERT_ROWS = 100
 CARD_ALERTS = 10
 URL_TYPE_PARAM = "type"
+URL_RANGE_PARAM = "range"
+URL_FROM_PARAM = "from"
+URL_TO_PARAM = "to"
 
 Publish = Callable[[Mapping[str, Any]], None]
 """Publishes one label message (``LabelPublisher.publish``); raises FeedbackError on failure."""
@@ -57,24 +75,67 @@ class HeadlineView(NamedTuple):
     staleness_style: dict[str, str]
 
 
-def update_graph(state: MonitorState, fraud_type_name: str | None, rendered: Any) -> tuple[go.Figure, str]:
-    """The fraud-rate figure of the chosen type and the key of what it shows.
+def view_range(state: MonitorState, range_data: Any) -> tuple[TimeRange, str]:
+    """The range of the ``view-range`` store resolved at the state's clock, and a key of it that
+    changes at most once a minute for the sliding ranges."""
+    spec = RangeSpec.from_data(range_data)
+    rng = spec.resolve(state.decisions.now())
+    return rng, f"{spec.choice}:{floor_range(rng)}"
 
-    Raises PreventUpdate when the type is unknown or neither it nor the data changed since
-    ``rendered`` (the key returned last time, kept in a ``dcc.Store`` per browser tab).
+
+def update_graph(
+    state: MonitorState,
+    fraud_type_name: str | None,
+    rendered: Any,
+    range_data: Any = None,
+    dark: bool = False,
+) -> tuple[go.Figure, str]:
+    """The fraud-rate figure of the chosen type (or of all three overlaid) and the key of what it shows.
+
+    Raises PreventUpdate when the type is unknown or neither it, the range, the theme nor the data
+    changed since ``rendered`` (the key returned last time, kept in a ``dcc.Store`` per browser tab).
     """
-    code = FRAUD_TYPE_CODES.get(fraud_type_name or "")
+    all_types = fraud_type_name == ALL_TYPES_NAME
+    code = "all" if all_types else FRAUD_TYPE_CODES.get(fraud_type_name or "")
     if code is None:
         raise PreventUpdate
-    key = f"{code}@{state.decisions.version}"
+    rng, range_key = view_range(state, range_data)
+    key = f"{code}@{state.decisions.version}@{range_key}@{'dark' if dark else 'light'}"
     if key == rendered:
         raise PreventUpdate
-    return fraud_rate_figure(state.decisions.fraud_rate_series(code), code), key
+    if all_types:
+        series = {c: state.decisions.fraud_rate_series(c, within=rng) for c in FRAUD_TYPE_CODES.values()}
+        return all_types_figure(series, dark=dark), key
+    return fraud_rate_figure(state.decisions.fraud_rate_series(code, within=rng), code, dark=dark), key
 
 
-def update_headline(state: MonitorState, stale_after: float = STALE_AFTER_SECONDS) -> HeadlineView:
-    """Headline texts; the time since the last decision turns red past ``stale_after`` seconds."""
-    h = state.decisions.headline()
+def update_view_range(choice: str | None, start_text: str | None, end_text: str | None) -> tuple[Any, str]:
+    """The ``view-range`` store's data from the range controls, and an error text ('' when fine).
+
+    A custom range that cannot be read leaves the store as it was (``no_update``) and says why.
+    """
+    try:
+        spec = RangeSpec.build(choice, start_text, end_text)
+    except InvalidRangeError as exc:
+        return no_update, str(exc)
+    return spec.to_data(), ""
+
+
+def update_at_risk(state: MonitorState, range_data: Any, rendered: Any) -> tuple[Any, str]:
+    """The at-risk table of the range and its key; PreventUpdate when nothing changed."""
+    rng, range_key = view_range(state, range_data)
+    key = f"{state.decisions.version}@{range_key}"
+    if key == rendered:
+        raise PreventUpdate
+    return risk_table(state.decisions.at_risk(rng)), key
+
+
+def update_headline(
+    state: MonitorState, stale_after: float = STALE_AFTER_SECONDS, within: TimeRange = EVERYTHING
+) -> HeadlineView:
+    """Headline texts over ``within``; the time since the last decision turns red past ``stale_after``
+    seconds (transactions per second and staleness are always the latest, whatever the range)."""
+    h = state.decisions.headline(within)
     age = h.seconds_since_last_decision
     if age is None:
         staleness, stale = "no decisions yet", True
@@ -103,6 +164,88 @@ def queue_key(state: MonitorState) -> str:
     return f"{state.alerts.version}/{state.verdicts.version}"
 
 
+def _verdicts_of(state: MonitorState, alerts: list[Mapping[str, Any]]) -> dict[str, Verdict]:
+    verdicts = {}
+    for alert in alerts:
+        tx = str(alert.get("transaction_id", ""))
+        verdict = state.verdicts.get(tx)
+        if verdict is not None:
+            verdicts[tx] = verdict
+    return verdicts
+
+
+class QueueRequest(NamedTuple):
+    """What the queue's controls ask for (raw values from the page)."""
+
+    fraud_type: Any = ANY
+    decision: Any = ANY
+    min_score: Any = None
+    page_size: Any = DEFAULT_PAGE_SIZE
+    page: Any = 0
+    move: int = 0
+    """-1 for 'newer', +1 for 'older', 0 to stay (or after a filter changed, with page 0)."""
+
+
+class QueuePage(NamedTuple):
+    """Outputs of the paginated queue, in the order the app wires them."""
+
+    children: list[html.Thead | html.Tbody]
+    options: list[dict[str, str]]
+    key: str
+    page: int
+    page_info: str
+    newer_disabled: bool
+    older_disabled: bool
+
+
+def queue_filter(request: QueueRequest, within: TimeRange = EVERYTHING) -> AlertFilter:
+    """The ``AlertFilter`` of the queue's controls; values the page cannot send are ignored."""
+    fraud_type = request.fraud_type if request.fraud_type in FRAUD_TYPE_CODES.values() else None
+    decision = request.decision if request.decision in FLAGGED_DECISIONS else None
+    score = request.min_score
+    min_score = (
+        float(score) if isinstance(score, int | float) and not isinstance(score, bool) and score > 0 else None
+    )
+    return AlertFilter(fraud_type=fraud_type, decision=decision, min_score=min_score, within=within)
+
+
+def update_queue_page(
+    state: MonitorState, request: QueueRequest, rendered: Any, range_data: Any = None
+) -> QueuePage:
+    """One page of the filtered queue (newest first), with the pager's text and buttons.
+
+    Raises PreventUpdate when no alert, verdict, filter, page or range changed since ``rendered``.
+    """
+    size = request.page_size if request.page_size in PAGE_SIZES else DEFAULT_PAGE_SIZE
+    page = request.page if isinstance(request.page, int) and request.page >= 0 else 0
+    page += request.move
+    rng, range_key = view_range(state, range_data)
+    alert_filter = queue_filter(request, rng)
+    total = state.alerts.query(alert_filter, limit=0).total
+    pages = max(1, -(-total // size))
+    page = min(max(page, 0), pages - 1)
+    key = f"{queue_key(state)}|{alert_filter.fraud_type}|{alert_filter.decision}|{alert_filter.min_score}"
+    key += f"|{range_key}|{page}|{size}"
+    if key == rendered:
+        raise PreventUpdate
+    alerts = state.alerts.query(alert_filter, offset=page * size, limit=size).alerts
+    if total:
+        first = page * size + 1
+        info = f"{first}–{first + len(alerts) - 1} of {total:,} alerts · page {page + 1} of {pages}"
+    else:
+        info = "0 alerts"
+    empty = "No alerts yet." if len(state.alerts) == 0 else "No alert matches the filters."
+    return QueuePage(
+        alert_table(alerts, _verdicts_of(state, alerts), empty_text=empty),
+        alert_options(alerts),
+        key,
+        page,
+        info,
+        page == 0,
+        page >= pages - 1,
+    )
+
+
 def update_alert_queue(state: MonitorState, rendered: Any, limit: int = ALERT_ROWS) -> QueueView:
     """Rows of the newest ``limit`` alerts (with verdicts), the chooser's options, and their key.
 
@@ -112,13 +255,7 @@ def update_alert_queue(state: MonitorState, rendered: Any, limit: int = ALERT_RO
     if key == rendered:
         raise PreventUpdate
     alerts = state.alerts.newest(limit)
-    verdicts = {}
-    for alert in alerts:
-        tx = str(alert.get("transaction_id", ""))
-        verdict = state.verdicts.get(tx)
-        if verdict is not None:
-            verdicts[tx] = verdict
-    return QueueView(alert_table(alerts, verdicts), alert_options(alerts), key)
+    return QueueView(alert_table(alerts, _verdicts_of(state, alerts)), alert_options(alerts), key)
 
 
 def clicked_alert(triggered_id: Any, clicks: Any) -> str:
@@ -252,10 +389,21 @@ def give_verdict(
 
 
 def export_report(
-    state: MonitorState, kind: Literal["xlsx", "pdf"], user: User | None, now: datetime | None = None
+    state: MonitorState,
+    kind: Literal["xlsx", "pdf"],
+    user: User | None,
+    now: datetime | None = None,
+    range_data: Any = None,
 ) -> dict[str, Any]:
-    """The report as ``dcc.Download`` data (an Excel workbook or a PDF)."""
-    data = collect_report(state, generated_by=user.name if user else "unknown", now=now)
+    """The report of the chosen time range as ``dcc.Download`` data (an Excel workbook or a PDF)."""
+    spec = RangeSpec.from_data(range_data)
+    data = collect_report(
+        state,
+        generated_by=user.name if user else "unknown",
+        now=now,
+        within=spec.resolve(state.decisions.now()),
+        range_text=spec.describe(),
+    )
     content = build_excel(data) if kind == "xlsx" else build_pdf(data)
     mime = (
         "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
@@ -265,29 +413,71 @@ def export_report(
     return dcc.send_bytes(content, report_filename(data, kind), type=mime)
 
 
+class ViewControls(NamedTuple):
+    """The controls the URL keeps: fraud type (display name), range choice, custom bounds as typed."""
+
+    fraud_type: Any
+    range_choice: Any = DEFAULT_RANGE
+    start: Any = ""
+    end: Any = ""
+
+
+_TYPE_CHOICES = frozenset(FRAUD_TYPE_CODES) | {ALL_TYPES_NAME}
+
+
 def type_from_search(search: str | None) -> str | None:
     """The fraud type display name in a query string ('?type=Identity+Theft'), None when absent or unknown."""
     values = parse_qs((search or "").lstrip("?")).get(URL_TYPE_PARAM, [])
-    return values[0] if values and values[0] in FRAUD_TYPE_CODES else None
+    return values[0] if values and values[0] in _TYPE_CHOICES else None
 
 
-def search_for_type(fraud_type_name_chosen: str) -> str:
-    """'?type=Identity+Theft'."""
-    return "?" + urlencode({URL_TYPE_PARAM: fraud_type_name_chosen})
+def controls_from_search(search: str | None) -> ViewControls:
+    """What a URL asks for: unknown or absent type -> None; absent or unknown range -> the default."""
+    query = parse_qs((search or "").lstrip("?"))
+
+    def first(name: str) -> str:
+        values = query.get(name, [])
+        return values[0] if values else ""
+
+    choice = first(URL_RANGE_PARAM)
+    choice = choice if choice in RANGE_LABELS else DEFAULT_RANGE
+    bounds = (first(URL_FROM_PARAM), first(URL_TO_PARAM)) if choice == CUSTOM else ("", "")
+    return ViewControls(type_from_search(search), choice, *bounds)
 
 
-def sync_url(search: str | None, chosen: str | None, url_changed: bool) -> tuple[Any, Any]:
-    """Keep the URL's ``?type=`` and the fraud-type dropdown in step: (new search, new dropdown value).
+def search_for(controls: ViewControls) -> str:
+    """'?type=Identity+Theft&range=1h' (the range only when it is not the default)."""
+    params = {URL_TYPE_PARAM: controls.fraud_type}
+    if controls.range_choice in RANGE_LABELS and controls.range_choice != DEFAULT_RANGE:
+        params[URL_RANGE_PARAM] = controls.range_choice
+        if controls.range_choice == CUSTOM:
+            for name, value in ((URL_FROM_PARAM, controls.start), (URL_TO_PARAM, controls.end)):
+                if isinstance(value, str) and value.strip():
+                    params[name] = value.strip()
+    return "?" + urlencode(params)
 
-    When the page loads or the URL changes (back/forward), the URL wins; when the dropdown
-    changes, the URL follows (``no_update`` for the side that stays). Raises PreventUpdate when
-    both already agree, or the URL names no known type.
+
+def sync_url(search: str | None, controls: ViewControls, url_changed: bool) -> tuple[Any, ...]:
+    """Keep the URL and the controls (type, range, custom bounds) in step.
+
+    Returns (new search, type, range, start, end), ``no_update`` for what stays. When the page
+    loads or the URL changes (back/forward, a shared link), the URL wins; when a control changes,
+    the URL follows. Raises PreventUpdate when both already agree or the URL names no known type.
     """
-    from_url = type_from_search(search)
+    wanted = controls_from_search(search)
     if url_changed:
-        if from_url is None or from_url == chosen:
+        if wanted.fraud_type is None:
             raise PreventUpdate
-        return no_update, from_url
-    if chosen not in FRAUD_TYPE_CODES or chosen == from_url:
+        current = ViewControls(*(c if c is not None else "" for c in controls))
+        changes = [w if w != c else no_update for w, c in zip(wanted, current, strict=True)]
+        if wanted.range_choice != CUSTOM:
+            changes[2:] = [no_update, no_update]  # keep what was typed for a later custom range
+        if all(c is no_update for c in changes):
+            raise PreventUpdate
+        return (no_update, *changes)
+    if controls.fraud_type not in _TYPE_CHOICES:
         raise PreventUpdate
-    return search_for_type(chosen), no_update
+    new = search_for(controls)
+    if parse_qs(new.lstrip("?")) == parse_qs((search or "").lstrip("?")):
+        raise PreventUpdate
+    return new, no_update, no_update, no_update, no_update

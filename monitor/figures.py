@@ -2,13 +2,25 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import plotly.graph_objects as go
 
 from monitor.aggregation import RateSeries
-from pipeline.config import FRAUD_TYPE_NAMES
+from pipeline.config import FRAUD_TYPE_NAMES, FRAUD_TYPES
 
 EMPTY_MESSAGE = "Waiting for decisions…"
 LINE_COLOR = "#c0392b"
+TYPE_COLORS: dict[str, str] = {
+    "unauthorized_transactions": "#c0392b",
+    "identity_theft": "#2471a3",
+    "malicious_behavior": "#b9770e",
+}
+ALL_TYPES_TITLE = "All types: flagged share of transactions per minute"
+
+
+def _template(dark: bool) -> str:
+    return "plotly_dark" if dark else "plotly_white"
 
 
 def fraud_rate_title(fraud_type: str) -> str:
@@ -16,44 +28,72 @@ def fraud_rate_title(fraud_type: str) -> str:
     return f"{FRAUD_TYPE_NAMES[fraud_type]}: flagged share of transactions per minute"
 
 
-def fraud_rate_figure(series: RateSeries, fraud_type: str) -> go.Figure:
+def _empty(fig: go.Figure) -> go.Figure:
+    fig.add_annotation(
+        text=EMPTY_MESSAGE,
+        xref="paper",
+        yref="paper",
+        x=0.5,
+        y=0.5,
+        showarrow=False,
+        font={"size": 18, "color": "#7f8c8d"},
+    )
+    fig.update_xaxes(visible=False)
+    fig.update_yaxes(visible=False)
+    return fig
+
+
+def _trace(series: RateSeries, fraud_type: str, color: str) -> go.Scatter:
+    name = FRAUD_TYPE_NAMES[fraud_type]
+    return go.Scatter(
+        # plotly.js ignores UTC offsets, so hand it naive UTC times and say so on the axis
+        x=[m.replace(tzinfo=None) for m in series.minutes],
+        y=list(series.rates),
+        mode="lines+markers" if len(series.minutes) <= 120 else "lines",
+        name=name,
+        line={"color": color, "width": 2},
+        hovertemplate="%{x|%Y-%m-%d %H:%M} UTC<br>%{y:.2%}<extra>" + name + "</extra>",
+    )
+
+
+def all_types_figure(series_by_type: Mapping[str, RateSeries], *, dark: bool = False) -> go.Figure:
+    """The three types' fraud rates overlaid on one chart (one line each, with a legend)."""
+    fig = go.Figure()
+    fig.update_layout(
+        title={"text": ALL_TYPES_TITLE},
+        template=_template(dark),
+        margin={"l": 60, "r": 20, "t": 60, "b": 50},
+        uirevision="all",
+        showlegend=True,
+        legend={"orientation": "h", "y": -0.2},
+    )
+    if not any(series_by_type[t].minutes for t in FRAUD_TYPES if t in series_by_type):
+        return _empty(fig)
+    for code in FRAUD_TYPES:
+        series = series_by_type.get(code)
+        if series is not None:
+            fig.add_trace(_trace(series, code, TYPE_COLORS[code]))
+    fig.update_xaxes(title_text="Minute of event time (UTC)")
+    fig.update_yaxes(title_text="Fraud rate", tickformat=".1%", rangemode="tozero")
+    return fig
+
+
+def fraud_rate_figure(series: RateSeries, fraud_type: str, *, dark: bool = False) -> go.Figure:
     """Line chart of one type's fraud rate per minute, y axis in percent.
 
     With no data the chart is an empty frame that says "Waiting for decisions…".
     """
-    name = FRAUD_TYPE_NAMES[fraud_type]
     fig = go.Figure()
     fig.update_layout(
         title={"text": fraud_rate_title(fraud_type)},
-        template="plotly_white",
+        template=_template(dark),
         margin={"l": 60, "r": 20, "t": 60, "b": 50},
         uirevision=fraud_type,  # keep zoom across refreshes, reset it on another type
         showlegend=False,
     )
     if not series.minutes:
-        fig.add_annotation(
-            text=EMPTY_MESSAGE,
-            xref="paper",
-            yref="paper",
-            x=0.5,
-            y=0.5,
-            showarrow=False,
-            font={"size": 18, "color": "#7f8c8d"},
-        )
-        fig.update_xaxes(visible=False)
-        fig.update_yaxes(visible=False)
-        return fig
-    fig.add_trace(
-        go.Scatter(
-            # plotly.js ignores UTC offsets, so hand it naive UTC times and say so on the axis
-            x=[m.replace(tzinfo=None) for m in series.minutes],
-            y=list(series.rates),
-            mode="lines+markers" if len(series.minutes) <= 120 else "lines",
-            name=name,
-            line={"color": LINE_COLOR, "width": 2},
-            hovertemplate="%{x|%Y-%m-%d %H:%M} UTC<br>%{y:.2%}<extra>" + name + "</extra>",
-        )
-    )
+        return _empty(fig)
+    fig.add_trace(_trace(series, fraud_type, LINE_COLOR))
     fig.update_xaxes(title_text="Minute of event time (UTC)")
     fig.update_yaxes(title_text="Fraud rate", tickformat=".1%", rangemode="tozero")
     return fig

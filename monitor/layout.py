@@ -7,7 +7,7 @@ from typing import Any
 
 from dash import dcc, html
 
-from monitor.aggregation import RateSeries, Verdict
+from monitor.aggregation import AtRisk, RateSeries, RiskFigures, Verdict
 from monitor.figures import fraud_rate_figure
 from monitor.formatting import (
     format_amount,
@@ -18,6 +18,7 @@ from monitor.formatting import (
     verdict_short,
     verdict_text,
 )
+from monitor.timerange import DEFAULT_RANGE, RANGE_LABELS
 from pipeline.config import FRAUD_TYPE_NAMES, FRAUD_TYPES, Settings
 
 __all__ = [  # the formatting helpers are re-exported for the callers that import them from here
@@ -55,6 +56,24 @@ CONFIRM_ID = "confirm-fraud"
 LEGITIMATE_ID = "mark-legitimate"
 VERDICT_STATUS_ID = "verdict-status"
 VERDICT_NOTE_ID = "verdict-note"
+PAGE_ID = "page"
+TIME_RANGE_ID = "time-range"
+RANGE_START_ID = "range-start"
+RANGE_END_ID = "range-end"
+RANGE_ERROR_ID = "range-error"
+VIEW_RANGE_ID = "view-range"
+AT_RISK_ID = "at-risk"
+RISK_RENDERED_ID = "risk-rendered"
+QUEUE_TYPE_ID = "queue-type"
+QUEUE_DECISION_ID = "queue-decision"
+QUEUE_MIN_SCORE_ID = "queue-min-score"
+QUEUE_PAGE_SIZE_ID = "queue-page-size"
+QUEUE_PREV_ID = "queue-prev"
+QUEUE_NEXT_ID = "queue-next"
+QUEUE_PAGE_ID = "queue-page"
+QUEUE_PAGE_INFO_ID = "queue-page-info"
+THEME_ID = "theme"
+THEME_TOGGLE_ID = "theme-toggle"
 ALERT_ROW_TYPE = "alert-row"
 """Pattern-matching id type of the queue's rows: {"type": "alert-row", "index": transaction id}."""
 
@@ -62,6 +81,12 @@ REFRESH_MS = 2000
 DEFAULT_FRAUD_TYPE_NAME = FRAUD_TYPE_NAMES["unauthorized_transactions"]
 FRAUD_TYPE_CODES: dict[str, str] = {name: code for code, name in FRAUD_TYPE_NAMES.items()}
 """Display name (the dropdown's value) -> fraud type code."""
+ALL_TYPES_NAME = "All types"
+"""The fraud-type choice that overlays the three types on one chart."""
+ANY = "any"
+"""The queue filters' value for "no condition"."""
+PAGE_SIZES = (10, 25, 50, 100)
+DEFAULT_PAGE_SIZE = 25
 
 ALERT_COLUMNS = (
     "Transaction",
@@ -171,6 +196,7 @@ def build_layout(settings: Settings) -> html.Div:
                     html.Span(id=USER_INFO_ID, style={"marginRight": "16px", "fontSize": "13px"}),
                     html.Button("Export Excel", id=EXPORT_EXCEL_ID, style=_BUTTON_STYLE),
                     html.Button("Export PDF", id=EXPORT_PDF_ID, style=_BUTTON_STYLE),
+                    html.Button("Dark mode", id=THEME_TOGGLE_ID, style=_BUTTON_STYLE),
                     dcc.Download(id=DOWNLOAD_ID),
                 ],
                 style={"float": "right", "display": "flex", "alignItems": "center"},
@@ -189,19 +215,27 @@ def build_layout(settings: Settings) -> html.Div:
             html.Label(FRAUD_TYPE_LABEL, htmlFor=FRAUD_TYPE_ID),
             dcc.Dropdown(
                 id=FRAUD_TYPE_ID,
-                options=[{"label": FRAUD_TYPE_NAMES[c], "value": FRAUD_TYPE_NAMES[c]} for c in FRAUD_TYPES],
+                options=[{"label": FRAUD_TYPE_NAMES[c], "value": FRAUD_TYPE_NAMES[c]} for c in FRAUD_TYPES]
+                + [{"label": ALL_TYPES_NAME, "value": ALL_TYPES_NAME}],
                 value=DEFAULT_FRAUD_TYPE_NAME,
                 clearable=False,
                 style={"maxWidth": "360px"},
             ),
+            _range_selector(),
             dcc.Graph(id=GRAPH_ID, figure=fraud_rate_figure(RateSeries([], []), default_code)),
+            html.H2("At risk in the time range", style={"fontSize": "18px"}),
+            html.Div(id=AT_RISK_ID),
             html.H2("Alert queue (newest first; click a row for its detail)", style={"fontSize": "18px"}),
+            _queue_filters(),
             html.Div(
                 [
                     html.Div(
-                        html.Table(
-                            id=ALERT_QUEUE_ID, style={"borderCollapse": "collapse", "fontSize": "13px"}
-                        ),
+                        [
+                            html.Table(
+                                id=ALERT_QUEUE_ID, style={"borderCollapse": "collapse", "fontSize": "13px"}
+                            ),
+                            _queue_pager(),
+                        ],
                         style={"flex": "3 1 600px", "maxHeight": "640px", "overflow": "auto"},
                     ),
                     _detail_panel(),
@@ -218,8 +252,119 @@ def build_layout(settings: Settings) -> html.Div:
             dcc.Store(id=GRAPH_RENDERED_ID),
             dcc.Store(id=ALERTS_RENDERED_ID),
             dcc.Store(id=DETAIL_RENDERED_ID),
+            dcc.Store(id=VIEW_RANGE_ID, data={"range": DEFAULT_RANGE, "from": "", "to": ""}),
+            dcc.Store(id=RISK_RENDERED_ID),
+            dcc.Store(id=QUEUE_PAGE_ID, data=0),
+            dcc.Store(id=THEME_ID, storage_type="local"),
         ],
-        style={"fontFamily": "sans-serif", "margin": "16px"},
+        id=PAGE_ID,
+        className="theme-light",
+        style={"fontFamily": "sans-serif", "padding": "16px", "minHeight": "100vh"},
+    )
+
+
+def _range_selector() -> html.Div:
+    """Time range: all history, the last 15 min / 1 h / 24 h, or custom UTC bounds."""
+    text_input = {"width": "215px", "marginRight": "8px"}
+    return html.Div(
+        [
+            html.Label("Time range:", htmlFor=TIME_RANGE_ID, style={"marginRight": "8px"}),
+            dcc.RadioItems(
+                id=TIME_RANGE_ID,
+                options=[{"label": label, "value": value} for value, label in RANGE_LABELS.items()],
+                value=DEFAULT_RANGE,
+                inline=True,
+                inputStyle={"marginRight": "4px"},
+                labelStyle={"marginRight": "12px"},
+            ),
+            dcc.Input(
+                id=RANGE_START_ID,
+                type="text",
+                placeholder="from YYYY-MM-DD HH:MM",
+                debounce=True,
+                style=text_input,
+            ),
+            dcc.Input(
+                id=RANGE_END_ID,
+                type="text",
+                placeholder="to YYYY-MM-DD HH:MM",
+                debounce=True,
+                style=text_input,
+            ),
+            html.Span(id=RANGE_ERROR_ID, role="alert", style=ERROR_STYLE | {"marginTop": "0"}),
+        ],
+        style={
+            "display": "flex",
+            "alignItems": "center",
+            "flexWrap": "wrap",
+            "gap": "4px",
+            "margin": "10px 0",
+        },
+    )
+
+
+def _queue_filters() -> html.Div:
+    """Filters of the alert queue (the time range above applies too)."""
+    type_options = [{"label": "All types", "value": ANY}] + [
+        {"label": FRAUD_TYPE_NAMES[c], "value": c} for c in FRAUD_TYPES
+    ]
+    return html.Div(
+        [
+            html.Label("Type:", htmlFor=QUEUE_TYPE_ID),
+            dcc.Dropdown(
+                id=QUEUE_TYPE_ID,
+                options=type_options,
+                value=ANY,
+                clearable=False,
+                style={"width": "240px"},
+            ),
+            html.Label("Decision:", htmlFor=QUEUE_DECISION_ID, style={"marginLeft": "12px"}),
+            dcc.RadioItems(
+                id=QUEUE_DECISION_ID,
+                options=[{"label": d if d != ANY else "any", "value": d} for d in (ANY, "review", "block")],
+                value=ANY,
+                inline=True,
+                inputStyle={"marginRight": "4px"},
+                labelStyle={"marginRight": "10px"},
+            ),
+            html.Label("Min score:", htmlFor=QUEUE_MIN_SCORE_ID, style={"marginLeft": "12px"}),
+            dcc.Input(
+                id=QUEUE_MIN_SCORE_ID,
+                type="number",
+                min=0,
+                max=1,
+                step=0.05,
+                placeholder="0",
+                debounce=True,
+                style={"width": "70px"},
+            ),
+            html.Label("Per page:", htmlFor=QUEUE_PAGE_SIZE_ID, style={"marginLeft": "12px"}),
+            dcc.Dropdown(
+                id=QUEUE_PAGE_SIZE_ID,
+                options=[{"label": str(n), "value": n} for n in PAGE_SIZES],
+                value=DEFAULT_PAGE_SIZE,
+                clearable=False,
+                style={"width": "90px"},
+            ),
+        ],
+        style={
+            "display": "flex",
+            "alignItems": "center",
+            "flexWrap": "wrap",
+            "gap": "6px",
+            "margin": "8px 0",
+        },
+    )
+
+
+def _queue_pager() -> html.Div:
+    return html.Div(
+        [
+            html.Button("‹ Newer", id=QUEUE_PREV_ID, disabled=True, style=_BUTTON_STYLE),
+            html.Span("–", id=QUEUE_PAGE_INFO_ID, style={"margin": "0 10px", "fontSize": "13px"}),
+            html.Button("Older ›", id=QUEUE_NEXT_ID, disabled=True, style=_BUTTON_STYLE),
+        ],
+        style={"display": "flex", "alignItems": "center", "marginTop": "8px"},
     )
 
 
@@ -247,8 +392,16 @@ def _row_color(alert: Mapping[str, Any], verdict: Verdict | None) -> str:
     return "#fdecea" if alert.get("decision") == "block" else "#fff8e1"
 
 
+def _row_class(alert: Mapping[str, Any], verdict: Verdict | None) -> str:
+    if verdict is not None:
+        return "alert-row verdict-fraud" if verdict.is_fraud else "alert-row verdict-legitimate"
+    return "alert-row decision-block" if alert.get("decision") == "block" else "alert-row decision-review"
+
+
 def alert_table(
-    alerts: Sequence[Mapping[str, Any]], verdicts: Mapping[str, Verdict] | None = None
+    alerts: Sequence[Mapping[str, Any]],
+    verdicts: Mapping[str, Verdict] | None = None,
+    empty_text: str = "No alerts yet.",
 ) -> list[html.Thead | html.Tbody]:
     """Header and rows of the alert queue (children of the ``alert-queue`` table).
 
@@ -257,7 +410,7 @@ def alert_table(
     verdicts = verdicts or {}
     header = html.Thead(html.Tr([html.Th(c, style=_CELL_STYLE) for c in ALERT_COLUMNS]))
     if not alerts:
-        empty = html.Td("No alerts yet.", colSpan=len(ALERT_COLUMNS), style=_CELL_STYLE)
+        empty = html.Td(empty_text, colSpan=len(ALERT_COLUMNS), style=_CELL_STYLE)
         return [header, html.Tbody([html.Tr([empty])])]
     rows = []
     for alert in alerts:
@@ -268,6 +421,7 @@ def alert_table(
             html.Tr(
                 cells,
                 id={"type": ALERT_ROW_TYPE, "index": tx},
+                className=_row_class(alert, verdict),
                 n_clicks=0,
                 title="Open the detail of this alert",
                 style={"backgroundColor": _row_color(alert, verdict), "cursor": "pointer"},
@@ -390,3 +544,38 @@ def user_info(name: str | None, role: str | None) -> list[Any]:
     if name is None:
         return []
     return [f"Signed in as {name} ({role}) · ", html.A("Log out", href="/logout", id="logout-link")]
+
+
+RISK_COLUMNS = ("Type", "Alerted", "Amount alerted", "Blocked", "Amount blocked")
+
+
+def risk_cells(name: str, figures: RiskFigures) -> list[str]:
+    """One row of the at-risk table, in ``RISK_COLUMNS`` order."""
+    return [
+        name,
+        f"{figures.alerted:,}",
+        format_amounts(figures.alerted_amount),
+        f"{figures.blocked:,}",
+        format_amounts(figures.blocked_amount),
+    ]
+
+
+def risk_table(risk: AtRisk) -> html.Table:
+    """Counts and amounts of alerted (review or block) and blocked transactions by type, and in all."""
+    rows = [risk_cells(FRAUD_TYPE_NAMES[c], risk.by_type[c]) for c in FRAUD_TYPES if c in risk.by_type]
+    if None in risk.by_type:
+        rows.append(risk_cells("No type", risk.by_type[None]))
+    rows.append(risk_cells("All types", risk.total))
+    header = html.Thead(html.Tr([html.Th(c, style=_CELL_STYLE) for c in RISK_COLUMNS]))
+    body = html.Tbody(
+        [
+            html.Tr(
+                [html.Td(text, style=_CELL_STYLE) for text in cells],
+                style={"fontWeight": "bold"} if i == len(rows) - 1 else {},
+            )
+            for i, cells in enumerate(rows)
+        ]
+    )
+    return html.Table(
+        [header, body], id="at-risk-table", style={"borderCollapse": "collapse", "fontSize": "13px"}
+    )

@@ -154,6 +154,15 @@ class Settings(BaseSettings):
         default=False, description="Send the monitor's session cookie over HTTPS only (set it behind TLS)."
     )
     monitor_session_hours: float = Field(default=12.0, gt=0, le=24 * 30, description="Login lifetime.")
+    monitor_login_max_failures: int = Field(
+        default=5, ge=1, le=1000, description="Failed logins of one user from one address before a lockout."
+    )
+    monitor_login_window_seconds: float = Field(
+        default=300.0, gt=0, description="Window in which failed logins are counted."
+    )
+    monitor_login_lockout_seconds: float = Field(
+        default=300.0, gt=0, description="How long logins are refused after too many failures."
+    )
 
     @field_validator("monitor_users")
     @classmethod

@@ -17,7 +17,14 @@ from dash import no_update
 from dash.exceptions import PreventUpdate
 
 from monitor.aggregation import AlertStore, DecisionAggregator, MonitorState, VerdictStore
-from monitor.callbacks import clicked_alert, give_verdict, sync_url, type_from_search, update_detail
+from monitor.callbacks import (
+    ViewControls,
+    clicked_alert,
+    give_verdict,
+    sync_url,
+    type_from_search,
+    update_detail,
+)
 from monitor.feedback import FeedbackError, LabelPublisher
 from monitor.layout import ERROR_STYLE, OK_STYLE
 from monitor.users import Accounts, User, demo_notice, hash_password
@@ -215,17 +222,26 @@ def test_clicked_alert() -> None:
 def test_url_and_dropdown_stay_in_step() -> None:
     assert type_from_search("?type=Identity+Theft") == "Identity Theft"
     assert type_from_search("?type=Phishing") is None
-    assert sync_url("?type=Identity+Theft", "Unauthorized Transactions", True) == (
+    assert sync_url("?type=Identity+Theft", ViewControls("Unauthorized Transactions"), True) == (
         no_update,
         "Identity Theft",
+        no_update,
+        no_update,
+        no_update,
     )
-    assert sync_url("", "Malicious Behavior", False) == ("?type=Malicious+Behavior", no_update)
+    assert sync_url("", ViewControls("Malicious Behavior"), False) == (
+        "?type=Malicious+Behavior",
+        no_update,
+        no_update,
+        no_update,
+        no_update,
+    )
     for search, chosen, url_changed in (
         ("", "Unauthorized Transactions", True),
         ("?type=X", "Identity Theft", True),
     ):
         with pytest.raises(PreventUpdate):
-            sync_url(search, chosen, url_changed)
+            sync_url(search, ViewControls(chosen), url_changed)
 
 
 # --- the publisher edge with a fake producer ------------------------------------------------------------

@@ -1,0 +1,14 @@
+// Dark mode: kept per browser in the "theme" store (localStorage), applied without a server round trip.
+window.dash_clientside = Object.assign({}, window.dash_clientside, {
+    monitor: {
+        theme: function (nClicks, stored) {
+            const triggered = (dash_clientside.callback_context.triggered || []).map(t => t.prop_id);
+            let dark = Boolean(stored && stored.dark === true);
+            if (nClicks && triggered.includes("theme-toggle.n_clicks")) {
+                dark = !dark;
+            }
+            document.body.classList.toggle("theme-dark", dark);
+            return [{dark: dark}, dark ? "theme-dark" : "theme-light", dark ? "Light mode" : "Dark mode"];
+        }
+    }
+});
