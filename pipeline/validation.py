@@ -61,6 +61,12 @@ def _embedded_card_number(value: str) -> bool:
     return any(luhn_valid(run) for run in _DIGIT_RUN.findall(value))
 
 
+def text_has_card_number(text: str) -> bool:
+    """Whether free text or an identifier typed by a person holds a card number, grouped or not,
+    or as the digits of a token (``tok_4111111111111111``)."""
+    return bool(find_card_numbers(text.encode())) or _embedded_card_number(text)
+
+
 def contains_card_number(raw: bytes, data: Any = None) -> bool:
     """Whether a message holds a card number: in its bytes, in its decoded text (JSON ``\\u``
     escapes hide digits from the bytes) or inside its ``card_token``."""

@@ -19,6 +19,7 @@ from pipeline.validation import (
     mask_card_numbers,
     parse_message,
     redact_card_numbers,
+    text_has_card_number,
 )
 from tests.pipeline.factories import PROPERTY, make_digital_txn, make_txn
 
@@ -280,3 +281,18 @@ def test_redaction_masks_a_token_that_embeds_a_card_number() -> None:
     assert "4539148803436467" not in redacted["card_token"]
     assert redacted["transaction_id"] == EXAMPLE["transaction_id"], "the rest stays readable"
     assert redact_card_numbers(b"not json 4539148803436467") == b"not json ************6467"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("tok_4539148803436467", True),
+        ("4539 1488 0343 6467", True),
+        ("call 4539-1488-0343-6467 back", True),
+        ("tok_a1b2c3d4e5f6", False),
+        ("tok_4539148803436468", False),  # Luhn-invalid
+        ("order 12345", False),
+    ],
+)
+def test_text_has_card_number(text: str, expected: bool) -> None:
+    assert text_has_card_number(text) is expected
