@@ -1,7 +1,7 @@
 """Static checks of the Grafana provisioning in deploy/grafana: the data source, the dashboard JSON,
-and that every metric its queries use is one the worker really exports.
+and that every metric its queries use is one the worker, the simulator or the monitor really exports.
 
-The worker's metric names come from the code, not from a copy (tests/ops/metric_names.py).
+The metric names come from the code, not from a copy (tests/ops/metric_names.py).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from pipeline.config import REPO_ROOT
-from tests.ops.metric_names import PROMETHEUS_SERIES, promql_metric_names, worker_sample_names
+from tests.ops.metric_names import PROMETHEUS_SERIES, all_sample_names, promql_metric_names
 
 GRAFANA_DIR = REPO_ROOT / "deploy" / "grafana"
 DATASOURCES = GRAFANA_DIR / "provisioning" / "datasources" / "prometheus.yml"
@@ -33,12 +33,14 @@ REQUIRED_METRICS = {
     "faust_topic_partition_end_offset",  # consumer lag
     "faust_topic_partition_offset_commited",
     "fraud_dead_letters_total",  # by reason
+    "fraud_monitor_consumer_lag_messages",
+    "fraud_simulator_produced_total",
 }
 
 
 @pytest.fixture(scope="module")
-def worker_metric_names() -> set[str]:
-    return worker_sample_names()
+def exported_names() -> set[str]:
+    return all_sample_names()
 
 
 def test_the_expression_parser() -> None:
@@ -127,9 +129,7 @@ def test_dashboard_json_is_valid_and_complete(path: Path, datasource: dict[str, 
 
 
 @pytest.mark.parametrize("path", dashboards(), ids=lambda path: path.name)
-def test_every_metric_the_dashboard_uses_is_exported_by_the_worker(
-    path: Path, worker_metric_names: set[str]
-) -> None:
+def test_every_metric_the_dashboard_uses_is_exported(path: Path, exported_names: set[str]) -> None:
     dashboard = json.loads(path.read_text())
     used: set[str] = set()
     unknown: list[str] = []
@@ -137,8 +137,8 @@ def test_every_metric_the_dashboard_uses_is_exported_by_the_worker(
         names = promql_metric_names(expr)
         assert names, f"{where}: no metric in {expr!r}"
         used |= names
-        unknown += [f"{where}: {name}" for name in sorted(names - worker_metric_names - PROMETHEUS_SERIES)]
-    assert not unknown, "metrics the worker does not export:\n" + "\n".join(unknown)
+        unknown += [f"{where}: {name}" for name in sorted(names - exported_names - PROMETHEUS_SERIES)]
+    assert not unknown, "metrics no process exports:\n" + "\n".join(unknown)
     assert used >= REQUIRED_METRICS, f"the dashboard does not show {sorted(REQUIRED_METRICS - used)}"
 
 

@@ -11,6 +11,7 @@ written to tests/artifacts/prometheus-metrics.txt (and printed) for the operatio
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -29,6 +30,8 @@ from pipeline.config import REPO_ROOT, Settings
 from pipeline.metrics import DEAD_LETTER_REASONS
 from tests.conftest import free_port
 from tests.ops.conftest import RULES_FILE
+from tests.ops.test_grafana_dashboard import DASHBOARDS_DIR as GRAFANA_DASHBOARDS
+from tests.ops.test_grafana_dashboard import expressions as dashboard_expressions
 from tests.support import consume_until, produce
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
@@ -400,6 +403,17 @@ def test_prometheus_scrapes_worker_simulator_and_monitor_and_sees_what_went_thro
         return all(found.values()) and all(v > 0 for v in rates) and alerted == set(alerts_by_type)
 
     wait_for(recorded, 30, lambda: f"recording rules without the expected series: {recordings()}")
+
+    # Every query of the Grafana dashboard runs on this Prometheus; those of the processes still
+    # running return series (the simulator has exited by now: its rates are empty; no alert fires).
+    empty = []
+    for path in sorted(GRAFANA_DASHBOARDS.glob("*.json")):
+        for where, expr in dashboard_expressions(json.loads(path.read_text())):
+            concrete = expr.replace("$__rate_interval", "1m").replace("$job", "worker")
+            may_be_empty = "fraud_simulator_" in expr or "ALERTS" in expr
+            if not prometheus.query(concrete) and not may_be_empty:
+                empty.append(f"{path.name} {where}: {concrete}")
+    assert not empty, "dashboard queries without data:\n" + "\n".join(empty)
 
     report = metrics_report(prometheus)
     ARTIFACT.parent.mkdir(parents=True, exist_ok=True)
