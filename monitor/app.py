@@ -65,6 +65,8 @@ from monitor.layout import (
     VIEW_RANGE_ID,
     build_layout,
 )
+from monitor.lists_feed import ListPublisher
+from monitor.lists_view import PublishList, SharedLists, register_list_callbacks
 from monitor.metrics import MonitorMetrics
 from monitor.users import Accounts
 from pipeline.config import FRAUD_TYPE_NAMES, Settings
@@ -82,6 +84,8 @@ def create_app(
     accounts: Accounts | None = None,
     feed: FeedStatus | None = None,
     metrics: MonitorMetrics | None = None,
+    lists: SharedLists | None = None,
+    publish_list: PublishList | None = None,
 ) -> Dash:
     """The dashboard over ``feed_state`` (filled by a ``KafkaFeed``); serves ``registry`` at /metrics.
 
@@ -108,6 +112,11 @@ def create_app(
     _register_callbacks(app, feed_state, stale_after_seconds)
     _register_view_callbacks(app, feed_state)
     _register_feedback_callbacks(app, feed_state, publish)
+    # Block/allow lists (monitor/lists_view.py): ``lists`` is fed by a ListFeed (monitor/lists_feed.py).
+    if publish_list is None:
+        publish_list = ListPublisher(settings).publish
+    lists = SharedLists() if lists is None else lists
+    register_list_callbacks(app, lists, publish_list, refresh_id=REFRESH_ID, url_id=URL_ID)
     _add_routes(app.server, registry, feed_state)
     _add_health_routes(app.server, feed)
     return app

@@ -18,6 +18,7 @@ from monitor.formatting import (
     verdict_short,
     verdict_text,
 )
+from monitor.lists_view import lists_section
 from monitor.timerange import DEFAULT_RANGE, RANGE_LABELS
 from pipeline.config import FRAUD_TYPE_NAMES, FRAUD_TYPES, Settings
 
@@ -248,6 +249,7 @@ def build_layout(settings: Settings) -> html.Div:
                 f"history {settings.monitor_history_minutes} min. Verdicts go to {settings.topic_labels!r}.",
                 style={"fontSize": "11px", "color": "#888"},
             ),
+            lists_section(),
             dcc.Interval(id=REFRESH_ID, interval=REFRESH_MS),
             dcc.Store(id=GRAPH_RENDERED_ID),
             dcc.Store(id=ALERTS_RENDERED_ID),

@@ -10,6 +10,7 @@ from monitor.aggregation import MonitorState
 from monitor.app import create_app
 from monitor.consumer import KafkaFeed
 from monitor.feedback import LabelPublisher
+from monitor.lists_feed import ListFeed, ListPublisher
 from monitor.metrics import MonitorMetrics
 from monitor.users import Accounts, demo_notice
 from pipeline.config import Settings
@@ -45,6 +46,7 @@ def run_monitor(
     state = MonitorState.from_settings(settings)
     feed = KafkaFeed(settings, state=state, metrics=metrics)
     publisher = LabelPublisher(settings)
+    list_feed, list_publisher = ListFeed(settings), ListPublisher(settings)
     accounts = Accounts.from_settings(settings)
     app = create_app(
         state,
@@ -54,6 +56,8 @@ def run_monitor(
         accounts=accounts,
         feed=feed,
         metrics=metrics,
+        lists=list_feed.lists,
+        publish_list=list_publisher.publish,
     )
     url = monitor_url(settings)
     if accounts.demo:
@@ -68,6 +72,7 @@ def run_monitor(
     if settings.monitor_secret_key is None:
         logger.info("no FRAUD_MONITOR_SECRET_KEY: a random session key, logins end when the monitor stops")
     feed.start()
+    list_feed.start()
     try:
         logger.info("fraud monitor at %s (metrics at %smetrics)", url, url)
         print(f"Fraud monitor: {url}  (Prometheus metrics: {url}metrics)", flush=True)
@@ -75,4 +80,6 @@ def run_monitor(
         app.run(host=settings.monitor_host, port=settings.monitor_port, debug=debug, use_reloader=False)
     finally:
         feed.stop()
+        list_feed.stop()
         publisher.close()
+        list_publisher.close()

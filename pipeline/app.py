@@ -50,6 +50,7 @@ from pipeline.detection.features import (
 from pipeline.detection.model import OnlineFraudModel
 from pipeline.detection.rules import RuleError, load_rules
 from pipeline.detection.snapshots import SnapshotStore
+from pipeline.lists import install_lists
 from pipeline.messages import alert_message, dead_letter_message, decision_message, utc_now_iso
 from pipeline.metrics import PipelineMetrics
 from pipeline.topics import internal_topic_names
@@ -150,6 +151,8 @@ class FraudPipeline:
             )
         app.agent(self.by_card, name="score")(self._agent(self.score, "score"))
         app.agent(self.labels, name="learn")(self._agent(self.learn, "learn"))
+        # Block/allow lists: every worker reads the whole list-updates topic (pipeline/lists.py).
+        install_lists(self, app, topic(s.topic_lists))
         app.timer(s.model_snapshot_interval_seconds)(self.save_model_snapshot)
         app.timer(s.rules_reload_seconds)(self.reload_rules_if_changed)
 

@@ -65,6 +65,10 @@ class Settings(BaseSettings):
     topic_alerts: str = "alerts"
     topic_labels: str = "labels"
     topic_dead_letter: str = "dead-letter"
+    topic_lists: str = Field(
+        default="list-updates",
+        description="Compacted topic of block/allow list updates (key: list:entity_kind:value).",
+    )
     topic_partitions: int = Field(default=4, ge=1, le=1024)
     topic_replication_factor: int = Field(default=1, ge=1, le=16)
     topic_retention_hours: int = Field(default=168, ge=1)
@@ -223,6 +227,7 @@ class Settings(BaseSettings):
             self.topic_alerts,
             self.topic_labels,
             self.topic_dead_letter,
+            self.topic_lists,
         ]
 
     @cached_property

@@ -13,7 +13,7 @@ import fastjsonschema
 from pipeline.config import REPO_ROOT
 
 SCHEMAS_DIR = REPO_ROOT / "schemas"
-MESSAGE_KINDS = ("transaction", "decision", "alert", "label", "dead_letter")
+MESSAGE_KINDS = ("transaction", "decision", "alert", "label", "dead_letter", "list_update")
 SchemaViolation = fastjsonschema.JsonSchemaValueException
 
 

@@ -69,12 +69,15 @@ def ensure_topics(
     names = settings.topic_names + (internal_topic_names(settings) if include_internal else [])
     existing = _topic_names(admin, errors, settings, timeout)
     retention_ms = str(settings.topic_retention_hours * 3600 * 1000)
+    retained = {"retention.ms": retention_ms, "max.message.bytes": str(1024 * 1024)}
+    # The lists topic is compacted: the latest update of each entry is kept for good.
+    compacted = {"cleanup.policy": "compact", "max.message.bytes": str(1024 * 1024)}
     wanted = [
         NewTopic(
             name,
             num_partitions=settings.topic_partitions,
             replication_factor=settings.topic_replication_factor,
-            config={"retention.ms": retention_ms, "max.message.bytes": str(1024 * 1024)},
+            config=compacted if name == settings.topic_lists else retained,
         )
         for name in names
         if name not in existing

@@ -65,6 +65,7 @@ def make_settings(
             "topic_alerts": f"{unique}-alerts",
             "topic_labels": f"{unique}-labels",
             "topic_dead_letter": f"{unique}-dead-letter",
+            "topic_lists": f"{unique}-list-updates",
             "topic_partitions": 2,
             "data_dir": tmp_path / "var",
             "worker_web_port": free_port(),

@@ -2,7 +2,8 @@
 
 How they combine (documented in README.md, "How a decision is made"):
 1. A card, device or merchant on a block list: block, score 1.
-2. A card on the allow list: allow, whatever else fires.
+2. A card on the allow list (or a card, device or merchant on the list-updates topic's allow
+   list, pipeline/detection/lists.py): allow, whatever else fires.
 3. Rules: a firing ``block`` rule gives at least score 0.95, a ``review`` rule at least 0.7.
 4. The model's fraud probability counts once it has learnt ``model_min_labels`` labels.
 5. Alert budget: the model alone may flag at most ``alert_budget`` of the transactions. The
@@ -29,6 +30,7 @@ from river import stats
 from pipeline.config import FRAUD_TYPE_NAMES
 from pipeline.detection.anomaly import AnomalyDetector, likely_fraud_type
 from pipeline.detection.features import Features
+from pipeline.detection.lists import EntityLists
 from pipeline.detection.model import OnlineFraudModel
 from pipeline.detection.rules import RuleSet
 
@@ -63,6 +65,8 @@ class DetectionEngine:
     learning: bool = True
     alert_budget: float | None = 0.05
     anomaly_budget: float | None = 0.01
+    lists: EntityLists = field(default_factory=EntityLists)
+    """Block/allow entries from the list-updates topic, on top of the rule file's lists."""
     _recent_scores: stats.RollingQuantile | None = field(default=None, repr=False)
     _recent_anomalies: stats.RollingQuantile | None = field(default=None, repr=False)
     _anomalies_seen: int = field(default=0, repr=False)
@@ -108,27 +112,20 @@ class DetectionEngine:
         model_score, model_type = self.model.predict(features)
         model_counts = self._model_counts(model_score)
         anomaly = self._anomaly(features)
-        blocked_by = self.rules.blocked_entity(txn)
-        if blocked_by:
-            reason = f"On the block list of {blocked_by}"
+        listed = self.lists.match(txn, self.rules)
+        if listed is not None and listed.list == "block":
             return Verdict(
                 "block",
                 1.0,
                 model_score,
                 model_type or "unauthorized_transactions",
-                (reason,),
-                (f"blocklist-{blocked_by}",),
+                (listed.reason,),
+                (listed.rule_hit,),
                 self.model.version,
             )
-        if txn["card_token"] in self.rules.allowed_cards:
+        if listed is not None:
             return Verdict(
-                "allow",
-                0.0,
-                model_score,
-                None,
-                ("Card on the allow list",),
-                ("allowlist-card",),
-                self.model.version,
+                "allow", 0.0, model_score, None, (listed.reason,), (listed.rule_hit,), self.model.version
             )
         env = {**txn, **features}
         hits = self.rules.evaluate(env)
