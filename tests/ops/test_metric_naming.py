@@ -35,9 +35,11 @@ def families() -> list[tuple[str, Metric, tuple[str, ...]]]:
     return found
 
 
-@pytest.mark.parametrize(
-    ("process", "family", "labels"), families(), ids=lambda v: v.name if isinstance(v, Metric) else v if isinstance(v, str) else ""
-)
+def _id(value: object) -> str:
+    return value.name if isinstance(value, Metric) else value if isinstance(value, str) else ""
+
+
+@pytest.mark.parametrize(("process", "family", "labels"), families(), ids=_id)
 def test_metric_follows_the_conventions(process: str, family: Metric, labels: tuple[str, ...]) -> None:
     name = family.name
     prefix = {"worker": "fraud_", "simulator": "fraud_simulator_", "monitor": "fraud_monitor_"}[process]
