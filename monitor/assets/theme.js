@@ -1,4 +1,14 @@
 // Dark mode: kept per browser in the "theme" store (localStorage), applied without a server round trip.
+
+// Assets run before Dash renders the page: a dark page starts dark instead of flashing light first.
+try {
+    const stored = JSON.parse(window.localStorage.getItem("theme") || "null");
+    if (stored && stored.dark === true) {
+        document.body.classList.add("theme-dark");
+    }
+} catch (e) {
+    // no localStorage (or not JSON): the light theme
+}
 window.dash_clientside = Object.assign({}, window.dash_clientside, {
     monitor: {
         theme: function (nClicks, stored) {
