@@ -9,12 +9,9 @@ from __future__ import annotations
 import argparse
 import getpass
 import json
-import logging
 import sys
 
-from monitor.server import run_monitor
 from monitor.users import ROLES, hash_password
-from pipeline.config import ConfigurationError, load_settings
 
 
 def _read_password() -> str:
@@ -50,14 +47,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "hash-password":
         return hash_password_command(args.user, args.role)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        settings = load_settings()
-    except ConfigurationError as exc:
-        print(f"monitor: {exc}", file=sys.stderr)
-        return 2
-    run_monitor(settings)
-    return 0
+    from pipeline.cli import main as fraud_main
+
+    # The same start-up checks (settings, port, broker) and one-line errors as `fraud monitor`.
+    return fraud_main(["monitor"])
 
 
 if __name__ == "__main__":

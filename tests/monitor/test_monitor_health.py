@@ -74,3 +74,32 @@ def test_active_sessions_forget_idle_sessions() -> None:
     assert sessions.count() == 2
     now[0] += 61
     assert sessions.count() == 0
+
+
+class FeedState:
+    """A feed's status as the health endpoints read it (the real KafkaFeed: test_feed_kafka.py)."""
+
+    def __init__(self, running: bool, ready: bool, failure: BaseException | None = None) -> None:
+        self.running, self.ready, self.failure = running, ready, failure
+
+
+@pytest.mark.parametrize(
+    ("feed", "health", "readiness"),
+    [
+        (FeedState(running=True, ready=False), 200, (503, "running")),
+        (FeedState(running=True, ready=True), 200, (200, "caught up")),
+        (FeedState(running=False, ready=False), 200, (503, "stopped")),
+        (FeedState(False, False, RuntimeError("fatal: broker gone")), 503, (503, "stopped")),
+    ],
+    ids=["catching-up", "caught-up", "stopped", "failed"],
+)
+def test_health_follows_the_feed(state, published, feed, health, readiness) -> None:
+    app = create_app(state, load_settings(), publish=published.append, accounts=make_accounts(), feed=feed)
+    client = app.server.test_client()
+    healthz = client.get("/healthz")
+    assert healthz.status_code == health
+    if feed.failure is not None:
+        assert "fatal: broker gone" in healthz.get_data(as_text=True)
+    readyz = client.get("/readyz")
+    assert (readyz.status_code, readyz.get_json()["feed"]) == readiness
+    assert readyz.get_json()["ready"] is (readiness[0] == 200)

@@ -27,13 +27,13 @@ COMMANDS = [["worker"], ["monitor"], ["simulate", "--count", "1"]]
 TIMEOUT = 60.0  # far above the bounded waits below: a hang fails the test instead of blocking CI
 
 
-def run_fraud(args: list[str], **env_vars: str) -> subprocess.CompletedProcess[str]:
+def run_fraud(args: list[str], module: str = "pipeline", **env_vars: str) -> subprocess.CompletedProcess[str]:
     """``python -m pipeline ARGS`` with only the given FRAUD_* variables; fails on a hang."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("FRAUD_")}
     env.pop("KAFKA_BOOTSTRAP_SERVERS", None)
     env.update(env_vars)
     return subprocess.run(
-        [sys.executable, "-m", "pipeline", *args],
+        [sys.executable, "-m", module, *args],
         cwd=REPO_ROOT,
         env=env,
         capture_output=True,
@@ -73,6 +73,19 @@ def test_unreachable_broker_fails_within_the_connect_timeout(command: list[str],
     )
     line = assert_one_clear_line(result, "cannot reach Kafka", address, "within 3 s")
     print(f"{command[0]}: exit {result.returncode} after {time.monotonic() - started:.1f} s: {line}")
+
+
+def test_python_m_monitor_checks_the_broker_too(tmp_path: Path) -> None:
+    address = f"127.0.0.1:{free_port()}"
+    result = run_fraud(
+        [],
+        module="monitor",
+        FRAUD_KAFKA_BOOTSTRAP_SERVERS=address,
+        FRAUD_KAFKA_CONNECT_TIMEOUT_SECONDS="2",
+        FRAUD_MONITOR_PORT=str(free_port()),
+        FRAUD_DATA_DIR=str(tmp_path),
+    )
+    assert_one_clear_line(result, "cannot reach Kafka", address)
 
 
 @pytest.mark.parametrize(
