@@ -143,8 +143,9 @@ class TrafficProducer:
     ) -> None:
         while pending and pending[0][0] <= now:
             due, item = pending.popleft()
-            if sleep and due > time.time():
-                time.sleep(due - time.time())
+            wait = due - time.time()  # read the clock once: a second read may be past ``due``
+            if sleep and wait > 0:
+                time.sleep(wait)
             label = label_for(item, max(due, item.at))
             self.send(self.settings.topic_labels, label["card_token"], label)
             self.metrics.produced.labels("label").inc()
