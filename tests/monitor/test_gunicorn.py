@@ -93,7 +93,12 @@ def test_monitor_runs_under_gunicorn(published: Settings, tmp_path: Path) -> Non
             assert "_dash-config" in page.text
             layout = browser.get(f"{url}/_dash-layout", timeout=5)
             assert layout.status_code == 200
-            for needle in ('"fraud-graph"', '"fraud-type"', "Fraud Detection Dashboard"):
+            for needle in (
+                '"fraud-graph"',
+                '"fraud-type"',
+                "Fraud Detection Dashboard",
+                "Block and allow lists",
+            ):
                 assert needle in layout.text
             figure = browser.post(
                 f"{url}/_dash-update-component",
@@ -129,3 +134,4 @@ def test_monitor_runs_under_gunicorn(published: Settings, tmp_path: Path) -> Non
     assert process.returncode == 0, text[-4000:]
     assert "Traceback" not in text, text[-4000:]
     assert "monitor feed reading" in text
+    assert "list feed caught up" in text, "the block/allow lists are read too"
