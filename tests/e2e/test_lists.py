@@ -9,6 +9,7 @@ import time
 from typing import Any
 
 import pytest
+from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, ConfigResource
 
 from monitor.lists_feed import ListFeed, ListPublisher
@@ -147,3 +148,15 @@ def test_list_changes_apply_to_the_next_transactions_on_every_worker(make_settin
         assert [(e.list, e.kind, e.value, e.who) for e in feed.lists.entries()] == [
             ("block", "card", card_y, "alice")
         ]
+        # a tombstone removes an entry too: on every worker and in the monitor
+        producer = Producer(settings.producer_config())
+        producer.produce(settings.topic_lists, value=None, key=f"block:card:{card_y}".encode())
+        assert producer.flush(30) == 0
+        _wait_metric(workers, "fraud_list_updates_total", 4, outcome="applied")
+        assert _decide(settings, transaction("lists-8", 1, card_token=card_y))["decision"] == "allow"
+        deadline = time.monotonic() + 30
+        while feed.lists.entries():
+            assert time.monotonic() < deadline, feed.lists.entries()
+            time.sleep(0.1)
+    for worker in workers:
+        assert worker.process.poll() is None, worker.log()
