@@ -10,6 +10,13 @@
 
 The entity stages are ENTITY_STAGES in pipeline/detection/features.py.
 
+Each stage takes its events in batches and passes transactions on in frames: one Kafka message
+holding the envelopes of a batch that belong to one partition of the next topic, sent to that
+partition (the partition Kafka's murmur2 partitioner gives the entity's key, so the state of an
+entity always lives on one partition). A frame's entities are read from their table once and
+written back once. This keeps the number of Kafka messages per transaction low: the cost of a
+Python Kafka client is per message, not per byte (docs/performance.md).
+
 Every topic has the same partition count, so Faust co-partitions them: a card's scoring state,
 its pending features and its labels live on the same partition of the same worker. Invalid
 input goes to the dead-letter topic with the reason; the stream goes on. Processing is
@@ -19,9 +26,11 @@ recognised by transaction id (the stored decision is re-emitted unchanged).
 
 from __future__ import annotations
 
+import functools
 import logging
 import ssl
 import time
+import weakref
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -30,6 +39,7 @@ import faust
 import orjson
 from aiokafka.partitioner import murmur2
 from faust.sensors.prometheus import setup_prometheus_sensors
+from faust.streams import _current_event
 from faust.types.agents import AgentFun
 from prometheus_client import CollectorRegistry
 
@@ -53,7 +63,7 @@ from pipeline.detection.snapshots import SnapshotStore
 from pipeline.lists import install_lists
 from pipeline.messages import alert_message, dead_letter_message, decision_message, utc_now_iso
 from pipeline.metrics import PipelineMetrics
-from pipeline.topics import internal_topic_names
+from pipeline.topics import internal_topic_names, table_names
 from pipeline.validation import EventTimeWindow, Invalid, mask_card_numbers, parse_message
 
 log = logging.getLogger(__name__)
@@ -102,6 +112,7 @@ class FraudPipeline:
             topic_partitions=s.topic_partitions,
             topic_replication_factor=s.topic_replication_factor,
             producer_acks=-1,
+            producer_linger=s.worker_producer_linger_ms / 1000,
             processing_guarantee="at_least_once",
             broker_commit_every=1000,
             broker_commit_interval=1.0,
@@ -134,23 +145,25 @@ class FraudPipeline:
             schema = faust.Schema(key_serializer="json", value_serializer="json")
             return app.Table(name, default=None, schema=schema, partitions=s.topic_partitions, help=help_text)
 
+        *stage_tables, card_table, pending_table = table_names()
         self.stage_tables = [
-            table(f"{entity}-state", f"State per {entity}") for entity, _, _ in ENTITY_STAGES
+            table(name, f"State per {entity}")
+            for name, (entity, _, _) in zip(stage_tables, ENTITY_STAGES, strict=True)
         ]
-        self.card_state = table("card-state", "History per card")
-        self.pending = table("pending-labels", "Features kept at scoring time, by transaction id")
+        self.card_state = table(card_table, "History per card")
+        self.pending = table(pending_table, "Features kept at scoring time, by transaction id")
         entity_ttl = s.entity_ttl_days * 86400
         self._expiry = {t.name: ExpiryIndex(entity_ttl) for t in (*self.stage_tables, self.card_state)}
         self._expiry[self.pending.name] = ExpiryIndex(s.pending_label_ttl_hours * 3600)
 
-        app.agent(self.transactions, name="validate")(self._agent(self.validate, "validate"))
+        app.agent(self.transactions, name="validate")(self._batch_agent(self.validate, "validate"))
         for index, (entity, _, _) in enumerate(ENTITY_STAGES):
             handler = self._entity_stage(index)
             app.agent(self.stage_topics[index], name=f"{entity}-features")(
-                self._agent(handler, f"{entity}-features")
+                self._batch_agent(handler, f"{entity}-features")
             )
-        app.agent(self.by_card, name="score")(self._agent(self.score, "score"))
-        app.agent(self.labels, name="learn")(self._agent(self.learn, "learn"))
+        app.agent(self.by_card, name="score")(self._batch_agent(self.score, "score"))
+        app.agent(self.labels, name="learn")(self._batch_agent(self.learn, "learn"))
         # Block/allow lists: every worker reads the whole list-updates topic (pipeline/lists.py).
         install_lists(self, app, topic(s.topic_lists))
         app.timer(s.model_snapshot_interval_seconds)(self.save_model_snapshot)
@@ -194,7 +207,37 @@ class FraudPipeline:
         agent.__name__ = agent.__qualname__ = component.replace("-", "_")
         return agent
 
-    async def validate(self, event: faust.EventT) -> None:
+    def _batch_agent(
+        self, handler: Callable[[faust.EventT, Outbox], Awaitable[None]], component: str
+    ) -> AgentFun:
+        """An agent that takes events in batches (up to FRAUD_WORKER_BATCH_SIZE, or what arrived
+        within FRAUD_WORKER_BATCH_SECONDS), runs ``handler`` on each event and then sends what the
+        batch produced for the next stage as one frame per partition. Events are acknowledged only
+        after the batch, frames included, was handed to the producer (at-least-once).
+
+        An unexpected error dead-letters that event (reason processing_error); the stream goes on."""
+        size, within = self.settings.worker_batch_size, self.settings.worker_batch_seconds
+
+        async def agent(stream: faust.StreamT) -> None:
+            async for events in stream.take_events(size, within=within):
+                outbox = Outbox(self.settings.worker_frame_items)
+                for event in events:
+                    # Table writes go to the changelog partition (and RocksDB) of the current
+                    # event; take_events leaves that to us.
+                    _current_event.set(weakref.ref(event))
+                    try:
+                        await handler(event, outbox)
+                    except Exception as exc:
+                        log.exception("%s failed on %s", component, _where(event))
+                        await self._dead_letter(
+                            Invalid("processing_error", f"{type(exc).__name__}: {exc}"), event, component
+                        )
+                await outbox.send()
+
+        agent.__name__ = agent.__qualname__ = component.replace("-", "_")
+        return agent
+
+    async def validate(self, event: faust.EventT, outbox: Outbox) -> None:
         """First stage: check every transaction; send the valid ones on to the entity stages."""
         self.metrics.transactions_consumed.inc()
         received = time.time()
@@ -208,51 +251,87 @@ class FraudPipeline:
             await self._dead_letter(result, event, "validate")
             return
         envelope = orjson.dumps({"txn": result, "received": received, "features": {}})
-        await self.stage_topics[0].send(key=_stage_key(result, 0), value=envelope)
+        outbox.add(self.stage_topics[0], self._partition(_stage_key(result, 0)), envelope)
 
-    def _entity_stage(self, index: int) -> Callable[[faust.EventT], Awaitable[None]]:
+    def _entity_stage(self, index: int) -> Callable[[faust.EventT, Outbox], Awaitable[None]]:
         """Stage ``index`` of ENTITY_STAGES: that entity's features from its table, then on to the
-        next stage (re-keyed by its entity) or, after the last one, to scoring (keyed by card)."""
+        next stage (re-keyed by its entity) or, after the last one, to scoring (keyed by card).
+
+        Its input is a frame: the envelopes of one partition. Each entity's state is read once per
+        frame and written back once, after the frame (one changelog message per entity)."""
         entity, field, state_type = ENTITY_STAGES[index]
         table = self.stage_tables[index]
         last = index == len(ENTITY_STAGES) - 1
+        next_topic = self.by_card if last else self.stage_topics[index + 1]
+        next_field = "card_token" if last else ENTITY_STAGES[index + 1][1]
+        component = f"{entity}-features"
 
-        async def handle(event: faust.EventT) -> None:
-            envelope = orjson.loads(event.value)
-            if envelope.get("kind") == "label":  # a known label, for the entity's confirmed-fraud rate
-                labelled = state_type.from_state(table.get(envelope["key"]))
-                labelled.record_label(envelope["is_fraud"], envelope["at"])  # type: ignore[union-attr]
-                table[envelope["key"]] = labelled.to_state()
-                self._touch(table, event.message.partition, envelope["key"], envelope["at"])
-                return
-            txn = envelope["txn"]
-            at = event_seconds(txn)
-            key = txn.get(field)
-            if key:
-                state = state_type.from_state(table.get(key))
-                envelope["features"].update(observe(state, txn, at))
+        async def handle(event: faust.EventT, outbox: Outbox) -> None:
+            states: dict[str, Any] = {}
+            touched: dict[str, float] = {}
+
+            def state_of(key: str) -> Any:
+                state = states.get(key)
+                if state is None:
+                    state = states[key] = state_type.from_state(table.get(key))
+                return state
+
+            for envelope in orjson.loads(event.value):
+                try:
+                    if envelope.get("kind") == "label":  # a known label, for the confirmed-fraud rate
+                        key = envelope["key"]
+                        state_of(key).record_label(envelope["is_fraud"], envelope["at"])
+                        touched[key] = max(touched.get(key, 0.0), envelope["at"])
+                        continue
+                    txn = envelope["txn"]
+                    at = event_seconds(txn)
+                    key = txn.get(field)
+                    if key:
+                        envelope["features"].update(observe(state_of(key), txn, at))
+                        touched[key] = max(touched.get(key, 0.0), at)
+                    else:  # e.g. no device for a card-present payment: neutral features
+                        envelope["features"].update(state_type().features(txn, at))
+                    target = txn.get(next_field) or txn["card_token"]
+                    outbox.add(next_topic, self._partition(target), orjson.dumps(envelope))
+                except Exception as exc:
+                    await self._dead_letter_item(exc, envelope, event, component)
+            partition = event.message.partition
+            for key, state in states.items():
                 table[key] = state.to_state()
-                self._touch(table, event.message.partition, key, at)
-            else:  # e.g. no device for a card-present payment: neutral features
-                envelope["features"].update(state_type().features(txn, at))
-            if last:
-                await self.by_card.send(key=txn["card_token"].encode(), value=orjson.dumps(envelope))
-            else:
-                await self.stage_topics[index + 1].send(
-                    key=_stage_key(txn, index + 1), value=orjson.dumps(envelope)
-                )
+                self._touch(table, partition, key, touched.get(key, 0.0))
 
         handle.__name__ = f"{entity}_features"
         return handle
 
-    async def score(self, event: faust.EventT) -> None:
-        """Last stage: card features, rules and model; emit the decision and, if due, the alert."""
-        envelope = orjson.loads(event.value)
-        txn = envelope["txn"]
+    async def score(self, event: faust.EventT, outbox: Outbox) -> None:
+        """Last stage: card features, rules and model; emit the decision and, if due, the alert.
+        Its input is a frame of envelopes of one partition; each card is read and written once."""
+        cards: dict[str, CardState] = {}
+        touched: dict[str, float] = {}
+        partition = event.message.partition
+        for envelope in orjson.loads(event.value):
+            try:
+                txn = envelope["txn"]
+                token = txn["card_token"]
+                card = cards.get(token)
+                if card is None:
+                    card = cards[token] = CardState.from_state(self.card_state.get(token))
+                await self._score_one(envelope, txn, card, partition)
+                touched[token] = max(touched.get(token, 0.0), event_seconds(txn))
+            except Exception as exc:
+                await self._dead_letter_item(exc, envelope, event, "score")
+        for token, card in cards.items():
+            if token in touched:
+                self.card_state[token] = card.to_state()
+                self._touch(self.card_state, partition, token, touched[token])
+        self.metrics.pending_labels.set(len(self._expiry[self.pending.name]))
+
+    async def _score_one(
+        self, envelope: dict[str, Any], txn: dict[str, Any], card: CardState, partition: int
+    ) -> None:
         transaction_id = txn["transaction_id"]
         key = txn["card_token"].encode()
         stored = self.pending.get(transaction_id)
-        card = CardState.from_state(self.card_state.get(txn["card_token"]))
         if stored is not None or card.has_seen(transaction_id):
             self.metrics.duplicates.inc()
             if stored is not None:  # re-emit the same decision: downstream deduplicates by id
@@ -273,22 +352,18 @@ class FraudPipeline:
             alert = alert_message(decision, txn, features)
             await self.alerts.send(key=key, value=orjson.dumps(alert))
             self.metrics.alerts.labels(verdict.fraud_type).inc()
-        self.card_state[txn["card_token"]] = card.to_state()
-        partition = event.message.partition
         self.pending[transaction_id] = {
             "features": features,
             "decision": decision,
             "at": at,
             "partition": partition,
         }
-        self._touch(self.card_state, partition, txn["card_token"], at)
         self._touch(self.pending, partition, transaction_id, at)
-        self.metrics.pending_labels.set(len(self._expiry[self.pending.name]))
         self.metrics.decisions.labels(verdict.decision).inc()
         self.metrics.processing_latency.observe(now - envelope["received"])
         self.metrics.end_to_end_latency.observe(max(now - at, 0.0))
 
-    async def learn(self, event: faust.EventT) -> None:
+    async def learn(self, event: faust.EventT, outbox: Outbox) -> None:
         """Join a label with the features kept at scoring time and let the model learn."""
         label = parse_message(event.value, "label", self.settings.max_message_bytes)
         if isinstance(label, Invalid):
@@ -311,11 +386,35 @@ class FraudPipeline:
             if issubclass(state_type, LabelledActivityState):
                 key = entry["decision"][field]
                 known = {"kind": "label", "key": key, "is_fraud": label["is_fraud"], "at": known_at}
-                await self.stage_topics[index].send(key=key.encode(), value=orjson.dumps(known))
+                outbox.add(self.stage_topics[index], self._partition(key), orjson.dumps(known))
         del self.pending[label["transaction_id"]]
         self._expiry[self.pending.name].forget(event.message.partition, label["transaction_id"])
 
     # --- helpers --------------------------------------------------------------------------------
+    def _partition(self, key: str) -> int:
+        return _partition_of(key, self.settings.topic_partitions)
+
+    async def _dead_letter_item(
+        self, exc: Exception, envelope: Any, event: faust.EventT, component: str
+    ) -> None:
+        """One envelope of a frame failed: dead-letter it alone (its transaction as the payload);
+        the rest of the frame goes on."""
+        log.exception("%s failed on an envelope of %s", component, _where(event))
+        txn = envelope.get("txn") if isinstance(envelope, dict) else None
+        payload = orjson.dumps(txn if txn is not None else envelope)
+        key = str(txn.get("card_token", "")).encode() if isinstance(txn, dict) else None
+        message = dead_letter_message(
+            Invalid("processing_error", f"{type(exc).__name__}: {exc}"),
+            topic=event.message.topic,
+            partition=event.message.partition,
+            offset=event.message.offset,
+            key=key,
+            payload=payload,
+            component=component,
+        )
+        await self.dead_letters.send(key=key, value=orjson.dumps(message))
+        self.metrics.dead_letters.labels("processing_error").inc()
+
     async def _dead_letter(self, invalid: Invalid, event: faust.EventT, component: str) -> None:
         message = event.message
         envelope = dead_letter_message(
@@ -403,15 +502,41 @@ class FraudPipeline:
         return not self.app.rebalancing and bool(self.app.consumer.assignment())
 
 
+@functools.lru_cache(maxsize=200_000)
 def _partition_of(key: str, partitions: int) -> int:
-    """The partition Kafka's default partitioner (murmur2, as Faust's producer) gives ``key``."""
+    """The partition Kafka's default partitioner (murmur2, as Faust's and our confluent
+    producers) gives ``key``; cached, as murmur2 is pure Python in aiokafka."""
     return (murmur2(key.encode()) & 0x7FFFFFFF) % partitions
 
 
-def _stage_key(txn: dict[str, Any], index: int) -> bytes:
+def _stage_key(txn: dict[str, Any], index: int) -> str:
     """The key that sends ``txn`` to the partition of stage ``index``'s entity (the card when the
     transaction has no such entity, so that such transactions spread evenly)."""
-    return (txn.get(ENTITY_STAGES[index][1]) or txn["card_token"]).encode()
+    return str(txn.get(ENTITY_STAGES[index][1]) or txn["card_token"])
+
+
+def _where(event: faust.EventT) -> str:
+    return f"{event.message.topic}[{event.message.partition}]@{event.message.offset}"
+
+
+class Outbox:
+    """What a batch sends to the next stage, as frames: a JSON array of envelopes that all belong
+    to one partition of one topic, sent to that partition. One Kafka message then carries many
+    transactions between stages; a frame holds at most ``frame_items`` envelopes."""
+
+    def __init__(self, frame_items: int) -> None:
+        self.frame_items = frame_items
+        self._frames: dict[tuple[faust.TopicT, int], list[bytes]] = {}
+
+    def add(self, topic: faust.TopicT, partition: int, envelope: bytes) -> None:
+        self._frames.setdefault((topic, partition), []).append(envelope)
+
+    async def send(self) -> None:
+        for (topic, partition), envelopes in self._frames.items():
+            for start in range(0, len(envelopes), self.frame_items):
+                frame = b"[" + b",".join(envelopes[start : start + self.frame_items]) + b"]"
+                await topic.send(value=frame, partition=partition)
+        self._frames.clear()
 
 
 def _mtime(path: Path) -> float | None:
@@ -453,4 +578,7 @@ def run_worker(settings: Settings, loglevel: str = "info") -> None:
     pipeline = FraudPipeline(settings)
     pipeline.worker_dir.mkdir(parents=True, exist_ok=True)
     worker = faust.Worker(pipeline.app, loglevel=loglevel, quiet=True)
+    # Faust's terminal spinner (on at warning level) sets the root logger to DEBUG so that it spins
+    # on every record: each debug call of aiokafka and Faust then builds a log record (~5% CPU).
+    worker.spinner = None
     worker.execute_from_commandline()

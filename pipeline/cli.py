@@ -218,6 +218,7 @@ def cmd_bench(settings: Settings, args: argparse.Namespace) -> int:
         latency_seconds=args.latency_seconds,
         warmup_transactions=args.warmup,
         profile=args.profile,
+        one_worker_only=args.one_worker_only,
         out=args.out,
     )
     run_benchmark(settings, options)
@@ -331,6 +332,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--warmup", type=int, default=30_000, help="labelled transactions that train the model"
     )
     bench.add_argument("--profile", action="store_true", help="profile the one-worker run with py-spy")
+    bench.add_argument(
+        "--one-worker-only",
+        action="store_true",
+        help="only the one-worker run (a quick look while profiling)",
+    )
     bench.add_argument("--out", type=Path, default=Path("var/bench"), help="folder for the JSON and charts")
     bench.set_defaults(func=cmd_bench)
 

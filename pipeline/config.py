@@ -79,6 +79,21 @@ class Settings(BaseSettings):
     worker_session_timeout_seconds: float = Field(
         default=20.0, ge=6, description="A worker silent this long is dropped and its partitions move."
     )
+    worker_batch_size: int = Field(
+        default=1000, ge=1, description="Most events a worker stage takes at once (one batch)."
+    )
+    worker_batch_seconds: float = Field(
+        default=0.002,
+        gt=0,
+        le=1,
+        description="Longest a stage waits to fill a batch (adds to latency per stage).",
+    )
+    worker_frame_items: int = Field(
+        default=250, ge=1, le=2000, description="Most transactions in one message between two stages."
+    )
+    worker_producer_linger_ms: float = Field(
+        default=1.0, ge=0, le=1000, description="How long the worker's producer waits to fill a batch."
+    )
     table_store: Literal["rocksdb", "memory"] = Field(
         default="rocksdb",
         description="Faust table store: RocksDB on disk (state larger than memory) or memory.",

@@ -13,6 +13,18 @@ from pipeline.detection.features import ENTITY_STAGES
 log = logging.getLogger(__name__)
 
 
+def table_names() -> list[str]:
+    """The worker's Faust tables: one per entity stage, the cards' history, the pending labels."""
+    return [f"{entity}-state" for entity, _, _ in ENTITY_STAGES] + ["card-state", "pending-labels"]
+
+
+def changelog_topic_names(settings: Settings) -> list[str]:
+    """The tables' changelog topics (compacted), named as Faust names them. They are created up
+    front like every other topic: a changelog Faust creates after start-up can be seen by its
+    consumer with 0 partitions, and every table write then fails with PartitionsMismatch."""
+    return [f"{settings.app_id}-{name}-changelog" for name in table_names()]
+
+
 class BrokerUnavailableError(RuntimeError):
     """No broker of the configured cluster answered in time; the message names the address."""
 
@@ -66,7 +78,8 @@ def ensure_topics(
     timeout = timeout or settings.kafka_connect_timeout_seconds
     errors: list[KafkaError] = []
     admin = _admin(settings, errors)
-    names = settings.topic_names + (internal_topic_names(settings) if include_internal else [])
+    internal = internal_topic_names(settings) + changelog_topic_names(settings) if include_internal else []
+    names = settings.topic_names + internal
     existing = _topic_names(admin, errors, settings, timeout)
     retention_ms = str(settings.topic_retention_hours * 3600 * 1000)
     retained = {"retention.ms": retention_ms, "max.message.bytes": str(1024 * 1024)}
@@ -77,7 +90,7 @@ def ensure_topics(
             name,
             num_partitions=settings.topic_partitions,
             replication_factor=settings.topic_replication_factor,
-            config=compacted if name == settings.topic_lists else retained,
+            config=compacted if name == settings.topic_lists or name.endswith("-changelog") else retained,
         )
         for name in names
         if name not in existing

@@ -50,6 +50,7 @@ class BenchOptions:
     latency_seconds: float = 30.0
     warmup_transactions: int = 30_000
     profile: bool = False
+    one_worker_only: bool = False  # a quick look while profiling: no raw, 2-worker or latency run
     out: Path = REPO_ROOT / "var" / "bench"
 
 
@@ -97,6 +98,19 @@ def _run(settings: Settings, options: BenchOptions) -> dict[str, Any]:
     produced = _produce_all(base, base.topic_transactions, _transactions(base, options.transactions, run))
     results["produce"] = produced
     say(f"      {produced['rate']:,.0f} transactions/s produced")
+
+    if options.one_worker_only:
+        app = _app_settings(base, f"bench-{run}-w1")
+        _install_model(app, model)
+        results["workers_1"] = _pipeline_run(app, 1, options.transactions, out, profile=options.profile)
+        one = results["workers_1"]
+        say(
+            f"      {one['rate']:,.0f} transactions/s, {one['cpu_cores_per_worker'][0]:.2f} cores, "
+            f"{one['duplicates']} duplicates"
+        )
+        for frame, share in one.get("profile_top", []):
+            say(f"  {share:6.1%}  {frame}")
+        return results
 
     say("[3/6] the limit: raw confluent-kafka consume -> produce, no processing")
     results["raw"] = _raw_passthrough(base, f"bench-{run}-raw-out", options.transactions)
