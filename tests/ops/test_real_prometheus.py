@@ -265,7 +265,7 @@ def test_prometheus_scrapes_worker_simulator_and_monitor_and_sees_what_went_thro
         produced = prometheus.query('fraud_simulator_produced_total{job="simulator"}')
         return by("kind", produced).get("transaction") == TRANSACTIONS and up() == dict.fromkeys(JOBS, 1.0)
 
-    wait_for(simulator_done, LABEL_DELAY, lambda: f"up {up()}; simulator log:\n{simulator.log()}")
+    wait_for(simulator_done, 60, lambda: f"up {up()}; simulator log:\n{simulator.log()}")
 
     decisions = consume_until(
         settings,
