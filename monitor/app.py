@@ -116,7 +116,9 @@ def create_app(
     if publish_list is None:
         publish_list = ListPublisher(settings).publish
     lists = SharedLists() if lists is None else lists
-    register_list_callbacks(app, lists, publish_list, refresh_id=REFRESH_ID, url_id=URL_ID)
+    register_list_callbacks(
+        app, lists, publish_list, refresh_id=REFRESH_ID, url_id=URL_ID, alerts=feed_state.alerts
+    )
     _add_routes(app.server, registry, feed_state)
     _add_health_routes(app.server, feed)
     return app

@@ -28,7 +28,14 @@ from dash.exceptions import PreventUpdate
 from monitor.auth import current_user
 from monitor.formatting import format_time, shorten_token
 from monitor.users import User
-from pipeline.detection.lists import ENTITY_KINDS, LIST_NAMES, EntityLists, ListEntry, list_key
+from pipeline.detection.lists import (
+    ENTITY_KINDS,
+    LIST_NAMES,
+    TRANSACTION_FIELD,
+    EntityLists,
+    ListEntry,
+    list_key,
+)
 from pipeline.lists import Record, apply_records
 from pipeline.schemas import SchemaViolation, validator
 from pipeline.validation import text_has_card_number
@@ -41,6 +48,7 @@ LISTS_RENDERED_ID = "lists-rendered"
 LIST_NAME_ID = "list-name"
 LIST_KIND_ID = "list-kind"
 LIST_VALUE_ID = "list-value"
+LIST_FROM_ALERT_ID = "list-from-alert"
 LIST_REASON_ID = "list-reason"
 LIST_ADD_ID = "list-add"
 LIST_REMOVE_SELECT_ID = "list-remove-select"
@@ -58,6 +66,9 @@ ERROR_STYLE: dict[str, str] = {"color": "#c0392b", "fontWeight": "bold", "margin
 
 PublishList = Callable[[str, Mapping[str, Any]], None]
 """Publishes one list update under its key (``ListPublisher.publish``); raises on failure."""
+AlertLookup = Callable[[str], Mapping[str, Any] | None]
+"""The alert with a transaction id (``AlertStore.get``), or None."""
+ALERT_CHOICES = 100
 
 
 class ListChangeNotAllowedError(PermissionError):
@@ -195,6 +206,19 @@ def build_list_update(
     return list_key(list_name, kind, text), message
 
 
+def _entity_of_alert(transaction_id: str, kind: str | None, lookup: AlertLookup | None) -> str:
+    """The card token, device id or merchant id of an alert the monitor keeps."""
+    alert = lookup(transaction_id) if lookup is not None else None
+    if alert is None:
+        raise InvalidListChangeError(f"alert {transaction_id} is no longer kept by the monitor")
+    if kind not in ENTITY_KINDS:
+        raise InvalidListChangeError("choose card, device or merchant")
+    entity = alert.get(TRANSACTION_FIELD[kind])
+    if not isinstance(entity, str) or not entity:
+        raise InvalidListChangeError(f"alert {transaction_id} has no {kind}")
+    return entity
+
+
 class ListFeedback(NamedTuple):
     text: str
     style: dict[str, str]
@@ -211,13 +235,20 @@ def change_list(
     value: str | None = None,
     reason: str | None = None,
     remove_id: str | None = None,
+    from_alert: str | None = None,
+    alert_lookup: AlertLookup | None = None,
     now: datetime | None = None,
 ) -> ListFeedback:
     """Add an entry (``action`` add: list, kind, value, reason) or remove one (``remove``: the
-    entry chosen by ``remove_id``), publish it and show it. The server-side check is here."""
+    entry chosen by ``remove_id``), publish it and show it. The server-side check is here.
+
+    Without a typed ``value``, an add takes the card, device or merchant of alert ``from_alert``
+    (the page shows card tokens shortened, so an analyst blocks an alert's card this way)."""
     when = now or datetime.now(UTC)
     try:
         check_may_edit_lists(user)
+        if action == "add" and not (value or "").strip() and from_alert:
+            value = _entity_of_alert(from_alert, kind, alert_lookup)
         if action == "remove":
             entry = lists.find(remove_id or "")
             if entry is None:
@@ -308,13 +339,26 @@ def lists_section() -> html.Div:
                         value="card",
                         inline=True,
                     ),
-                    dcc.Input(
-                        id=LIST_VALUE_ID,
-                        type="text",
-                        placeholder="tok_… / device id / merchant id",
-                        maxLength=64,
-                        autoComplete="off",
-                        style={"width": "260px", "marginRight": "8px"},
+                    html.Div(
+                        [
+                            dcc.Input(
+                                id=LIST_VALUE_ID,
+                                type="text",
+                                placeholder="tok_… / device id / merchant id",
+                                maxLength=64,
+                                autoComplete="off",
+                                style={"width": "260px"},
+                            ),
+                            html.Span("or that of alert", style={"fontSize": "13px"}),
+                            dcc.Dropdown(
+                                id=LIST_FROM_ALERT_ID,
+                                options=[],
+                                placeholder="Choose an alert",
+                                clearable=True,
+                                style={"minWidth": "320px"},
+                            ),
+                        ],
+                        style={"display": "flex", "gap": "8px", "alignItems": "center", "margin": "6px 0"},
                     ),
                     dcc.Input(
                         id=LIST_REASON_ID,
@@ -364,20 +408,43 @@ def access_view(user: User | None) -> tuple[str, bool, bool]:
     return f"You are {who}: only analysts can change the lists.", True, True
 
 
-def table_view(lists: SharedLists, rendered: Any) -> tuple[list[Any], list[dict[str, str]], int]:
-    """Rows, remove options and the version shown; PreventUpdate when nothing changed."""
-    version = lists.version
-    if version == rendered:
+def alert_choices(alerts: Sequence[Mapping[str, Any]]) -> list[dict[str, str]]:
+    """Options of the 'that of alert' chooser: 'tx · decision · card tok_4f9a…3e'."""
+    choices = []
+    for alert in alerts:
+        tx = alert.get("transaction_id")
+        if tx:
+            card = shorten_token(alert.get("card_token"))
+            choices.append({"label": f"{tx} · {alert.get('decision', '')} · card {card}", "value": str(tx)})
+    return choices
+
+
+def table_view(
+    lists: SharedLists, rendered: Any, alerts: Any = None
+) -> tuple[list[Any], list[dict[str, str]], list[dict[str, str]], str]:
+    """Rows, remove options, alert choices and the key of what they show; PreventUpdate when
+    neither the lists nor the alerts (an ``AlertStore``) changed."""
+    key = f"{lists.version}/{alerts.version if alerts is not None else '-'}"
+    if key == rendered:
         raise PreventUpdate
     entries = lists.entries()
     table = html.Table(list_rows(entries), style={"borderCollapse": "collapse", "fontSize": "13px"})
-    return [table], remove_options(entries), version
+    choices = alert_choices(alerts.newest(ALERT_CHOICES)) if alerts is not None else []
+    return [table], remove_options(entries), choices, key
 
 
 def register_list_callbacks(
-    app: Dash, lists: SharedLists, publish: PublishList, *, refresh_id: str, url_id: str
+    app: Dash,
+    lists: SharedLists,
+    publish: PublishList,
+    *,
+    refresh_id: str,
+    url_id: str,
+    alerts: Any = None,
 ) -> None:
-    """Wire the section to ``lists`` and ``publish`` (``refresh_id``: the page's interval)."""
+    """Wire the section to ``lists`` and ``publish`` (``refresh_id``: the page's interval;
+    ``alerts``: the monitor's ``AlertStore``, to list an alert's card, device or merchant)."""
+    lookup: AlertLookup | None = alerts.get if alerts is not None else None
 
     @app.callback(
         Output(LIST_NOTE_ID, "children"),
@@ -391,12 +458,13 @@ def register_list_callbacks(
     @app.callback(
         Output(LISTS_TABLE_ID, "children"),
         Output(LIST_REMOVE_SELECT_ID, "options"),
+        Output(LIST_FROM_ALERT_ID, "options"),
         Output(LISTS_RENDERED_ID, "data"),
         Input(refresh_id, "n_intervals"),
         State(LISTS_RENDERED_ID, "data"),
     )
     def _table(_n: int | None, rendered: Any) -> tuple[Any, ...]:
-        return table_view(lists, rendered)
+        return table_view(lists, rendered, alerts)
 
     @app.callback(
         Output(LIST_STATUS_ID, "children"),
@@ -409,6 +477,7 @@ def register_list_callbacks(
         State(LIST_VALUE_ID, "value"),
         State(LIST_REASON_ID, "value"),
         State(LIST_REMOVE_SELECT_ID, "value"),
+        State(LIST_FROM_ALERT_ID, "value"),
         prevent_initial_call=True,
     )
     def _change(
@@ -419,6 +488,7 @@ def register_list_callbacks(
         value: str | None,
         reason: str | None,
         remove_id: str | None,
+        from_alert: str | None,
     ) -> tuple[Any, ...]:
         if ctx.triggered_id not in (LIST_ADD_ID, LIST_REMOVE_ID):
             raise PreventUpdate
@@ -433,6 +503,8 @@ def register_list_callbacks(
             value=value,
             reason=reason if action == "add" else None,
             remove_id=remove_id,
+            from_alert=from_alert,
+            alert_lookup=lookup,
         )
         # once recorded, the value leaves the page (it may be a whole card token)
         cleared = "" if action == "add" and feedback.style == OK_STYLE else no_update

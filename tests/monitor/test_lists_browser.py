@@ -16,6 +16,7 @@ from monitor.app import create_app
 from monitor.lists_feed import ListFeed, ListPublisher
 from pipeline.schemas import validator
 from tests.conftest import free_port
+from tests.monitor.conftest import alert_record, decision_record
 from tests.monitor.logins import ANALYST, VIEWER, login_browser, make_accounts
 from tests.monitor.test_browser import RERENDERED, SCREENSHOTS, _choose, _no_browser_errors
 from tests.support import consume_until
@@ -29,8 +30,10 @@ TOKEN = "tok_browser0042ab"
 
 
 def _serve(dash_duo, settings, feed: ListFeed, publisher: ListPublisher, user: tuple[str, str]) -> None:
+    state = MonitorState.from_settings(settings)
+    state.alerts.add(alert_record(decision_record("x1", decision="block", fraud_type="identity_theft")))
     app = create_app(
-        MonitorState.from_settings(settings),
+        state,
         settings,
         accounts=make_accounts(),
         publish=lambda _label: None,
@@ -94,6 +97,17 @@ def test_an_analyst_adds_and_removes_a_list_entry_through_the_page(dash_duo, mak
         updates = consume_until(settings, settings.topic_lists, lambda m: len(m) >= 2, 60)
         assert [u["action"] for u in updates] == ["add", "remove"]
         dash_duo.wait_for_contains_text("#lists-table", "No entries from the monitor yet.", timeout=20)
+
+        # the card of an alert, without typing its token (the page shows it shortened)
+        _choose(dash_duo, "#list-from-alert", "x1 · block · card tok_4f9a…3e")
+        dash_duo.find_element("#list-add").click()
+        dash_duo.wait_for_text_to_equal(
+            "#list-status", "Recorded: card tok_4f9a…3e added to the block list by alice.", timeout=30
+        )
+        updates = consume_until(settings, settings.topic_lists, lambda m: len(m) >= 3, 60)
+        assert (updates[-1]["action"], updates[-1]["value"]) == ("add", "tok_4f9a2c1b7d3e")
+        dash_duo.wait_for_contains_text("#lists-table", "tok_4f9a…3e", timeout=20)
+        assert "tok_4f9a2c1b7d3e" not in dash_duo.driver.page_source
         _no_browser_errors(dash_duo)
     publisher.close()
 

@@ -60,7 +60,7 @@ def test_an_analyst_adds_an_entry_it_is_published_and_shown_shortened() -> None:
     )  # fmt: skip
     [entry] = lists.entries()
     assert entry.value == TOKEN
-    children, options, version = table_view(lists, None)
+    children, options, _choices, version = table_view(lists, None)
     rendered = json.dumps(
         children[0].to_plotly_json(), default=lambda c: c.to_plotly_json(), ensure_ascii=False
     )
@@ -126,6 +126,32 @@ def test_invalid_changes_are_refused_without_repeating_the_value(
         build_list_update(user=ALICE, action="add", now=NOW, **values)
 
 
+def test_an_alerts_card_device_or_merchant_can_be_listed_without_typing_it(make_decision, make_alert) -> None:
+    alerts = AlertStore(50)
+    alerts.add(make_alert(make_decision("x1", decision="block", fraud_type="identity_theft")))
+    lists, published = SharedLists(), Published()
+    _, _, choices, key = table_view(lists, None, alerts)
+    assert choices == [{"label": "x1 · block · card tok_4f9a…3e", "value": "x1"}]
+    with pytest.raises(PreventUpdate):
+        table_view(lists, key, alerts)
+
+    def from_alert(kind: str, tx: str = "x1"):
+        return change_list(lists, published, ALICE, "add", list_name="block", kind=kind, value="",
+                           reason="seen in x1", from_alert=tx, alert_lookup=alerts.get, now=NOW)  # fmt: skip
+
+    assert from_alert("card") == ("Recorded: card tok_4f9a…3e added to the block list by alice.", OK_STYLE)
+    assert from_alert("merchant").text == "Recorded: merchant m-00042 added to the block list by alice."
+    assert from_alert("device") == ("Not sent: alert x1 has no device.", ERROR_STYLE)
+    assert from_alert("card", "gone") == (
+        "Not sent: alert gone is no longer kept by the monitor.",
+        ERROR_STYLE,
+    )
+    assert [key for key, _ in published] == ["block:card:tok_4f9a2c1b7d3e", "block:merchant:m-00042"]
+    viewer = change_list(lists, published, VICTOR, "add", list_name="block", kind="card", reason="x",
+                         from_alert="x1", alert_lookup=alerts.get, now=NOW)  # fmt: skip
+    assert viewer.text.startswith("Not allowed:") and len(published) == 2
+
+
 def test_a_failed_publication_is_reported_and_not_shown() -> None:
     def broken(_key: str, _message: Mapping[str, Any]) -> None:
         raise RuntimeError("broker down")
@@ -154,6 +180,7 @@ _FORGED_ADD = {
         {"id": "list-value", "property": "value", "value": TOKEN},
         {"id": "list-reason", "property": "value", "value": "forged"},
         {"id": "list-remove-select", "property": "value", "value": None},
+        {"id": "list-from-alert", "property": "value", "value": None},
     ],
     "changedPropIds": ["list-add.n_clicks"],
 }
