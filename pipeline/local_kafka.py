@@ -346,7 +346,10 @@ def _cluster_id() -> str:
     """A random KRaft cluster id (base64url of 16 random bytes, as StorageTool random-uuid prints)."""
     import base64
 
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    while True:  # an id starting with "-" would read as an option to StorageTool
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id
 
 
 def _port_open(port: int) -> bool:

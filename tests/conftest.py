@@ -140,6 +140,15 @@ def start_worker(tmp_path: Path) -> Iterator[Callable[[Settings], WorkerProcess]
     workers: list[WorkerProcess] = []
 
     def factory(settings: Settings, wait: bool = True) -> WorkerProcess:
+        clash = [
+            w
+            for w in workers
+            if w.process.poll() is None and w.settings.worker_web_port == settings.worker_web_port
+        ]
+        assert not clash, (
+            "two live workers on one worker_web_port: the second cannot bind it and its readiness "
+            "check would reach the first; give it another worker_web_port (free_port())"
+        )
         worker = WorkerProcess(settings, tmp_path / f"worker-{len(workers)}.log")
         workers.append(worker)
         if wait:

@@ -10,6 +10,7 @@ import pytest
 from confluent_kafka import Consumer, Producer
 
 from pipeline.config import Settings
+from tests.conftest import free_port
 from tests.e2e.test_pipeline import metric_value, simulated
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
@@ -49,7 +50,8 @@ def test_one_and_two_workers_decide_alike(make_settings, start_worker) -> None:
     alone = decide_one_by_one(one, transactions)
 
     two = make_settings(topic_partitions=4, model_min_labels=10**9)
-    first, second = start_worker(two), start_worker(two)
+    first = start_worker(two)
+    second = start_worker(two.model_copy(update={"worker_web_port": free_port()}))
     first.wait_ready()  # again: the second worker's arrival rebalances the group
     second.wait_ready()
     together = decide_one_by_one(two, transactions)

@@ -14,6 +14,7 @@ import pytest
 from confluent_kafka import Producer
 
 from pipeline.simulator.generator import FraudRates, TrafficGenerator
+from tests.conftest import free_port
 from tests.support import consume_until
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
@@ -21,9 +22,11 @@ pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
 def test_kill_9_of_one_worker_loses_nothing(make_settings, start_worker) -> None:
     settings = make_settings(topic_partitions=4, worker_session_timeout_seconds=8, model_min_labels=10**9)
-    first, second = start_worker(settings), start_worker(settings)
+    first = start_worker(settings)
+    second = start_worker(settings.model_copy(update={"worker_web_port": free_port()}))
     first.wait_ready()
     second.wait_ready()
+    assert second.process.poll() is None and first.process.poll() is None
 
     generator = TrafficGenerator(seed=21, customers=400, merchants=80, rate=80, rhythm=False,
                                  fraud=FraudRates(0.02, 0.02, 0.01), run_id="crash")  # fmt: skip
