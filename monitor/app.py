@@ -43,6 +43,7 @@ from monitor.layout import (
     QUEUE_PAGE_ID,
     QUEUE_PAGE_INFO_ID,
     QUEUE_PAGE_SIZE_ID,
+    QUEUE_PAGES_ID,
     QUEUE_PREV_ID,
     QUEUE_TYPE_ID,
     RANGE_END_ID,
@@ -215,10 +216,28 @@ def _register_callbacks(app: Dash, state: MonitorState, stale_after: float) -> N
         return tuple(callbacks.update_headline(state, stale_after, within))
 
     @app.callback(
+        Output(QUEUE_PAGE_ID, "data"),
+        Input(QUEUE_PREV_ID, "n_clicks"),
+        Input(QUEUE_NEXT_ID, "n_clicks"),
+        Input(VIEW_RANGE_ID, "data"),
+        Input(QUEUE_TYPE_ID, "value"),
+        Input(QUEUE_DECISION_ID, "value"),
+        Input(QUEUE_MIN_SCORE_ID, "value"),
+        Input(QUEUE_PAGE_SIZE_ID, "value"),
+        State(QUEUE_PAGE_ID, "data"),
+        State(QUEUE_PAGES_ID, "data"),
+        prevent_initial_call=True,
+    )
+    def _turn_page(*args: Any) -> int:
+        page, pages = args[-2:]
+        return callbacks.turn_page(set(ctx.triggered_prop_ids.values()), page, pages)
+
+    # The page is an input here, never a state: a refresh cannot answer with the page it had before.
+    @app.callback(
         Output(ALERT_QUEUE_ID, "children"),
         Output(ALERT_SELECT_ID, "options"),
         Output(ALERTS_RENDERED_ID, "data"),
-        Output(QUEUE_PAGE_ID, "data"),
+        Output(QUEUE_PAGES_ID, "data"),
         Output(QUEUE_PAGE_INFO_ID, "children"),
         Output(QUEUE_PREV_ID, "disabled"),
         Output(QUEUE_NEXT_ID, "disabled"),
@@ -228,9 +247,7 @@ def _register_callbacks(app: Dash, state: MonitorState, stale_after: float) -> N
         Input(QUEUE_DECISION_ID, "value"),
         Input(QUEUE_MIN_SCORE_ID, "value"),
         Input(QUEUE_PAGE_SIZE_ID, "value"),
-        Input(QUEUE_PREV_ID, "n_clicks"),
-        Input(QUEUE_NEXT_ID, "n_clicks"),
-        State(QUEUE_PAGE_ID, "data"),
+        Input(QUEUE_PAGE_ID, "data"),
         State(ALERTS_RENDERED_ID, "data"),
     )
     def _alerts(
@@ -240,20 +257,20 @@ def _register_callbacks(app: Dash, state: MonitorState, stale_after: float) -> N
         decision: Any,
         min_score: Any,
         page_size: Any,
-        _prev: int | None,
-        _next: int | None,
         page: Any,
         rendered: Any,
     ) -> tuple[Any, ...]:
-        trigger = ctx.triggered_id
-        if trigger in (QUEUE_PREV_ID, QUEUE_NEXT_ID):
-            move = -1 if trigger == QUEUE_PREV_ID else 1
-        elif trigger in (REFRESH_ID, None):
-            move = 0
-        else:  # a filter, the page size or the range changed: back to the newest alerts
-            move, page = 0, 0
-        request = callbacks.QueueRequest(fraud_type, decision, min_score, page_size, page, move)
-        return tuple(callbacks.update_queue_page(state, request, rendered, range_data))
+        request = callbacks.QueueRequest(fraud_type, decision, min_score, page_size, page)
+        view = callbacks.update_queue_page(state, request, rendered, range_data)
+        return (
+            view.children,
+            view.options,
+            view.key,
+            view.pages,
+            view.page_info,
+            view.newer_disabled,
+            view.older_disabled,
+        )
 
 
 def _register_view_callbacks(app: Dash, state: MonitorState) -> None:

@@ -28,6 +28,8 @@ from monitor.layout import (
     FRESH_STYLE,
     OK_STYLE,
     PAGE_SIZES,
+    QUEUE_NEXT_ID,
+    QUEUE_PREV_ID,
     STALE_STYLE,
     alert_detail,
     alert_options,
@@ -182,20 +184,39 @@ class QueueRequest(NamedTuple):
     min_score: Any = None
     page_size: Any = DEFAULT_PAGE_SIZE
     page: Any = 0
-    move: int = 0
-    """-1 for 'newer', +1 for 'older', 0 to stay (or after a filter changed, with page 0)."""
+    """0 for the newest alerts; past the last page, the last page is shown."""
 
 
 class QueuePage(NamedTuple):
-    """Outputs of the paginated queue, in the order the app wires them."""
+    """Outputs of the paginated queue."""
 
     children: list[html.Thead | html.Tbody]
     options: list[dict[str, str]]
     key: str
     page: int
+    """The page shown (0 = newest), ``QueueRequest.page`` kept within the pages there are."""
+    pages: int
     page_info: str
     newer_disabled: bool
     older_disabled: bool
+
+
+def turn_page(triggered: set[Any], page: Any, pages: Any) -> int:
+    """The queue's page after the controls in ``triggered`` (component ids) changed.
+
+    'Newer'/'Older' step back/forward within ``pages``; a changed filter, page size or range goes
+    back to the first (newest) page.
+    """
+    page = page if isinstance(page, int) and not isinstance(page, bool) and page >= 0 else 0
+    last = pages - 1 if isinstance(pages, int) and not isinstance(pages, bool) and pages >= 1 else page
+    prev, older = QUEUE_PREV_ID in triggered, QUEUE_NEXT_ID in triggered
+    if triggered - {QUEUE_PREV_ID, QUEUE_NEXT_ID}:
+        return 0
+    if older and not prev:
+        return min(page + 1, last)
+    if prev and not older:
+        return max(0, min(page, last) - 1)
+    return page
 
 
 def queue_filter(request: QueueRequest, within: TimeRange = EVERYTHING) -> AlertFilter:
@@ -218,7 +239,6 @@ def update_queue_page(
     """
     size = request.page_size if request.page_size in PAGE_SIZES else DEFAULT_PAGE_SIZE
     page = request.page if isinstance(request.page, int) and request.page >= 0 else 0
-    page += request.move
     rng, range_key = view_range(state, range_data)
     alert_filter = queue_filter(request, rng)
     total = state.alerts.query(alert_filter, limit=0).total
@@ -240,6 +260,7 @@ def update_queue_page(
         alert_options(alerts),
         key,
         page,
+        pages,
         info,
         page == 0,
         page >= pages - 1,

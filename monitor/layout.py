@@ -72,6 +72,7 @@ QUEUE_PAGE_SIZE_ID = "queue-page-size"
 QUEUE_PREV_ID = "queue-prev"
 QUEUE_NEXT_ID = "queue-next"
 QUEUE_PAGE_ID = "queue-page"
+QUEUE_PAGES_ID = "queue-pages"
 QUEUE_PAGE_INFO_ID = "queue-page-info"
 THEME_ID = "theme"
 THEME_TOGGLE_ID = "theme-toggle"
@@ -257,6 +258,7 @@ def build_layout(settings: Settings) -> html.Div:
             dcc.Store(id=VIEW_RANGE_ID, data={"range": DEFAULT_RANGE, "from": "", "to": ""}),
             dcc.Store(id=RISK_RENDERED_ID),
             dcc.Store(id=QUEUE_PAGE_ID, data=0),
+            dcc.Store(id=QUEUE_PAGES_ID, data=1),
             dcc.Store(id=THEME_ID, storage_type="local"),
         ],
         id=PAGE_ID,

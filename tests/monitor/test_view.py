@@ -11,6 +11,7 @@ import openpyxl
 import pytest
 from dash import no_update
 from dash.exceptions import PreventUpdate
+from pypdf import PdfReader
 
 from monitor.aggregation import AlertFilter, AlertStore, DecisionAggregator, MonitorState, at_risk
 from monitor.callbacks import (
@@ -20,6 +21,7 @@ from monitor.callbacks import (
     export_report,
     search_for,
     sync_url,
+    turn_page,
     update_at_risk,
     update_graph,
     update_headline,
@@ -230,18 +232,29 @@ def test_queue_pagination_with_many_alerts(make_decision, make_alert) -> None:
     page1 = update_queue_page(st, QueueRequest(page_size=10), None)
     assert _ids(page1)[:2] == ["t22", "t21"] and len(_ids(page1)) == 10
     assert (page1.newer_disabled, page1.older_disabled) == (True, False)
-    page2 = update_queue_page(st, QueueRequest(page_size=10, page=page1.page, move=1), page1.key)
+    page2 = update_queue_page(st, QueueRequest(page_size=10, page=1), page1.key)
     assert _ids(page2)[0] == "t12" and page2.page == 1
-    page3 = update_queue_page(st, QueueRequest(page_size=10, page=page2.page, move=1), page2.key)
+    page3 = update_queue_page(st, QueueRequest(page_size=10, page=2), page2.key)
     assert _ids(page3) == ["t02", "t01", "t00"]
     assert page3.page_info == "21–23 of 23 alerts · page 3 of 3"
-    assert (page3.newer_disabled, page3.older_disabled) == (False, True)
-    beyond = update_queue_page(st, QueueRequest(page_size=10, page=2, move=1), None)
-    assert beyond.page == 2, "no page past the last"
+    assert (page3.newer_disabled, page3.older_disabled, page3.pages) == (False, True, 3)
+    beyond = update_queue_page(st, QueueRequest(page_size=10, page=7), None)
+    assert (beyond.page, _ids(beyond)) == (2, _ids(page3)), "past the last page: the last page"
     with pytest.raises(PreventUpdate):
         update_queue_page(st, QueueRequest(page_size=10, page=2), page3.key)
-    back = update_queue_page(st, QueueRequest(page_size=10, page=2, move=-1), page3.key)
-    assert _ids(back)[0] == "t12"
+
+
+def test_turning_pages() -> None:
+    assert turn_page({"queue-next"}, 0, 3) == 1
+    assert turn_page({"queue-next"}, 2, 3) == 2, "no page past the last"
+    assert turn_page({"queue-prev"}, 1, 3) == 0
+    assert turn_page({"queue-prev"}, 0, 3) == 0
+    assert turn_page({"queue-prev"}, 7, 3) == 1, "from beyond the last page (alerts left the range)"
+    assert turn_page({"queue-type"}, 2, 3) == 0, "a filter goes back to the newest alerts"
+    assert turn_page({"queue-next", "queue-page-size"}, 1, 3) == 0
+    assert turn_page({"queue-next", "queue-prev"}, 1, 3) == 1
+    assert turn_page({"queue-next"}, None, None) == 0
+    assert turn_page({"queue-next"}, 4, None) == 4
 
 
 def test_queue_filters_and_range(state) -> None:
@@ -253,6 +266,7 @@ def test_queue_filters_and_range(state) -> None:
     assert _ids(none) == ["No alert matches the filters."] and none.page_info == "0 alerts"
     # values the page cannot send are ignored, never an error
     junk = update_queue_page(state, QueueRequest("phishing", "allow", "high", "x", -3), None)
+    assert junk.page == 0
     assert _ids(junk) == ["i29", "u25", "m20", "i10", "u0"]
 
 
@@ -295,3 +309,14 @@ def test_report_is_limited_to_the_range(state) -> None:
         "u25",
         "m20",
     ]
+
+
+def test_pdf_report_names_the_range(state) -> None:
+    download = export_report(
+        state, "pdf", None, now=NOW, range_data={"range": "custom", "from": "2026-11-28 09:05"}
+    )
+    reader = PdfReader(io.BytesIO(base64.b64decode(download["content"])))
+    text = "\n".join(page.extract_text() for page in reader.pages)
+    assert "Time range: 2026-11-28 09:05 to now UTC" in text
+    assert "Period: 2026-11-28 09:10 to 2026-11-28 09:30 UTC" in text
+    assert "i10" in text and "u0" not in text, "only the alerts of the range"
