@@ -11,6 +11,8 @@ import openpyxl
 import pytest
 from dash import no_update
 from dash.exceptions import PreventUpdate
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pypdf import PdfReader
 
 from monitor.aggregation import AlertFilter, AlertStore, DecisionAggregator, MonitorState, at_risk
@@ -32,7 +34,7 @@ from monitor.figures import ALL_TYPES_TITLE, all_types_figure
 from monitor.layout import RISK_COLUMNS
 from monitor.timerange import EVERYTHING, InvalidRangeError, RangeSpec, TimeRange
 from pipeline.config import FRAUD_TYPE_NAMES, FRAUD_TYPES
-from tests.monitor.conftest import BASE_MINUTE
+from tests.monitor.conftest import BASE_MINUTE, decision_record
 
 NOW = BASE_MINUTE + timedelta(minutes=30, seconds=20)  # 09:30:20
 
@@ -320,3 +322,44 @@ def test_pdf_report_names_the_range(state) -> None:
     assert "Time range: 2026-11-28 09:05 to now UTC" in text
     assert "Period: 2026-11-28 09:10 to 2026-11-28 09:30 UTC" in text
     assert "i10" in text and "u0" not in text, "only the alerts of the range"
+
+
+_RECORDS = st.lists(
+    st.tuples(
+        st.integers(0, 59),  # minute
+        st.sampled_from(["allow", "review", "block"]),
+        st.sampled_from([*FRAUD_TYPES, None]),
+        st.floats(0, 10_000, allow_nan=False),
+        st.sampled_from(["EUR", "USD"]),
+    ),
+    max_size=60,
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(records=_RECORDS, start=st.integers(0, 60), length=st.integers(1, 61))
+def test_amounts_at_risk_match_a_plain_sum(records, start, length) -> None:
+    """at_risk over a range equals summing the flagged records of the minutes in it by hand."""
+    agg = DecisionAggregator(120)
+    for i, (minute, decision, fraud_type, amount, currency) in enumerate(records):
+        record = decision_record(
+            f"t{i}", minute=minute, decision=decision, fraud_type=fraud_type, amount=amount, currency=currency
+        )
+        agg.add(record)
+    rng = TimeRange(_t(start), _t(start + length))
+    risk = agg.at_risk(rng)
+    kept = [r for r in records if start <= r[0] < start + length and r[1] != "allow"]
+    for fraud_type in [*FRAUD_TYPES, None]:
+        mine = [r for r in kept if r[2] == fraud_type]
+        figures = risk.by_type.get(fraud_type)
+        if figures is None:
+            assert fraud_type is None and not mine
+            continue
+        assert figures.alerted == len(mine)
+        assert figures.blocked == sum(1 for r in mine if r[1] == "block")
+        for currency in ("EUR", "USD"):
+            alerted = sum(r[3] for r in mine if r[4] == currency)
+            blocked = sum(r[3] for r in mine if r[4] == currency and r[1] == "block")
+            assert figures.alerted_amount.get(currency, 0.0) == pytest.approx(alerted)
+            assert figures.blocked_amount.get(currency, 0.0) == pytest.approx(blocked)
+    assert risk.total.alerted == len(kept)
