@@ -55,7 +55,6 @@ from monitor.verdicts import InvalidVerdictError, VerdictNotAllowedError, build_
 logger = logging.getLogger(__name__)
 
 STALE_AFTER_SECONDS = 30.0
-ALERT_ROWS = 100
 CARD_ALERTS = 10
 URL_TYPE_PARAM = "type"
 URL_RANGE_PARAM = "range"
@@ -151,14 +150,6 @@ def update_headline(
         staleness=staleness,
         staleness_style=STALE_STYLE if stale else FRESH_STYLE,
     )
-
-
-class QueueView(NamedTuple):
-    """The alert queue's rows, the alert chooser's options, and the key of what they show."""
-
-    children: list[html.Thead | html.Tbody]
-    options: list[dict[str, str]]
-    key: str
 
 
 def queue_key(state: MonitorState) -> str:
@@ -265,18 +256,6 @@ def update_queue_page(
         page == 0,
         page >= pages - 1,
     )
-
-
-def update_alert_queue(state: MonitorState, rendered: Any, limit: int = ALERT_ROWS) -> QueueView:
-    """Rows of the newest ``limit`` alerts (with verdicts), the chooser's options, and their key.
-
-    Raises PreventUpdate when no alert and no verdict arrived since key ``rendered``.
-    """
-    key = queue_key(state)
-    if key == rendered:
-        raise PreventUpdate
-    alerts = state.alerts.newest(limit)
-    return QueueView(alert_table(alerts, _verdicts_of(state, alerts)), alert_options(alerts), key)
 
 
 def clicked_alert(triggered_id: Any, clicks: Any) -> str:

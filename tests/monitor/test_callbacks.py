@@ -9,7 +9,7 @@ from dash import html
 from dash.exceptions import PreventUpdate
 
 from monitor.aggregation import AlertStore, DecisionAggregator, MonitorState
-from monitor.callbacks import update_alert_queue, update_graph, update_headline
+from monitor.callbacks import QueueRequest, update_graph, update_headline, update_queue_page
 from monitor.layout import ALERT_COLUMNS, FRAUD_TYPE_CODES, STALE_STYLE, alert_cells, shorten_token
 from pipeline.config import FRAUD_TYPE_NAMES
 
@@ -127,7 +127,7 @@ def _rows(children) -> list[list[str]]:
 
 
 def test_alert_queue_newest_first_with_display_names(state) -> None:
-    children, options, version = update_alert_queue(state, None)
+    children, options, key, *_ = update_queue_page(state, QueueRequest(), None)
     header, _ = children
     assert [th.children for th in header.children.children] == list(ALERT_COLUMNS)
     rows = _rows(children)
@@ -143,17 +143,18 @@ def test_alert_queue_newest_first_with_display_names(state) -> None:
     assert m1[8] == ""  # no verdict yet
     assert [o["value"] for o in options] == ["m1", "i1", "u2", "u1"]
     assert options[0]["label"] == "m1 · Malicious Behavior · block 0.95"
-    assert version == f"{state.alerts.version}/{state.verdicts.version}"
+    assert key.startswith(f"{state.alerts.version}/{state.verdicts.version}|")
     with pytest.raises(PreventUpdate):
-        update_alert_queue(state, version)
+        update_queue_page(state, QueueRequest(), key)
 
 
-def test_alert_queue_limit_and_empty(state, settings_free_state) -> None:
-    children, _, _ = update_alert_queue(state, None, limit=2)
-    assert [r[0] for r in _rows(children)] == ["m1", "i1"]
-    children, options, version = update_alert_queue(settings_free_state, None)
+def test_alert_queue_page_and_empty(state, settings_free_state) -> None:
+    children = update_queue_page(state, QueueRequest(page_size=10), None).children
+    assert [r[0] for r in _rows(children)] == ["m1", "i1", "u2", "u1"]
+    empty = update_queue_page(settings_free_state, QueueRequest(), None)
+    children, options = empty.children, empty.options
     assert _rows(children) == [["No alerts yet."]]
-    assert (options, version) == ([], "0/0")
+    assert (options, empty.page_info, empty.older_disabled) == ([], "0 alerts", True)
     assert isinstance(children[1], html.Tbody)
 
 

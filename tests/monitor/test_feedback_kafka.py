@@ -7,7 +7,7 @@ from datetime import datetime
 
 import pytest
 
-from monitor.callbacks import give_verdict, update_alert_queue
+from monitor.callbacks import QueueRequest, give_verdict, update_queue_page
 from monitor.consumer import KafkaFeed
 from monitor.feedback import LabelPublisher
 from monitor.layout import OK_STYLE
@@ -24,7 +24,7 @@ TIMEOUT = 60.0
 
 
 def _queue_row(feed: KafkaFeed, transaction_id: str) -> list[str]:
-    children, _, _ = update_alert_queue(feed.state, None)
+    children = update_queue_page(feed.state, QueueRequest(), None).children
     for row in children[1].children:
         cells = [cell.children for cell in row.children]
         if cells[0] == transaction_id:
