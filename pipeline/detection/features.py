@@ -8,6 +8,7 @@ was *before* the transaction (so a transaction never describes itself), then upd
 from __future__ import annotations
 
 import math
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, ClassVar, Self
@@ -166,63 +167,109 @@ class CardState:
 @dataclass
 class ActivityState:
     """Recent activity of an entity that many cards use (a terminal, a device): which cards paid
-    there and how much. Many distinct cards paying small amounts is card testing."""
+    there and how much. Many distinct cards paying small amounts is card testing.
 
-    recent: list[tuple[float, str, float]] = field(default_factory=list)  # (time, card, amount)
+    Every update and every feature costs O(1) amortised, whatever the entity's traffic: the cards
+    of the last 10 minutes are kept in the order they were last seen (so the stale ones are
+    dropped from the front), at most MAX_CARDS of them (the distinct-card features saturate
+    there, far above any threshold that matters); counts are kept per minute and per hour."""
+
+    cards: OrderedDict[str, float] = field(default_factory=OrderedDict)  # card -> last seen, oldest first
+    small_cards: OrderedDict[str, float] = field(default_factory=OrderedDict)  # card -> last small payment
+    hourly: BucketedWindow = field(default_factory=lambda: BucketedWindow(MINUTE, HOUR))
     daily: BucketedWindow = field(default_factory=lambda: BucketedWindow(HOUR, DAY))
     recent_ids: list[str] = field(default_factory=list)
 
     PREFIX: ClassVar[str] = "entity"
-    MAX_RECENT: ClassVar[int] = 2000
-    RECENT_SECONDS: ClassVar[int] = HOUR
+    MAX_CARDS: ClassVar[int] = 256
+    CARDS_SECONDS: ClassVar[int] = 10 * MINUTE
     MAX_RECENT_IDS: ClassVar[int] = 64
 
     def has_seen(self, transaction_id: str) -> bool:
         return transaction_id in self.recent_ids
 
     def features(self, txn: dict[str, Any], at: float) -> Features:
-        cards_10m: set[str] = set()
-        small_cards_10m: set[str] = set()
-        count_1h = 0
-        for when, card, amount in self.recent:
-            age = at - when
-            if age > HOUR or age < -MINUTE:
-                continue
-            count_1h += 1
-            if age <= 10 * MINUTE:
-                cards_10m.add(card)
-                if amount < SMALL_AMOUNT:
-                    small_cards_10m.add(card)
+        count_1h, _ = self.hourly.totals(at, HOUR)
         count_24h, _ = self.daily.totals(at, DAY)
         prefix = self.PREFIX
         return {
-            f"{prefix}_distinct_cards_10m": float(len(cards_10m)),
-            f"{prefix}_small_amount_cards_10m": float(len(small_cards_10m)),
-            f"{prefix}_count_1h": float(count_1h),
+            f"{prefix}_distinct_cards_10m": float(_seen_since(self.cards, at - self.CARDS_SECONDS, at)),
+            f"{prefix}_small_amount_cards_10m": float(
+                _seen_since(self.small_cards, at - self.CARDS_SECONDS, at)
+            ),
+            f"{prefix}_count_1h": count_1h,
             f"{prefix}_count_24h": count_24h,
         }
 
     def update(self, txn: dict[str, Any], at: float) -> None:
-        self.recent.append((at, txn["card_token"], float(txn["amount"])))
-        horizon = at - self.RECENT_SECONDS
-        if self.recent[0][0] < horizon or len(self.recent) > self.MAX_RECENT:
-            self.recent = [item for item in self.recent if item[0] >= horizon][-self.MAX_RECENT :]
-        self.daily.add(at, float(txn["amount"]))
+        card, amount = txn["card_token"], float(txn["amount"])
+        _see(self.cards, card, at, at - self.CARDS_SECONDS, self.MAX_CARDS)
+        if amount < SMALL_AMOUNT:
+            _see(self.small_cards, card, at, at - self.CARDS_SECONDS, self.MAX_CARDS)
+        self.hourly.add(at, amount)
+        self.daily.add(at, amount)
         self.recent_ids.append(txn["transaction_id"])
         del self.recent_ids[: -self.MAX_RECENT_IDS]
 
     def to_state(self) -> dict[str, Any]:
-        return {"recent": self.recent, "daily": self.daily.to_state(), "ids": self.recent_ids}
+        return {
+            "recent_cards": list(self.cards.items()),
+            "small": list(self.small_cards.items()),
+            "hourly": self.hourly.to_state(),
+            "daily": self.daily.to_state(),
+            "ids": self.recent_ids,
+        }
 
     @classmethod
     def from_state(cls, state: dict[str, Any] | None) -> Self:
         if not state:
             return cls()
-        return cls(
-            recent=[(float(t), str(c), float(a)) for t, c, a in state["recent"]],
+        entity = cls(
             daily=BucketedWindow.from_state(HOUR, DAY, state["daily"]),
             recent_ids=list(state["ids"]),
         )
+        if "recent" in state:  # the earlier format: a list of (time, card, amount)
+            for at, card, amount in state["recent"]:
+                entity.hourly.add(float(at), float(amount))
+                _see(entity.cards, str(card), float(at), float(at) - cls.CARDS_SECONDS, cls.MAX_CARDS)
+                if float(amount) < SMALL_AMOUNT:
+                    _see(
+                        entity.small_cards, str(card), float(at), float(at) - cls.CARDS_SECONDS, cls.MAX_CARDS
+                    )
+            return entity
+        entity.cards = OrderedDict((str(card), float(at)) for card, at in state["recent_cards"])
+        entity.small_cards = OrderedDict((str(card), float(at)) for card, at in state["small"])
+        entity.hourly = BucketedWindow.from_state(MINUTE, HOUR, state["hourly"])
+        return entity
+
+
+def _see(seen: OrderedDict[str, float], key: str, at: float, horizon: float, limit: int) -> None:
+    """Mark ``key`` seen at ``at`` (moved to the end: newest last), then drop from the front the
+    keys last seen before ``horizon`` and any beyond ``limit``."""
+    newest = seen[next(reversed(seen))] if seen else at
+    previous = seen.pop(key, None)
+    seen[key] = when = at if previous is None else max(previous, at)
+    if when < newest:  # an event out of order (rare): restore the time order
+        ordered = sorted(seen.items(), key=lambda item: item[1])
+        seen.clear()
+        seen.update(ordered)
+    while len(seen) > limit or seen[next(iter(seen))] < horizon:
+        seen.popitem(last=False)
+
+
+def _seen_since(seen: OrderedDict[str, float], since: float, at: float) -> int:
+    """How many keys were last seen in [since, at + 1 min]: the stale ones are at the front and
+    the ones from later events (out of order) at the end, so both ends are counted off lazily."""
+    count = len(seen)
+    for _, when in seen.items():
+        if when >= since:
+            break
+        count -= 1
+    for when in reversed(seen.values()):
+        if when <= at + MINUTE or count == 0:
+            break
+        count -= 1
+    return max(count, 0)
 
 
 @dataclass
@@ -410,7 +457,9 @@ def last_active(state: dict[str, Any]) -> float | None:
     """When an entity's stored state (``to_state()`` of any entity) last saw a transaction."""
     if state.get("last") is not None:  # CardState
         return float(state["last"])
-    if state.get("recent"):  # ActivityState
+    if state.get("recent_cards"):  # ActivityState
+        return float(state["recent_cards"][-1][1])
+    if state.get("recent"):  # ActivityState, earlier format
         return float(state["recent"][-1][0])
     buckets = state.get("window") or state.get("daily") or []
     width = HOUR

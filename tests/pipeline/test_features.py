@@ -261,8 +261,36 @@ def test_terminal_forgets_events_older_than_an_hour() -> None:
     assert features["terminal_count_1h"] == 0
     assert features["terminal_distinct_cards_10m"] == 0
     assert features["terminal_count_24h"] == 5  # the daily window still counts them
-    assert [card for _, card, _ in terminal.recent] == ["tok_cardlate1"]
-    assert len(terminal.recent) == 1
+    assert list(terminal.cards) == ["tok_cardlate1"]  # the rest fell out of the 10 minutes
+
+
+def test_terminal_state_stays_small_however_busy() -> None:
+    terminal = TerminalState()
+    for i in range(5000):  # 5000 cards in 50 seconds
+        observe(terminal, make_txn(T0 + i / 100, card_token=f"tok_busy{i:06d}", amount=1.0))
+    features = terminal.features(make_txn(T0 + 50, amount=1.0), T0 + 50)
+    assert features["terminal_distinct_cards_10m"] == TerminalState.MAX_CARDS  # saturates
+    assert features["terminal_count_1h"] == 5000  # counts do not
+    assert len(terminal.cards) == len(terminal.small_cards) == TerminalState.MAX_CARDS
+    assert len(orjson.dumps(terminal.to_state())) < 40_000
+
+
+def test_terminal_state_of_the_earlier_format_is_read() -> None:
+    earlier = {
+        "recent": [
+            [T0 - 2000, "tok_old000001", 1.0],
+            [T0 - 60, "tok_new000001", 1.0],
+            [T0 - 30, "tok_new000002", 90.0],
+        ],
+        "daily": [],
+        "ids": ["tx-1"],
+    }
+    terminal = TerminalState.from_state(earlier)
+    features = terminal.features(make_txn(T0, amount=1.0), T0)
+    assert features["terminal_distinct_cards_10m"] == 2
+    assert features["terminal_small_amount_cards_10m"] == 1
+    assert features["terminal_count_1h"] == 3
+    assert terminal.has_seen("tx-1")
 
 
 def test_terminal_recent_ids_are_bounded() -> None:
@@ -281,7 +309,8 @@ def test_terminal_state_round_trips_through_json() -> None:
     restored = TerminalState.from_state(orjson.loads(orjson.dumps(terminal.to_state())))
     probe = make_txn(T0 + 20 * 45, amount=1.0)
     assert restored.features(probe, T0 + 900) == terminal.features(probe, T0 + 900)
-    assert restored.recent == terminal.recent
+    assert restored.cards == terminal.cards and restored.small_cards == terminal.small_cards
+    assert list(restored.cards) == list(terminal.cards)  # the order (oldest first) survives
     assert restored.recent_ids == terminal.recent_ids
 
 
