@@ -113,6 +113,10 @@ class FraudPipeline:
             topic_replication_factor=s.topic_replication_factor,
             producer_acks=-1,
             producer_linger=s.worker_producer_linger_ms / 1000,
+            # A record batch holds many frames (aiokafka's default of 16 KB holds less than one, and
+            # a send then waits for the previous batch of its partition to be acknowledged); it
+            # stays below the topics' max.message.bytes (1 MiB), which applies to a whole batch.
+            producer_max_batch_size=900_000,
             processing_guarantee="at_least_once",
             broker_commit_every=1000,
             broker_commit_interval=1.0,
@@ -120,11 +124,15 @@ class FraudPipeline:
             web_port=s.worker_web_port,
             web_bind=s.metrics_bind,
             web_host=s.metrics_bind,
-            table_standby_replicas=0,
+            table_standby_replicas=s.worker_standby_replicas,
             broker_session_timeout=s.worker_session_timeout_seconds,
             broker_heartbeat_interval=min(3.0, s.worker_session_timeout_seconds / 3),
             consumer_auto_offset_reset="earliest",
         )
+        # Table writes wait in the producer's buffer; above max_messages Faust pauses every stream
+        # and drains it one message per loop turn. Its default of 100 is less than one frame's
+        # writes, so the worker spent half its time idle there; a few batches' worth is bounded.
+        app.producer.buffer.max_messages = 4 * s.worker_batch_size
         setup_prometheus_sensors(app, pattern="/metrics", registry=self.metrics.registry, name_prefix="faust")
 
         def topic(name: str) -> faust.TopicT:

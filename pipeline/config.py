@@ -79,11 +79,14 @@ class Settings(BaseSettings):
     worker_session_timeout_seconds: float = Field(
         default=20.0, ge=6, description="A worker silent this long is dropped and its partitions move."
     )
+    worker_standby_replicas: int = Field(
+        default=0, ge=0, le=8, description="Warm copies of each table partition kept by other workers."
+    )
     worker_batch_size: int = Field(
         default=1000, ge=1, description="Most events a worker stage takes at once (one batch)."
     )
     worker_batch_seconds: float = Field(
-        default=0.002,
+        default=0.005,
         gt=0,
         le=1,
         description="Longest a stage waits to fill a batch (adds to latency per stage).",

@@ -393,7 +393,7 @@ def _latency_run(settings: Settings, rate: float, seconds: float, out: Path, run
 
 # --- reading the outputs ------------------------------------------------------------------------
 def _collect(
-    settings: Settings, topic: str, expected: int, label: str, key_only: bool = False, idle: float = 60.0
+    settings: Settings, topic: str, expected: int, label: str, key_only: bool = False, idle: float = 180.0
 ) -> list[tuple[float, str]]:
     """(Kafka timestamp in seconds, transaction id or key) of the messages of ``topic``, read
     from the start until ``expected`` distinct ones arrived; shows progress."""
