@@ -27,6 +27,7 @@ recognised by transaction id (the stored decision is re-emitted unchanged).
 from __future__ import annotations
 
 import functools
+import gc
 import logging
 import ssl
 import time
@@ -586,6 +587,12 @@ def run_worker(settings: Settings, loglevel: str = "info") -> None:
     pipeline = FraudPipeline(settings)
     pipeline.worker_dir.mkdir(parents=True, exist_ok=True)
     worker = faust.Worker(pipeline.app, loglevel=loglevel, quiet=True)
+    # The cyclic garbage collector walks every live object each time a generation fills; the
+    # worker keeps many long-lived ones (models, indexes, buffers), so collect less often and
+    # leave what exists at start-up out of it.
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 50, 100)
     # Faust's terminal spinner (on at warning level) sets the root logger to DEBUG so that it spins
     # on every record: each debug call of aiokafka and Faust then builds a log record (~5% CPU).
     worker.spinner = None

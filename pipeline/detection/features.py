@@ -249,7 +249,8 @@ def _see(seen: OrderedDict[str, float], key: str, at: float, horizon: float, lim
     newest = seen[next(reversed(seen))] if seen else at
     previous = seen.pop(key, None)
     seen[key] = when = at if previous is None else max(previous, at)
-    if when < newest:  # an event out of order (rare): restore the time order
+    if when < newest - MINUTE:  # far out of order (rare): restore the time order; a little out of
+        # order (frames from several partitions interleave) is fine: it only delays pruning
         ordered = sorted(seen.items(), key=lambda item: item[1])
         seen.clear()
         seen.update(ordered)
