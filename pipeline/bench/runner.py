@@ -325,10 +325,14 @@ def _start_profiler(pid: int, out: Path) -> subprocess.Popen[bytes]:
 
 
 # --- latency ------------------------------------------------------------------------------------
-def _latency_run(settings: Settings, rate: float, seconds: float, out: Path, run: str) -> dict[str, Any]:
-    """Offer ``rate`` transactions per second for ``seconds``; time each from just before its
-    produce call to the arrival of its decision."""
-    count = max(int(rate * seconds), 50)
+def _latency_run(
+    settings: Settings, rate: float, seconds: float, out: Path, run: str, warmup: float = 10.0
+) -> dict[str, Any]:
+    """Offer ``rate`` transactions per second for ``warmup`` + ``seconds``; time each of the last
+    ``seconds`` from just before its produce call to the arrival of its decision. (The first
+    transactions after a worker starts wait for its consumers of the internal topics to fetch.)"""
+    count = max(int(rate * (seconds + warmup)), 50)
+    measured_from = int(rate * warmup) if count > rate * warmup else 0
     records = [
         (key, value, orjson.loads(value)["transaction_id"])
         for key, value in _transactions(settings, count, f"{run}lat")
@@ -382,10 +386,12 @@ def _latency_run(settings: Settings, rate: float, seconds: float, out: Path, run
     finally:
         process.terminate()
         process.wait(30)
-    latencies = [arrived[t] - at for t, at in sent.items() if t in arrived]
+    measured = list(sent.items())[measured_from:]
+    latencies = [arrived[t] - at for t, at in measured if t in arrived]
     return {
         "offered_rate": rate,
-        "sent": len(sent),
+        "warmup_seconds": warmup,
+        "sent": len(measured),
         "decided": len(latencies),
         **latency_summary(latencies),
     }
