@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
+from dash import Dash
 from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
 
 from monitor.aggregation import MonitorState
@@ -35,51 +37,80 @@ def default_registry() -> CollectorRegistry:
     return registry
 
 
+@dataclass
+class MonitorProcess:
+    """Everything one monitor process runs: the Dash app over a Kafka feed of the decisions, alerts
+    and labels, a feed of the block/allow lists, and the publishers of verdicts and list changes."""
+
+    app: Dash
+    feed: KafkaFeed
+    list_feed: ListFeed
+    publisher: LabelPublisher
+    list_publisher: ListPublisher
+    accounts: Accounts
+
+    @classmethod
+    def build(cls, settings: Settings, registry: CollectorRegistry | None = None) -> MonitorProcess:
+        metrics = MonitorMetrics(registry if registry is not None else default_registry())
+        state = MonitorState.from_settings(settings)
+        feed = KafkaFeed(settings, state=state, metrics=metrics)
+        publisher = LabelPublisher(settings)
+        list_feed, list_publisher = ListFeed(settings), ListPublisher(settings)
+        accounts = Accounts.from_settings(settings)
+        app = create_app(
+            state,
+            settings,
+            registry=metrics.registry,
+            publish=publisher.publish,
+            accounts=accounts,
+            feed=feed,
+            metrics=metrics,
+            lists=list_feed.lists,
+            publish_list=list_publisher.publish,
+        )
+        if accounts.demo:
+            logger.warning(demo_notice())
+        else:
+            logger.info("monitor users: %s", ", ".join(accounts.names))
+        if settings.monitor_secret_key is None:
+            logger.info(
+                "no FRAUD_MONITOR_SECRET_KEY: a random session key, logins end when the monitor stops"
+            )
+        return cls(app, feed, list_feed, publisher, list_publisher, accounts)
+
+    def start(self) -> None:
+        self.feed.start()
+        self.list_feed.start()
+
+    def stop(self) -> None:
+        self.feed.stop()
+        self.list_feed.stop()
+        self.publisher.close()
+        self.list_publisher.close()
+
+
 def run_monitor(
     settings: Settings, debug: bool = False, *, registry: CollectorRegistry | None = None
 ) -> None:
     """Serve the dashboard on ``settings.monitor_host:monitor_port`` until interrupted.
 
-    Starts a ``KafkaFeed`` first and stops it when the server returns.
+    Starts the feeds first and stops them when the server returns.
     """
-    metrics = MonitorMetrics(registry if registry is not None else default_registry())
-    state = MonitorState.from_settings(settings)
-    feed = KafkaFeed(settings, state=state, metrics=metrics)
-    publisher = LabelPublisher(settings)
-    list_feed, list_publisher = ListFeed(settings), ListPublisher(settings)
-    accounts = Accounts.from_settings(settings)
-    app = create_app(
-        state,
-        settings,
-        registry=metrics.registry,
-        publish=publisher.publish,
-        accounts=accounts,
-        feed=feed,
-        metrics=metrics,
-        lists=list_feed.lists,
-        publish_list=list_publisher.publish,
-    )
+    monitor = MonitorProcess.build(settings, registry)
     url = monitor_url(settings)
-    if accounts.demo:
-        logger.warning(demo_notice())
+    if monitor.accounts.demo:
         print(demo_notice(), flush=True)
         if settings.monitor_host not in ("127.0.0.1", "localhost", "::1"):
             logger.warning(
                 "the demo logins are served on %s, not only on this machine", settings.monitor_host
             )
-    else:
-        logger.info("monitor users: %s", ", ".join(accounts.names))
-    if settings.monitor_secret_key is None:
-        logger.info("no FRAUD_MONITOR_SECRET_KEY: a random session key, logins end when the monitor stops")
-    feed.start()
-    list_feed.start()
+    monitor.start()
     try:
         logger.info("fraud monitor at %s (metrics at %smetrics)", url, url)
         print(f"Fraud monitor: {url}  (Prometheus metrics: {url}metrics)", flush=True)
         # No reloader: it would run this function twice, with two feeds.
-        app.run(host=settings.monitor_host, port=settings.monitor_port, debug=debug, use_reloader=False)
+        monitor.app.run(
+            host=settings.monitor_host, port=settings.monitor_port, debug=debug, use_reloader=False
+        )
     finally:
-        feed.stop()
-        list_feed.stop()
-        publisher.close()
-        list_publisher.close()
+        monitor.stop()

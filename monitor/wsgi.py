@@ -15,14 +15,7 @@ import logging
 
 import flask
 
-from monitor.aggregation import MonitorState
-from monitor.app import create_app
-from monitor.consumer import KafkaFeed
-from monitor.feedback import LabelPublisher
-from monitor.lists_feed import ListFeed, ListPublisher
-from monitor.metrics import MonitorMetrics
-from monitor.server import default_registry
-from monitor.users import Accounts, demo_notice
+from monitor.server import MonitorProcess
 from pipeline.config import Settings, load_settings
 
 logger = logging.getLogger(__name__)
@@ -36,36 +29,8 @@ def create_server(settings: Settings | None = None) -> flask.Flask:
     if not logging.getLogger().handlers:  # gunicorn sets up only its own loggers
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = settings if settings is not None else load_settings()
-    metrics = MonitorMetrics(default_registry())
-    state = MonitorState.from_settings(settings)
-    feed = KafkaFeed(settings, state=state, metrics=metrics)
-    publisher = LabelPublisher(settings)
-    list_feed, list_publisher = ListFeed(settings), ListPublisher(settings)
-    accounts = Accounts.from_settings(settings)
-    app = create_app(
-        state,
-        settings,
-        registry=metrics.registry,
-        publish=publisher.publish,
-        accounts=accounts,
-        feed=feed,
-        metrics=metrics,
-        lists=list_feed.lists,
-        publish_list=list_publisher.publish,
-    )
-    if accounts.demo:
-        logger.warning(demo_notice())
-    if settings.monitor_secret_key is None:
-        logger.info("no FRAUD_MONITOR_SECRET_KEY: a random session key, logins end when the monitor stops")
-    feed.start()
-    list_feed.start()
-
-    def stop() -> None:
-        feed.stop()
-        list_feed.stop()
-        publisher.close()
-        list_publisher.close()
-
-    atexit.register(stop)
-    logger.info("fraud monitor (WSGI) reading %s", ", ".join(feed.topics))
-    return app.server
+    monitor = MonitorProcess.build(settings)
+    monitor.start()
+    atexit.register(monitor.stop)
+    logger.info("fraud monitor (WSGI) reading %s", ", ".join(monitor.feed.topics))
+    return monitor.app.server

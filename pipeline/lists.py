@@ -21,7 +21,6 @@ import time
 import uuid
 from typing import TYPE_CHECKING, NamedTuple
 
-import orjson
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
@@ -224,36 +223,13 @@ def install_lists(pipeline: FraudPipeline, app: faust.App, topic: faust.TopicT) 
     follower.catch_up()
     app.task(follower.follow)
     max_bytes = pipeline.settings.max_message_bytes
-
-    from pipeline.messages import dead_letter_message  # the worker's (the monitor needs no engine)
-
     component = "check-list-updates"
 
-    async def check_list_updates(stream: faust.StreamT) -> None:
-        async for event in stream.events():
-            message = event.message
-            try:
-                result = parse_list_update(message.key, event.value, max_bytes)
-            except Exception as exc:  # a bug: dead-letter the update rather than stop the stream
-                log.exception(
-                    "%s failed on %s[%d]@%d", component, message.topic, message.partition, message.offset
-                )
-                result = Invalid("processing_error", f"{type(exc).__name__}: {exc}")
-            if not isinstance(result, Invalid):
-                continue
-            envelope = dead_letter_message(
-                result,
-                topic=message.topic,
-                partition=message.partition,
-                offset=message.offset,
-                key=message.key,
-                payload=event.value,
-                component=component,
-            )
-            await pipeline.dead_letters.send(key=message.key, value=orjson.dumps(envelope))
-            pipeline.metrics.dead_letters.labels(result.code).inc()
-            log.warning("dead-lettered list update %s[%d]@%d: %s: %s", message.topic, message.partition,
-                        message.offset, result.code, result.reason)  # fmt: skip
+    async def check_list_update(event: faust.EventT) -> None:
+        result = parse_list_update(event.message.key, event.value, max_bytes)
+        if isinstance(result, Invalid):
+            await pipeline._dead_letter(result, event, component)
 
-    app.agent(topic, name=component)(check_list_updates)
+    # _agent dead-letters an update whose check raises (processing_error) and goes on.
+    app.agent(topic, name=component)(pipeline._agent(check_list_update, component))
     return follower
