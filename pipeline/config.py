@@ -40,38 +40,69 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("FRAUD_KAFKA_BOOTSTRAP_SERVERS", "KAFKA_BOOTSTRAP_SERVERS"),
         description="host:port[,host:port] of an existing cluster; unset: the local broker.",
     )
-    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
-    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
-    kafka_sasl_username: str | None = None
-    kafka_sasl_password: SecretStr | None = None
-    kafka_ssl_cafile: Path | None = None
-    kafka_ssl_certfile: Path | None = None
-    kafka_ssl_keyfile: Path | None = None
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        default="PLAINTEXT",
+        description="How every Kafka client connects (docs/reliability.md, Kafka security).",
+    )
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = Field(
+        default=None, description="SASL login mechanism (with a SASL protocol)."
+    )
+    kafka_sasl_username: str | None = Field(default=None, description="SASL user name.")
+    kafka_sasl_password: SecretStr | None = Field(default=None, description="SASL password (never printed).")
+    kafka_ssl_cafile: Path | None = Field(
+        default=None, description="PEM CA that signed the broker's certificate; unset: the system CAs."
+    )
+    kafka_ssl_certfile: Path | None = Field(default=None, description="PEM client certificate, for mTLS.")
+    kafka_ssl_keyfile: Path | None = Field(
+        default=None, description="Unencrypted PEM key of the client certificate."
+    )
     kafka_connect_timeout_seconds: float = Field(
         default=15.0, gt=0, description="At start-up, how long to wait for the cluster before giving up."
     )
 
     # --- Local single-node KRaft broker (used when kafka_bootstrap_servers is unset) --------
-    local_kafka_version: str = "4.1.1"
-    local_kafka_port: int = 19092
+    local_kafka_version: str = Field(
+        default="4.1.1", description="Kafka version of the local development broker (fetched with Maven)."
+    )
+    local_kafka_port: int = Field(default=19092, description="Port of the local development broker.")
     local_kafka_home: Path = Field(
         default=Path.home() / ".cache" / "fraud-detection",
         description="Cache of broker jars and the broker's data directory.",
     )
 
     # --- Topics ------------------------------------------------------------------------------
-    topic_transactions: str = "transactions"
-    topic_decisions: str = "decisions"
-    topic_alerts: str = "alerts"
-    topic_labels: str = "labels"
-    topic_dead_letter: str = "dead-letter"
+    topic_transactions: str = Field(
+        default="transactions", description="Input: transactions from upstream systems."
+    )
+    topic_decisions: str = Field(default="decisions", description="Output: one decision per transaction.")
+    topic_alerts: str = Field(
+        default="alerts", description="Output: an alert per transaction to review or block."
+    )
+    topic_labels: str = Field(
+        default="labels", description="Input: fraud labels (ground truth, analysts' verdicts)."
+    )
+    topic_dead_letter: str = Field(
+        default="dead-letter", description="Output: invalid messages with the reason."
+    )
     topic_lists: str = Field(
         default="list-updates",
         description="Compacted topic of block/allow list updates (key: list:entity_kind:value).",
     )
-    topic_partitions: int = Field(default=4, ge=1, le=1024)
-    topic_replication_factor: int = Field(default=1, ge=1, le=16)
-    topic_retention_hours: int = Field(default=168, ge=1)
+    topic_partitions: int = Field(
+        default=4,
+        ge=1,
+        le=1024,
+        description="Partitions of every topic the project creates (the most workers that share work).",
+    )
+    topic_replication_factor: int = Field(
+        default=1,
+        ge=1,
+        le=16,
+        description="Replication factor of the topics the project creates (3 on a cluster).",
+    )
+    topic_retention_hours: int = Field(
+        default=168, ge=1, description="Retention of the non-compacted topics."
+    )
 
     # --- Pipeline worker -----------------------------------------------------------------------
     app_id: str = Field(default="fraud-pipeline", description="Faust app id = consumer group.")
@@ -108,11 +139,20 @@ class Settings(BaseSettings):
     model_snapshot_key: SecretStr = Field(
         default=SecretStr("local-development-only"), description="HMAC key that signs model snapshots."
     )
-    model_snapshot_interval_seconds: float = Field(default=30.0, gt=0)
-    rules_file: Path = REPO_ROOT / "pipeline" / "detection" / "rules.yaml"
+    model_snapshot_interval_seconds: float = Field(
+        default=30.0, gt=0, description="How often the model is saved when it learnt something."
+    )
+    rules_file: Path = Field(
+        default=REPO_ROOT / "pipeline" / "detection" / "rules.yaml",
+        description="The YAML rule file (reloaded while the worker runs).",
+    )
     rules_reload_seconds: float = Field(default=5.0, gt=0, description="How often the rule file is checked.")
-    review_threshold: float = Field(default=0.5, gt=0, lt=1)
-    block_threshold: float = Field(default=0.9, gt=0, le=1)
+    review_threshold: float = Field(
+        default=0.5, gt=0, lt=1, description="Score from which a transaction is sent to review."
+    )
+    block_threshold: float = Field(
+        default=0.9, gt=0, le=1, description="Score from which a transaction is blocked."
+    )
     alert_budget: float = Field(
         default=0.05, gt=0, lt=1, description="Largest share of transactions the model alone may flag."
     )
@@ -132,13 +172,17 @@ class Settings(BaseSettings):
         default=24, gt=0, description="Refuse event times further ahead."
     )
     max_event_age_days: float = Field(default=400, gt=0, description="Refuse event times older than this.")
-    max_message_bytes: int = Field(default=64 * 1024, ge=1024)
+    max_message_bytes: int = Field(
+        default=64 * 1024,
+        ge=1024,
+        description="Largest input message accepted; larger ones are dead-lettered.",
+    )
 
     # --- Traffic simulator ---------------------------------------------------------------------
     simulator_rate: float = Field(default=40.0, gt=0, description="Transactions per second.")
-    simulator_seed: int = 7
-    simulator_customers: int = Field(default=5000, ge=10)
-    simulator_merchants: int = Field(default=600, ge=5)
+    simulator_seed: int = Field(default=7, description="Seed of the simulated population and traffic.")
+    simulator_customers: int = Field(default=5000, ge=10, description="Simulated customers.")
+    simulator_merchants: int = Field(default=600, ge=5, description="Simulated merchants.")
     simulator_unauthorized_rate: float = Field(
         default=0.004, ge=0, le=0.5, description="Stolen-card episodes per transaction."
     )
@@ -157,12 +201,14 @@ class Settings(BaseSettings):
     simulator_rhythm: bool = Field(default=True, description="Follow a daily and weekly rhythm of activity.")
 
     # --- Monitor -------------------------------------------------------------------------------
-    monitor_host: str = "127.0.0.1"
-    monitor_port: int = 8050
+    monitor_host: str = Field(default="127.0.0.1", description="Address the monitor listens on.")
+    monitor_port: int = Field(default=8050, description="Port of the monitor.")
     monitor_history_minutes: int = Field(
         default=24 * 60, ge=1, description="How much history the monitor keeps."
     )
-    monitor_max_alerts: int = Field(default=5000, ge=10)
+    monitor_max_alerts: int = Field(
+        default=5000, ge=10, description="Most alerts the monitor keeps in memory (newest first)."
+    )
     monitor_users: SecretStr | None = Field(
         default=None,
         description='Monitor logins as JSON {"name": {"password_hash": "...", "role": "viewer|analyst"}} '
