@@ -10,16 +10,15 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-import orjson
-from confluent_kafka import KafkaError, KafkaException, Producer
+from confluent_kafka import KafkaException
 
+from monitor.feedback import DELIVERY_TIMEOUT_SECONDS, AcknowledgedPublisher
 from monitor.lists_view import SharedLists
 from pipeline.config import Settings
 from pipeline.lists import ListReadError, ListTopicReader
 
 logger = logging.getLogger(__name__)
 
-DELIVERY_TIMEOUT_SECONDS = 10.0
 RETRY_SECONDS = 2.0
 
 
@@ -27,55 +26,22 @@ class ListPublishError(RuntimeError):
     """A list change could not be published; the message says why (for the analyst)."""
 
 
-class ListPublisher:
+class ListPublisher(AcknowledgedPublisher):
     """Publishes list updates to ``settings.topic_lists`` and waits for the broker's acknowledgement."""
 
     def __init__(self, settings: Settings, *, timeout: float = DELIVERY_TIMEOUT_SECONDS) -> None:
-        self.settings = settings
-        self.topic = settings.topic_lists
-        self.timeout = timeout
-        self._producer: Producer | None = None
-        self._lock = threading.Lock()
+        super().__init__(
+            settings,
+            settings.topic_lists,
+            client="monitor-lists",
+            what="list change",
+            error=ListPublishError,
+            timeout=timeout,
+        )
 
     def publish(self, key: str, message: Mapping[str, Any]) -> None:
         """Produce ``message`` under ``key``; raises ListPublishError unless Kafka acknowledged it."""
-        outcome: list[KafkaError | None] = []
-        with self._lock:
-            try:
-                if self._producer is None:
-                    self._producer = Producer(
-                        self.settings.producer_config(
-                            **{
-                                "client.id": f"{self.settings.app_id}-monitor-lists",
-                                "message.timeout.ms": int(self.timeout * 1000),
-                                "linger.ms": 0,
-                            }
-                        )
-                    )
-                self._producer.produce(
-                    self.topic,
-                    value=orjson.dumps(dict(message)),
-                    key=key.encode(),
-                    on_delivery=lambda error, _msg: outcome.append(error),
-                )
-                remaining = self._producer.flush(self.timeout + 5)
-            except (KafkaException, BufferError) as exc:
-                raise ListPublishError(f"could not publish the list change to {self.topic!r}: {exc}") from exc
-        if not outcome or remaining:
-            raise ListPublishError(
-                f"the list change was not acknowledged by Kafka within {self.timeout:.0f} s "
-                f"(topic {self.topic!r}); it was not recorded, please try again"
-            )
-        if outcome[0] is not None:
-            raise ListPublishError(
-                f"Kafka refused the list change (topic {self.topic!r}): {outcome[0].str()}"
-            )
-
-    def close(self) -> None:
-        with self._lock:
-            if self._producer is not None:
-                self._producer.flush(self.timeout)
-                self._producer = None
+        self._send(key, message)
 
 
 class ListFeed:
