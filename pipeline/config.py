@@ -310,6 +310,17 @@ class Settings(BaseSettings):
             env[f"FRAUD_{name.upper()}"] = str(value).lower() if isinstance(value, bool) else str(value)
         return env
 
+    def child_environment(self) -> dict[str, str]:
+        """The environment to start a child process (worker, simulator, monitor) with: this
+        process's, with its FRAUD_* and KAFKA_BOOTSTRAP_SERVERS variables replaced by these settings."""
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith("FRAUD_") and k != "KAFKA_BOOTSTRAP_SERVERS"
+        }
+        env.update(self.to_environment())
+        return env
+
     def confluent_config(self, **extra: Any) -> dict[str, Any]:
         """librdkafka settings for confluent-kafka clients (producer, consumer, admin)."""
         conf: dict[str, Any] = {

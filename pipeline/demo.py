@@ -49,12 +49,7 @@ def run_demo(settings: Settings, rate: float | None = None) -> int:
             broker.start()
         print(f"Kafka: {settings.bootstrap_servers}", flush=True)
         ensure_topics(settings)
-        env = {
-            k: v
-            for k, v in os.environ.items()
-            if not k.startswith("FRAUD_") and k != "KAFKA_BOOTSTRAP_SERVERS"
-        }
-        env.update(settings.to_environment())
+        env = settings.child_environment()
         env["FRAUD_KAFKA_BOOTSTRAP_SERVERS"] = settings.bootstrap_servers
         if "FRAUD_SIMULATOR_RHYTHM" not in os.environ:  # a lively demo at any hour of the day
             env["FRAUD_SIMULATOR_RHYTHM"] = "false"

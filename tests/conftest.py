@@ -85,9 +85,7 @@ class WorkerProcess:
     def __init__(self, settings: Settings, log_path: Path) -> None:
         self.settings = settings
         self.log_path = log_path
-        env = {k: v for k, v in os.environ.items() if not k.startswith("FRAUD_")}
-        env.pop("KAFKA_BOOTSTRAP_SERVERS", None)
-        env.update(settings.to_environment())
+        env = settings.child_environment()
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         self._log = log_path.open("wb")
         self.process = subprocess.Popen(

@@ -283,10 +283,7 @@ def _pipeline_run(
 
 def _start_worker(settings: Settings, index: int, out: Path) -> tuple[subprocess.Popen[bytes], int]:
     port = _free_port()
-    env = {
-        k: v for k, v in os.environ.items() if not k.startswith("FRAUD_") and k != "KAFKA_BOOTSTRAP_SERVERS"
-    }
-    env.update(settings.model_copy(update={"worker_web_port": port}).to_environment())
+    env = settings.model_copy(update={"worker_web_port": port}).child_environment()
     log = (out / "logs" / f"{settings.app_id}-{index}.log").open("wb")
     process = subprocess.Popen(
         [sys.executable, "-m", "pipeline", "worker", "--loglevel", "warning"],
