@@ -64,6 +64,7 @@ from pipeline.detection.snapshots import SnapshotStore
 from pipeline.lists import install_lists
 from pipeline.messages import alert_message, dead_letter_message, decision_message, utc_now_iso
 from pipeline.metrics import PipelineMetrics
+from pipeline.native_producer import NativeProducer
 from pipeline.topics import internal_topic_names, table_names
 from pipeline.validation import EventTimeWindow, Invalid, mask_card_numbers, parse_message
 
@@ -97,6 +98,10 @@ class FraudPipeline:
             settings.max_event_time_skew_hours * 3600, settings.max_event_age_days * 86400
         )
         self.metrics.model_labels_learnt.set(model.labels_learnt)
+        # Everything the worker produces goes through librdkafka (pipeline/native_producer.py).
+        self.native = NativeProducer(
+            settings.producer_config(**{"linger.ms": settings.worker_producer_linger_ms})
+        )
         self.app = self._build_app()
 
     # --- wiring ---------------------------------------------------------------------------------
@@ -134,6 +139,15 @@ class FraudPipeline:
         # and drains it one message per loop turn. Its default of 100 is less than one frame's
         # writes, so the worker spent half its time idle there; a few batches' worth is bounded.
         app.producer.buffer.max_messages = 4 * s.worker_batch_size
+        # Faust flushes its producer before it commits offsets; the output sent through librdkafka
+        # must be acknowledged by then too (at-least-once).
+        faust_flush = app.producer.flush
+
+        async def flush_all() -> None:
+            await faust_flush()
+            await self.native.flush()
+
+        app.producer.flush = flush_all  # type: ignore[method-assign]
         setup_prometheus_sensors(app, pattern="/metrics", registry=self.metrics.registry, name_prefix="faust")
 
         def topic(name: str) -> faust.TopicT:
@@ -152,7 +166,21 @@ class FraudPipeline:
 
         def table(name: str, help_text: str) -> faust.Table:
             schema = faust.Schema(key_serializer="json", value_serializer="json")
-            return app.Table(name, default=None, schema=schema, partitions=s.topic_partitions, help=help_text)
+            created = NativeChangelogTable(
+                app,
+                name=name,
+                default=None,
+                beacon=app.tables.beacon,
+                schema=schema,
+                partitions=s.topic_partitions,
+                help=help_text,
+            )
+            created.native = self.native
+            self.native.track_offsets(
+                created.changelog_topic.get_topic_name(),
+                lambda tp, offset: created.data.set_persisted_offset(tp, offset),
+            )
+            return app.tables.add(created)
 
         *stage_tables, card_table, pending_table = table_names()
         self.stage_tables = [
@@ -241,7 +269,8 @@ class FraudPipeline:
                         await self._dead_letter(
                             Invalid("processing_error", f"{type(exc).__name__}: {exc}"), event, component
                         )
-                await outbox.send()
+                outbox.send(self.native)
+                self.native.poll()
 
         agent.__name__ = agent.__qualname__ = component.replace("-", "_")
         return agent
@@ -344,7 +373,7 @@ class FraudPipeline:
         if stored is not None or card.has_seen(transaction_id):
             self.metrics.duplicates.inc()
             if stored is not None:  # re-emit the same decision: downstream deduplicates by id
-                await self.decisions.send(key=key, value=orjson.dumps(stored["decision"]))
+                self.native.send(self.settings.topic_decisions, orjson.dumps(stored["decision"]), key)
             return
         started = time.perf_counter()
         at = event_seconds(txn)
@@ -356,10 +385,10 @@ class FraudPipeline:
         self.metrics.scoring_latency.observe(time.perf_counter() - started)
         now = time.time()
         decision = decision_message(txn, verdict, utc_now_iso(), (now - envelope["received"]) * 1000)
-        await self.decisions.send(key=key, value=orjson.dumps(decision))
+        self.native.send(self.settings.topic_decisions, orjson.dumps(decision), key)
         if verdict.decision != "allow":
             alert = alert_message(decision, txn, features)
-            await self.alerts.send(key=key, value=orjson.dumps(alert))
+            self.native.send(self.settings.topic_alerts, orjson.dumps(alert), key)
             self.metrics.alerts.labels(verdict.fraud_type).inc()
         self.pending[transaction_id] = {
             "features": features,
@@ -421,7 +450,7 @@ class FraudPipeline:
             payload=payload,
             component=component,
         )
-        await self.dead_letters.send(key=key, value=orjson.dumps(message))
+        self.native.send(self.settings.topic_dead_letter, orjson.dumps(message), key)
         self.metrics.dead_letters.labels("processing_error").inc()
 
     async def _dead_letter(self, invalid: Invalid, event: faust.EventT, component: str) -> None:
@@ -436,7 +465,7 @@ class FraudPipeline:
             component=component,
         )
         key = mask_card_numbers(message.key) if message.key else message.key  # upstream may key by PAN
-        await self.dead_letters.send(key=key, value=orjson.dumps(envelope))
+        self.native.send(self.settings.topic_dead_letter, orjson.dumps(envelope), key)
         self.metrics.dead_letters.labels(invalid.code).inc()
         log.warning(
             "dead-lettered %s[%d]@%d: %s: %s",
@@ -505,6 +534,9 @@ class FraudPipeline:
 
     async def _on_shutdown(self, app: faust.App, **_: Any) -> None:
         await self.save_model_snapshot()
+        undelivered = self.native.close()
+        if undelivered:
+            log.error("%d messages still undelivered at shutdown (they will be produced again)", undelivered)
 
     def is_ready(self) -> bool:
         """Recovered (the web server starts only after recovery), not rebalancing, holding partitions."""
@@ -540,11 +572,11 @@ class Outbox:
     def add(self, topic: faust.TopicT, partition: int, envelope: bytes) -> None:
         self._frames.setdefault((topic, partition), []).append(envelope)
 
-    async def send(self) -> None:
+    def send(self, producer: NativeProducer) -> None:
         for (topic, partition), envelopes in self._frames.items():
             for start in range(0, len(envelopes), self.frame_items):
                 frame = b"[" + b",".join(envelopes[start : start + self.frame_items]) + b"]"
-                await topic.send(value=frame, partition=partition)
+                producer.send(topic.get_topic_name(), frame, partition=partition)
         self._frames.clear()
 
 
@@ -553,6 +585,26 @@ def _mtime(path: Path) -> float | None:
         return path.stat().st_mtime
     except OSError:
         return None
+
+
+class NativeChangelogTable(faust.Table):
+    """A Faust table whose changelog is produced through librdkafka (NativeProducer), in Faust's
+    own format; reading, recovery and standbys are Faust's."""
+
+    native: NativeProducer
+
+    def on_key_set(self, key: Any, value: Any) -> None:
+        partition = self.partition_for_key(key)
+        self.native.send(self._changelog_name, orjson.dumps(value), orjson.dumps(key), partition)
+        self._sensor_on_set(self, key, value)
+
+    def on_key_del(self, key: Any) -> None:
+        self.native.send(self._changelog_name, None, orjson.dumps(key), self.partition_for_key(key))
+        self._sensor_on_del(self, key)
+
+    @functools.cached_property
+    def _changelog_name(self) -> str:
+        return self.changelog_topic.get_topic_name()
 
 
 def faust_credentials(settings: Settings) -> faust.SASLCredentials | faust.SSLCredentials | None:
