@@ -41,6 +41,7 @@ import orjson
 from aiokafka.partitioner import murmur2
 from faust.sensors.prometheus import setup_prometheus_sensors
 from faust.streams import _current_event
+from faust.types import TP, StoreT
 from faust.types.agents import AgentFun
 from prometheus_client import CollectorRegistry
 
@@ -65,6 +66,7 @@ from pipeline.lists import install_lists
 from pipeline.messages import alert_message, dead_letter_message, decision_message, utc_now_iso
 from pipeline.metrics import PipelineMetrics
 from pipeline.native_producer import NativeProducer
+from pipeline.state_store import CachedRocksDBStore
 from pipeline.topics import internal_topic_names, table_names
 from pipeline.validation import EventTimeWindow, Invalid, mask_card_numbers, parse_message
 
@@ -102,6 +104,7 @@ class FraudPipeline:
         self.native = NativeProducer(
             settings.producer_config(**{"linger.ms": settings.worker_producer_linger_ms})
         )
+        self.metrics.watch_producer(self.native)
         self.app = self._build_app()
 
     # --- wiring ---------------------------------------------------------------------------------
@@ -176,10 +179,7 @@ class FraudPipeline:
                 help=help_text,
             )
             created.native = self.native
-            self.native.track_offsets(
-                created.changelog_topic.get_topic_name(),
-                lambda tp, offset: created.data.set_persisted_offset(tp, offset),
-            )
+            self.native.track_offsets(created.changelog_topic.get_topic_name(), created.persist_offset)
             return app.tables.add(created)
 
         *stage_tables, card_table, pending_table = table_names()
@@ -601,6 +601,30 @@ class NativeChangelogTable(faust.Table):
     def on_key_del(self, key: Any) -> None:
         self.native.send(self._changelog_name, None, orjson.dumps(key), self.partition_for_key(key))
         self._sensor_on_del(self, key)
+
+    def persist_offset(self, tp: TP, offset: int) -> None:
+        """The changelog of ``tp`` is acknowledged up to ``offset`` (after a flush)."""
+        if isinstance(self.data, CachedRocksDBStore):
+            self.data.persist(tp, offset)
+        else:
+            self.data.set_persisted_offset(tp, offset)
+
+    def _new_store_by_url(self, url: Any) -> StoreT:
+        """RocksDB behind a record cache (pipeline/state_store.py); other stores as Faust has them."""
+        if str(url).partition(":")[0] != "rocksdb":
+            return super()._new_store_by_url(url)
+        return CachedRocksDBStore(
+            url,
+            self.app,
+            self,
+            table_name=self.name,
+            key_type=self.key_type,
+            key_serializer=self.key_serializer,
+            value_serializer=self.value_serializer,
+            value_type=self.value_type,
+            loop=self.loop,
+            options=self.options,
+        )
 
     @functools.cached_property
     def _changelog_name(self) -> str:

@@ -1,0 +1,64 @@
+"""The tables' record cache (pipeline/state_store.py) on a real worker killed with SIGKILL: what the
+worker wrote before its last commit is in RocksDB with the changelog offset it corresponds to, and
+the restarted worker has the card's history (from RocksDB plus the changelog after that offset)."""
+
+from __future__ import annotations
+
+import signal
+import time
+
+import orjson
+import pytest
+import rocksdict
+
+from pipeline.app import _partition_of
+from tests.e2e.test_restart import decisions_for, transaction
+from tests.support import produce
+
+pytestmark = [pytest.mark.kafka, pytest.mark.slow]
+
+OFFSET_KEY = b"__faust\0offset__"  # where Faust's RocksDB store keeps the changelog offset it holds
+
+
+def test_card_state_is_written_back_and_survives_kill_9(make_settings, start_worker) -> None:
+    settings = make_settings()
+    card = "tok_cachekill0001"
+    abroad = {
+        "card_token": card,
+        "country": "BR",
+        "card_country": "DE",
+        "channel": "card_present",
+        "device_id": None,
+        "ip_address": None,
+        "shipping_matches_billing": None,
+    }
+    first = transaction("cache-1", 20, merchant_id="m-first", terminal_id="t-first", **abroad)
+    others = [transaction(f"cache-other-{i}", 19, card_token=f"tok_cacheother{i:03d}") for i in range(30)]
+
+    worker = start_worker(settings)
+    # Others first: the worker's first writes after a start also index what RocksDB holds (a scan,
+    # which writes the cache back); the card's payment comes after, and only the commits write it.
+    produce(settings, settings.topic_transactions, [(t["card_token"], t) for t in others])
+    decisions_for(settings, {t["transaction_id"] for t in others})
+    produce(settings, settings.topic_transactions, [(card, first)])
+    decisions_for(settings, {"cache-1"})
+    time.sleep(4)  # a few commits: each flushes, writes the cache back and records the offset
+    worker.stop(signal.SIGKILL)
+
+    partition = _partition_of(card, settings.topic_partitions)
+    [path] = settings.data_dir.glob(f"**/*card-state-{partition}.db")
+    db = rocksdict.Rdict(str(path), options=rocksdict.Options(raw_mode=True))
+    try:
+        stored = db.get(orjson.dumps(card))
+        persisted_offset = db.get(OFFSET_KEY)
+    finally:
+        db.close()
+    assert stored is not None, "the card's state was not written back to RocksDB before the kill"
+    assert "cache-1" in stored.decode()
+    assert persisted_offset is not None and int(persisted_offset) >= 0
+
+    restarted = start_worker(settings)
+    second = transaction("cache-2", 10, merchant_id="m-second", terminal_id="t-second", **abroad)
+    produce(settings, settings.topic_transactions, [(card, second)])
+    after = decisions_for(settings, {"cache-2"})["cache-2"]
+    assert "UT-burst-abroad" in after["rule_hits"], (after, restarted.log())
