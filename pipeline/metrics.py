@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from pipeline.config import FRAUD_TYPES
 from pipeline.schemas import load_schema
+
+if TYPE_CHECKING:
+    from pipeline.native_producer import NativeProducer
 
 DEAD_LETTER_REASONS: tuple[str, ...] = tuple(load_schema("dead_letter")["properties"]["reason_code"]["enum"])
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -94,4 +101,32 @@ class PipelineMetrics:
         )
         self.pending_labels = Gauge(
             "fraud_pending_label_entries", "Scored transactions waiting for their label", registry=registry
+        )
+
+    def watch_producer(self, producer: NativeProducer) -> None:
+        """Expose the worker's librdkafka producer: messages by topic, queue, failures (read at
+        scrape time, so sending costs no metric update)."""
+        self.registry.register(_ProducerCollector(producer))
+
+
+class _ProducerCollector:
+    def __init__(self, producer: NativeProducer) -> None:
+        self.producer = producer
+
+    def collect(self) -> Iterator[Metric]:
+        sent = CounterMetricFamily(
+            "fraud_produced_messages", "Messages handed to the worker's producer, by topic", labels=["topic"]
+        )
+        for topic, count in sorted(self.producer.sent_by_topic.items()):
+            sent.add_metric([topic], count)
+        yield sent
+        yield GaugeMetricFamily(
+            "fraud_producer_queue_messages",
+            "Messages the worker's producer holds until the broker acknowledges them",
+            value=self.producer.pending(),
+        )
+        yield CounterMetricFamily(
+            "fraud_produce_failures",
+            "Messages the worker's producer failed to deliver (the worker then stops before committing)",
+            value=self.producer.failures,
         )

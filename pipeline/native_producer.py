@@ -42,7 +42,8 @@ class NativeProducer:
         self._failure: KafkaError | None = None
         self._persisters: dict[str, PersistOffset] = {}
         self._acknowledged: dict[tuple[str, int], int] = {}
-        self.sent = 0
+        self.sent_by_topic: dict[str, int] = {}
+        self.failures = 0
 
     def track_offsets(self, topic: str, persist: PersistOffset) -> None:
         """Call ``persist(tp, offset)`` with the newest acknowledged offset of each partition of
@@ -58,7 +59,7 @@ class NativeProducer:
                 break
             except BufferError:  # librdkafka's queue is full: let it drain (backpressure)
                 self._producer.poll(0.05)
-        self.sent += 1
+        self.sent_by_topic[topic] = self.sent_by_topic.get(topic, 0) + 1
 
     def poll(self) -> None:
         """Serve delivery reports; cheap, called after every batch."""
@@ -84,6 +85,7 @@ class NativeProducer:
     def _on_delivery(self, error: KafkaError | None, message: Message) -> None:
         if error is not None:
             log.error("lost a message to %s: %s", message.topic(), error)
+            self.failures += 1
             self._failure = self._failure or error
             return
         topic = message.topic()

@@ -73,6 +73,9 @@ def test_every_transaction_gets_one_valid_decision_and_alerts_only_for_review_or
     for outcome, count in outcomes.items():
         assert metric_value(metrics, "fraud_decisions_total", decision=outcome) == count
     assert metric_value(metrics, "fraud_scoring_latency_seconds_count") == len(transactions)
+    produced = metric_value(metrics, "fraud_produced_messages_total", topic=settings.topic_decisions)
+    assert produced == len(transactions)
+    assert metric_value(metrics, "fraud_produce_failures_total") == 0
     alert_types = Counter(by_id[i]["fraud_type"] for i in flagged)
     for fraud_type, count in alert_types.items():
         assert metric_value(metrics, "fraud_alerts_total", fraud_type=fraud_type) == count
