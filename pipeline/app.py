@@ -66,7 +66,7 @@ from pipeline.lists import install_lists
 from pipeline.messages import alert_message, dead_letter_message, decision_message, utc_now_iso
 from pipeline.metrics import PipelineMetrics
 from pipeline.native_producer import NativeProducer
-from pipeline.state_store import CachedRocksDBStore
+from pipeline.state_store import CachedRocksDBStore, encode_value
 from pipeline.topics import internal_topic_names, table_names
 from pipeline.validation import EventTimeWindow, Invalid, mask_card_numbers, parse_message
 
@@ -311,7 +311,7 @@ class FraudPipeline:
             def state_of(key: str) -> Any:
                 state = states.get(key)
                 if state is None:
-                    state = states[key] = state_type.from_state(table.get(key))
+                    state = states[key] = _as_state(state_type, table.get(key))
                 return state
 
             for envelope in orjson.loads(event.value):
@@ -335,7 +335,7 @@ class FraudPipeline:
                     await self._dead_letter_item(exc, envelope, event, component)
             partition = event.message.partition
             for key, state in states.items():
-                table[key] = state.to_state()
+                table[key] = state
                 self._touch(table, partition, key, touched.get(key, 0.0))
 
         handle.__name__ = f"{entity}_features"
@@ -353,14 +353,14 @@ class FraudPipeline:
                 token = txn["card_token"]
                 card = cards.get(token)
                 if card is None:
-                    card = cards[token] = CardState.from_state(self.card_state.get(token))
+                    card = cards[token] = _as_state(CardState, self.card_state.get(token))
                 await self._score_one(envelope, txn, card, partition)
                 touched[token] = max(touched.get(token, 0.0), event_seconds(txn))
             except Exception as exc:
                 await self._dead_letter_item(exc, envelope, event, "score")
         for token, card in cards.items():
             if token in touched:
-                self.card_state[token] = card.to_state()
+                self.card_state[token] = card
                 self._touch(self.card_state, partition, token, touched[token])
         self.metrics.pending_labels.set(len(self._expiry[self.pending.name]))
 
@@ -550,6 +550,13 @@ def _partition_of(key: str, partitions: int) -> int:
     return (murmur2(key.encode()) & 0x7FFFFFFF) % partitions
 
 
+def _as_state(state_type: Any, stored: Any) -> Any:
+    """The entity state a table returned: the object itself while it is cached, else rebuilt from
+    its JSON (read from RocksDB, restored from the changelog). Tables hold state objects; they are
+    written as their ``to_state()``."""
+    return stored if isinstance(stored, state_type) else state_type.from_state(stored)
+
+
 def _stage_key(txn: dict[str, Any], index: int) -> str:
     """The key that sends ``txn`` to the partition of stage ``index``'s entity (the card when the
     transaction has no such entity, so that such transactions spread evenly)."""
@@ -589,18 +596,30 @@ def _mtime(path: Path) -> float | None:
 
 class NativeChangelogTable(faust.Table):
     """A Faust table whose changelog is produced through librdkafka (NativeProducer), in Faust's
-    own format; reading, recovery and standbys are Faust's."""
+    own format (JSON; entity states as their ``to_state()``), and whose RocksDB store has a
+    record cache (CachedRocksDBStore); reading, recovery and standbys are Faust's. A value is
+    encoded once per write, for both the changelog and RocksDB."""
 
     native: NativeProducer
 
-    def on_key_set(self, key: Any, value: Any) -> None:
+    def __setitem__(self, key: Any, value: Any) -> None:
+        encoded = encode_value(value)
         partition = self.partition_for_key(key)
-        self.native.send(self._changelog_name, orjson.dumps(value), orjson.dumps(key), partition)
+        self.native.send(self._changelog_name, encoded, encode_value(key), partition)
         self._sensor_on_set(self, key, value)
+        if isinstance(self.data, CachedRocksDBStore):
+            self.data.put(key, value, encoded, partition)
+        else:
+            self.data[key] = value
 
-    def on_key_del(self, key: Any) -> None:
-        self.native.send(self._changelog_name, None, orjson.dumps(key), self.partition_for_key(key))
+    def __delitem__(self, key: Any) -> None:
+        partition = self.partition_for_key(key)
+        self.native.send(self._changelog_name, None, encode_value(key), partition)
         self._sensor_on_del(self, key)
+        if isinstance(self.data, CachedRocksDBStore):
+            self.data.delete(key, partition)
+        else:
+            del self.data[key]
 
     def persist_offset(self, tp: TP, offset: int) -> None:
         """The changelog of ``tp`` is acknowledged up to ``offset`` (after a flush)."""

@@ -18,11 +18,34 @@ from collections import OrderedDict
 from collections.abc import Iterable, Iterator
 from typing import Any
 
+import orjson
 from faust.stores.rocksdb import Store as RocksDBStore
 from faust.streams import current_event
 from faust.types import TP, CollectionT, EventT
 
 _ABSENT = object()  # a key known not to exist (deleted, or read and not found)
+# As Faust's JSON codec (with orjson), except that dataclasses (entity states) go to _to_state.
+_JSON_OPTIONS = orjson.OPT_NON_STR_KEYS | orjson.OPT_UTC_Z | orjson.OPT_PASSTHROUGH_DATACLASS
+
+
+def encode_value(value: Any) -> bytes:
+    """A table key or value as Faust's JSON codec writes it; objects with ``to_state()`` (entity
+    states) are written as that."""
+    return orjson.dumps(value, default=_to_state, option=_JSON_OPTIONS)
+
+
+def _to_state(value: Any) -> Any:
+    to_state = getattr(value, "to_state", None)
+    if to_state is None:
+        raise TypeError(f"{type(value).__name__} is not JSON serializable")
+    return to_state()
+
+
+def _event_partition() -> int:
+    event = current_event()
+    if event is None:
+        raise RuntimeError("table written outside of a stream event")
+    return int(event.message.partition)
 
 
 class CachedRocksDBStore(RocksDBStore):
@@ -33,7 +56,7 @@ class CachedRocksDBStore(RocksDBStore):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._cache: OrderedDict[Any, Any] = OrderedDict()
-        self._dirty: dict[int, dict[Any, Any]] = {}
+        self._dirty: dict[int, dict[Any, bytes | None]] = {}  # partition -> key -> JSON (None: deleted)
 
     # --- the mapping, as the table uses it --------------------------------------------------------
     def __getitem__(self, key: Any) -> Any:
@@ -46,10 +69,22 @@ class CachedRocksDBStore(RocksDBStore):
         return self._cached(key) is not _ABSENT
 
     def __setitem__(self, key: Any, value: Any) -> None:
-        self._write(key, value)
+        self.put(key, value, encode_value(value), _event_partition())
 
     def __delitem__(self, key: Any) -> None:
-        self._write(key, _ABSENT)
+        self.delete(key, _event_partition())
+
+    def put(self, key: Any, value: Any, encoded: bytes, partition: int) -> None:
+        """Set ``key`` of ``partition`` to ``value``, whose JSON is ``encoded`` (what RocksDB gets
+        at the write-back; ``value`` itself is what reads return until then)."""
+        self._cache[key] = value
+        self._cache.move_to_end(key)
+        self._dirty.setdefault(partition, {})[key] = encoded
+
+    def delete(self, key: Any, partition: int) -> None:
+        self._cache[key] = _ABSENT
+        self._cache.move_to_end(key)
+        self._dirty.setdefault(partition, {})[key] = None
 
     def _cached(self, key: Any) -> Any:
         try:
@@ -62,14 +97,6 @@ class CachedRocksDBStore(RocksDBStore):
         self._cache.move_to_end(key)
         return value
 
-    def _write(self, key: Any, value: Any) -> None:
-        event = current_event()
-        if event is None:
-            raise RuntimeError("table written outside of a stream event")
-        self._cache[key] = value
-        self._cache.move_to_end(key)
-        self._dirty.setdefault(event.message.partition, {})[key] = value
-
     # --- write-back -------------------------------------------------------------------------------
     def write_back(self) -> None:
         """Write every entry changed since the last write-back to RocksDB (one batch per
@@ -78,13 +105,13 @@ class CachedRocksDBStore(RocksDBStore):
             db = self._db_for_partition(partition)
             batch = self._new_batch()
             for key, value in entries.items():
-                encoded = self._encode_key(key)
-                if value is _ABSENT:
-                    batch.delete(encoded)
-                    self._key_index.pop(encoded, None)
+                encoded_key = encode_value(key)
+                if value is None:
+                    batch.delete(encoded_key)
+                    self._key_index.pop(encoded_key, None)
                 else:
-                    batch.put(encoded, self._encode_value(value))
-                    self._key_index[encoded] = partition
+                    batch.put(encoded_key, value)
+                    self._key_index[encoded_key] = partition
             db.write(batch)
         self._dirty.clear()
         while len(self._cache) > self.cache_entries:
