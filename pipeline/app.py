@@ -26,6 +26,7 @@ recognised by transaction id (the stored decision is re-emitted unchanged).
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import gc
 import logging
@@ -101,8 +102,12 @@ class FraudPipeline:
         )
         self.metrics.model_labels_learnt.set(model.labels_learnt)
         # Everything the worker produces goes through librdkafka (pipeline/native_producer.py).
+        # Without Nagle's algorithm: a frame's few hundred bytes would otherwise wait for the
+        # broker's delayed ACK (tens of milliseconds per stage at moderate load).
         self.native = NativeProducer(
-            settings.producer_config(**{"linger.ms": settings.worker_producer_linger_ms})
+            settings.producer_config(
+                **{"linger.ms": settings.worker_producer_linger_ms, "socket.nagle.disable": True}
+            )
         )
         self.metrics.watch_producer(self.native)
         self.app = self._build_app()
@@ -167,7 +172,7 @@ class FraudPipeline:
         self.alerts = topic(s.topic_alerts)
         self.dead_letters = topic(s.topic_dead_letter)
 
-        def table(name: str, help_text: str) -> faust.Table:
+        def table(name: str, help_text: str, cache_entries: int) -> faust.Table:
             schema = faust.Schema(key_serializer="json", value_serializer="json")
             created = NativeChangelogTable(
                 app,
@@ -179,16 +184,18 @@ class FraudPipeline:
                 help=help_text,
             )
             created.native = self.native
+            created.cache_entries = cache_entries
             self.native.track_offsets(created.changelog_topic.get_topic_name(), created.persist_offset)
             return app.tables.add(created)
 
         *stage_tables, card_table, pending_table = table_names()
         self.stage_tables = [
-            table(name, f"State per {entity}")
+            table(name, f"State per {entity}", s.worker_table_cache_entries)
             for name, (entity, _, _) in zip(stage_tables, ENTITY_STAGES, strict=True)
         ]
-        self.card_state = table(card_table, "History per card")
-        self.pending = table(pending_table, "Features kept at scoring time, by transaction id")
+        self.card_state = table(card_table, "History per card", s.worker_table_cache_entries)
+        # A pending entry is read once, by its label, long after: caching it would only cost memory.
+        self.pending = table(pending_table, "Features kept at scoring time, by transaction id", 0)
         entity_ttl = s.entity_ttl_days * 86400
         self._expiry = {t.name: ExpiryIndex(entity_ttl) for t in (*self.stage_tables, self.card_state)}
         self._expiry[self.pending.name] = ExpiryIndex(s.pending_label_ttl_hours * 3600)
@@ -247,33 +254,64 @@ class FraudPipeline:
     def _batch_agent(
         self, handler: Callable[[faust.EventT, Outbox], Awaitable[None]], component: str
     ) -> AgentFun:
-        """An agent that takes events in batches (up to FRAUD_WORKER_BATCH_SIZE, or what arrived
-        within FRAUD_WORKER_BATCH_SECONDS), runs ``handler`` on each event and then sends what the
-        batch produced for the next stage as one frame per partition. Events are acknowledged only
-        after the batch, frames included, was handed to the producer (at-least-once).
+        """An agent that takes events in batches, runs ``handler`` on each event and then sends what
+        the batch produced for the next stage as one frame per partition. Events are acknowledged
+        only after the batch, frames included, was handed to the producer (at-least-once).
+
+        A batch starts with the first event that arrives and closes when FRAUD_WORKER_BATCH_SIZE
+        events are in it, or when nothing more is waiting once FRAUD_WORKER_BATCH_SECONDS have
+        passed since its first event (a producer's linger): under load batches fill up at once,
+        with little traffic an event waits at most that long, and an idle stage does not wake up.
 
         An unexpected error dead-letters that event (reason processing_error); the stream goes on."""
-        size, within = self.settings.worker_batch_size, self.settings.worker_batch_seconds
+        size, linger = self.settings.worker_batch_size, self.settings.worker_batch_seconds
 
         async def agent(stream: faust.StreamT) -> None:
-            async for events in stream.take_events(size, within=within):
-                outbox = Outbox(self.settings.worker_frame_items)
-                for event in events:
-                    # Table writes go to the changelog partition (and RocksDB) of the current
-                    # event; take_events leaves that to us.
-                    _current_event.set(weakref.ref(event))
-                    try:
-                        await handler(event, outbox)
-                    except Exception as exc:
-                        log.exception("%s failed on %s", component, _where(event))
-                        await self._dead_letter(
-                            Invalid("processing_error", f"{type(exc).__name__}: {exc}"), event, component
-                        )
-                outbox.send(self.native)
-                self.native.poll()
+            batches = stream.noack()
+            waiting = batches.channel.queue  # events delivered to this stage, not taken yet
+            clock = asyncio.get_running_loop().time
+            events: list[faust.EventT] = []
+            opened = 0.0
+            async for event in batches.events():
+                if not events:
+                    opened = clock()
+                events.append(event)
+                if len(events) < size:
+                    if not waiting.empty():
+                        continue
+                    wait = opened + linger - clock()
+                    if wait > 0:
+                        await asyncio.sleep(wait)
+                        if not waiting.empty():
+                            continue
+                await self._process_batch(events, handler, component)
+                for taken in events:
+                    await batches.ack(taken)
+                events = []
 
         agent.__name__ = agent.__qualname__ = component.replace("-", "_")
         return agent
+
+    async def _process_batch(
+        self,
+        events: list[faust.EventT],
+        handler: Callable[[faust.EventT, Outbox], Awaitable[None]],
+        component: str,
+    ) -> None:
+        outbox = Outbox(self.settings.worker_frame_items)
+        for event in events:
+            # Table writes go to the changelog partition (and RocksDB) of the current event; the
+            # stream has moved on to later events since, so it is set here.
+            _current_event.set(weakref.ref(event))
+            try:
+                await handler(event, outbox)
+            except Exception as exc:
+                log.exception("%s failed on %s", component, _where(event))
+                await self._dead_letter(
+                    Invalid("processing_error", f"{type(exc).__name__}: {exc}"), event, component
+                )
+        outbox.send(self.native)
+        self.native.poll()
 
     async def validate(self, event: faust.EventT, outbox: Outbox) -> None:
         """First stage: check every transaction; send the valid ones on to the entity stages."""
@@ -601,6 +639,7 @@ class NativeChangelogTable(faust.Table):
     encoded once per write, for both the changelog and RocksDB."""
 
     native: NativeProducer
+    cache_entries: int = 10_000
 
     def __setitem__(self, key: Any, value: Any) -> None:
         encoded = encode_value(value)
@@ -632,7 +671,7 @@ class NativeChangelogTable(faust.Table):
         """RocksDB behind a record cache (pipeline/state_store.py); other stores as Faust has them."""
         if str(url).partition(":")[0] != "rocksdb":
             return super()._new_store_by_url(url)
-        return CachedRocksDBStore(
+        store = CachedRocksDBStore(
             url,
             self.app,
             self,
@@ -644,6 +683,8 @@ class NativeChangelogTable(faust.Table):
             loop=self.loop,
             options=self.options,
         )
+        store.cache_entries = self.cache_entries
+        return store
 
     @functools.cached_property
     def _changelog_name(self) -> str:

@@ -219,6 +219,7 @@ def cmd_bench(settings: Settings, args: argparse.Namespace) -> int:
         warmup_transactions=args.warmup,
         profile=args.profile,
         one_worker_only=args.one_worker_only,
+        latency_only=args.latency_only,
         out=args.out,
     )
     run_benchmark(settings, options)
@@ -336,6 +337,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--one-worker-only",
         action="store_true",
         help="only the one-worker run (a quick look while profiling)",
+    )
+    bench.add_argument(
+        "--latency-only",
+        type=float,
+        metavar="RATE",
+        help="only the latency run, at RATE transactions/s (a quick look while tuning)",
     )
     bench.add_argument("--out", type=Path, default=Path("var/bench"), help="folder for the JSON and charts")
     bench.set_defaults(func=cmd_bench)

@@ -120,13 +120,18 @@ class Settings(BaseSettings):
         default=0.005,
         gt=0,
         le=1,
-        description="Longest a stage waits to fill a batch (adds to latency per stage).",
+        description="Longest a stage waits for more events after a batch's first (adds latency per stage).",
     )
     worker_frame_items: int = Field(
         default=250, ge=1, le=2000, description="Most transactions in one message between two stages."
     )
     worker_producer_linger_ms: float = Field(
         default=1.0, ge=0, le=1000, description="How long the worker's producer waits to fill a batch."
+    )
+    worker_table_cache_entries: int = Field(
+        default=10_000,
+        ge=0,
+        description="Entity states each table keeps in memory over RocksDB (the most recently used).",
     )
     table_store: Literal["rocksdb", "memory"] = Field(
         default="rocksdb",

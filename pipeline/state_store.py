@@ -51,7 +51,9 @@ def _event_partition() -> int:
 class CachedRocksDBStore(RocksDBStore):
     """Faust's RocksDB store with a bounded record cache and write-back (see the module's doc)."""
 
-    cache_entries = 100_000  # per table; clean entries beyond this are dropped, oldest first
+    # Entries kept after a write-back, least recently used dropped first. Each cached state is tens
+    # of Python objects that the garbage collector walks, so the cache is for the hot set only.
+    cache_entries = 10_000
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

@@ -51,6 +51,7 @@ class BenchOptions:
     warmup_transactions: int = 30_000
     profile: bool = False
     one_worker_only: bool = False  # a quick look while profiling: no raw, 2-worker or latency run
+    latency_only: float | None = None  # only the latency run, at this offered rate
     out: Path = REPO_ROOT / "var" / "bench"
 
 
@@ -92,6 +93,14 @@ def _run(settings: Settings, options: BenchOptions) -> dict[str, Any]:
     results["models"] = _model_rates(base, features, labels)
     for name, rate in results["models"].items():
         say(f"      {name:44} {rate:>10,.0f} samples/s")
+
+    if options.latency_only:
+        latency_topic = f"bench-{run}-latency-transactions"
+        app = _app_settings(base, f"bench-{run}-latency", topic_transactions=latency_topic)
+        _install_model(app, model)
+        latency = _latency_run(app, options.latency_only, options.latency_seconds, out, run)
+        say(_latency_line(latency))
+        return {**results, "latency": latency}
 
     say(f"[2/6] producing {options.transactions:,} simulated transactions to {base.topic_transactions}")
     ensure_topics(base, include_internal=False)
@@ -586,14 +595,18 @@ def _print_summary(results: dict[str, Any]) -> None:
     say("")
     say(f"1 worker / raw:        {results['ratios']['one_worker_over_raw']:.1%}")
     say(f"2 workers / 1 worker:  x{results['ratios']['two_workers_over_one']:.2f}")
-    say(
-        f"latency at {latency['offered_rate']:,.0f}/s ({latency['decided']:,}/{latency['sent']:,} decided): "
-        f"p50 {latency['p50_ms']:.1f} ms, p95 {latency['p95_ms']:.1f} ms, p99 {latency['p99_ms']:.1f} ms, "
-        f"max {latency['max_ms']:.1f} ms"
-    )
+    say(_latency_line(latency))
     duplicates = one["duplicates"] + two["duplicates"]
     say(f"decisions: every transaction decided in each run; {duplicates} duplicate decisions")
     if "profile_top" in one:
         say("\nwhere one worker spends its time (py-spy, self time):")
         for frame, share in one["profile_top"]:
             say(f"  {share:6.1%}  {frame}")
+
+
+def _latency_line(latency: dict[str, Any]) -> str:
+    return (
+        f"latency at {latency['offered_rate']:,.0f}/s ({latency['decided']:,}/{latency['sent']:,} decided): "
+        f"p50 {latency['p50_ms']:.1f} ms, p95 {latency['p95_ms']:.1f} ms, p99 {latency['p99_ms']:.1f} ms, "
+        f"max {latency['max_ms']:.1f} ms"
+    )
