@@ -13,6 +13,20 @@ from confluent_kafka import Consumer, Producer
 from pipeline.config import Settings
 
 
+def abroad_card_present(card_token: str) -> dict[str, Any]:
+    """Transaction fields of a card-present payment in Brazil with a German card: one alone is
+    ordinary, a second within hours fires the rule UT-burst-abroad (so it shows the card's history)."""
+    return {
+        "card_token": card_token,
+        "country": "BR",
+        "card_country": "DE",
+        "channel": "card_present",
+        "device_id": None,
+        "ip_address": None,
+        "shipping_matches_billing": None,
+    }
+
+
 def produce(
     settings: Settings, topic: str, records: Iterable[tuple[str | None, bytes | dict[str, Any]]]
 ) -> int:

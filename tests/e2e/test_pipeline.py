@@ -19,8 +19,9 @@ from tests.support import consume_until, produce
 pytestmark = pytest.mark.kafka
 
 
-def simulated(count: int, seed: int = 3, **fraud: float) -> list[dict[str, Any]]:
-    start = datetime.now(UTC).timestamp() - 600
+def simulated(count: int, seed: int = 3, start: float | None = None, **fraud: float) -> list[dict[str, Any]]:
+    """``count`` simulated transactions from ``start`` (default: 10 minutes ago)."""
+    start = datetime.now(UTC).timestamp() - 600 if start is None else start
     rates = FraudRates(**fraud) if fraud else FraudRates(0.02, 0.02, 0.01)
     generator = TrafficGenerator(
         seed=seed, customers=300, merchants=60, rate=20, fraud=rates, start=start, run_id=f"e2e{seed}"

@@ -11,7 +11,7 @@ import pytest
 
 from pipeline.schemas import load_schema
 from tests.e2e.test_pipeline import metric_value
-from tests.support import consume_until, produce
+from tests.support import abroad_card_present, consume_until, produce
 
 pytestmark = pytest.mark.kafka
 
@@ -45,15 +45,7 @@ def decisions_for(settings, ids: set[str]) -> dict[str, dict[str, Any]]:
 def test_card_history_and_model_survive_a_worker_restart(make_settings, start_worker) -> None:
     settings = make_settings(model_snapshot_interval_seconds=3600)  # the snapshot comes from shutdown
     card = "tok_restart0001"
-    abroad = {
-        "card_token": card,
-        "country": "BR",
-        "card_country": "DE",
-        "channel": "card_present",
-        "device_id": None,
-        "ip_address": None,
-        "shipping_matches_billing": None,
-    }
+    abroad = abroad_card_present(card)
     first = transaction("restart-1", 20, merchant_id="m-first", terminal_id="t-first", **abroad)
     others = [transaction(f"restart-other-{i}", 19, card_token=f"tok_restartother{i:03d}") for i in range(30)]
 

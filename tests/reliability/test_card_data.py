@@ -32,7 +32,7 @@ from monitor.metrics import MonitorMetrics
 from pipeline.config import Settings
 from pipeline.schemas import load_schema
 from tests.monitor.logins import ANALYST, login_client, make_accounts
-from tests.support import consume_until, produce
+from tests.support import abroad_card_present, consume_until, produce
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
@@ -87,15 +87,7 @@ def leaking_transactions() -> list[tuple[str | None, bytes]]:
 def valid_traffic() -> list[dict[str, Any]]:
     """Ordinary transactions, and two payments abroad on one card that raise an alert."""
     plain = [transaction(f"ok-{i}", card_token=f"tok_cardscanok{i:03d}") for i in range(12)]
-    abroad = {
-        "card_token": "tok_cardscanabroad",
-        "country": "BR",
-        "card_country": "DE",
-        "channel": "card_present",
-        "device_id": None,
-        "ip_address": None,
-        "shipping_matches_billing": None,
-    }
+    abroad = abroad_card_present("tok_cardscanabroad")
     first = transaction("abroad-1", 20, merchant_id="m-first", terminal_id="t-first", **abroad)
     second = transaction("abroad-2", 10, merchant_id="m-second", terminal_id="t-second", **abroad)
     return [*plain, first, second]

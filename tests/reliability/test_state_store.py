@@ -13,7 +13,7 @@ import rocksdict
 
 from pipeline.app import _partition_of
 from tests.e2e.test_restart import decisions_for, transaction
-from tests.support import produce
+from tests.support import abroad_card_present, produce
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
@@ -23,15 +23,7 @@ OFFSET_KEY = b"__faust\0offset__"  # where Faust's RocksDB store keeps the chang
 def test_card_state_is_written_back_and_survives_kill_9(make_settings, start_worker) -> None:
     settings = make_settings()
     card = "tok_cachekill0001"
-    abroad = {
-        "card_token": card,
-        "country": "BR",
-        "card_country": "DE",
-        "channel": "card_present",
-        "device_id": None,
-        "ip_address": None,
-        "shipping_matches_billing": None,
-    }
+    abroad = abroad_card_present(card)
     first = transaction("cache-1", 20, merchant_id="m-first", terminal_id="t-first", **abroad)
     others = [transaction(f"cache-other-{i}", 19, card_token=f"tok_cacheother{i:03d}") for i in range(30)]
 
