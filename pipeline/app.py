@@ -20,7 +20,8 @@ Python Kafka client is per message, not per byte (docs/performance.md).
 Every topic has the same partition count, so Faust co-partitions them: a card's scoring state,
 its pending features and its labels live on the same partition of the same worker. Invalid
 input goes to the dead-letter topic with the reason; the stream goes on. Processing is
-at-least-once: Faust flushes the producer before committing offsets, and duplicates are
+at-least-once: before Faust commits offsets, everything produced (through librdkafka,
+pipeline/native_producer.py) has been acknowledged, and duplicates are
 recognised by transaction id (the stored decision is re-emitted unchanged).
 """
 
@@ -168,9 +169,6 @@ class FraudPipeline:
         self.stage_topics = [topic(name) for name in stage_names]
         self.by_card = topic(by_card_name)
         self.labels = topic(s.topic_labels)
-        self.decisions = topic(s.topic_decisions)
-        self.alerts = topic(s.topic_alerts)
-        self.dead_letters = topic(s.topic_dead_letter)
 
         def table(name: str, help_text: str, cache_entries: int) -> faust.Table:
             schema = faust.Schema(key_serializer="json", value_serializer="json")

@@ -95,10 +95,7 @@ def _run(settings: Settings, options: BenchOptions) -> dict[str, Any]:
         say(f"      {name:44} {rate:>10,.0f} samples/s")
 
     if options.latency_only:
-        latency_topic = f"bench-{run}-latency-transactions"
-        app = _app_settings(base, f"bench-{run}-latency", topic_transactions=latency_topic)
-        _install_model(app, model)
-        latency = _latency_run(app, options.latency_only, options.latency_seconds, out, run)
+        latency = _latency_run(base, model, options.latency_only, options.latency_seconds, out, run)
         say(_latency_line(latency))
         return {**results, "latency": latency}
 
@@ -140,9 +137,7 @@ def _run(settings: Settings, options: BenchOptions) -> dict[str, Any]:
         f"[6/6] latency at half the one-worker peak: {offered:,.0f} transactions/s "
         f"for {options.latency_seconds:.0f}s"
     )
-    app = _app_settings(base, f"bench-{run}-latency", topic_transactions=f"bench-{run}-latency-transactions")
-    _install_model(app, model)
-    results["latency"] = _latency_run(app, offered, options.latency_seconds, out, run)
+    results["latency"] = _latency_run(base, model, offered, options.latency_seconds, out, run)
 
     raw, one, two = results["raw"]["rate"], results["workers_1"]["rate"], results["workers_2"]["rate"]
     results["ratios"] = {"one_worker_over_raw": one / raw, "two_workers_over_one": two / one}
@@ -332,11 +327,15 @@ def _start_profiler(pid: int, out: Path) -> subprocess.Popen[bytes]:
 
 # --- latency ------------------------------------------------------------------------------------
 def _latency_run(
-    settings: Settings, rate: float, seconds: float, out: Path, run: str, warmup: float = 10.0
+    base: Settings, model: Any, rate: float, seconds: float, out: Path, run: str, warmup: float = 10.0
 ) -> dict[str, Any]:
-    """Offer ``rate`` transactions per second for ``warmup`` + ``seconds``; time each of the last
-    ``seconds`` from just before its produce call to the arrival of its decision. (The first
-    transactions after a worker starts wait for its consumers of the internal topics to fetch.)"""
+    """Offer ``rate`` transactions per second for ``warmup`` + ``seconds`` to a fresh worker (an app
+    and input topic of its own, running ``model``); time each of the last ``seconds`` from just
+    before its produce call to the arrival of its decision. (The first transactions after a worker
+    starts wait for its consumers of the internal topics to fetch.)"""
+    topic = f"bench-{run}-latency-transactions"
+    settings = _app_settings(base, f"bench-{run}-latency", topic_transactions=topic)
+    _install_model(settings, model)
     count = max(int(rate * (seconds + warmup)), 50)
     measured_from = int(rate * warmup) if count > rate * warmup else 0
     records = [
