@@ -27,7 +27,6 @@ recognised by transaction id (the stored decision is re-emitted unchanged).
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import gc
 import logging
@@ -252,40 +251,20 @@ class FraudPipeline:
     def _batch_agent(
         self, handler: Callable[[faust.EventT, Outbox], Awaitable[None]], component: str
     ) -> AgentFun:
-        """An agent that takes events in batches, runs ``handler`` on each event and then sends what
-        the batch produced for the next stage as one frame per partition. Events are acknowledged
-        only after the batch, frames included, was handed to the producer (at-least-once).
+        """An agent that takes events in batches (up to FRAUD_WORKER_BATCH_SIZE, or what arrived
+        within FRAUD_WORKER_BATCH_SECONDS), runs ``handler`` on each event and then sends what the
+        batch produced for the next stage as one frame per partition. Events are acknowledged only
+        after the batch, frames included, was handed to the producer (at-least-once).
 
-        A batch starts with the first event that arrives and closes when FRAUD_WORKER_BATCH_SIZE
-        events are in it, or when nothing more is waiting once FRAUD_WORKER_BATCH_SECONDS have
-        passed since its first event (a producer's linger): under load batches fill up at once,
-        with little traffic an event waits at most that long, and an idle stage does not wake up.
+        Faust's ``take_events`` does the batching: it handles rebalances (a batch of our own that
+        decided to wait for more events could be left holding events whose buffer Faust cleared).
 
         An unexpected error dead-letters that event (reason processing_error); the stream goes on."""
-        size, linger = self.settings.worker_batch_size, self.settings.worker_batch_seconds
+        size, within = self.settings.worker_batch_size, self.settings.worker_batch_seconds
 
         async def agent(stream: faust.StreamT) -> None:
-            batches = stream.noack()
-            waiting = batches.channel.queue  # events delivered to this stage, not taken yet
-            clock = asyncio.get_running_loop().time
-            events: list[faust.EventT] = []
-            opened = 0.0
-            async for event in batches.events():
-                if not events:
-                    opened = clock()
-                events.append(event)
-                if len(events) < size:
-                    if not waiting.empty():
-                        continue
-                    wait = opened + linger - clock()
-                    if wait > 0:
-                        await asyncio.sleep(wait)
-                        if not waiting.empty():
-                            continue
-                await self._process_batch(events, handler, component)
-                for taken in events:
-                    await batches.ack(taken)
-                events = []
+            async for events in stream.take_events(size, within=within):
+                await self._process_batch(list(events), handler, component)
 
         agent.__name__ = agent.__qualname__ = component.replace("-", "_")
         return agent

@@ -120,7 +120,7 @@ class Settings(BaseSettings):
         default=0.005,
         gt=0,
         le=1,
-        description="Longest a stage waits for more events after a batch's first (adds latency per stage).",
+        description="Longest a stage waits to fill a batch (adds to latency per stage).",
     )
     worker_frame_items: int = Field(
         default=250, ge=1, le=2000, description="Most transactions in one message between two stages."
