@@ -109,7 +109,7 @@ class DetectionEngine:
         return budget_line is None or model_score >= budget_line
 
     def decide(self, txn: Mapping[str, Any], features: Features) -> Verdict:
-        model_score, model_type = self.model.predict(features)
+        model_score = self.model.fraud_probability(features)
         model_counts = self._model_counts(model_score)
         anomaly = self._anomaly(features)
         listed = self.lists.match(txn, self.rules)
@@ -118,7 +118,7 @@ class DetectionEngine:
                 "block",
                 1.0,
                 model_score,
-                model_type or "unauthorized_transactions",
+                self.model.likely_type(features) or "unauthorized_transactions",
                 (listed.reason,),
                 (listed.rule_hit,),
                 self.model.version,
@@ -139,7 +139,14 @@ class DetectionEngine:
             if rule.fraud_type not in explained:
                 explained.add(rule.fraud_type)
                 reasons.append(rule.explain(env))
-        if model_counts and model_score >= self.review_threshold:
+        model_flags = model_counts and model_score >= self.review_threshold
+        # The type classifier is asked only when the model's type is shown or decides the type.
+        model_type = (
+            self.model.likely_type(features)
+            if model_flags or (score >= self.review_threshold and not hits)
+            else None
+        )
+        if model_flags:
             kind = FRAUD_TYPE_NAMES.get(model_type or "", "fraud")
             signals = ", ".join(
                 f"{name} = {features.get(name, 0.0):g}" for name, _ in self.model.explain(features)
@@ -148,7 +155,7 @@ class DetectionEngine:
                 f"Model: {model_score:.0%} likely fraud ({kind})"
                 + (f"; strongest signals: {signals}" if signals else "")
             )
-        if anomaly is not None and not hits and not (model_counts and model_score >= self.review_threshold):
+        if anomaly is not None and not hits and not model_flags:
             reasons.append(
                 f"Unusual transaction: anomaly score {anomaly:.2f}, among the most unusual "
                 f"{self.anomaly_budget:.0%} of recent traffic"

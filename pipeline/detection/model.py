@@ -81,9 +81,21 @@ class OnlineFraudModel:
         """(fraud probability, most likely fraud type or None before any fraud was learnt)."""
         if self.labels_learnt == 0:
             return 0.0, None
-        probability = float(self.fraud.predict_proba_one(features).get(True, 0.0))
-        kind = self.fraud_type.predict_one(features) if self.frauds_learnt else None
-        return probability, kind
+        return self.fraud_probability(features), self.likely_type(features)
+
+    def fraud_probability(self, features: Features) -> float:
+        """The probability that the transaction is fraud (0 before any label was learnt)."""
+        if self.labels_learnt == 0:
+            return 0.0
+        return float(self.fraud.predict_proba_one(features).get(True, 0.0))
+
+    def likely_type(self, features: Features) -> str | None:
+        """The most likely fraud type, or None before any fraud was learnt. Predicting leaves the
+        model unchanged, so it is asked only when a decision needs a type (a third of a decision's
+        cost otherwise)."""
+        if self.labels_learnt == 0 or not self.frauds_learnt:
+            return None
+        return self.fraud_type.predict_one(features)
 
     def explain(self, features: Features, top: int = 3) -> list[tuple[str, float]]:
         """The features that pushed the fraud probability up most: (name, contribution to the

@@ -51,8 +51,11 @@ class FixedModel(OnlineFraudModel):
     fixed_score: float = 0.0
     fixed_type: str | None = None
 
-    def predict(self, features: Features) -> tuple[float, str | None]:
-        return self.fixed_score, self.fixed_type
+    def fraud_probability(self, features: Features) -> float:
+        return self.fixed_score
+
+    def likely_type(self, features: Features) -> str | None:
+        return self.fixed_type
 
 
 def engine(score: float = 0.0, kind: str | None = None, labels: int = 0, **options: Any) -> DetectionEngine:
@@ -234,8 +237,11 @@ def test_the_alert_budget_limits_what_the_model_alone_may_flag() -> None:
     from pipeline.detection.rules import RuleSet
 
     class ConfidentModel(OnlineFraudModel):
-        def predict(self, features):  # type: ignore[no-untyped-def]
-            return 0.6 + 0.4 * features["u"], "identity_theft"
+        def fraud_probability(self, features):  # type: ignore[no-untyped-def]
+            return 0.6 + 0.4 * features["u"]
+
+        def likely_type(self, features):  # type: ignore[no-untyped-def]
+            return "identity_theft"
 
     model = ConfidentModel()
     model.labels_learnt = 10_000
