@@ -1,14 +1,15 @@
 """The Faust application: stages joined by repartition topics, plus the label learner.
 
-    transactions (key: card) --validate--> <app>-by-terminal (key: terminal)
-        --terminal features--> <app>-by-merchant (key: merchant) --merchant features-->
-        <app>-by-device (key: device) --device features--> <app>-by-customer (key: customer)
+    transactions (key: card) --validate--> <app>-by-merchant (key: merchant)
+        --terminal and merchant features--> <app>-by-device (key: device)
+        --device features--> <app>-by-customer (key: customer)
         --customer features--> <app>-by-card (key: card)
         --card features, rules, model--> decisions (every transaction) + alerts (review/block)
     labels (key: card) --join with the features kept at scoring time--> model.learn
-        --> <app>-by-terminal, <app>-by-merchant (confirmed-fraud rates, from labels known so far)
+        --> <app>-by-merchant (terminals' and merchants' confirmed-fraud rates, from labels known so far)
 
-The entity stages are ENTITY_STAGES in pipeline/detection/features.py.
+The entities are ENTITY_STAGES in pipeline/detection/features.py; the stages that keep them are
+STAGES in pipeline/topics.py (a terminal belongs to one merchant, so both live in one stage).
 
 Each stage takes its events in batches and passes transactions on in frames: one Kafka message
 holding the envelopes of a batch that belong to one partition of the next topic, sent to that
@@ -33,7 +34,7 @@ import logging
 import ssl
 import time
 import weakref
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +54,7 @@ from pipeline.detection.features import (
     ENTITY_STAGES,
     FEATURE_NAMES,
     CardState,
+    Entity,
     LabelledActivityState,
     event_seconds,
     last_active,
@@ -68,7 +70,7 @@ from pipeline.messages import alert_message, dead_letter_message, decision_messa
 from pipeline.metrics import PipelineMetrics
 from pipeline.native_producer import NativeProducer
 from pipeline.state_store import CachedRocksDBStore, encode_value
-from pipeline.topics import internal_topic_names, table_names
+from pipeline.topics import STAGES, internal_topic_names, table_names
 from pipeline.validation import EventTimeWindow, Invalid, mask_card_numbers, parse_message
 
 log = logging.getLogger(__name__)
@@ -185,26 +187,31 @@ class FraudPipeline:
             self.native.track_offsets(created.changelog_topic.get_topic_name(), created.persist_offset)
             return app.tables.add(created)
 
-        *stage_tables, card_table, pending_table = table_names()
-        self.stage_tables = [
-            table(name, f"State per {entity}", s.worker_table_cache_entries)
-            for name, (entity, _, _) in zip(stage_tables, ENTITY_STAGES, strict=True)
-        ]
+        *entity_tables, card_table, pending_table = table_names()
+        self.entity_tables = {
+            entity.name: table(name, f"State per {entity.name}", s.worker_table_cache_entries)
+            for name, entity in zip(entity_tables, ENTITY_STAGES, strict=True)
+        }
+        self._entity_of_table = {self.entity_tables[e.name].name: e for e in ENTITY_STAGES}
         self.card_state = table(card_table, "History per card", s.worker_table_cache_entries)
         # A pending entry is read once, by its label, long after: caching it would only cost memory.
         self.pending = table(pending_table, "Features kept at scoring time, by transaction id", 0)
         entity_ttl = s.entity_ttl_days * 86400
-        self._expiry = {t.name: ExpiryIndex(entity_ttl) for t in (*self.stage_tables, self.card_state)}
+        self._expiry = {
+            t.name: ExpiryIndex(entity_ttl) for t in (*self.entity_tables.values(), self.card_state)
+        }
         self._expiry[self.pending.name] = ExpiryIndex(s.pending_label_ttl_hours * 3600)
 
-        app.agent(self.transactions, name="validate")(self._batch_agent(self.validate, "validate"))
-        for index, (entity, _, _) in enumerate(ENTITY_STAGES):
-            handler = self._entity_stage(index)
-            app.agent(self.stage_topics[index], name=f"{entity}-features")(
-                self._batch_agent(handler, f"{entity}-features")
-            )
-        app.agent(self.by_card, name="score")(self._batch_agent(self.score, "score"))
-        app.agent(self.labels, name="learn")(self._batch_agent(self.learn, "learn"))
+        def stage(topic: faust.TopicT, component: str, handler: BatchHandler) -> None:
+            app.agent(topic, name=component)(self._batch_agent(handler, component))
+
+        stage(self.transactions, "validate", self._each_event(self.validate, "validate"))
+        for index, entity_stage in enumerate(STAGES):
+            component = f"{entity_stage.name}-features"
+            features = self._by_partition(self._entity_stage(index), component)
+            stage(self.stage_topics[index], component, features)
+        stage(self.by_card, "score", self._by_partition(self.score, "score"))
+        stage(self.labels, "learn", self._each_event(self.learn, "learn"))
         # Block/allow lists: every worker reads the whole list-updates topic (pipeline/lists.py).
         install_lists(self, app, topic(s.topic_lists))
         app.timer(s.model_snapshot_interval_seconds)(self.save_model_snapshot)
@@ -234,61 +241,87 @@ class FraudPipeline:
                 try:
                     await handler(event)
                 except Exception as exc:
-                    log.exception(
-                        "%s failed on %s[%d]@%d",
-                        component,
-                        event.message.topic,
-                        event.message.partition,
-                        event.message.offset,
-                    )
-                    await self._dead_letter(
-                        Invalid("processing_error", f"{type(exc).__name__}: {exc}"), event, component
-                    )
+                    self._processing_error(exc, event, component)
 
         agent.__name__ = agent.__qualname__ = component.replace("-", "_")
         return agent
 
-    def _batch_agent(
-        self, handler: Callable[[faust.EventT, Outbox], Awaitable[None]], component: str
-    ) -> AgentFun:
+    def _batch_agent(self, handler: BatchHandler, component: str) -> AgentFun:
         """An agent that takes events in batches (up to FRAUD_WORKER_BATCH_SIZE, or what arrived
-        within FRAUD_WORKER_BATCH_SECONDS), runs ``handler`` on each event and then sends what the
-        batch produced for the next stage as one frame per partition. Events are acknowledged only
-        after the batch, frames included, was handed to the producer (at-least-once).
+        within FRAUD_WORKER_BATCH_SECONDS), runs ``handler`` on the batch and then sends what the
+        batch produced for the next stage as frames (one per partition, up to
+        FRAUD_WORKER_FRAME_ITEMS envelopes each). Events are acknowledged only after the batch,
+        frames included, was handed to the producer (at-least-once).
 
         Faust's ``take_events`` does the batching: it handles rebalances (a batch of our own that
-        decided to wait for more events could be left holding events whose buffer Faust cleared).
-
-        An unexpected error dead-letters that event (reason processing_error); the stream goes on."""
+        decided to wait for more events could be left holding events whose buffer Faust cleared)."""
         size, within = self.settings.worker_batch_size, self.settings.worker_batch_seconds
 
         async def agent(stream: faust.StreamT) -> None:
             async for events in stream.take_events(size, within=within):
-                await self._process_batch(list(events), handler, component)
+                outbox = Outbox(self.settings.worker_frame_items)
+                await handler(list(events), outbox)
+                outbox.send(self.native)
+                self.native.poll()
 
         agent.__name__ = agent.__qualname__ = component.replace("-", "_")
         return agent
 
-    async def _process_batch(
-        self,
-        events: list[faust.EventT],
-        handler: Callable[[faust.EventT, Outbox], Awaitable[None]],
-        component: str,
-    ) -> None:
-        outbox = Outbox(self.settings.worker_frame_items)
-        for event in events:
-            # Table writes go to the changelog partition (and RocksDB) of the current event; the
-            # stream has moved on to later events since, so it is set here.
-            _current_event.set(weakref.ref(event))
+    def _each_event(self, handler: EventHandler, component: str) -> BatchHandler:
+        """A batch handler that runs ``handler`` on each event of the batch. An unexpected error
+        dead-letters that event (reason processing_error); the batch goes on."""
+
+        async def handle(events: list[faust.EventT], outbox: Outbox) -> None:
+            for event in events:
+                # Table writes go to the changelog partition (and RocksDB) of the current event;
+                # the stream has moved on to later events since, so it is set here.
+                _current_event.set(weakref.ref(event))
+                try:
+                    await handler(event, outbox)
+                except Exception as exc:
+                    self._processing_error(exc, event, component)
+
+        return handle
+
+    def _by_partition(self, handler: PartitionHandler, component: str) -> BatchHandler:
+        """A batch handler for frames: ``handler`` gets the frames of the batch one partition at a
+        time, so that it reads and writes each entity's state once per batch and partition, however
+        many frames carried it. (At moderate load a frame holds a few envelopes; when a stage falls
+        behind, its batches grow and this keeps the cost per transaction down.) An unexpected error
+        dead-letters the events of that partition (reason processing_error); the batch goes on."""
+
+        async def handle(events: list[faust.EventT], outbox: Outbox) -> None:
+            by_partition: dict[int, list[faust.EventT]] = {}
+            for event in events:
+                by_partition.setdefault(event.message.partition, []).append(event)
+            for partition, frames in by_partition.items():
+                # Table writes go to the changelog partition of the current event: this partition.
+                _current_event.set(weakref.ref(frames[-1]))
+                try:
+                    await handler(partition, frames, outbox)
+                except Exception as exc:
+                    for event in frames:
+                        self._processing_error(exc, event, component)
+
+        return handle
+
+    def _processing_error(self, exc: Exception, event: faust.EventT, component: str) -> None:
+        log.error("%s failed on %s", component, _where(event), exc_info=exc)
+        self._dead_letter(Invalid("processing_error", f"{type(exc).__name__}: {exc}"), event, component)
+
+    def _envelopes(self, frames: list[faust.EventT], component: str) -> Iterator[tuple[faust.EventT, Any]]:
+        """(frame, envelope) for every envelope of ``frames``; a frame that is not a JSON array is
+        dead-lettered whole (reason processing_error)."""
+        for event in frames:
             try:
-                await handler(event, outbox)
+                envelopes = orjson.loads(event.value)
+                if not isinstance(envelopes, list):
+                    raise ValueError("a frame is a JSON array of envelopes")
             except Exception as exc:
-                log.exception("%s failed on %s", component, _where(event))
-                await self._dead_letter(
-                    Invalid("processing_error", f"{type(exc).__name__}: {exc}"), event, component
-                )
-        outbox.send(self.native)
-        self.native.poll()
+                self._processing_error(exc, event, component)
+                continue
+            for envelope in envelopes:
+                yield event, envelope
 
     async def validate(self, event: faust.EventT, outbox: Outbox) -> None:
         """First stage: check every transaction; send the valid ones on to the entity stages."""
@@ -301,85 +334,90 @@ class FraudPipeline:
             event_time_window=self._event_time_window,
         )
         if isinstance(result, Invalid):
-            await self._dead_letter(result, event, "validate")
+            self._dead_letter(result, event, "validate")
             return
         envelope = orjson.dumps({"txn": result, "received": received, "features": {}})
         outbox.add(self.stage_topics[0], self._partition(_stage_key(result, 0)), envelope)
 
-    def _entity_stage(self, index: int) -> Callable[[faust.EventT, Outbox], Awaitable[None]]:
-        """Stage ``index`` of ENTITY_STAGES: that entity's features from its table, then on to the
-        next stage (re-keyed by its entity) or, after the last one, to scoring (keyed by card).
+    def _entity_stage(self, index: int) -> PartitionHandler:
+        """Stage ``index`` of STAGES: its entities' features from their tables, then on to the
+        next stage (re-keyed by its routing field) or, after the last one, to scoring (by card).
 
-        Its input is a frame: the envelopes of one partition. Each entity's state is read once per
-        frame and written back once, after the frame (one changelog message per entity)."""
-        entity, field, state_type = ENTITY_STAGES[index]
-        table = self.stage_tables[index]
-        last = index == len(ENTITY_STAGES) - 1
+        Its input is frames: the envelopes of one partition. Each entity's state is read once per
+        batch and partition and written back once, after them (one changelog message per entity)."""
+        stage = STAGES[index]
+        last = index == len(STAGES) - 1
         next_topic = self.by_card if last else self.stage_topics[index + 1]
-        next_field = "card_token" if last else ENTITY_STAGES[index + 1][1]
-        component = f"{entity}-features"
+        next_field = "card_token" if last else STAGES[index + 1].routing_field
+        component = f"{stage.name}-features"
+        entities = [(entity, self.entity_tables[entity.name]) for entity in stage.entities]
+        by_name = {entity.name: (entity, table) for entity, table in entities}
 
-        async def handle(event: faust.EventT, outbox: Outbox) -> None:
-            states: dict[str, Any] = {}
-            touched: dict[str, float] = {}
+        async def handle(partition: int, frames: list[faust.EventT], outbox: Outbox) -> None:
+            states: dict[tuple[str, str], Any] = {}
+            touched: dict[tuple[str, str], float] = {}
 
-            def state_of(key: str) -> Any:
-                state = states.get(key)
+            def state_of(entity: Entity, table: faust.Table, key: str) -> Any:
+                state = states.get((entity.name, key))
                 if state is None:
-                    state = states[key] = _as_state(state_type, table.get(key))
+                    state = states[entity.name, key] = _as_state(entity.state_type, table.get(key))
                 return state
 
-            for envelope in orjson.loads(event.value):
+            for frame, envelope in self._envelopes(frames, component):
                 try:
                     if envelope.get("kind") == "label":  # a known label, for the confirmed-fraud rate
+                        # (an envelope without "entity" is from before terminals moved here)
+                        entity, table = by_name[envelope.get("entity", stage.name)]
                         key = envelope["key"]
-                        state_of(key).record_label(envelope["is_fraud"], envelope["at"])
-                        touched[key] = max(touched.get(key, 0.0), envelope["at"])
+                        state_of(entity, table, key).record_label(envelope["is_fraud"], envelope["at"])
+                        touched[entity.name, key] = max(touched.get((entity.name, key), 0.0), envelope["at"])
                         continue
                     txn = envelope["txn"]
                     at = event_seconds(txn)
-                    key = txn.get(field)
-                    if key:
-                        envelope["features"].update(observe(state_of(key), txn, at))
-                        touched[key] = max(touched.get(key, 0.0), at)
-                    else:  # e.g. no device for a card-present payment: neutral features
-                        envelope["features"].update(state_type().features(txn, at))
+                    features = envelope["features"]
+                    for entity, table in entities:
+                        key = entity.key(txn)
+                        if key:
+                            features.update(observe(state_of(entity, table, key), txn, at))
+                            touched[entity.name, key] = max(touched.get((entity.name, key), 0.0), at)
+                        else:  # e.g. no device for a card-present payment: neutral features
+                            features.update(entity.state_type().features(txn, at))
                     target = txn.get(next_field) or txn["card_token"]
                     outbox.add(next_topic, self._partition(target), orjson.dumps(envelope))
                 except Exception as exc:
-                    await self._dead_letter_item(exc, envelope, event, component)
-            partition = event.message.partition
-            for key, state in states.items():
+                    self._dead_letter_item(exc, envelope, frame, component)
+            for (name, key), state in states.items():
+                table = by_name[name][1]
                 table[key] = state
-                self._touch(table, partition, key, touched.get(key, 0.0))
+                self._touch(table, partition, key, touched.get((name, key), 0.0))
 
-        handle.__name__ = f"{entity}_features"
+        handle.__name__ = f"{stage.name}_features"
         return handle
 
-    async def score(self, event: faust.EventT, outbox: Outbox) -> None:
+    async def score(self, partition: int, frames: list[faust.EventT], outbox: Outbox) -> None:
         """Last stage: card features, rules and model; emit the decision and, if due, the alert.
-        Its input is a frame of envelopes of one partition; each card is read and written once."""
+        Its input is frames of envelopes of one partition; each card is read and written once per
+        batch and partition."""
         cards: dict[str, CardState] = {}
         touched: dict[str, float] = {}
-        partition = event.message.partition
-        for envelope in orjson.loads(event.value):
+        for frame, envelope in self._envelopes(frames, "score"):
             try:
                 txn = envelope["txn"]
                 token = txn["card_token"]
                 card = cards.get(token)
                 if card is None:
                     card = cards[token] = _as_state(CardState, self.card_state.get(token))
-                await self._score_one(envelope, txn, card, partition)
+                self._score_one(envelope, txn, card, partition)
                 touched[token] = max(touched.get(token, 0.0), event_seconds(txn))
             except Exception as exc:
-                await self._dead_letter_item(exc, envelope, event, "score")
+                self._dead_letter_item(exc, envelope, frame, "score")
         for token, card in cards.items():
             if token in touched:
                 self.card_state[token] = card
                 self._touch(self.card_state, partition, token, touched[token])
         self.metrics.pending_labels.set(len(self._expiry[self.pending.name]))
 
-    async def _score_one(
+    def _score_one(
         self, envelope: dict[str, Any], txn: dict[str, Any], card: CardState, partition: int
     ) -> None:
         transaction_id = txn["transaction_id"]
@@ -420,7 +458,7 @@ class FraudPipeline:
         """Join a label with the features kept at scoring time and let the model learn."""
         label = parse_message(event.value, "label", self.settings.max_message_bytes)
         if isinstance(label, Invalid):
-            await self._dead_letter(label, event, "learn")
+            self._dead_letter(label, event, "learn")
             return
         entry = self.pending.get(label["transaction_id"])
         if entry is None:
@@ -435,11 +473,19 @@ class FraudPipeline:
         self.metrics.labels.labels("learnt" if learnt else "skipped").inc()
         self.metrics.model_labels_learnt.set(self.engine.model.labels_learnt)
         known_at = parse_timestamp(label["labelled_at"])
-        for index, (_, field, state_type) in enumerate(ENTITY_STAGES):  # terminals', merchants' fraud rates
-            if issubclass(state_type, LabelledActivityState):
-                key = entry["decision"][field]
-                known = {"kind": "label", "key": key, "is_fraud": label["is_fraud"], "at": known_at}
-                outbox.add(self.stage_topics[index], self._partition(key), orjson.dumps(known))
+        decision = entry["decision"]
+        for index, stage in enumerate(STAGES):  # terminals' and merchants' confirmed-fraud rates
+            for entity in stage.entities:
+                key, routing_key = entity.key(decision), entity.routing_key(decision)
+                if key and routing_key and issubclass(entity.state_type, LabelledActivityState):
+                    known = {
+                        "kind": "label",
+                        "entity": entity.name,
+                        "key": key,
+                        "is_fraud": label["is_fraud"],
+                        "at": known_at,
+                    }
+                    outbox.add(self.stage_topics[index], self._partition(routing_key), orjson.dumps(known))
         del self.pending[label["transaction_id"]]
         self._expiry[self.pending.name].forget(event.message.partition, label["transaction_id"])
 
@@ -447,9 +493,7 @@ class FraudPipeline:
     def _partition(self, key: str) -> int:
         return _partition_of(key, self.settings.topic_partitions)
 
-    async def _dead_letter_item(
-        self, exc: Exception, envelope: Any, event: faust.EventT, component: str
-    ) -> None:
+    def _dead_letter_item(self, exc: Exception, envelope: Any, event: faust.EventT, component: str) -> None:
         """One envelope of a frame failed: dead-letter it alone (its transaction as the payload);
         the rest of the frame goes on."""
         log.exception("%s failed on an envelope of %s", component, _where(event))
@@ -468,7 +512,7 @@ class FraudPipeline:
         self.native.send(self.settings.topic_dead_letter, orjson.dumps(message), key)
         self.metrics.dead_letters.labels("processing_error").inc()
 
-    async def _dead_letter(self, invalid: Invalid, event: faust.EventT, component: str) -> None:
+    def _dead_letter(self, invalid: Invalid, event: faust.EventT, component: str) -> None:
         message = event.message
         envelope = dead_letter_message(
             invalid,
@@ -516,7 +560,9 @@ class FraudPipeline:
             if table is self.pending:
                 owner, at = value.get("partition"), value.get("at")
             else:
-                owner, at = _partition_of(key, self.settings.topic_partitions), last_active(value)
+                entity = self._entity_of_table.get(table.name)
+                routing_key = entity.owner(key) if entity is not None else key
+                owner, at = _partition_of(routing_key, self.settings.topic_partitions), last_active(value)
             if owner is not None and at is not None:
                 entries.setdefault(int(owner), []).append((key, float(at)))
         return entries
@@ -575,11 +621,16 @@ def _as_state(state_type: Any, stored: Any) -> Any:
 def _stage_key(txn: dict[str, Any], index: int) -> str:
     """The key that sends ``txn`` to the partition of stage ``index``'s entity (the card when the
     transaction has no such entity, so that such transactions spread evenly)."""
-    return str(txn.get(ENTITY_STAGES[index][1]) or txn["card_token"])
+    return str(txn.get(STAGES[index].routing_field) or txn["card_token"])
 
 
 def _where(event: faust.EventT) -> str:
     return f"{event.message.topic}[{event.message.partition}]@{event.message.offset}"
+
+
+EventHandler = Callable[[faust.EventT, "Outbox"], Awaitable[None]]
+BatchHandler = Callable[[list[faust.EventT], "Outbox"], Awaitable[None]]
+PartitionHandler = Callable[[int, list[faust.EventT], "Outbox"], Awaitable[None]]
 
 
 class Outbox:

@@ -247,8 +247,8 @@ def replay(
 
     delay = label_delay_days * 86400
     cards: dict[str, CardState] = defaultdict(CardState)
-    stages = [(field, state_type, {}) for _, field, state_type in ENTITY_STAGES]
-    labelled_fields = [f for f, state_type, _ in stages if issubclass(state_type, LabelledActivityState)]
+    states: dict[str, dict[str, Any]] = {entity.name: {} for entity in ENTITY_STAGES}
+    labelled = [e for e in ENTITY_STAGES if issubclass(e.state_type, LabelledActivityState)]
     labels: list[tuple[float, int, str, dict[str, str], Features, bool, str | None]] = []
     scored: list[ScoredTransaction] = []
     kept: list[Features] = []
@@ -257,19 +257,20 @@ def replay(
         while labels and labels[0][0] <= at:  # labels known by now, as the pipeline's learn agent
             known_at, _, transaction_id, keys, features, fraud, kind = heapq.heappop(labels)
             engine.learn(transaction_id, features, fraud, kind)
-            for key_field, state_type, states in stages:  # as the pipeline's learn agent does
-                if key_field in keys:
-                    states.setdefault(keys[key_field], state_type()).record_label(fraud, known_at)
+            for entity in labelled:  # as the pipeline's learn agent does
+                if entity.name in keys:
+                    known = states[entity.name].setdefault(keys[entity.name], entity.state_type())
+                    known.record_label(fraud, known_at)
         features = transaction_features(txn, at)
-        for key_field, state_type, states in stages:  # the pipeline's entity stages, in order
-            key = txn.get(key_field)
+        for entity in ENTITY_STAGES:  # the pipeline's entity stages, in order
+            key = entity.key(txn)
             if key:
-                state = states.get(key)
+                state = states[entity.name].get(key)
                 if state is None:
-                    state = states[key] = state_type()
+                    state = states[entity.name][key] = entity.state_type()
                 features.update(observe(state, txn, at))
             else:
-                features.update(state_type().features(txn, at))
+                features.update(entity.state_type().features(txn, at))
         features.update(observe(cards[txn["card_token"]], txn, at))
         verdict = engine.decide(txn, features)
         heapq.heappush(
@@ -278,7 +279,7 @@ def replay(
                 at + delay,
                 index,
                 txn["transaction_id"],
-                {f: txn[f] for f in labelled_fields},
+                {e.name: key for e in labelled if (key := e.key(txn))},
                 features,
                 is_fraud,
                 fraud_type,

@@ -228,7 +228,7 @@ def install_lists(pipeline: FraudPipeline, app: faust.App, topic: faust.TopicT) 
     async def check_list_update(event: faust.EventT) -> None:
         result = parse_list_update(event.message.key, event.value, max_bytes)
         if isinstance(result, Invalid):
-            await pipeline._dead_letter(result, event, component)
+            pipeline._dead_letter(result, event, component)
 
     # _agent dead-letters an update whose check raises (processing_error) and goes on.
     app.agent(topic, name=component)(pipeline._agent(check_list_update, component))

@@ -3,19 +3,47 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from pipeline.config import Settings
-from pipeline.detection.features import ENTITY_STAGES
+from pipeline.detection.features import ENTITY_STAGES, Entity
 
 log = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True)
+class Stage:
+    """One entity stage of the worker: the entities whose state it keeps, all on the partitions of
+    one routing field (a terminal's state lives with its merchant's). Its input topic is
+    ``<app id>-by-<name>``."""
+
+    name: str
+    routing_field: str
+    entities: tuple[Entity, ...]
+
+
+def _stages(entities: tuple[Entity, ...]) -> tuple[Stage, ...]:
+    """Consecutive entities routed by the same field share a stage: one Kafka hop fewer."""
+    stages: list[Stage] = []
+    for entity in entities:
+        routing_field = entity.within or entity.field
+        if stages and stages[-1].routing_field == routing_field:
+            stages[-1] = Stage(stages[-1].name, routing_field, (*stages[-1].entities, entity))
+        else:
+            stages.append(Stage(routing_field.removesuffix("_id"), routing_field, (entity,)))
+    return tuple(stages)
+
+
+STAGES: tuple[Stage, ...] = _stages(ENTITY_STAGES)
+"""The worker's entity stages in order: merchant (terminals and merchants), device, customer."""
+
+
 def table_names() -> list[str]:
-    """The worker's Faust tables: one per entity stage, the cards' history, the pending labels."""
-    return [f"{entity}-state" for entity, _, _ in ENTITY_STAGES] + ["card-state", "pending-labels"]
+    """The worker's Faust tables: one per entity, the cards' history, the pending labels."""
+    return [f"{entity.name}-state" for entity in ENTITY_STAGES] + ["card-state", "pending-labels"]
 
 
 def changelog_topic_names(settings: Settings) -> list[str]:
@@ -60,9 +88,7 @@ def check_broker(settings: Settings, timeout: float | None = None) -> None:
 
 def internal_topic_names(settings: Settings) -> list[str]:
     """Repartition topics between the worker's stages (see pipeline/app.py), in stage order."""
-    return [f"{settings.app_id}-by-{entity}" for entity, _, _ in ENTITY_STAGES] + [
-        f"{settings.app_id}-by-card"
-    ]
+    return [f"{settings.app_id}-by-{stage.name}" for stage in STAGES] + [f"{settings.app_id}-by-card"]
 
 
 def ensure_topics(

@@ -394,14 +394,47 @@ class CustomerState:
 
 EntityState = CardState | ActivityState | CustomerState
 
-# The stages a transaction passes through before it is scored on its card, in order: the entity,
-# the transaction field that keys it, and its state. The pipeline repartitions by each key in
-# turn (pipeline/app.py); the backtest applies the same stages in one process.
-ENTITY_STAGES: tuple[tuple[str, str, type[ActivityState] | type[CustomerState]], ...] = (
-    ("terminal", "terminal_id", TerminalState),
-    ("merchant", "merchant_id", MerchantState),
-    ("device", "device_id", DeviceState),
-    ("customer", "customer_id", CustomerState),
+KEY_SEPARATOR = "|"
+"""Joins an entity's key to the key of the entity it belongs to (no id may contain it: schemas/)."""
+
+
+@dataclass(frozen=True)
+class Entity:
+    """An entity whose history gives features: its name, the transaction field that names it, its
+    state, and ``within``: the field of the entity it belongs to, when its name is only unique there
+    (a terminal within its merchant). Its key then names both, and its state can live with that
+    entity's (the pipeline keeps a terminal's state on its merchant's partition)."""
+
+    name: str
+    field: str
+    state_type: type[ActivityState] | type[CustomerState]
+    within: str | None = None
+
+    def key(self, txn: dict[str, Any]) -> str | None:
+        """The key of this entity in ``txn`` (a transaction or a decision), None when it has none."""
+        value = txn.get(self.field)
+        if not value:
+            return None
+        return f"{txn[self.within]}{KEY_SEPARATOR}{value}" if self.within else str(value)
+
+    def routing_key(self, txn: dict[str, Any]) -> str | None:
+        """The value whose partition this entity's state lives on: its owner's, or its own."""
+        value = txn.get(self.within or self.field)
+        return str(value) if value else None
+
+    def owner(self, key: str) -> str:
+        """The routing key of a stored ``key`` (a key from before ``within`` is its own owner)."""
+        return key.split(KEY_SEPARATOR, 1)[0] if self.within else key
+
+
+# The entities a transaction's features come from before it is scored on its card, in order. The
+# pipeline repartitions by each routing key in turn (pipeline/topics.py, pipeline/app.py); the
+# backtest applies them in one process.
+ENTITY_STAGES: tuple[Entity, ...] = (
+    Entity("terminal", "terminal_id", TerminalState, within="merchant_id"),
+    Entity("merchant", "merchant_id", MerchantState),
+    Entity("device", "device_id", DeviceState),
+    Entity("customer", "customer_id", CustomerState),
 )
 
 

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from pipeline.detection.features import (
     CHANNELS,
     DAY,
+    ENTITY_STAGES,
     FEATURE_NAMES,
     HOUR,
     MINUTE,
@@ -24,6 +25,7 @@ from pipeline.detection.features import (
     event_seconds,
     transaction_features,
 )
+from pipeline.topics import STAGES
 from tests.pipeline.factories import PROPERTY, T0, make_digital_txn, make_txn
 
 CARD_FEATURES = {
@@ -437,3 +439,27 @@ def test_merchant_fraud_rate_counts_labels_of_all_its_terminals() -> None:
     merchant.record_label(False, T0 + HOUR)
     features = MerchantState.from_state(merchant.to_state()).features(make_txn(), T0 + 2 * HOUR)
     assert features["merchant_fraud_rate_30d"] == 0.5 and features["merchant_count_24h"] == 2
+
+
+def test_a_terminal_is_keyed_within_its_merchant_and_lives_on_the_merchants_partition() -> None:
+    """Two merchants may number their terminals alike: each terminal has its own state, kept with
+    its merchant's (so one stage serves both, one Kafka hop fewer)."""
+    terminal = next(e for e in ENTITY_STAGES if e.name == "terminal")
+    a = {"merchant_id": "m-1", "terminal_id": "t-1"}
+    b = {"merchant_id": "m-2", "terminal_id": "t-1"}
+    assert terminal.key(a) != terminal.key(b)
+    assert terminal.routing_key(a) == "m-1"
+    assert terminal.owner(terminal.key(a) or "") == "m-1"
+    assert terminal.owner("t-1") == "t-1", "a key from before terminals moved is its own owner"
+    device = next(e for e in ENTITY_STAGES if e.name == "device")
+    assert device.key({"device_id": None}) is None
+    assert device.key({"device_id": "dev-1"}) == device.routing_key({"device_id": "dev-1"}) == "dev-1"
+
+
+def test_stages_group_the_entities_that_share_a_routing_field_in_feature_order() -> None:
+    assert [(stage.name, [e.name for e in stage.entities]) for stage in STAGES] == [
+        ("merchant", ["terminal", "merchant"]),
+        ("device", ["device"]),
+        ("customer", ["customer"]),
+    ]
+    assert [e for stage in STAGES for e in stage.entities] == list(ENTITY_STAGES)

@@ -11,7 +11,7 @@ from pipeline.detection.features import ENTITY_STAGES, CardState, observe
 from pipeline.state_store import encode_value
 from tests.pipeline.factories import T0, make_digital_txn, make_txn
 
-STATE_TYPES = [CardState, *(state_type for _, _, state_type in ENTITY_STAGES)]
+STATE_TYPES = [CardState, *(entity.state_type for entity in ENTITY_STAGES)]
 
 
 @pytest.mark.parametrize("state_type", STATE_TYPES, ids=lambda t: t.__name__)

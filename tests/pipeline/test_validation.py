@@ -238,7 +238,7 @@ def test_any_value_in_any_field_gives_a_dict_or_invalid(field: str, value: Any) 
 def test_an_accepted_event_time_can_be_read_by_the_pipeline(event_time: str, seconds: float) -> None:
     """Whatever parse_message accepts, the next stage reads with features.event_seconds();
     an accepted transaction must not fail there (it would be dead-lettered as a processing
-    error by the terminal stage instead of as a schema violation by validate)."""
+    error by the merchant stage instead of as a schema violation by validate)."""
     result = parse({**EXAMPLE, "event_time": event_time})
     if isinstance(result, Invalid):
         assert result.code == "schema_violation"
