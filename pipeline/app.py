@@ -202,16 +202,23 @@ class FraudPipeline:
         }
         self._expiry[self.pending.name] = ExpiryIndex(s.pending_label_ttl_hours * 3600)
 
-        def stage(topic: faust.TopicT, component: str, handler: BatchHandler) -> None:
-            app.agent(topic, name=component)(self._batch_agent(handler, component))
+        # A batch of frames takes fewer events: a frame holds up to FRAUD_WORKER_FRAME_ITEMS
+        # transactions, and FRAUD_WORKER_BATCH_SIZE frames (up to a quarter of a million
+        # transactions on a backlog) would hold the event loop, and with it every other stage and
+        # the web server, for tens of seconds. Up to four input batches' worth keeps them large
+        # (one batch's worth measured half the throughput).
+        frames_per_batch = max(1, 4 * s.worker_batch_size // s.worker_frame_items)
 
-        stage(self.transactions, "validate", self._each_event(self.validate, "validate"))
+        def stage(topic: faust.TopicT, component: str, handler: BatchHandler, size: int) -> None:
+            app.agent(topic, name=component)(self._batch_agent(handler, component, size))
+
+        stage(self.transactions, "validate", self._each_event(self.validate, "validate"), s.worker_batch_size)
         for index, entity_stage in enumerate(STAGES):
             component = f"{entity_stage.name}-features"
             features = self._by_partition(self._entity_stage(index), component)
-            stage(self.stage_topics[index], component, features)
-        stage(self.by_card, "score", self._by_partition(self.score, "score"))
-        stage(self.labels, "learn", self._each_event(self.learn, "learn"))
+            stage(self.stage_topics[index], component, features, frames_per_batch)
+        stage(self.by_card, "score", self._by_partition(self.score, "score"), frames_per_batch)
+        stage(self.labels, "learn", self._each_event(self.learn, "learn"), s.worker_batch_size)
         # Block/allow lists: every worker reads the whole list-updates topic (pipeline/lists.py).
         install_lists(self, app, topic(s.topic_lists))
         app.timer(s.model_snapshot_interval_seconds)(self.save_model_snapshot)
@@ -246,16 +253,16 @@ class FraudPipeline:
         agent.__name__ = agent.__qualname__ = component.replace("-", "_")
         return agent
 
-    def _batch_agent(self, handler: BatchHandler, component: str) -> AgentFun:
-        """An agent that takes events in batches (up to FRAUD_WORKER_BATCH_SIZE, or what arrived
-        within FRAUD_WORKER_BATCH_SECONDS), runs ``handler`` on the batch and then sends what the
+    def _batch_agent(self, handler: BatchHandler, component: str, size: int) -> AgentFun:
+        """An agent that takes events in batches (up to ``size``, or what arrived within
+        FRAUD_WORKER_BATCH_SECONDS), runs ``handler`` on the batch and then sends what the
         batch produced for the next stage as frames (one per partition, up to
         FRAUD_WORKER_FRAME_ITEMS envelopes each). Events are acknowledged only after the batch,
         frames included, was handed to the producer (at-least-once).
 
         Faust's ``take_events`` does the batching: it handles rebalances (a batch of our own that
         decided to wait for more events could be left holding events whose buffer Faust cleared)."""
-        size, within = self.settings.worker_batch_size, self.settings.worker_batch_seconds
+        within = self.settings.worker_batch_seconds
 
         async def agent(stream: faust.StreamT) -> None:
             async for events in stream.take_events(size, within=within):

@@ -223,10 +223,13 @@ def cmd_bench(settings: Settings, args: argparse.Namespace) -> int:
         out=args.out,
     )
     run_benchmark(settings, options)
-    print(
-        f"figures: {args.out / 'throughput.json'}, "
-        f"charts: {args.out / 'throughput.svg'}, {args.out / 'latency.svg'}"
-    )
+    if args.one_worker_only or args.latency_only:
+        print(f"figures: {args.out / 'quick.json'}")
+    else:
+        print(
+            f"figures: {args.out / 'throughput.json'}, "
+            f"charts: {args.out / 'throughput.svg'}, {args.out / 'latency.svg'}"
+        )
     return 0
 
 

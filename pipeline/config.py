@@ -114,7 +114,10 @@ class Settings(BaseSettings):
         default=0, ge=0, le=8, description="Warm copies of each table partition kept by other workers."
     )
     worker_batch_size: int = Field(
-        default=1000, ge=1, description="Most events a worker stage takes at once (one batch)."
+        default=1000,
+        ge=1,
+        description="Most transactions a worker stage takes at once (one batch); "
+        "stages fed by frames take up to four times as many.",
     )
     worker_batch_seconds: float = Field(
         default=0.005,

@@ -97,7 +97,7 @@ def _run(settings: Settings, options: BenchOptions) -> dict[str, Any]:
     if options.latency_only:
         latency = _latency_run(base, model, options.latency_only, options.latency_seconds, out, run)
         say(_latency_line(latency))
-        return {**results, "latency": latency}
+        return _write_quick({**results, "latency": latency}, out)
 
     say(f"[2/6] producing {options.transactions:,} simulated transactions to {base.topic_transactions}")
     ensure_topics(base, include_internal=False)
@@ -116,7 +116,7 @@ def _run(settings: Settings, options: BenchOptions) -> dict[str, Any]:
         )
         for frame, share in one.get("profile_top", []):
             say(f"  {share:6.1%}  {frame}")
-        return results
+        return _write_quick(results, out)
 
     say("[3/6] the limit: raw confluent-kafka consume -> produce, no processing")
     results["raw"] = _raw_passthrough(base, f"bench-{run}-raw-out", options.transactions)
@@ -563,6 +563,13 @@ def _jsonable(options: BenchOptions) -> dict[str, Any]:
 
 
 # --- report -------------------------------------------------------------------------------------
+def _write_quick(results: dict[str, Any], out: Path) -> dict[str, Any]:
+    """A quick look's figures (--one-worker-only, --latency-only) go to quick.json, beside the full
+    run's throughput.json, which they leave alone."""
+    (out / "quick.json").write_text(json.dumps(results, indent=2) + "\n")
+    return results
+
+
 def _write(results: dict[str, Any], out: Path) -> None:
     (out / "throughput.json").write_text(json.dumps(results, indent=2) + "\n")
     raw, one, two = (results[k]["rate"] for k in ("raw", "workers_1", "workers_2"))
