@@ -209,6 +209,17 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
     return run_demo(settings, rate=args.rate)
 
 
+def _rates(text: str) -> tuple[float, ...]:
+    """'100,200,400' -> (100.0, 200.0, 400.0); '' -> ()."""
+    try:
+        rates = tuple(float(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a comma-separated list of rates: {text!r}") from None
+    if any(rate <= 0 for rate in rates):
+        raise argparse.ArgumentTypeError(f"rates must be positive: {text!r}")
+    return rates
+
+
 def cmd_bench(settings: Settings, args: argparse.Namespace) -> int:
     from pipeline.bench.runner import BenchOptions, run_benchmark
 
@@ -220,6 +231,7 @@ def cmd_bench(settings: Settings, args: argparse.Namespace) -> int:
         profile=args.profile,
         one_worker_only=args.one_worker_only,
         latency_only=args.latency_only,
+        latency_rates=args.latency_rates,
         out=args.out,
     )
     run_benchmark(settings, options)
@@ -228,7 +240,8 @@ def cmd_bench(settings: Settings, args: argparse.Namespace) -> int:
     else:
         print(
             f"figures: {args.out / 'throughput.json'}, "
-            f"charts: {args.out / 'throughput.svg'}, {args.out / 'latency.svg'}"
+            f"charts: {args.out / 'throughput.svg'}, {args.out / 'latency.svg'}, "
+            f"{args.out / 'latency-by-rate.svg'}"
         )
     return 0
 
@@ -334,6 +347,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bench.add_argument(
         "--warmup", type=int, default=30_000, help="labelled transactions that train the model"
+    )
+    bench.add_argument(
+        "--latency-rates",
+        type=_rates,
+        default=(100.0, 200.0, 400.0),
+        metavar="R1,R2,...",
+        help="also measure latency at these fixed rates, transactions/s (default 100,200,400; '' for none)",
     )
     bench.add_argument("--profile", action="store_true", help="profile the one-worker run with py-spy")
     bench.add_argument(

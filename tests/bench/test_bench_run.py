@@ -17,7 +17,12 @@ pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 def test_small_benchmark_measures_every_phase(kafka_bootstrap: str, tmp_path: Path) -> None:
     settings = load_settings(kafka_bootstrap_servers=kafka_bootstrap, data_dir=tmp_path / "var")
     options = BenchOptions(
-        transactions=3000, partitions=2, latency_seconds=3, warmup_transactions=1500, out=tmp_path / "bench"
+        transactions=3000,
+        partitions=2,
+        latency_seconds=3,
+        warmup_transactions=1500,
+        latency_rates=(40.0,),
+        out=tmp_path / "bench",
     )
     results = run_benchmark(settings, options)
 
@@ -40,5 +45,9 @@ def test_small_benchmark_measures_every_phase(kafka_bootstrap: str, tmp_path: Pa
         "fraud model predict",
         "whole decision (rules, models, anomaly, explanation)",
     }
-    for chart in ("throughput.svg", "latency.svg"):
+    (fixed,) = written["latency_by_rate"]
+    assert fixed["offered_rate"] == 40.0
+    assert fixed["decided"] == fixed["sent"] > 0
+    assert 0 < fixed["p50_ms"] <= fixed["p99_ms"] <= fixed["max_ms"]
+    for chart in ("throughput.svg", "latency.svg", "latency-by-rate.svg"):
         ET.parse(tmp_path / "bench" / chart)  # well-formed SVG
