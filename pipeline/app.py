@@ -344,7 +344,8 @@ class FraudPipeline:
             self._dead_letter(result, event, "validate")
             return
         envelope = orjson.dumps({"txn": result, "received": received, "features": {}})
-        outbox.add(self.stage_topics[0], self._partition(_stage_key(result, 0)), envelope)
+        first = _routing_key(result, STAGES[0].routing_field)
+        outbox.add(self.stage_topics[0], self._partition(first), envelope)
 
     def _entity_stage(self, index: int) -> PartitionHandler:
         """Stage ``index`` of STAGES: its entities' features from their tables, then on to the
@@ -389,7 +390,7 @@ class FraudPipeline:
                             touched[entity.name, key] = max(touched.get((entity.name, key), 0.0), at)
                         else:  # e.g. no device for a card-present payment: neutral features
                             features.update(entity.state_type().features(txn, at))
-                    target = txn.get(next_field) or txn["card_token"]
+                    target = _routing_key(txn, next_field)
                     outbox.add(next_topic, self._partition(target), orjson.dumps(envelope))
                 except Exception as exc:
                     self._dead_letter_item(exc, envelope, frame, component)
@@ -625,10 +626,10 @@ def _as_state(state_type: Any, stored: Any) -> Any:
     return stored if isinstance(stored, state_type) else state_type.from_state(stored)
 
 
-def _stage_key(txn: dict[str, Any], index: int) -> str:
-    """The key that sends ``txn`` to the partition of stage ``index``'s entity (the card when the
-    transaction has no such entity, so that such transactions spread evenly)."""
-    return str(txn.get(STAGES[index].routing_field) or txn["card_token"])
+def _routing_key(txn: dict[str, Any], field: str) -> str:
+    """The key that sends ``txn`` to the partition of a stage routed by ``field`` (the card when the
+    transaction has no such field, so that such transactions spread evenly)."""
+    return str(txn.get(field) or txn["card_token"])
 
 
 def _where(event: faust.EventT) -> str:

@@ -29,11 +29,11 @@ def _stages(entities: tuple[Entity, ...]) -> tuple[Stage, ...]:
     """Consecutive entities routed by the same field share a stage: one Kafka hop fewer."""
     stages: list[Stage] = []
     for entity in entities:
-        routing_field = entity.within or entity.field
-        if stages and stages[-1].routing_field == routing_field:
-            stages[-1] = Stage(stages[-1].name, routing_field, (*stages[-1].entities, entity))
+        field = entity.routing_field
+        if stages and stages[-1].routing_field == field:
+            stages[-1] = Stage(stages[-1].name, field, (*stages[-1].entities, entity))
         else:
-            stages.append(Stage(routing_field.removesuffix("_id"), routing_field, (entity,)))
+            stages.append(Stage(field.removesuffix("_id"), field, (entity,)))
     return tuple(stages)
 
 

@@ -417,9 +417,14 @@ class Entity:
             return None
         return f"{txn[self.within]}{KEY_SEPARATOR}{value}" if self.within else str(value)
 
+    @property
+    def routing_field(self) -> str:
+        """The field whose value's partition this entity's state lives on: its owner's, or its own."""
+        return self.within or self.field
+
     def routing_key(self, txn: dict[str, Any]) -> str | None:
-        """The value whose partition this entity's state lives on: its owner's, or its own."""
-        value = txn.get(self.within or self.field)
+        """The value of ``routing_field`` in ``txn``, None when it has none."""
+        value = txn.get(self.routing_field)
         return str(value) if value else None
 
     def owner(self, key: str) -> str:

@@ -8,18 +8,16 @@ internal topic; the point is that a stage reading them neither crashes nor drops
 from __future__ import annotations
 
 import base64
-import copy
 import json
 import time
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
 import pytest
 
-from pipeline.schemas import load_schema
 from pipeline.topics import internal_topic_names
 from pipeline.validation import Invalid, parse_message
+from tests.e2e.test_restart import transaction
 from tests.support import consume_until, produce
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
@@ -27,13 +25,9 @@ pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
 def _transaction(transaction_id: str, card: str) -> dict[str, Any]:
     """A transaction as the validate stage passes it on."""
-    txn = copy.deepcopy(load_schema("transaction")["examples"][0])
-    txn.update(
-        transaction_id=transaction_id,
-        card_token=card,
-        event_time=(datetime.now(UTC) - timedelta(minutes=5)).isoformat(),
+    parsed = parse_message(
+        json.dumps(transaction(transaction_id, 5, card_token=card)).encode(), "transaction", 1 << 20
     )
-    parsed = parse_message(json.dumps(txn).encode(), "transaction", 1 << 20)
     assert not isinstance(parsed, Invalid), parsed
     return parsed
 
