@@ -134,7 +134,11 @@ class FraudPipeline:
             # stays below the topics' max.message.bytes (1 MiB), which applies to a whole batch.
             producer_max_batch_size=900_000,
             processing_guarantee="at_least_once",
-            broker_commit_every=1000,
+            # Commits come from Faust's timer, every second, and not also from its fetcher after
+            # every thousand events: a commit first waits until the broker has acknowledged all
+            # that was sent (the tables' changes are sent at that flush), and the fetcher, which
+            # feeds every stage, would stand still meanwhile.
+            broker_commit_every=1_000_000,
             broker_commit_interval=1.0,
             web_enabled=True,
             web_port=s.worker_web_port,
@@ -154,6 +158,8 @@ class FraudPipeline:
         faust_flush = app.producer.flush
 
         async def flush_all() -> None:
+            for table in self.tables:
+                table.send_changes()
             await faust_flush()
             await self.native.flush()
 
@@ -171,6 +177,8 @@ class FraudPipeline:
         self.by_card = topic(by_card_name)
         self.labels = topic(s.topic_labels)
 
+        self.tables: list[NativeChangelogTable] = []
+
         def table(name: str, help_text: str, cache_entries: int) -> faust.Table:
             schema = faust.Schema(key_serializer="json", value_serializer="json")
             created = NativeChangelogTable(
@@ -184,6 +192,7 @@ class FraudPipeline:
             )
             created.native = self.native
             created.cache_entries = cache_entries
+            self.tables.append(created)
             self.native.track_offsets(created.changelog_topic.get_topic_name(), created.persist_offset)
             return app.tables.add(created)
 
@@ -668,33 +677,53 @@ def _mtime(path: Path) -> float | None:
         return None
 
 
+_DELETED = object()  # a table entry deleted since the last flush
+
+
 class NativeChangelogTable(faust.Table):
     """A Faust table whose changelog is produced through librdkafka (NativeProducer), in Faust's
     own format (JSON; entity states as their ``to_state()``), and whose RocksDB store has a
-    record cache (CachedRocksDBStore); reading, recovery and standbys are Faust's. A value is
-    encoded once per write, for both the changelog and RocksDB."""
+    record cache (CachedRocksDBStore); reading, recovery and standbys are Faust's.
+
+    A write changes the cache at once; the changelog gets each changed entry once per flush, with
+    its latest value (``send_changes``; pipeline/state_store.py says why that is as durable). A
+    value is encoded once per flush, for both the changelog and RocksDB."""
 
     native: NativeProducer
     cache_entries: int = 10_000
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._unsent: dict[Any, tuple[int, Any]] = {}  # key -> (partition, value or _DELETED)
+        super().__init__(*args, **kwargs)
+
     def __setitem__(self, key: Any, value: Any) -> None:
-        encoded = encode_value(value)
-        partition = self.partition_for_key(key)
-        self.native.send(self._changelog_name, encoded, encode_value(key), partition)
+        self._unsent[key] = (self.partition_for_key(key), value)
         self._sensor_on_set(self, key, value)
         if isinstance(self.data, CachedRocksDBStore):
-            self.data.put(key, value, encoded, partition)
+            self.data.remember(key, value)
         else:
             self.data[key] = value
 
     def __delitem__(self, key: Any) -> None:
-        partition = self.partition_for_key(key)
-        self.native.send(self._changelog_name, None, encode_value(key), partition)
+        self._unsent[key] = (self.partition_for_key(key), _DELETED)
         self._sensor_on_del(self, key)
         if isinstance(self.data, CachedRocksDBStore):
-            self.data.delete(key, partition)
+            self.data.forget(key)
         else:
             del self.data[key]
+
+    def send_changes(self) -> int:
+        """Send every entry changed since the last call to the changelog, once, with its latest
+        value (a deletion as a tombstone); return how many."""
+        store = self.data if isinstance(self.data, CachedRocksDBStore) else None
+        for key, (partition, value) in self._unsent.items():
+            encoded = None if value is _DELETED else encode_value(value)
+            self.native.send(self._changelog_name, encoded, encode_value(key), partition)
+            if store is not None:
+                store.stage(key, encoded, partition)
+        sent = len(self._unsent)
+        self._unsent.clear()
+        return sent
 
     def persist_offset(self, tp: TP, offset: int) -> None:
         """The changelog of ``tp`` is acknowledged up to ``offset`` (after a flush)."""
@@ -720,6 +749,8 @@ class NativeChangelogTable(faust.Table):
             options=self.options,
         )
         store.cache_entries = self.cache_entries
+        store.pinned = self._unsent
+        store.send_changes = self.send_changes
         return store
 
     @functools.cached_property

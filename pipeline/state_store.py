@@ -6,16 +6,22 @@ Faust's own RocksDB store encodes and decodes JSON and calls RocksDB on every ta
 ``table.get`` is two reads: a membership test, then the value); the worker reads and writes each
 entity once per frame, so that was about a fifth of its time (docs/performance.md).
 
-Durability is unchanged. The changelog is written at every table write, as before; the cache only
-delays the local copy. RocksDB's persisted changelog offset (from which a restart replays the
-changelog) is set only after the entries written so far were written back, so after a crash
-RocksDB is never ahead of what the offset says, and the replay brings it up to date.
+The table (pipeline/app.py, NativeChangelogTable) sends each changed entry to its changelog once
+per flush, with its latest value, as Kafka Streams' record cache does: a merchant written by many
+batches between two commits costs one changelog message, not one per batch. Faust flushes before
+every offset commit, before it gives partitions away in a rebalance and when it stops, so the
+changelog holds every change behind a committed offset (at-least-once, as before). Until then the
+changed entries are pinned in the cache (never evicted), so reads see them.
+
+RocksDB's persisted changelog offset (from which a restart replays the changelog) is set only after
+the entries written so far were written back, so after a crash RocksDB is never ahead of what the
+offset says, and the replay brings it up to date.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Container, Iterable, Iterator
 from typing import Any
 
 import orjson
@@ -59,6 +65,10 @@ class CachedRocksDBStore(RocksDBStore):
         super().__init__(*args, **kwargs)
         self._cache: OrderedDict[Any, Any] = OrderedDict()
         self._dirty: dict[int, dict[Any, bytes | None]] = {}  # partition -> key -> JSON (None: deleted)
+        # Set by the table: keys changed but not yet sent to the changelog (kept in the cache), and
+        # what sends them (before anything reads RocksDB past the cache, or forgets the cache).
+        self.pinned: Container[Any] = ()
+        self.send_changes: Callable[[], object] = lambda: None
 
     # --- the mapping, as the table uses it --------------------------------------------------------
     def __getitem__(self, key: Any) -> Any:
@@ -71,22 +81,26 @@ class CachedRocksDBStore(RocksDBStore):
         return self._cached(key) is not _ABSENT
 
     def __setitem__(self, key: Any, value: Any) -> None:
-        self.put(key, value, encode_value(value), _event_partition())
+        self.remember(key, value)
+        self.stage(key, encode_value(value), _event_partition())
 
     def __delitem__(self, key: Any) -> None:
-        self.delete(key, _event_partition())
+        self.forget(key)
+        self.stage(key, None, _event_partition())
 
-    def put(self, key: Any, value: Any, encoded: bytes, partition: int) -> None:
-        """Set ``key`` of ``partition`` to ``value``, whose JSON is ``encoded`` (what RocksDB gets
-        at the write-back; ``value`` itself is what reads return until then)."""
+    def remember(self, key: Any, value: Any) -> None:
+        """Reads of ``key`` return ``value`` from now on (RocksDB gets it with ``stage``)."""
         self._cache[key] = value
         self._cache.move_to_end(key)
-        self._dirty.setdefault(partition, {})[key] = encoded
 
-    def delete(self, key: Any, partition: int) -> None:
-        self._cache[key] = _ABSENT
-        self._cache.move_to_end(key)
-        self._dirty.setdefault(partition, {})[key] = None
+    def forget(self, key: Any) -> None:
+        """``key`` is deleted, for reads; RocksDB forgets it with ``stage(key, None, ...)``."""
+        self.remember(key, _ABSENT)
+
+    def stage(self, key: Any, encoded: bytes | None, partition: int) -> None:
+        """Write ``key`` of ``partition`` as ``encoded`` (its JSON; None deletes it) to RocksDB at
+        the next write-back."""
+        self._dirty.setdefault(partition, {})[key] = encoded
 
     def _cached(self, key: Any) -> Any:
         try:
@@ -116,8 +130,13 @@ class CachedRocksDBStore(RocksDBStore):
                     self._key_index[encoded_key] = partition
             db.write(batch)
         self._dirty.clear()
-        while len(self._cache) > self.cache_entries:
-            self._cache.popitem(last=False)
+        excess = len(self._cache) - self.cache_entries
+        if excess > 0:
+            unpinned = (key for key in self._cache if key not in self.pinned)  # least recent first
+            for key in [next(unpinned, _ABSENT) for _ in range(excess)]:
+                if key is _ABSENT:
+                    break
+                del self._cache[key]
 
     def persist(self, tp: TP, offset: int) -> None:
         """The changelog of ``tp`` is acknowledged up to ``offset``: write back, then record it."""
@@ -142,29 +161,36 @@ class CachedRocksDBStore(RocksDBStore):
         super().apply_changelog_batch(events, to_key, to_value)
 
     def revoke_partitions(self, table: CollectionT, tps: set[TP]) -> None:
-        # Faust committed (so wrote back) before revoking; another worker may now change these
+        # Faust flushed and committed before revoking; another worker may now change these
         # partitions, so no cached value can be trusted afterwards.
+        self.send_changes()
         self.write_back()
         self._cache.clear()
         super().revoke_partitions(table, tps)
 
     async def assign_partitions(self, table: CollectionT, tps: set[TP], generation_id: int = 0) -> None:
+        self.send_changes()
         self.write_back()
         self._cache.clear()
         await super().assign_partitions(table, tps, generation_id)
 
     def _iterkeys(self) -> Iterator[bytes]:
-        self.write_back()
+        self._bring_up_to_date()
         return super()._iterkeys()
 
     def _itervalues(self) -> Iterator[bytes]:
-        self.write_back()
+        self._bring_up_to_date()
         return super()._itervalues()
 
     def _iteritems(self) -> Iterator[tuple[bytes, bytes]]:
-        self.write_back()
+        self._bring_up_to_date()
         return super()._iteritems()
 
     def _size(self) -> int:
-        self.write_back()
+        self._bring_up_to_date()
         return super()._size()
+
+    def _bring_up_to_date(self) -> None:
+        """A scan reads RocksDB: every change, sent or not yet, goes there first."""
+        self.send_changes()
+        self.write_back()

@@ -6,14 +6,17 @@ from __future__ import annotations
 
 import signal
 import time
+from collections.abc import Iterator
+from typing import Any
 
 import orjson
 import pytest
 import rocksdict
 
 from pipeline.app import _partition_of
+from pipeline.topics import changelog_topic_names
 from tests.e2e.test_restart import decisions_for, transaction
-from tests.support import abroad_card_present, produce
+from tests.support import abroad_card_present, consume_until, produce
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
@@ -54,3 +57,31 @@ def test_card_state_is_written_back_and_survives_kill_9(make_settings, start_wor
     produce(settings, settings.topic_transactions, [(card, second)])
     after = decisions_for(settings, {"cache-2"})["cache-2"]
     assert "UT-burst-abroad" in after["rule_hits"], (after, restarted.log())
+
+
+def test_changelog_gets_an_entry_once_per_flush_with_its_latest_value(make_settings, start_worker) -> None:
+    """A card paid 20 times, 100 ms apart (each payment mostly its own batch in every stage), over
+    about two commit intervals: its changelog gets its latest state at each flush, not a message
+    per batch (15-16 messages measured when it did), and the last message holds all 20 payments."""
+    settings = make_settings()
+    card = "tok_coalesce0001"
+    payments = [transaction(f"coalesce-{i:02d}", 5 - i / 100, card_token=card) for i in range(20)]
+
+    def one_every_100_ms() -> Iterator[tuple[str, dict[str, Any]]]:
+        for payment in payments:
+            yield card, payment
+            time.sleep(0.1)
+
+    start_worker(settings)
+    warm_up = transaction("coalesce-warm-up", 6, card_token="tok_coalescewarm01")
+    produce(settings, settings.topic_transactions, [(warm_up["card_token"], warm_up)])
+    decisions_for(settings, {"coalesce-warm-up"})  # the worker has its partitions: no backlog below
+    produce(settings, settings.topic_transactions, one_every_100_ms())
+    decisions_for(settings, {p["transaction_id"] for p in payments})
+
+    [changelog] = [name for name in changelog_topic_names(settings) if name.endswith("-card-state-changelog")]
+    read = consume_until(settings, changelog, lambda got: any(s["count"] == len(payments) for s in got))
+    states = [state for state in read if "coalesce-warm-up" not in state["ids"]]  # the card's, in order
+    assert states[-1]["count"] == len(payments), states[-1]
+    assert "coalesce-19" in states[-1]["ids"]
+    assert len(states) <= len(payments) // 2, f"{len(states)} changelog messages for {len(payments)} payments"
