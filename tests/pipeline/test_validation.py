@@ -144,6 +144,23 @@ def test_luhn_invalid_digit_runs_are_not_card_numbers() -> None:
 
 
 @pytest.mark.parametrize(
+    ("payload", "spans"),
+    [
+        (b"4111111111111111", [(0, 16)]),  # at the very start
+        (b'"4111111111111111"', [(1, 17)]),
+        (b"x4111111111111111", []),  # part of an identifier
+        (b"_4111 1111 1111 1111", []),
+        (b"94111111111111111", []),  # 17 digits, Luhn-invalid: no card number starts inside it
+        (b"id 4111-1111-1111-1111 ok", [(3, 22)]),
+        (b"3782 822463 10005,", [(0, 17)]),  # Amex grouping
+        (b"4111111111111111a", []),  # followed by a letter
+    ],
+)
+def test_card_number_boundaries(payload: bytes, spans: list[tuple[int, int]]) -> None:
+    assert find_card_numbers(payload) == spans
+
+
+@pytest.mark.parametrize(
     ("number", "valid"),
     [
         ("4111111111111111", True),
