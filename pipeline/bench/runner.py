@@ -17,6 +17,7 @@ Everything runs on its own topics and consumer groups, so runs do not disturb ea
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import platform
@@ -94,6 +95,12 @@ def _run(settings: Settings, options: BenchOptions) -> dict[str, Any]:
     results["models"] = _model_rates(base, features, labels)
     for name, rate in results["models"].items():
         say(f"      {name:44} {rate:>10,.0f} samples/s")
+    logic = [value for _, value in _transactions(base, min(options.transactions, 50_000), f"{run}logic")]
+    results["logic_alone"] = _logic_alone(base, model, logic)
+    say(
+        f"      the worker's own work alone, no Kafka (validation, features, decision, messages): "
+        f"{results['logic_alone']['rate']:,.0f} transactions/s"
+    )
 
     if options.latency_only:
         latency = _latency_run(base, model, options.latency_only, options.latency_seconds, out, run)
@@ -113,7 +120,8 @@ def _run(settings: Settings, options: BenchOptions) -> dict[str, Any]:
         one = results["workers_1"]
         say(
             f"      {one['rate']:,.0f} transactions/s, {one['cpu_cores_per_worker'][0]:.2f} cores, "
-            f"{one['duplicates']} duplicates"
+            f"{one['duplicates']} duplicates; {one['rate'] / results['logic_alone']['rate']:.0%} of "
+            "the worker's own work alone"
         )
         for frame, share in one.get("profile_top", []):
             say(f"  {share:6.1%}  {frame}")
@@ -149,7 +157,11 @@ def _run(settings: Settings, options: BenchOptions) -> dict[str, Any]:
         results["latency_by_rate"].append(measured)
 
     raw, one, two = results["raw"]["rate"], results["workers_1"]["rate"], results["workers_2"]["rate"]
-    results["ratios"] = {"one_worker_over_raw": one / raw, "two_workers_over_one": two / one}
+    results["ratios"] = {
+        "one_worker_over_raw": one / raw,
+        "two_workers_over_one": two / one,
+        "one_worker_over_logic_alone": one / results["logic_alone"]["rate"],
+    }
     _write(results, out)
     _print_summary(results)
     return results
@@ -384,15 +396,20 @@ def _latency_run(
         reader.start()
         time.sleep(2)  # the reader's partitions are assigned before the first transaction
         producer = Producer(settings.producer_config())
+        worker = psutil.Process(process.pid)
+        cpu_from = (time.monotonic(), _cpu_seconds(worker))
         started = time.monotonic()
         for index, (key, value, transaction_id) in enumerate(records):
             delay = started + index / rate - time.monotonic()
             if delay > 0:
                 time.sleep(delay)
+            if index == measured_from:
+                cpu_from = (time.monotonic(), _cpu_seconds(worker))
             sent[transaction_id] = time.time()
             producer.produce(settings.topic_transactions, value, key.encode())
             producer.poll(0)
         producer.flush(30)
+        cpu_to = (time.monotonic(), _cpu_seconds(worker))
         give_up = time.monotonic() + 60
         reading.clear()
         reader.join(90)
@@ -407,6 +424,10 @@ def _latency_run(
         "warmup_seconds": warmup,
         "sent": len(measured),
         "decided": len(latencies),
+        # The worker's CPU while the measured transactions were offered: at a steady moderate rate a
+        # transaction costs several times what it costs on a backlog (docs/performance.md).
+        "cpu_cores": (cpu_to[1] - cpu_from[1]) / max(cpu_to[0] - cpu_from[0], 1e-9),
+        "cpu_ms_per_transaction": 1000 * (cpu_to[1] - cpu_from[1]) / max(len(measured), 1),
         **latency_summary(latencies),
     }
 
@@ -517,6 +538,58 @@ def _model_rates(
     return rates
 
 
+def _logic_alone(settings: Settings, model: Any, values: list[bytes]) -> dict[str, Any]:
+    """Transactions per second of the worker's own work on one core, without Kafka or Faust: each
+    transaction validated (JSON, PAN check, schema), its features from every entity's state, the
+    decision (rules, the trained model, the anomaly detector), the decision and alert messages and
+    the features kept for its label, encoded. What the stages' hops, tables and Faust's delivery add
+    is the gap between this and the one-worker rate."""
+    from pipeline.backtest import build_engine
+    from pipeline.detection.features import (
+        ENTITY_STAGES,
+        CardState,
+        event_seconds,
+        observe,
+        transaction_features,
+    )
+    from pipeline.messages import alert_message, decision_message, utc_now_iso
+    from pipeline.validation import Invalid, parse_message
+
+    engine = build_engine(settings, "combined")
+    engine.model = copy.deepcopy(model)
+    states: dict[str, dict[str, Any]] = {entity.name: {} for entity in ENTITY_STAGES}
+    cards: dict[str, CardState] = {}
+    started = time.perf_counter()
+    for value in values:
+        txn = parse_message(value, "transaction", settings.max_message_bytes)
+        if isinstance(txn, Invalid):
+            raise ValueError(f"a simulated transaction was refused: {txn.reason}")
+        at = event_seconds(txn)
+        features = transaction_features(txn, at)
+        for entity in ENTITY_STAGES:
+            key = entity.key(txn)
+            if key:
+                state = states[entity.name].get(key)
+                if state is None:
+                    state = states[entity.name][key] = entity.state_type()
+                features.update(observe(state, txn, at))
+            else:
+                features.update(entity.state_type().features(txn, at))
+        card = cards.get(txn["card_token"])
+        if card is None:
+            card = cards[txn["card_token"]] = CardState()
+        features.update(card.features(txn, at))
+        verdict = engine.decide(txn, features)
+        card.update(txn, at)
+        decision = decision_message(txn, verdict, utc_now_iso(), 0.0)
+        orjson.dumps(decision)
+        if verdict.decision != "allow":
+            orjson.dumps(alert_message(decision, txn, features))
+        orjson.dumps({"features": features, "decision": decision, "at": at})
+    seconds = time.perf_counter() - started
+    return {"transactions": len(values), "seconds": seconds, "rate": len(values) / seconds}
+
+
 def _install_model(settings: Settings, model: Any) -> None:
     from pipeline.detection.snapshots import SnapshotStore
 
@@ -582,9 +655,11 @@ def _write_quick(results: dict[str, Any], out: Path) -> dict[str, Any]:
 def _write(results: dict[str, Any], out: Path) -> None:
     (out / "throughput.json").write_text(json.dumps(results, indent=2) + "\n")
     raw, one, two = (results[k]["rate"] for k in ("raw", "workers_1", "workers_2"))
+    logic = results["logic_alone"]["rate"]
     bars = [
         Bar("raw consume→produce", raw),
-        Bar("pipeline, 1 worker", one, f"({one / raw:.0%} of raw)"),
+        Bar("worker's own work, no Kafka", logic),
+        Bar("pipeline, 1 worker", one, f"({one / raw:.0%} of raw, {one / logic:.0%} of its work alone)"),
         Bar("pipeline, 2 workers", two, f"(x{two / one:.2f})"),
     ]
     (out / "throughput.svg").write_text(bar_chart_svg("Transactions per second", bars, "/s"))
@@ -611,6 +686,7 @@ def _print_summary(results: dict[str, Any]) -> None:
         f"{'raw consume -> produce':34}{raw['rate']:>16,.0f}"
         f"{raw['cpu_cores']:>22.2f}{raw['peak_rss_mb']:>22.0f}"
     )
+    say(f"{'own work alone, no Kafka':34}{results['logic_alone']['rate']:>16,.0f}{1.0:>22.2f}")
     for name, row in (("pipeline, 1 worker", one), ("pipeline, 2 workers", two)):
         cpu = " / ".join(f"{c:.2f}" for c in row["cpu_cores_per_worker"])
         mem = " / ".join(f"{m:.0f}" for m in row["peak_rss_mb_per_worker"])
@@ -618,6 +694,7 @@ def _print_summary(results: dict[str, Any]) -> None:
     say("")
     say(f"1 worker / raw:        {results['ratios']['one_worker_over_raw']:.1%}")
     say(f"2 workers / 1 worker:  x{results['ratios']['two_workers_over_one']:.2f}")
+    say(f"1 worker / own work:   {results['ratios']['one_worker_over_logic_alone']:.1%}")
     say(_latency_line(latency))
     for row in results.get("latency_by_rate", []):
         say(_latency_line(row))
@@ -633,5 +710,6 @@ def _latency_line(latency: dict[str, Any]) -> str:
     return (
         f"latency at {latency['offered_rate']:,.0f}/s ({latency['decided']:,}/{latency['sent']:,} decided): "
         f"p50 {latency['p50_ms']:.1f} ms, p95 {latency['p95_ms']:.1f} ms, p99 {latency['p99_ms']:.1f} ms, "
-        f"max {latency['max_ms']:.1f} ms"
+        f"max {latency['max_ms']:.1f} ms; worker {latency['cpu_cores']:.2f} cores, "
+        f"{latency['cpu_ms_per_transaction']:.2f} ms CPU per transaction"
     )

@@ -38,8 +38,14 @@ def test_small_benchmark_measures_every_phase(kafka_bootstrap: str, tmp_path: Pa
     assert written["ratios"]["one_worker_over_raw"] == pytest.approx(
         written["workers_1"]["rate"] / written["raw"]["rate"]
     )
+    logic = written["logic_alone"]
+    assert logic["transactions"] == 3000 and logic["rate"] > 0
+    assert written["ratios"]["one_worker_over_logic_alone"] == pytest.approx(
+        written["workers_1"]["rate"] / logic["rate"]
+    )
     latency = written["latency"]
     assert latency["decided"] == latency["sent"] > 0
+    assert latency["cpu_cores"] > 0 and latency["cpu_ms_per_transaction"] > 0  # the worker's own CPU
     assert 0 < latency["p50_ms"] <= latency["p95_ms"] <= latency["p99_ms"] <= latency["max_ms"]
     assert set(written["models"]) >= {
         "fraud model predict",
