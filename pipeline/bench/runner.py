@@ -658,7 +658,7 @@ def _write(results: dict[str, Any], out: Path) -> None:
     logic = results["logic_alone"]["rate"]
     bars = [
         Bar("raw consume→produce", raw),
-        Bar("worker's own work, no Kafka", logic),
+        Bar("own work, no Kafka", logic),
         Bar("pipeline, 1 worker", one, f"({one / raw:.0%} of raw, {one / logic:.0%} of its work alone)"),
         Bar("pipeline, 2 workers", two, f"(x{two / one:.2f})"),
     ]
