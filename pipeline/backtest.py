@@ -37,6 +37,7 @@ from pipeline.detection.features import (
     LabelledActivityState,
     event_seconds,
     observe,
+    observe_entities,
     transaction_features,
 )
 from pipeline.detection.model import OnlineFraudModel
@@ -262,15 +263,7 @@ def replay(
                     known = states[entity.name].setdefault(keys[entity.name], entity.state_type())
                     known.record_label(fraud, known_at)
         features = transaction_features(txn, at)
-        for entity in ENTITY_STAGES:  # the pipeline's entity stages, in order
-            key = entity.key(txn)
-            if key:
-                state = states[entity.name].get(key)
-                if state is None:
-                    state = states[entity.name][key] = entity.state_type()
-                features.update(observe(state, txn, at))
-            else:
-                features.update(entity.state_type().features(txn, at))
+        features.update(observe_entities(states, txn, at))  # the pipeline's entity stages, in order
         features.update(observe(cards[txn["card_token"]], txn, at))
         verdict = engine.decide(txn, features)
         heapq.heappush(

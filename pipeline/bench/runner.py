@@ -545,19 +545,13 @@ def _logic_alone(settings: Settings, model: Any, values: list[bytes]) -> dict[st
     the features kept for its label, encoded. What the stages' hops, tables and Faust's delivery add
     is the gap between this and the one-worker rate."""
     from pipeline.backtest import build_engine
-    from pipeline.detection.features import (
-        ENTITY_STAGES,
-        CardState,
-        event_seconds,
-        observe,
-        transaction_features,
-    )
+    from pipeline.detection.features import CardState, event_seconds, observe_entities, transaction_features
     from pipeline.messages import alert_message, decision_message, utc_now_iso
     from pipeline.validation import Invalid, parse_message
 
     engine = build_engine(settings, "combined")
     engine.model = copy.deepcopy(model)
-    states: dict[str, dict[str, Any]] = {entity.name: {} for entity in ENTITY_STAGES}
+    states: dict[str, dict[str, Any]] = {}
     cards: dict[str, CardState] = {}
     started = time.perf_counter()
     for value in values:
@@ -566,15 +560,7 @@ def _logic_alone(settings: Settings, model: Any, values: list[bytes]) -> dict[st
             raise ValueError(f"a simulated transaction was refused: {txn.reason}")
         at = event_seconds(txn)
         features = transaction_features(txn, at)
-        for entity in ENTITY_STAGES:
-            key = entity.key(txn)
-            if key:
-                state = states[entity.name].get(key)
-                if state is None:
-                    state = states[entity.name][key] = entity.state_type()
-                features.update(observe(state, txn, at))
-            else:
-                features.update(entity.state_type().features(txn, at))
+        features.update(observe_entities(states, txn, at))
         card = cards.get(txn["card_token"])
         if card is None:
             card = cards[txn["card_token"]] = CardState()
