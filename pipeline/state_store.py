@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Callable, Container, Iterable, Iterator
+from itertools import islice
 from typing import Any
 
 import orjson
@@ -133,9 +134,7 @@ class CachedRocksDBStore(RocksDBStore):
         excess = len(self._cache) - self.cache_entries
         if excess > 0:
             unpinned = (key for key in self._cache if key not in self.pinned)  # least recent first
-            for key in [next(unpinned, _ABSENT) for _ in range(excess)]:
-                if key is _ABSENT:
-                    break
+            for key in list(islice(unpinned, excess)):
                 del self._cache[key]
 
     def persist(self, tp: TP, offset: int) -> None:

@@ -95,17 +95,18 @@ def _run(settings: Settings, options: BenchOptions) -> dict[str, Any]:
     results["models"] = _model_rates(base, features, labels)
     for name, rate in results["models"].items():
         say(f"      {name:44} {rate:>10,.0f} samples/s")
+
+    if options.latency_only:
+        latency = _latency_run(base, model, options.latency_only, options.latency_seconds, out, run)
+        say(_latency_line(latency))
+        return _write_quick({**results, "latency": latency}, out)
+
     logic = [value for _, value in _transactions(base, min(options.transactions, 50_000), f"{run}logic")]
     results["logic_alone"] = _logic_alone(base, model, logic)
     say(
         f"      the worker's own work alone, no Kafka (validation, features, decision, messages): "
         f"{results['logic_alone']['rate']:,.0f} transactions/s"
     )
-
-    if options.latency_only:
-        latency = _latency_run(base, model, options.latency_only, options.latency_seconds, out, run)
-        say(_latency_line(latency))
-        return _write_quick({**results, "latency": latency}, out)
 
     say(f"[2/7] producing {options.transactions:,} simulated transactions to {base.topic_transactions}")
     ensure_topics(base, include_internal=False)
@@ -545,7 +546,13 @@ def _logic_alone(settings: Settings, model: Any, values: list[bytes]) -> dict[st
     the features kept for its label, encoded. What the stages' hops, tables and Faust's delivery add
     is the gap between this and the one-worker rate."""
     from pipeline.backtest import build_engine
-    from pipeline.detection.features import CardState, event_seconds, observe_entities, transaction_features
+    from pipeline.detection.features import (
+        CardState,
+        event_seconds,
+        observe,
+        observe_entities,
+        transaction_features,
+    )
     from pipeline.messages import alert_message, decision_message, utc_now_iso
     from pipeline.validation import Invalid, parse_message
 
@@ -561,12 +568,8 @@ def _logic_alone(settings: Settings, model: Any, values: list[bytes]) -> dict[st
         at = event_seconds(txn)
         features = transaction_features(txn, at)
         features.update(observe_entities(states, txn, at))
-        card = cards.get(txn["card_token"])
-        if card is None:
-            card = cards[txn["card_token"]] = CardState()
-        features.update(card.features(txn, at))
+        features.update(observe(cards.setdefault(txn["card_token"], CardState()), txn, at))
         verdict = engine.decide(txn, features)
-        card.update(txn, at)
         decision = decision_message(txn, verdict, utc_now_iso(), 0.0)
         orjson.dumps(decision)
         if verdict.decision != "allow":
