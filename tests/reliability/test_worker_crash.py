@@ -58,8 +58,20 @@ def test_kill_9_of_one_worker_loses_nothing(make_settings, start_worker) -> None
     assert not errors and len(acknowledged) == len(items)
 
     ids = set(acknowledged)
-    decisions = consume_until(settings, settings.topic_decisions,
-                              lambda got: ids <= {d["transaction_id"] for d in got}, timeout=180)  # fmt: skip
+    read_so_far: list[dict[str, Any]] = []
+
+    def all_decided(got: list[dict[str, Any]]) -> bool:
+        read_so_far[:] = got
+        return ids <= {d["transaction_id"] for d in got}
+
+    try:
+        decisions = consume_until(settings, settings.topic_decisions, all_decided, timeout=180)
+    except AssertionError:  # say which were lost and what the survivor logged, for the diagnosis
+        missing = sorted(ids - {d["transaction_id"] for d in read_so_far})
+        raise AssertionError(
+            f"{len(missing)} of {len(ids)} transactions never decided (first: {missing[:5]}); survivor "
+            f"running: {first.process.poll() is None}\nsurvivor's log:\n{first.log()}"
+        ) from None
     recovered_after = time.monotonic() - killed_at
     decided = [d["transaction_id"] for d in decisions]
     duplicates = len(decided) - len(set(decided))
