@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "hash-password":
         return hash_password_command(args.user, args.role)
-    from pipeline.cli import main as fraud_main
+    from pipeline.tools.cli import main as fraud_main
 
     # The same start-up checks (settings, port, broker) and one-line errors as `fraud monitor`.
     return fraud_main(["monitor"])

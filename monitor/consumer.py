@@ -25,7 +25,7 @@ from confluent_kafka import OFFSET_INVALID, Consumer, KafkaError, KafkaException
 from monitor.aggregation import AddResult, InvalidRecordError, MonitorState
 from monitor.metrics import MonitorMetrics
 from pipeline.config import Settings
-from pipeline.validation import redact_card_numbers
+from pipeline.contracts.validation import redact_card_numbers
 
 logger = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ from confluent_kafka import KafkaException
 from monitor.feedback import DELIVERY_TIMEOUT_SECONDS, AcknowledgedPublisher
 from monitor.lists_view import SharedLists
 from pipeline.config import Settings
-from pipeline.lists import ListReadError, ListTopicReader
+from pipeline.kafka.list_topic import ListReadError, ListTopicReader
 
 logger = logging.getLogger(__name__)
 

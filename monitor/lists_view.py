@@ -28,7 +28,9 @@ from dash.exceptions import PreventUpdate
 from monitor.auth import current_user
 from monitor.formatting import format_time, shorten_token
 from monitor.users import User
-from pipeline.detection.lists import (
+from pipeline.contracts.json_schemas import SchemaViolation, validator
+from pipeline.contracts.validation import text_has_card_number
+from pipeline.detection.entity_lists import (
     ENTITY_KINDS,
     LIST_NAMES,
     TRANSACTION_FIELD,
@@ -36,9 +38,7 @@ from pipeline.detection.lists import (
     ListEntry,
     list_key,
 )
-from pipeline.lists import Record, apply_records
-from pipeline.schemas import SchemaViolation, validator
-from pipeline.validation import text_has_card_number
+from pipeline.kafka.list_topic import Record, apply_records
 
 logger = logging.getLogger(__name__)
 

@@ -12,8 +12,8 @@ from typing import Any
 
 from monitor.users import User
 from pipeline.config import FRAUD_TYPES
-from pipeline.schemas import SchemaViolation, validator
-from pipeline.validation import mask_card_numbers
+from pipeline.contracts.json_schemas import SchemaViolation, validator
+from pipeline.contracts.validation import mask_card_numbers
 
 MAX_COMMENT = 2000
 

@@ -1,7 +1,7 @@
 """Shared fixtures: a real single-node Kafka broker for the session, unique topics per test,
 and pipeline workers run as real processes.
 
-The broker is the project's own local KRaft broker (pipeline/local_kafka.py) on a free port,
+The broker is the project's own local KRaft broker (pipeline/tools/local_kafka.py) on a free port,
 unless KAFKA_BOOTSTRAP_SERVERS names an existing cluster.
 """
 
@@ -22,8 +22,8 @@ import pytest
 import requests
 
 from pipeline.config import REPO_ROOT, Settings, load_settings
-from pipeline.local_kafka import LocalKafka
-from pipeline.topics import ensure_topics
+from pipeline.tools.local_kafka import LocalKafka
+from pipeline.worker.topics import ensure_topics
 
 
 def free_port() -> int:

@@ -10,7 +10,7 @@ from typing import Any
 import jsonschema
 import pytest
 
-from pipeline.schemas import MESSAGE_KINDS, SCHEMAS_DIR, SchemaViolation, validator
+from pipeline.contracts.json_schemas import MESSAGE_KINDS, SCHEMAS_DIR, SchemaViolation, validator
 
 SCHEMA_FILES = sorted(SCHEMAS_DIR.glob("*.json"))
 

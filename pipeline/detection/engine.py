@@ -3,7 +3,7 @@
 How they combine (documented in README.md, "How a decision is made"):
 1. A card, device or merchant on a block list: block, score 1.
 2. A card on the allow list (or a card, device or merchant on the list-updates topic's allow
-   list, pipeline/detection/lists.py): allow, whatever else fires.
+   list, pipeline/detection/entity_lists.py): allow, whatever else fires.
 3. Rules: a firing ``block`` rule gives at least score 0.95, a ``review`` rule at least 0.7.
 4. The model's fraud probability counts once it has learnt ``model_min_labels`` labels.
 5. Alert budget: the model alone may flag at most ``alert_budget`` of the transactions. The
@@ -29,8 +29,8 @@ from river import stats
 
 from pipeline.config import FRAUD_TYPE_NAMES
 from pipeline.detection.anomaly import AnomalyDetector, likely_fraud_type
+from pipeline.detection.entity_lists import EntityLists
 from pipeline.detection.features import Features
-from pipeline.detection.lists import EntityLists
 from pipeline.detection.model import OnlineFraudModel
 from pipeline.detection.rules import RuleSet
 

@@ -433,7 +433,7 @@ class Entity:
 
 
 # The entities a transaction's features come from before it is scored on its card, in order. The
-# pipeline repartitions by each routing key in turn (pipeline/topics.py, pipeline/app.py); the
+# pipeline repartitions by each routing key in turn (pipeline/worker/topics.py); the
 # backtest applies them in one process.
 ENTITY_STAGES: tuple[Entity, ...] = (
     Entity("terminal", "terminal_id", TerminalState, within="merchant_id"),

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.bench.runner import BenchOptions, run_benchmark
 from pipeline.config import load_settings
+from pipeline.tools.bench.runner import BenchOptions, run_benchmark
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 

@@ -6,7 +6,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from pipeline.bench.figures import (
+from pipeline.tools.bench.charts import (
     Bar,
     bar_chart_svg,
     latency_summary,

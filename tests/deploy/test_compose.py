@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 import yaml
 
-from pipeline.cli import build_parser
 from pipeline.config import REPO_ROOT, ConfigurationError, Settings, load_settings
+from pipeline.tools.cli import build_parser
 
 COMPOSE_FILE = REPO_ROOT / "docker-compose.yml"
 DOCKERFILE = REPO_ROOT / "deploy" / "Dockerfile"

@@ -58,7 +58,7 @@ def test_generate_then_backtest(tmp_path: Path) -> None:
 
 
 def test_backtest_of_an_unreadable_input_is_one_line(tmp_path: Path) -> None:
-    # BUG: pipeline.backtest.read_rows opens the file before checking its extension,
+    # BUG: pipeline.tools.backtest.read_rows opens the file before checking its extension,
     # so this ends with a FileNotFoundError traceback and exit code 1.
     result = _fraud("backtest", "missing.xyz", "--out", str(tmp_path / "r"))
     assert "Traceback" not in result.stderr, result.stderr

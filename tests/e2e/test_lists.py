@@ -15,8 +15,8 @@ from confluent_kafka.admin import AdminClient, ConfigResource
 from monitor.lists_feed import ListFeed, ListPublisher
 from monitor.lists_view import SharedLists, change_list, entry_id
 from monitor.users import User
-from pipeline.app import _partition_of
-from pipeline.schemas import validator
+from pipeline.contracts.json_schemas import validator
+from pipeline.worker.faust_app import _partition_of
 from tests.conftest import free_port
 from tests.e2e.test_pipeline import metric_value
 from tests.e2e.test_restart import transaction

@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from pipeline.schemas import load_schema, validator
-from pipeline.simulator.generator import FraudRates, TrafficGenerator
+from pipeline.contracts.json_schemas import load_schema, validator
+from pipeline.tools.simulator.generator import FraudRates, TrafficGenerator
 from tests.support import consume_until, produce
 
 pytestmark = pytest.mark.kafka

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from pipeline.schemas import load_schema
+from pipeline.contracts.json_schemas import load_schema
 from tests.e2e.test_pipeline import metric_value
 from tests.support import abroad_card_present, consume_until, produce
 

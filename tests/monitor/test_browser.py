@@ -29,7 +29,7 @@ from monitor.app import create_app
 from monitor.callbacks import update_graph
 from monitor.consumer import KafkaFeed
 from pipeline.config import FRAUD_TYPE_NAMES, REPO_ROOT, Settings
-from pipeline.schemas import validator
+from pipeline.contracts.json_schemas import validator
 from tests.conftest import free_port
 from tests.monitor.logins import ANALYST, VIEWER, login_browser, make_accounts
 from tests.monitor.test_feed_kafka import _all_read, published  # noqa: F401 - fixture reused

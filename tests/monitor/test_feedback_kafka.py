@@ -14,7 +14,7 @@ from monitor.layout import OK_STYLE
 from monitor.metrics import MonitorMetrics
 from monitor.users import User
 from pipeline.config import Settings
-from pipeline.schemas import validator
+from pipeline.contracts.json_schemas import validator
 from tests.monitor.test_feed_kafka import _all_read, published  # noqa: F401 - fixture reused
 from tests.support import consume_until, produce
 

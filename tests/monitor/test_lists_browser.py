@@ -14,7 +14,7 @@ from selenium.webdriver.support.ui import WebDriverWait
 from monitor.aggregation import MonitorState
 from monitor.app import create_app
 from monitor.lists_feed import ListFeed, ListPublisher
-from pipeline.schemas import validator
+from pipeline.contracts.json_schemas import validator
 from tests.conftest import free_port
 from tests.monitor.conftest import alert_record, decision_record
 from tests.monitor.logins import ANALYST, VIEWER, login_browser, make_accounts

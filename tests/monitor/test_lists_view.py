@@ -29,7 +29,7 @@ from monitor.lists_view import (
 )
 from monitor.users import User
 from pipeline.config import load_settings
-from pipeline.schemas import validator
+from pipeline.contracts.json_schemas import validator
 from tests.monitor.logins import ANALYST, VIEWER, login_client, make_accounts
 
 NOW = datetime(2026, 11, 29, 10, 0, tzinfo=UTC)

@@ -1,8 +1,8 @@
 """Metric names: those the worker, the simulator and the monitor export, derived from the code, and
 those a PromQL expression uses.
 
-The worker's names come from pipeline.metrics.PipelineMetrics in a fresh registry, plus the Faust
-sensor's metrics created the way pipeline/app.py does (``setup_prometheus_sensors(...,
+The worker's names come from pipeline.worker.telemetry.PipelineMetrics in a fresh registry, plus the Faust
+sensor's metrics created the way pipeline/worker/faust_app.py does (``setup_prometheus_sensors(...,
 name_prefix="faust")``); the simulator's from SimulatorMetrics, the monitor's from MonitorMetrics.
 Labelled families count even before their first child.
 """
@@ -15,8 +15,8 @@ from faust.sensors.prometheus import FaustMetrics
 from prometheus_client import CollectorRegistry
 
 from monitor.metrics import MonitorMetrics
-from pipeline.metrics import PipelineMetrics
-from pipeline.simulator.producer import SimulatorMetrics
+from pipeline.tools.simulator.producer import SimulatorMetrics
+from pipeline.worker.telemetry import PipelineMetrics
 
 # Series Prometheus itself makes: the scrape health and the alerts' state.
 PROMETHEUS_SERIES = {"up", "ALERTS"}

@@ -9,8 +9,8 @@ import pytest
 from prometheus_client import CollectorRegistry, Metric
 
 from monitor.metrics import MonitorMetrics
-from pipeline.metrics import PipelineMetrics
-from pipeline.simulator.producer import SimulatorMetrics
+from pipeline.tools.simulator.producer import SimulatorMetrics
+from pipeline.worker.telemetry import PipelineMetrics
 
 # Labels that may hold an id (a card, a transaction, a customer) would make a series per entity.
 FORBIDDEN_LABELS = re.compile(r"(^|_)(id|card|token|customer|transaction|merchant|terminal|device|user)(_|$)")

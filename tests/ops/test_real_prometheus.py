@@ -27,7 +27,7 @@ import requests
 import yaml
 
 from pipeline.config import REPO_ROOT, Settings
-from pipeline.metrics import DEAD_LETTER_REASONS
+from pipeline.worker.telemetry import DEAD_LETTER_REASONS
 from tests.conftest import free_port
 from tests.ops.conftest import RULES_FILE
 from tests.ops.test_grafana_dashboard import DASHBOARDS_DIR as GRAFANA_DASHBOARDS

@@ -1,4 +1,4 @@
-"""pipeline/backtest.py: prequential replay with delayed labels, reading, mapping, reports."""
+"""pipeline/tools/backtest.py: prequential replay with delayed labels, reading, mapping, reports."""
 
 from __future__ import annotations
 
@@ -15,7 +15,8 @@ from typing import Any
 import orjson
 import pytest
 
-from pipeline.backtest import (
+from pipeline.config import FRAUD_TYPES, Settings
+from pipeline.tools.backtest import (
     BacktestError,
     BacktestResult,
     build_engine,
@@ -25,9 +26,8 @@ from pipeline.backtest import (
     write_report,
     write_scores,
 )
-from pipeline.config import FRAUD_TYPES, Settings
-from pipeline.simulator.dataset import write_dataset
-from pipeline.simulator.generator import TrafficGenerator
+from pipeline.tools.simulator.dataset import write_dataset
+from pipeline.tools.simulator.generator import TrafficGenerator
 from tests.pipeline.factories import T0, make_txn
 
 DAYS = 3
@@ -378,7 +378,7 @@ def test_parquet_input_replays_like_json_lines(tmp_path: Path) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from pipeline.backtest import read_rows
+    from pipeline.tools.backtest import read_rows
 
     rows = [
         {**make_txn(T0 + i * 60, transaction_id=f"pq-{i}"), "is_fraud": i % 5 == 0, "fraud_type": None}

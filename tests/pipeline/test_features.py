@@ -25,7 +25,7 @@ from pipeline.detection.features import (
     event_seconds,
     transaction_features,
 )
-from pipeline.topics import STAGES
+from pipeline.worker.topics import STAGES
 from tests.pipeline.factories import PROPERTY, T0, make_digital_txn, make_txn
 
 CARD_FEATURES = {

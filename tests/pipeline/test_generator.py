@@ -9,15 +9,15 @@ import orjson
 import pytest
 
 from pipeline.config import FRAUD_TYPES
-from pipeline.schemas import validator
-from pipeline.simulator.generator import (
+from pipeline.contracts.json_schemas import validator
+from pipeline.contracts.validation import Invalid, contains_card_number, parse_message
+from pipeline.tools.simulator.generator import (
     FRAUD_COUNTRIES,
     FraudRates,
     SimulatedTransaction,
     TrafficGenerator,
     label_for,
 )
-from pipeline.validation import Invalid, contains_card_number, parse_message
 from tests.pipeline.factories import T0
 
 WEEK = 7 * 86_400

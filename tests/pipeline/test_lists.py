@@ -8,13 +8,13 @@ from typing import Any
 import orjson
 import pytest
 
+from pipeline.contracts.json_schemas import validator
+from pipeline.contracts.validation import Invalid
 from pipeline.detection.engine import DetectionEngine
+from pipeline.detection.entity_lists import EntityLists, ListUpdate, list_key, parse_list_update
 from pipeline.detection.features import FEATURE_NAMES
-from pipeline.detection.lists import EntityLists, ListUpdate, list_key, parse_list_update
 from pipeline.detection.model import OnlineFraudModel
 from pipeline.detection.rules import parse_rules
-from pipeline.schemas import validator
-from pipeline.validation import Invalid
 from tests.pipeline.factories import features_for, make_txn
 
 MAX = 64 * 1024

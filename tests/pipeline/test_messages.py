@@ -9,13 +9,13 @@ from typing import Any
 import jsonschema
 import pytest
 
+from pipeline.contracts.json_schemas import load_schema, validator
+from pipeline.contracts.messages import alert_message, dead_letter_message, decision_message, utc_now_iso
+from pipeline.contracts.validation import Invalid
 from pipeline.detection.engine import DetectionEngine, Verdict
 from pipeline.detection.features import FEATURE_NAMES
 from pipeline.detection.model import OnlineFraudModel
 from pipeline.detection.rules import parse_rules
-from pipeline.messages import alert_message, dead_letter_message, decision_message, utc_now_iso
-from pipeline.schemas import load_schema, validator
-from pipeline.validation import Invalid
 from tests.pipeline.factories import features_for, make_digital_txn, make_txn
 
 RULES = textwrap.dedent(

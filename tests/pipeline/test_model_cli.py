@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.cli import main
 from pipeline.detection.model import OnlineFraudModel
 from pipeline.detection.snapshots import SnapshotStore
+from pipeline.tools.cli import main
 
 
 @pytest.fixture

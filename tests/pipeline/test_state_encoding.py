@@ -1,14 +1,14 @@
 """Tables hold entity state objects and write them as their ``to_state()`` JSON, in the changelog
-and in RocksDB (pipeline/state_store.py): what is written must read back as the same state."""
+and in RocksDB (pipeline/worker/record_cache.py): what is written must read back as the same state."""
 
 from __future__ import annotations
 
 import orjson
 import pytest
 
-from pipeline.app import _as_state
 from pipeline.detection.features import ENTITY_STAGES, CardState, observe
-from pipeline.state_store import encode_value
+from pipeline.worker.faust_app import _as_state
+from pipeline.worker.record_cache import encode_value
 from tests.pipeline.factories import T0, make_digital_txn, make_txn
 
 STATE_TYPES = [CardState, *(entity.state_type for entity in ENTITY_STAGES)]

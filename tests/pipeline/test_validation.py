@@ -10,9 +10,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pipeline.detection.features import event_seconds
-from pipeline.schemas import load_schema
-from pipeline.validation import (
+from pipeline.contracts.json_schemas import load_schema
+from pipeline.contracts.validation import (
     Invalid,
     find_card_numbers,
     luhn_valid,
@@ -21,6 +20,7 @@ from pipeline.validation import (
     redact_card_numbers,
     text_has_card_number,
 )
+from pipeline.detection.features import event_seconds
 from tests.pipeline.factories import PROPERTY, make_digital_txn, make_txn
 
 LIMIT = 64 * 1024

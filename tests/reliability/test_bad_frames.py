@@ -15,8 +15,8 @@ from typing import Any
 import orjson
 import pytest
 
-from pipeline.topics import internal_topic_names
-from pipeline.validation import Invalid, parse_message
+from pipeline.contracts.validation import Invalid, parse_message
+from pipeline.worker.topics import internal_topic_names
 from tests.e2e.test_restart import transaction
 from tests.support import consume_until, produce
 

@@ -17,7 +17,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pipeline.schemas import load_schema, validator
+from pipeline.contracts.json_schemas import load_schema, validator
 from tests.support import consume_until, produce
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]

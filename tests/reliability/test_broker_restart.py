@@ -13,8 +13,8 @@ import pytest
 from confluent_kafka import Producer
 
 from pipeline.config import Settings
-from pipeline.local_kafka import LocalKafka
-from pipeline.simulator.generator import TrafficGenerator
+from pipeline.tools.local_kafka import LocalKafka
+from pipeline.tools.simulator.generator import TrafficGenerator
 from tests.conftest import free_port
 from tests.support import consume_until
 

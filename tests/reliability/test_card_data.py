@@ -30,7 +30,7 @@ from monitor.consumer import KafkaFeed
 from monitor.feedback import LabelPublisher
 from monitor.metrics import MonitorMetrics
 from pipeline.config import Settings
-from pipeline.schemas import load_schema
+from pipeline.contracts.json_schemas import load_schema
 from tests.monitor.logins import ANALYST, login_client, make_accounts
 from tests.support import abroad_card_present, consume_until, produce
 

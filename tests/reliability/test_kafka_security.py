@@ -30,11 +30,11 @@ from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth
 
 from monitor.consumer import KafkaFeed
 from monitor.metrics import MonitorMetrics
-from pipeline.app import faust_credentials
 from pipeline.config import Settings, load_settings
-from pipeline.local_kafka import BrokerTls, LocalKafka, SecureListener
-from pipeline.simulator.producer import TrafficProducer
-from pipeline.topics import BrokerUnavailableError, ensure_topics
+from pipeline.tools.local_kafka import BrokerTls, LocalKafka, SecureListener
+from pipeline.tools.simulator.producer import TrafficProducer
+from pipeline.worker.faust_app import faust_credentials
+from pipeline.worker.topics import BrokerUnavailableError, ensure_topics
 from tests.conftest import WorkerProcess, free_port
 from tests.support import consume_until
 

@@ -15,9 +15,9 @@ from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource
 
 from pipeline.config import Settings
-from pipeline.native_producer import DeliveryFailed, NativeProducer
-from pipeline.simulator.generator import TrafficGenerator
-from pipeline.topics import internal_topic_names
+from pipeline.tools.simulator.generator import TrafficGenerator
+from pipeline.worker.producer import DeliveryFailed, NativeProducer
+from pipeline.worker.topics import internal_topic_names
 from tests.support import produce
 
 pytestmark = [pytest.mark.kafka]

@@ -1,4 +1,4 @@
-"""The tables' record cache (pipeline/state_store.py) on a real worker killed with SIGKILL: what the
+"""The tables' record cache (pipeline/worker/record_cache.py) on a real worker killed with SIGKILL: what the
 worker wrote before its last commit is in RocksDB with the changelog offset it corresponds to, and
 the restarted worker has the card's history (from RocksDB plus the changelog after that offset)."""
 
@@ -13,8 +13,8 @@ import orjson
 import pytest
 import rocksdict
 
-from pipeline.app import _partition_of
-from pipeline.topics import changelog_topic_names
+from pipeline.worker.faust_app import _partition_of
+from pipeline.worker.topics import changelog_topic_names
 from tests.e2e.test_restart import decisions_for, transaction
 from tests.support import abroad_card_present, consume_until, produce
 

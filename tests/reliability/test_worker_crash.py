@@ -13,7 +13,7 @@ import orjson
 import pytest
 from confluent_kafka import Producer
 
-from pipeline.simulator.generator import FraudRates, TrafficGenerator
+from pipeline.tools.simulator.generator import FraudRates, TrafficGenerator
 from tests.conftest import free_port
 from tests.support import consume_until
 

@@ -87,7 +87,7 @@ def check_broker(settings: Settings, timeout: float | None = None) -> None:
 
 
 def internal_topic_names(settings: Settings) -> list[str]:
-    """Repartition topics between the worker's stages (see pipeline/app.py), in stage order."""
+    """Repartition topics between the worker's stages (see pipeline/worker/faust_app.py), in stage order."""
     return [f"{settings.app_id}-by-{stage.name}" for stage in STAGES] + [f"{settings.app_id}-by-card"]
 
 

@@ -6,9 +6,9 @@ import base64
 from datetime import UTC, datetime
 from typing import Any
 
+from pipeline.contracts.validation import Invalid, mask_card_numbers, redact_card_numbers
 from pipeline.detection.engine import Verdict
 from pipeline.detection.features import Features
-from pipeline.validation import Invalid, mask_card_numbers, redact_card_numbers
 
 _COPIED = (
     "transaction_id",

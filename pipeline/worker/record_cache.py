@@ -6,7 +6,7 @@ Faust's own RocksDB store encodes and decodes JSON and calls RocksDB on every ta
 ``table.get`` is two reads: a membership test, then the value); the worker reads and writes each
 entity once per frame, so that was about a fifth of its time (docs/performance.md).
 
-The table (pipeline/app.py, NativeChangelogTable) sends each changed entry to its changelog once
+The table (pipeline/worker/faust_app.py, NativeChangelogTable) sends each changed entry to its changelog once
 per flush, with its latest value, as Kafka Streams' record cache does: a merchant written by many
 batches between two commits costs one changelog message, not one per batch. Faust flushes before
 every offset commit, before it gives partitions away in a rebalance and when it stops, so the

@@ -3,7 +3,7 @@
 The rule file's lists (``RuleSet.blocked``, ``RuleSet.allowed_cards``) stay in force; the entries
 published to the list-updates topic (``schemas/list_update.v1.schema.json``) are added and removed
 on top of them. A block wins over an allow; among blocks the rule file's come first, then cards,
-devices, merchants. No Kafka here: the edges (pipeline/lists.py, the monitor) feed ``apply``.
+devices, merchants. No Kafka here: the edges (pipeline/kafka/list_topic.py, the monitor) feed ``apply``.
 
 Message key: ``<list>:<entity_kind>:<value>`` (``block:card:tok_4f9a2c1b7d3e``). The value
 ``add`` / ``remove`` sets or clears the entry; a null value (tombstone) clears it too.
@@ -15,8 +15,8 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from pipeline.contracts.validation import Invalid, find_card_numbers, parse_message, text_has_card_number
 from pipeline.detection.rules import RuleSet
-from pipeline.validation import Invalid, find_card_numbers, parse_message, text_has_card_number
 
 ListName = Literal["block", "allow"]
 EntityKind = Literal["card", "device", "merchant"]

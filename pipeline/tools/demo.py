@@ -19,8 +19,8 @@ from types import FrameType
 import requests
 
 from pipeline.config import REPO_ROOT, Settings
-from pipeline.local_kafka import LocalKafka
-from pipeline.topics import ensure_topics
+from pipeline.tools.local_kafka import LocalKafka
+from pipeline.worker.topics import ensure_topics
 
 log = logging.getLogger(__name__)
 

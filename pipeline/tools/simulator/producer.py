@@ -15,7 +15,7 @@ from confluent_kafka import KafkaError, Message, Producer
 from prometheus_client import CollectorRegistry, Counter
 
 from pipeline.config import FRAUD_TYPES, Settings
-from pipeline.simulator.generator import SimulatedTransaction, TrafficGenerator, label_for
+from pipeline.tools.simulator.generator import SimulatedTransaction, TrafficGenerator, label_for
 
 log = logging.getLogger(__name__)
 

@@ -9,10 +9,10 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from pipeline.config import FRAUD_TYPES
-from pipeline.schemas import load_schema
+from pipeline.contracts.json_schemas import load_schema
 
 if TYPE_CHECKING:
-    from pipeline.native_producer import NativeProducer
+    from pipeline.worker.producer import NativeProducer
 
 DEAD_LETTER_REASONS: tuple[str, ...] = tuple(load_schema("dead_letter")["properties"]["reason_code"]["enum"])
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)

@@ -26,7 +26,7 @@ log = logging.getLogger("fraud")
 
 
 def _local_kafka(settings: Settings):  # type: ignore[no-untyped-def]
-    from pipeline.local_kafka import LocalKafka
+    from pipeline.tools.local_kafka import LocalKafka
 
     return LocalKafka(settings.local_kafka_version, settings.local_kafka_port, settings.local_kafka_home)
 
@@ -47,7 +47,7 @@ def cmd_kafka(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_topics(settings: Settings, args: argparse.Namespace) -> int:
-    from pipeline.topics import ensure_topics
+    from pipeline.worker.topics import ensure_topics
 
     created = ensure_topics(settings)
     print("created: " + (", ".join(created) or "nothing (all exist)"))
@@ -69,10 +69,10 @@ def _check_port(host: str, port: int, setting: str) -> None:
 
 
 def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
-    from pipeline.app import run_worker
     from pipeline.detection.features import FEATURE_NAMES
     from pipeline.detection.rules import load_rules
-    from pipeline.topics import check_broker
+    from pipeline.worker.faust_app import run_worker
+    from pipeline.worker.topics import check_broker
 
     load_rules(settings.rules_file, FEATURE_NAMES)  # a bad rule file fails before anything starts
     _check_port(settings.metrics_bind, settings.worker_web_port, "FRAUD_WORKER_WEB_PORT")
@@ -84,8 +84,8 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_simulate(settings: Settings, args: argparse.Namespace) -> int:
     from prometheus_client import CollectorRegistry, start_http_server
 
-    from pipeline.simulator.producer import TrafficProducer
-    from pipeline.topics import ensure_topics
+    from pipeline.tools.simulator.producer import TrafficProducer
+    from pipeline.worker.topics import ensure_topics
 
     overrides = {"simulator_rate": args.rate} if args.rate else {}
     if overrides:
@@ -115,7 +115,7 @@ def cmd_simulate(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_generate(settings: Settings, args: argparse.Namespace) -> int:
-    from pipeline.simulator.dataset import write_dataset
+    from pipeline.tools.simulator.dataset import write_dataset
 
     start = datetime.fromisoformat(args.start).replace(tzinfo=UTC).timestamp() if args.start else None
     count = write_dataset(args.out, settings, days=args.days, rate=args.rate, start=start)
@@ -124,7 +124,7 @@ def cmd_generate(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_backtest(settings: Settings, args: argparse.Namespace) -> int:
-    from pipeline.backtest import (
+    from pipeline.tools.backtest import (
         build_engine,
         parse_column_map,
         print_progress,
@@ -195,7 +195,7 @@ def cmd_model(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_monitor(settings: Settings, args: argparse.Namespace) -> int:
     from monitor.server import run_monitor
-    from pipeline.topics import check_broker
+    from pipeline.worker.topics import check_broker
 
     _check_port(settings.monitor_host, settings.monitor_port, "FRAUD_MONITOR_PORT")
     check_broker(settings)
@@ -204,7 +204,7 @@ def cmd_monitor(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
-    from pipeline.demo import run_demo
+    from pipeline.tools.demo import run_demo
 
     return run_demo(settings, rate=args.rate)
 
@@ -221,7 +221,7 @@ def _rates(text: str) -> tuple[float, ...]:
 
 
 def cmd_bench(settings: Settings, args: argparse.Namespace) -> int:
-    from pipeline.bench.runner import BenchOptions, run_benchmark
+    from pipeline.tools.bench.runner import BenchOptions, run_benchmark
 
     options = BenchOptions(
         transactions=args.transactions,
@@ -393,11 +393,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:  # one clear line for known start-up failures
         from confluent_kafka import KafkaException
 
-        from pipeline.backtest import BacktestError
         from pipeline.detection.rules import RuleError
         from pipeline.detection.snapshots import SnapshotError
-        from pipeline.local_kafka import LocalKafkaError
-        from pipeline.topics import BrokerUnavailableError
+        from pipeline.tools.backtest import BacktestError
+        from pipeline.tools.local_kafka import LocalKafkaError
+        from pipeline.worker.topics import BrokerUnavailableError
 
         if isinstance(
             exc,

@@ -27,6 +27,7 @@ from typing import Any, Literal
 import orjson
 
 from pipeline.config import FRAUD_TYPE_NAMES, FRAUD_TYPES, Settings
+from pipeline.contracts.json_schemas import SchemaViolation, load_schema, validator
 from pipeline.detection.engine import DetectionEngine
 from pipeline.detection.evaluation import average_precision, card_precision_at_k, roc_auc
 from pipeline.detection.features import (
@@ -42,7 +43,6 @@ from pipeline.detection.features import (
 )
 from pipeline.detection.model import OnlineFraudModel
 from pipeline.detection.rules import RuleSet, load_rules
-from pipeline.schemas import SchemaViolation, load_schema, validator
 
 Mode = Literal["combined", "rules", "model"]
 DEFAULTS: dict[str, Any] = {

@@ -9,7 +9,7 @@
         --> <app>-by-merchant (terminals' and merchants' confirmed-fraud rates, from labels known so far)
 
 The entities are ENTITY_STAGES in pipeline/detection/features.py; the stages that keep them are
-STAGES in pipeline/topics.py (a terminal belongs to one merchant, so both live in one stage).
+STAGES in pipeline/worker/topics.py (a terminal belongs to one merchant, so both live in one stage).
 
 Each stage takes its events in batches and passes transactions on in frames: one Kafka message
 holding the envelopes of a batch that belong to one partition of the next topic, sent to that
@@ -22,7 +22,7 @@ Every topic has the same partition count, so Faust co-partitions them: a card's 
 its pending features and its labels live on the same partition of the same worker. Invalid
 input goes to the dead-letter topic with the reason; the stream goes on. Processing is
 at-least-once: before Faust commits offsets, everything produced (through librdkafka,
-pipeline/native_producer.py) has been acknowledged, and duplicates are
+pipeline/worker/producer.py) has been acknowledged, and duplicates are
 recognised by transaction id (the stored decision is re-emitted unchanged).
 """
 
@@ -48,6 +48,8 @@ from faust.types.agents import AgentFun
 from prometheus_client import CollectorRegistry
 
 from pipeline.config import Settings
+from pipeline.contracts.messages import alert_message, dead_letter_message, decision_message, utc_now_iso
+from pipeline.contracts.validation import EventTimeWindow, Invalid, mask_card_numbers, parse_message
 from pipeline.detection.engine import DetectionEngine
 from pipeline.detection.expiry import ExpiryIndex
 from pipeline.detection.features import (
@@ -65,13 +67,11 @@ from pipeline.detection.features import (
 from pipeline.detection.model import OnlineFraudModel
 from pipeline.detection.rules import RuleError, load_rules
 from pipeline.detection.snapshots import SnapshotStore
-from pipeline.lists import install_lists
-from pipeline.messages import alert_message, dead_letter_message, decision_message, utc_now_iso
-from pipeline.metrics import PipelineMetrics
-from pipeline.native_producer import NativeProducer
-from pipeline.state_store import CachedRocksDBStore, encode_value
-from pipeline.topics import STAGES, internal_topic_names, table_names
-from pipeline.validation import EventTimeWindow, Invalid, mask_card_numbers, parse_message
+from pipeline.kafka.list_topic import install_lists
+from pipeline.worker.producer import NativeProducer
+from pipeline.worker.record_cache import CachedRocksDBStore, encode_value
+from pipeline.worker.telemetry import PipelineMetrics
+from pipeline.worker.topics import STAGES, internal_topic_names, table_names
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +103,7 @@ class FraudPipeline:
             settings.max_event_time_skew_hours * 3600, settings.max_event_age_days * 86400
         )
         self.metrics.model_labels_learnt.set(model.labels_learnt)
-        # Everything the worker produces goes through librdkafka (pipeline/native_producer.py).
+        # Everything the worker produces goes through librdkafka (pipeline/worker/producer.py).
         # Without Nagle's algorithm: a frame's few hundred bytes would otherwise wait for the
         # broker's delayed ACK (tens of milliseconds per stage at moderate load).
         self.native = NativeProducer(
@@ -228,7 +228,7 @@ class FraudPipeline:
             stage(self.stage_topics[index], component, features, frames_per_batch)
         stage(self.by_card, "score", self._by_partition(self.score, "score"), frames_per_batch)
         stage(self.labels, "learn", self._each_event(self.learn, "learn"), s.worker_batch_size)
-        # Block/allow lists: every worker reads the whole list-updates topic (pipeline/lists.py).
+        # Block/allow lists: every worker reads the whole list-updates topic (pipeline/kafka/list_topic.py).
         install_lists(self, app, topic(s.topic_lists))
         app.timer(s.model_snapshot_interval_seconds)(self.save_model_snapshot)
         app.timer(s.rules_reload_seconds)(self.reload_rules_if_changed)
@@ -686,7 +686,7 @@ class NativeChangelogTable(faust.Table):
     record cache (CachedRocksDBStore); reading, recovery and standbys are Faust's.
 
     A write changes the cache at once; the changelog gets each changed entry once per flush, with
-    its latest value (``send_changes``; pipeline/state_store.py says why that is as durable). A
+    its latest value (``send_changes``; pipeline/worker/record_cache.py says why that is as durable). A
     value is encoded once per flush, for both the changelog and RocksDB."""
 
     native: NativeProducer
@@ -733,7 +733,7 @@ class NativeChangelogTable(faust.Table):
             self.data.set_persisted_offset(tp, offset)
 
     def _new_store_by_url(self, url: Any) -> StoreT:
-        """RocksDB behind a record cache (pipeline/state_store.py); other stores as Faust has them."""
+        """RocksDB behind a record cache (pipeline/worker/record_cache.py); other stores as Faust has them."""
         if str(url).partition(":")[0] != "rocksdb":
             return super()._new_store_by_url(url)
         store = CachedRocksDBStore(
@@ -784,7 +784,7 @@ def faust_credentials(settings: Settings) -> faust.SASLCredentials | faust.SSLCr
 
 def run_worker(settings: Settings, loglevel: str = "info") -> None:
     """Run one worker until SIGINT/SIGTERM."""
-    from pipeline.topics import ensure_topics
+    from pipeline.worker.topics import ensure_topics
 
     ensure_topics(settings)
     pipeline = FraudPipeline(settings)

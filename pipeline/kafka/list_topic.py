@@ -25,13 +25,13 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaExcepti
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from pipeline.config import Settings
-from pipeline.detection.lists import LIST_NAMES, EntityLists, ListUpdate, parse_list_update
-from pipeline.validation import Invalid
+from pipeline.contracts.validation import Invalid
+from pipeline.detection.entity_lists import LIST_NAMES, EntityLists, ListUpdate, parse_list_update
 
 if TYPE_CHECKING:
     import faust
 
-    from pipeline.app import FraudPipeline
+    from pipeline.worker.faust_app import FraudPipeline
 
 log = logging.getLogger(__name__)
 

@@ -37,11 +37,18 @@ import psutil
 import requests
 from confluent_kafka import Consumer, Producer
 
-from pipeline.bench.figures import Bar, bar_chart_svg, latency_summary, per_second, steady_rate, top_frames
 from pipeline.config import REPO_ROOT, Settings
-from pipeline.local_kafka import LocalKafka
-from pipeline.simulator.generator import TrafficGenerator
-from pipeline.topics import ensure_topics
+from pipeline.tools.bench.charts import (
+    Bar,
+    bar_chart_svg,
+    latency_summary,
+    per_second,
+    steady_rate,
+    top_frames,
+)
+from pipeline.tools.local_kafka import LocalKafka
+from pipeline.tools.simulator.generator import TrafficGenerator
+from pipeline.worker.topics import ensure_topics
 
 
 @dataclass(frozen=True)
@@ -485,7 +492,7 @@ def _trained_model(
 ) -> tuple[Any, list[dict[str, float]], list[tuple[str, bool, str | None]]]:
     """A model trained by replaying ``count`` labelled simulated transactions, plus the features
     and labels of that replay (for the per-model rates)."""
-    from pipeline.backtest import build_engine, replay
+    from pipeline.tools.backtest import build_engine, replay
 
     rate = 200.0
     start = time.time() - 3 * 86400
@@ -506,9 +513,9 @@ def _model_rates(
     settings: Settings, features: list[dict[str, float]], labels: list[tuple[str, bool, str | None]]
 ) -> dict[str, float]:
     """Samples per second of each model alone, and of the whole decision, on replayed features."""
-    from pipeline.backtest import build_engine
     from pipeline.detection.anomaly import AnomalyDetector
     from pipeline.detection.model import OnlineFraudModel
+    from pipeline.tools.backtest import build_engine
 
     def timed(step: Callable[[int], object]) -> float:
         started = time.perf_counter()
@@ -545,7 +552,8 @@ def _logic_alone(settings: Settings, model: Any, values: list[bytes]) -> dict[st
     decision (rules, the trained model, the anomaly detector), the decision and alert messages and
     the features kept for its label, encoded. What the stages' hops, tables and Faust's delivery add
     is the gap between this and the one-worker rate."""
-    from pipeline.backtest import build_engine
+    from pipeline.contracts.messages import alert_message, decision_message, utc_now_iso
+    from pipeline.contracts.validation import Invalid, parse_message
     from pipeline.detection.features import (
         CardState,
         event_seconds,
@@ -553,8 +561,7 @@ def _logic_alone(settings: Settings, model: Any, values: list[bytes]) -> dict[st
         observe_entities,
         transaction_features,
     )
-    from pipeline.messages import alert_message, decision_message, utc_now_iso
-    from pipeline.validation import Invalid, parse_message
+    from pipeline.tools.backtest import build_engine
 
     engine = build_engine(settings, "combined")
     engine.model = copy.deepcopy(model)

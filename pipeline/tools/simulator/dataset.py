@@ -10,7 +10,7 @@ from pathlib import Path
 import orjson
 
 from pipeline.config import Settings
-from pipeline.simulator.generator import TrafficGenerator
+from pipeline.tools.simulator.generator import TrafficGenerator
 
 
 def write_dataset(
