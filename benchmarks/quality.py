@@ -23,7 +23,8 @@ from sklearn.ensemble import RandomForestClassifier
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from pipeline.config import load_settings
-from pipeline.detection.features import FEATURE_NAMES, parse_timestamp
+from pipeline.detection.features import FEATURE_NAMES
+from pipeline.detection.vocabulary import parse_timestamp
 from pipeline.tools.backtest import ScoredTransaction, build_engine, print_progress, replay, summarise
 from pipeline.tools.simulator.generator import FraudRates, TrafficGenerator
 

@@ -17,14 +17,11 @@ from typing import Any, Literal
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from pipeline.detection.vocabulary import FRAUD_TYPE_NAMES, FRAUD_TYPES, FraudType
+
+__all__ = ["FRAUD_TYPES", "FRAUD_TYPE_NAMES", "ConfigurationError", "FraudType", "Settings", "load_settings"]
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
-FraudType = Literal["unauthorized_transactions", "identity_theft", "malicious_behavior"]
-FRAUD_TYPES: tuple[FraudType, ...] = ("unauthorized_transactions", "identity_theft", "malicious_behavior")
-FRAUD_TYPE_NAMES: dict[str, str] = {
-    "unauthorized_transactions": "Unauthorized Transactions",
-    "identity_theft": "Identity Theft",
-    "malicious_behavior": "Malicious Behavior",
-}
 
 
 class Settings(BaseSettings):

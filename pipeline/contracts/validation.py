@@ -10,7 +10,7 @@ from typing import Any
 import orjson
 
 from pipeline.contracts.json_schemas import SchemaViolation, validator
-from pipeline.detection.features import parse_timestamp
+from pipeline.detection.vocabulary import parse_timestamp
 
 # A card number as people and systems write it: 13-19 digits in a row, or groups of four (Amex:
 # 4-6-5) separated by one space or dash, and not part of a longer alphanumeric token or id.

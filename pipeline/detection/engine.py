@@ -27,12 +27,12 @@ from typing import Any
 
 from river import stats
 
-from pipeline.config import FRAUD_TYPE_NAMES
 from pipeline.detection.anomaly import AnomalyDetector, likely_fraud_type
 from pipeline.detection.entity_lists import EntityLists
 from pipeline.detection.features import Features
 from pipeline.detection.model import OnlineFraudModel
 from pipeline.detection.rules import RuleSet
+from pipeline.detection.vocabulary import FRAUD_TYPE_NAMES
 
 RULE_SCORE = {"review": 0.7, "block": 0.95}
 ANOMALY_SCORE = 0.6

@@ -10,9 +10,9 @@ from __future__ import annotations
 import math
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any, ClassVar, Self
 
+from pipeline.detection.vocabulary import parse_timestamp
 from pipeline.detection.windows import BucketedWindow
 
 MINUTE, HOUR, DAY = 60, 3600, 86400
@@ -21,16 +21,6 @@ CHANNELS = ("card_present", "contactless", "ecommerce", "mobile_app", "atm")
 DIGITAL_CHANNELS = frozenset({"ecommerce", "mobile_app"})
 
 Features = dict[str, float]
-
-
-def parse_timestamp(value: str) -> float:
-    """Seconds since the epoch of an RFC 3339 date-time, including what Python's parser refuses:
-    a lower-case ``t``/``z`` and a leap second (``23:59:60`` reads as the next second)."""
-    text = value.upper()
-    leap = text[17:19] == "60" and text[16] == ":"
-    if leap:
-        text = text[:17] + "59" + text[19:]
-    return datetime.fromisoformat(text).timestamp() + (1.0 if leap else 0.0)
 
 
 def event_seconds(transaction: dict[str, Any]) -> float:

@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 
 from river import base, compose, drift, linear_model, optim, preprocessing
 
-from pipeline.config import FRAUD_TYPES
 from pipeline.detection.anomaly import AnomalyDetector
 from pipeline.detection.features import Features
+from pipeline.detection.vocabulary import FRAUD_TYPES
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 import yaml
 
-from pipeline.config import FRAUD_TYPES
+from pipeline.detection.vocabulary import FRAUD_TYPES
 
 Action = Literal["review", "block"]
 TRANSACTION_FIELDS = frozenset(
