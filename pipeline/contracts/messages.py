@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import base64
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
 from pipeline.contracts.validation import Invalid, mask_card_numbers, redact_card_numbers
-from pipeline.detection.engine import Verdict
+from pipeline.detection.engine import Decision
 from pipeline.detection.features import Features
 
 _COPIED = (
@@ -29,26 +30,26 @@ def utc_now_iso() -> str:
 
 
 def decision_message(
-    txn: dict[str, Any], verdict: Verdict, decided_at: str, processing_ms: float
+    txn: Mapping[str, Any], decided: Decision, decided_at: str, processing_ms: float
 ) -> dict[str, Any]:
     message: dict[str, Any] = {"schema_version": 1}
     for key in _COPIED:
         message[key] = txn[key]
     message.update(
         decided_at=decided_at,
-        decision=verdict.decision,
-        score=verdict.score,
-        model_score=verdict.model_score,
-        fraud_type=verdict.fraud_type,
-        reasons=list(verdict.reasons),
-        rule_hits=list(verdict.rule_hits),
-        model_version=verdict.model_version,
+        decision=decided.action,
+        score=decided.score,
+        model_score=decided.model_score,
+        fraud_type=decided.fraud_type,
+        reasons=list(decided.reasons),
+        rule_hits=list(decided.rule_hits),
+        model_version=decided.model_version,
         processing_ms=round(max(processing_ms, 0.0), 3),
     )
     return message
 
 
-def alert_message(decision: dict[str, Any], txn: dict[str, Any], features: Features) -> dict[str, Any]:
+def alert_message(decision: dict[str, Any], txn: Mapping[str, Any], features: Features) -> dict[str, Any]:
     """The alert for a review/block decision; its id is the transaction id."""
     alert = {key: value for key, value in decision.items() if key not in ("model_score", "processing_ms")}
     alert["alert_id"] = decision["transaction_id"]

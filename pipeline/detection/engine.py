@@ -27,7 +27,7 @@ from typing import Any
 
 from river import stats
 
-from pipeline.detection.anomaly import AnomalyDetector, likely_fraud_type
+from pipeline.detection.anomaly import likely_fraud_type
 from pipeline.detection.entity_lists import EntityLists
 from pipeline.detection.features import Features
 from pipeline.detection.model import OnlineFraudModel
@@ -41,10 +41,11 @@ QUANTILE_WARMUP = 500
 
 
 @dataclass(frozen=True)
-class Verdict:
+class Decision:
     """What the engine decided about one transaction, and why."""
 
-    decision: str
+    action: str
+    """allow, review or block."""
     score: float
     model_score: float
     fraud_type: str | None
@@ -81,10 +82,7 @@ class DetectionEngine:
         """The transaction's anomaly score when it counts (unusual and within the budget), else None."""
         if self._recent_anomalies is None:
             return None
-        detector = getattr(self.model, "anomaly", None)
-        if detector is None:  # a snapshot from before anomaly detection
-            detector = self.model.anomaly = AnomalyDetector()
-        score = detector.score_and_learn(features)
+        score = self.model.anomaly.score_and_learn(features)
         if score is None:
             return None
         self._recent_anomalies.update(score)
@@ -108,13 +106,13 @@ class DetectionEngine:
         budget_line = self._recent_scores.get()
         return budget_line is None or model_score >= budget_line
 
-    def decide(self, txn: Mapping[str, Any], features: Features) -> Verdict:
+    def decide(self, txn: Mapping[str, Any], features: Features) -> Decision:
         model_score = self.model.fraud_probability(features)
         model_counts = self._model_counts(model_score)
         anomaly = self._anomaly(features)
         listed = self.lists.match(txn, self.rules)
         if listed is not None and listed.list == "block":
-            return Verdict(
+            return Decision(
                 "block",
                 1.0,
                 model_score,
@@ -124,7 +122,7 @@ class DetectionEngine:
                 self.model.version,
             )
         if listed is not None:
-            return Verdict(
+            return Decision(
                 "allow", 0.0, model_score, None, (listed.reason,), (listed.rule_hit,), self.model.version
             )
         env = {**txn, **features}
@@ -169,7 +167,7 @@ class DetectionEngine:
         fraud_type = hits[0].fraud_type if hits else (model_type if decision != "allow" else None)
         if decision != "allow" and fraud_type is None:
             fraud_type = likely_fraud_type(features)
-        return Verdict(
+        return Decision(
             decision,
             round(score, 6),
             round(model_score, 6),

@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import zlib
 from dataclasses import dataclass, field
+from typing import Any
 
 from river import base, compose, drift, linear_model, optim, preprocessing
 
@@ -69,6 +70,12 @@ class OnlineFraudModel:
     anomaly: AnomalyDetector = field(default_factory=AnomalyDetector)
     drifts: int = 0
     generation: int = 0
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """Unpickling a snapshot saved before a field existed gives that field its default (the
+        anomaly detector, the drift counters)."""
+        defaults = OnlineFraudModel()
+        self.__dict__.update({**defaults.__dict__, **state})
 
     @property
     def version(self) -> str:

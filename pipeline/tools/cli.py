@@ -125,7 +125,6 @@ def cmd_generate(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_backtest(settings: Settings, args: argparse.Namespace) -> int:
     from pipeline.tools.backtest import (
-        build_engine,
         parse_column_map,
         print_progress,
         read_rows,
@@ -133,11 +132,11 @@ def cmd_backtest(settings: Settings, args: argparse.Namespace) -> int:
         write_report,
         write_scores,
     )
+    from pipeline.wiring import build_detector
 
-    engine = build_engine(settings, args.mode)
     result = replay(
         read_rows(args.input),
-        engine,
+        build_detector(settings, args.mode),
         column_map=parse_column_map(args.map),
         label_delay_days=args.label_delay_days,
         k=args.k,
@@ -157,12 +156,10 @@ def cmd_backtest(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_model(settings: Settings, args: argparse.Namespace) -> int:
     import shutil
 
-    from pipeline.detection.snapshots import SnapshotError, SnapshotStore
+    from pipeline.detection.snapshots import SnapshotError
+    from pipeline.wiring import snapshot_store
 
-    store = SnapshotStore(
-        settings.data_dir / settings.app_id / "models",
-        settings.model_snapshot_key.get_secret_value().encode(),
-    )
+    store = snapshot_store(settings)
     if args.action != "list" and not args.name:
         print(f"fraud: model {args.action} needs a snapshot name (see `fraud model list`)", file=sys.stderr)
         return 2

@@ -450,16 +450,16 @@ class FraudPipeline:
         features = transaction_features(txn, at)
         features.update(envelope["features"])
         features.update(card.features(txn, at))
-        verdict = self.engine.decide(txn, features)
+        decided = self.engine.decide(txn, features)
         card.update(txn, at)
         self.metrics.scoring_latency.observe(time.perf_counter() - started)
         now = time.time()
-        decision = decision_message(txn, verdict, utc_now_iso(), (now - envelope["received"]) * 1000)
+        decision = decision_message(txn, decided, utc_now_iso(), (now - envelope["received"]) * 1000)
         self.native.send(self.settings.topic_decisions, orjson.dumps(decision), key)
-        if verdict.decision != "allow":
+        if decided.action != "allow":
             alert = alert_message(decision, txn, features)
             self.native.send(self.settings.topic_alerts, orjson.dumps(alert), key)
-            self.metrics.alerts.labels(verdict.fraud_type).inc()
+            self.metrics.alerts.labels(decided.fraud_type).inc()
         self.pending[transaction_id] = {
             "features": features,
             "decision": decision,
@@ -467,7 +467,7 @@ class FraudPipeline:
             "partition": partition,
         }
         self._touch(self.pending, partition, transaction_id, at)
-        self.metrics.decisions.labels(verdict.decision).inc()
+        self.metrics.decisions.labels(decided.action).inc()
         self.metrics.processing_latency.observe(now - envelope["received"])
         self.metrics.end_to_end_latency.observe(max(now - at, 0.0))
 

@@ -64,11 +64,11 @@ def test_engine_counts_only_unusual_scores_within_the_budget() -> None:
     engine = DetectionEngine(RuleSet(()), _Scripted(scores), model_min_labels=10**9, anomaly_budget=0.01)
     txn = {"card_token": "tok_anomaly001", "merchant_id": "m", "device_id": None}
     decisions = [engine.decide(txn, {"contact_changed_7d": 1.0, "is_new_device": 1.0}) for _ in scores]
-    assert all(d.decision == "allow" for d in decisions[:610]), "warm-up and ordinary scores never flag"
+    assert all(d.action == "allow" for d in decisions[:610]), "warm-up and ordinary scores never flag"
     flagged = decisions[610]
-    assert flagged.decision == "review" and flagged.score == ANOMALY_SCORE
+    assert flagged.action == "review" and flagged.score == ANOMALY_SCORE
     assert flagged.fraud_type == "identity_theft"
     assert flagged.reasons and flagged.reasons[0].startswith("Unusual transaction: anomaly score 0.95")
-    assert decisions[611].decision == "allow", "below the floor of 0.8"
+    assert decisions[611].action == "allow", "below the floor of 0.8"
     off = DetectionEngine(RuleSet(()), _Scripted([0.99] * 700), model_min_labels=10**9, anomaly_budget=None)
-    assert all(off.decide(txn, {}).decision == "allow" for _ in range(700))
+    assert all(off.decide(txn, {}).action == "allow" for _ in range(700))

@@ -19,7 +19,6 @@ from pipeline.config import FRAUD_TYPES, Settings
 from pipeline.tools.backtest import (
     BacktestError,
     BacktestResult,
-    build_engine,
     parse_column_map,
     read_rows,
     replay,
@@ -28,6 +27,7 @@ from pipeline.tools.backtest import (
 )
 from pipeline.tools.simulator.dataset import write_dataset
 from pipeline.tools.simulator.generator import TrafficGenerator
+from pipeline.wiring import build_detector
 from tests.pipeline.factories import T0, make_txn
 
 DAYS = 3
@@ -76,7 +76,7 @@ def replays(rows: list[dict[str, Any]], settings: Settings) -> Any:
 
     def get(mode: str, delay: float) -> BacktestResult:
         if (mode, delay) not in cache:
-            cache[mode, delay] = replay(rows, build_engine(settings, mode), label_delay_days=delay)  # type: ignore[arg-type]
+            cache[mode, delay] = replay(rows, build_detector(settings, mode), label_delay_days=delay)  # type: ignore[arg-type]
         return cache[mode, delay]
 
     return get
@@ -130,7 +130,7 @@ def test_shuffled_rows_give_the_same_result_as_sorted(
     shuffled = list(rows)
     random.Random(20260601).shuffle(shuffled)
     assert shuffled != rows
-    result = replay(shuffled, build_engine(settings, "combined"), label_delay_days=0.5)
+    result = replay(shuffled, build_detector(settings, "combined"), label_delay_days=0.5)
     expected = replays("combined", 0.5)
     assert result.overall == expected.overall
     assert result.daily == expected.daily
@@ -175,7 +175,7 @@ def test_handbook_style_csv_replays_with_a_column_map(tmp_path: Path, settings: 
     column_map = parse_column_map(HANDBOOK_MAP)
     assert column_map["event_time"] == "TX_DATETIME"
     result = replay(
-        read_rows(path), build_engine(settings, "combined"), column_map=column_map, label_delay_days=0.1
+        read_rows(path), build_detector(settings, "combined"), column_map=column_map, label_delay_days=0.1
     )
     assert not result.refused
     assert result.rows == len(written) == len(result.scored)
@@ -202,7 +202,7 @@ def test_bad_rows_are_counted_not_raised(settings: Settings) -> None:
         key: value for key, value in make_txn(T0 + 250, transaction_id="tx-none").items() if key != "amount"
     }
     rows = [*good[:3], bad_amount, good[3], bad_time, no_amount, *good[4:]]
-    result = replay(rows, build_engine(settings, "combined"), label_delay_days=0.0)
+    result = replay(rows, build_detector(settings, "combined"), label_delay_days=0.0)
     assert sum(result.refused.values()) == 3
     reasons = list(result.refused)
     assert sum(reason.startswith("schema:") for reason in reasons) == 1
@@ -290,7 +290,7 @@ def test_generated_data_set_replays_without_refusals(tmp_path: Path, settings: S
     path = tmp_path / name
     count = write_dataset(path, settings, days=0.25, rate=0.05, start=T0)
     assert count > 100
-    result = replay(read_rows(path), build_engine(settings, "combined"), label_delay_days=0.1)
+    result = replay(read_rows(path), build_detector(settings, "combined"), label_delay_days=0.1)
     assert dict(result.refused) == {}
     assert result.rows == count
 
@@ -344,7 +344,7 @@ def test_rules_mode_decisions_do_not_depend_on_labels(
     rows: list[dict[str, Any]], replays: Any, settings: Settings
 ) -> None:
     unlabelled = [{**row, "is_fraud": False, "fraud_type": None} for row in rows]
-    blind = replay(unlabelled, build_engine(settings, "rules"), label_delay_days=0.5)
+    blind = replay(unlabelled, build_detector(settings, "rules"), label_delay_days=0.5)
     for result in (replays("rules", 0.5), replays("rules", DAYS + 1.0)):
         assert [item.decision for item in result.scored] == [item.decision for item in blind.scored]
         assert [item.score for item in result.scored] == [item.score for item in blind.scored]
@@ -354,7 +354,7 @@ def test_rules_mode_decisions_do_not_depend_on_labels(
 
 def test_rules_mode_metrics_do_not_depend_on_the_model(replays: Any) -> None:
     # "rules alone": the ranking metrics must not change with the label delay, which only the
-    # model sees. BUG: build_engine still lets the model learn in mode "rules",
+    # model sees. BUG: build_detector still lets the model learn in mode "rules",
     # and _score_for_ranking adds model_score * 1e-3 to every score, so the
     # rules-only ROC AUC is ~0.948 with a 0.5-day delay but ~0.865 with a 4-day delay.
     fast, never = replays("rules", 0.5), replays("rules", DAYS + 1.0)
@@ -364,8 +364,8 @@ def test_rules_mode_metrics_do_not_depend_on_the_model(replays: Any) -> None:
 
 
 def test_model_mode_has_no_rule_hits(replays: Any, settings: Settings) -> None:
-    assert build_engine(settings, "model").rules.rules == ()
-    assert build_engine(settings, "combined").rules.rules != ()
+    assert build_detector(settings, "model").engine.rules.rules == ()
+    assert build_detector(settings, "combined").engine.rules.rules != ()
     model = replays("model", 0.5)
     assert all(item.score == item.model_score for item in model.scored)
     assert any(item.model_score > 0.0 for item in model.scored)

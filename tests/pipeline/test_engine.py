@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from pipeline.config import FRAUD_TYPES
-from pipeline.detection.engine import RULE_SCORE, DetectionEngine, Verdict
+from pipeline.detection.engine import RULE_SCORE, Decision, DetectionEngine
 from pipeline.detection.features import FEATURE_NAMES, Features
 from pipeline.detection.model import OnlineFraudModel
 from pipeline.detection.rules import parse_rules
@@ -63,14 +63,14 @@ def engine(score: float = 0.0, kind: str | None = None, labels: int = 0, **optio
     return DetectionEngine(parse_rules(RULES, FEATURE_NAMES), model, **options)
 
 
-def decide(eng: DetectionEngine, **txn_fields: Any) -> Verdict:
+def decide(eng: DetectionEngine, **txn_fields: Any) -> Decision:
     txn = make_txn(**txn_fields)
     return eng.decide(txn, features_for(txn))
 
 
 def test_nothing_suspicious_is_allowed() -> None:
-    verdict = decide(engine(), amount=20.0)
-    assert verdict == Verdict("allow", 0.0, 0.0, None, (), (), "lr-softmax-1@0")
+    decided = decide(engine(), amount=20.0)
+    assert decided == Decision("allow", 0.0, 0.0, None, (), (), "lr-softmax-1@0")
 
 
 @pytest.mark.parametrize(
@@ -83,102 +83,102 @@ def test_nothing_suspicious_is_allowed() -> None:
     ],
 )
 def test_block_list_blocks_with_score_1(fields: dict[str, str], kind: str) -> None:
-    verdict = decide(engine(score=0.01, labels=10_000), amount=5.0, **fields)
-    assert verdict.decision == "block"
-    assert verdict.score == 1.0
-    assert verdict.rule_hits == (f"blocklist-{kind}",)
-    assert verdict.reasons and kind in verdict.reasons[0]
-    assert verdict.fraud_type in FRAUD_TYPES
+    decided = decide(engine(score=0.01, labels=10_000), amount=5.0, **fields)
+    assert decided.action == "block"
+    assert decided.score == 1.0
+    assert decided.rule_hits == (f"blocklist-{kind}",)
+    assert decided.reasons and kind in decided.reasons[0]
+    assert decided.fraud_type in FRAUD_TYPES
 
 
 def test_block_list_fraud_type_comes_from_the_model_when_it_has_one() -> None:
-    verdict = decide(engine(score=0.1, kind="identity_theft", labels=5), card_token="tok_blocked0001")
-    assert verdict.fraud_type == "identity_theft"
+    decided = decide(engine(score=0.1, kind="identity_theft", labels=5), card_token="tok_blocked0001")
+    assert decided.fraud_type == "identity_theft"
 
 
 def test_allow_list_allows_whatever_else_fires() -> None:
     eng = engine(score=0.99, kind="identity_theft", labels=10_000)
-    verdict = decide(eng, card_token="tok_allowed001", amount=9000.0, country="RO")
-    assert verdict.decision == "allow"
-    assert verdict.score == 0.0
-    assert verdict.fraud_type is None
-    assert verdict.rule_hits == ("allowlist-card",)
-    assert verdict.model_score == 0.99
+    decided = decide(eng, card_token="tok_allowed001", amount=9000.0, country="RO")
+    assert decided.action == "allow"
+    assert decided.score == 0.0
+    assert decided.fraud_type is None
+    assert decided.rule_hits == ("allowlist-card",)
+    assert decided.model_score == 0.99
 
 
 def test_review_rule_gives_review_with_score_07() -> None:
-    verdict = decide(engine(), amount=1500.0)
-    assert verdict.decision == "review"
-    assert verdict.score == RULE_SCORE["review"] == 0.7
-    assert verdict.fraud_type == "identity_theft"
-    assert verdict.rule_hits == ("R-review-big",)
-    assert verdict.reasons == ("Big amount 1500",)
+    decided = decide(engine(), amount=1500.0)
+    assert decided.action == "review"
+    assert decided.score == RULE_SCORE["review"] == 0.7
+    assert decided.fraud_type == "identity_theft"
+    assert decided.rule_hits == ("R-review-big",)
+    assert decided.reasons == ("Big amount 1500",)
 
 
 def test_block_rule_blocks() -> None:
-    verdict = decide(engine(), amount=6000.0)
-    assert verdict.decision == "block"
-    assert verdict.score == RULE_SCORE["block"] == 0.95
+    decided = decide(engine(), amount=6000.0)
+    assert decided.action == "block"
+    assert decided.score == RULE_SCORE["block"] == 0.95
     # The block rule is the strongest, so it names the type and comes first, though it is
     # last in the file.
-    assert verdict.fraud_type == "malicious_behavior"
-    assert verdict.rule_hits == ("R-block-huge", "R-review-big")
-    assert verdict.reasons == ("Huge amount 6000", "Big amount 6000")
+    assert decided.fraud_type == "malicious_behavior"
+    assert decided.rule_hits == ("R-block-huge", "R-review-big")
+    assert decided.reasons == ("Huge amount 6000", "Big amount 6000")
 
 
 def test_between_rules_of_the_same_action_the_first_in_the_file_names_the_type() -> None:
-    verdict = decide(engine(), amount=1500.0, country="RO")
-    assert verdict.decision == "review"
-    assert verdict.rule_hits == ("R-review-big", "R-review-abroad")
-    assert verdict.fraud_type == "identity_theft"
+    decided = decide(engine(), amount=1500.0, country="RO")
+    assert decided.action == "review"
+    assert decided.rule_hits == ("R-review-big", "R-review-abroad")
+    assert decided.fraud_type == "identity_theft"
 
 
 def test_model_does_not_count_before_model_min_labels() -> None:
     eng = engine(score=0.97, kind="identity_theft", labels=199, model_min_labels=200)
-    verdict = decide(eng, amount=20.0)
-    assert verdict.decision == "allow"
-    assert verdict.score == 0.0
-    assert verdict.model_score == 0.97
-    assert verdict.fraud_type is None
-    assert verdict.reasons == ()
+    decided = decide(eng, amount=20.0)
+    assert decided.action == "allow"
+    assert decided.score == 0.0
+    assert decided.model_score == 0.97
+    assert decided.fraud_type is None
+    assert decided.reasons == ()
 
 
 def test_model_counts_from_model_min_labels() -> None:
     eng = engine(score=0.97, kind="identity_theft", labels=200, model_min_labels=200)
-    verdict = decide(eng, amount=20.0)
-    assert verdict.decision == "block"
-    assert verdict.score == 0.97
-    assert verdict.fraud_type == "identity_theft"
-    assert verdict.rule_hits == ()
-    assert verdict.reasons == ("Model: 97% likely fraud (Identity Theft)",)
-    assert verdict.model_version == "lr-softmax-1@200"
+    decided = decide(eng, amount=20.0)
+    assert decided.action == "block"
+    assert decided.score == 0.97
+    assert decided.fraud_type == "identity_theft"
+    assert decided.rule_hits == ()
+    assert decided.reasons == ("Model: 97% likely fraud (Identity Theft)",)
+    assert decided.model_version == "lr-softmax-1@200"
 
 
 def test_model_review_without_a_type_defaults_to_unauthorized() -> None:
-    verdict = decide(engine(score=0.6, kind=None, labels=500), amount=20.0)
-    assert verdict.decision == "review"
-    assert verdict.fraud_type == "unauthorized_transactions"
-    assert verdict.reasons == ("Model: 60% likely fraud (fraud)",)
+    decided = decide(engine(score=0.6, kind=None, labels=500), amount=20.0)
+    assert decided.action == "review"
+    assert decided.fraud_type == "unauthorized_transactions"
+    assert decided.reasons == ("Model: 60% likely fraud (fraud)",)
 
 
 def test_model_score_above_the_rule_score_raises_the_decision_but_the_rule_names_the_type() -> None:
-    verdict = decide(engine(score=0.93, kind="malicious_behavior", labels=500), amount=1500.0)
-    assert verdict.decision == "block"
-    assert verdict.score == 0.93
-    assert verdict.fraud_type == "identity_theft"
-    assert verdict.reasons == ("Big amount 1500", "Model: 93% likely fraud (Malicious Behavior)")
+    decided = decide(engine(score=0.93, kind="malicious_behavior", labels=500), amount=1500.0)
+    assert decided.action == "block"
+    assert decided.score == 0.93
+    assert decided.fraud_type == "identity_theft"
+    assert decided.reasons == ("Big amount 1500", "Model: 93% likely fraud (Malicious Behavior)")
 
 
 def test_low_model_score_does_not_lower_a_rule() -> None:
-    verdict = decide(engine(score=0.01, kind="malicious_behavior", labels=500), amount=1500.0)
-    assert (verdict.decision, verdict.score, verdict.fraud_type) == ("review", 0.7, "identity_theft")
+    decided = decide(engine(score=0.01, kind="malicious_behavior", labels=500), amount=1500.0)
+    assert (decided.action, decided.score, decided.fraud_type) == ("review", 0.7, "identity_theft")
 
 
 def test_thresholds_are_respected() -> None:
     eng = engine(score=0.55, labels=500, review_threshold=0.6, block_threshold=0.8)
-    assert decide(eng, amount=20.0).decision == "allow"
+    assert decide(eng, amount=20.0).action == "allow"
     eng = engine(score=0.85, labels=500, review_threshold=0.6, block_threshold=0.8)
-    assert decide(eng, amount=20.0).decision == "block"
+    assert decide(eng, amount=20.0).action == "block"
 
 
 def test_learn_goes_to_the_model() -> None:
@@ -202,25 +202,25 @@ def test_decision_invariants(
     model_score: float, model_type: str | None, labels: int, amount: float, country: str, card: str
 ) -> None:
     eng = engine(score=model_score, kind=model_type, labels=labels)
-    verdict = decide(eng, amount=amount, country=country, card_token=card)
-    assert verdict.decision in ("allow", "review", "block")
-    assert 0.0 <= verdict.score <= 1.0
-    if verdict.decision != "allow":
-        assert verdict.reasons, "review/block without a reason"
-        assert verdict.fraud_type in FRAUD_TYPES
+    decided = decide(eng, amount=amount, country=country, card_token=card)
+    assert decided.action in ("allow", "review", "block")
+    assert 0.0 <= decided.score <= 1.0
+    if decided.action != "allow":
+        assert decided.reasons, "review/block without a reason"
+        assert decided.fraud_type in FRAUD_TYPES
     if card == "tok_blocked0001":
-        assert (verdict.decision, verdict.score) == ("block", 1.0)
+        assert (decided.action, decided.score) == ("block", 1.0)
         return
     if card == "tok_allowed001":
-        assert verdict.decision == "allow"
+        assert decided.action == "allow"
         return
     rule_score = 0.95 if amount >= 5000 else 0.7 if (amount >= 1000 or country != "DE") else 0.0
     expected = max(rule_score, model_score if labels >= eng.model_min_labels else 0.0)
-    assert verdict.score == pytest.approx(expected, abs=1e-6)
+    assert decided.score == pytest.approx(expected, abs=1e-6)
     expected_decision = "block" if expected >= 0.9 else "review" if expected >= 0.5 else "allow"
-    assert verdict.decision == expected_decision
-    if rule_score and verdict.decision != "allow":
-        assert verdict.fraud_type == (
+    assert decided.action == expected_decision
+    if rule_score and decided.action != "allow":
+        assert decided.fraud_type == (
             "malicious_behavior"
             if amount >= 5000
             else "identity_theft"
@@ -248,9 +248,9 @@ def test_the_alert_budget_limits_what_the_model_alone_may_flag() -> None:
     engine = DetectionEngine(RuleSet(()), model, review_threshold=0.5, model_min_labels=0, alert_budget=0.05)
     rng = random.Random(3)
     txn = {"card_token": "tok_budget0001", "merchant_id": "m", "device_id": None}
-    flagged = sum(engine.decide(txn, {"u": rng.random()}).decision != "allow" for _ in range(5000))
+    flagged = sum(engine.decide(txn, {"u": rng.random()}).action != "allow" for _ in range(5000))
     assert 150 <= flagged <= 400, flagged
     unlimited = DetectionEngine(
         RuleSet(()), model, review_threshold=0.5, model_min_labels=0, alert_budget=None
     )
-    assert unlimited.decide(txn, {"u": 0.0}).decision == "review"
+    assert unlimited.decide(txn, {"u": 0.0}).action == "review"

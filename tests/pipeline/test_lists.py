@@ -174,15 +174,15 @@ def test_a_block_wins_over_an_allow_of_another_entity() -> None:
 def test_the_engine_decides_by_the_topic_lists_with_their_reason() -> None:
     engine = DetectionEngine(RULES, OnlineFraudModel())
     txn = make_txn(card_token="tok_card0001abc", amount=20.0)
-    assert engine.decide(txn, features_for(txn)).decision == "allow"
+    assert engine.decide(txn, features_for(txn)).action == "allow"
     engine.lists.apply(update())
     txn = make_txn(card_token="tok_card0001abc", amount=20.0)
-    verdict = engine.decide(txn, features_for(txn))
-    assert (verdict.decision, verdict.score, verdict.rule_hits) == ("block", 1.0, ("blocklist-cards",))
-    assert verdict.reasons == ("On the block list of cards: stolen card (by alice)",)
+    decided = engine.decide(txn, features_for(txn))
+    assert (decided.action, decided.score, decided.rule_hits) == ("block", 1.0, ("blocklist-cards",))
+    assert decided.reasons == ("On the block list of cards: stolen card (by alice)",)
     engine.lists.apply(update(action="remove"))
     engine.lists.apply(update(list_name="allow", kind="device", value="dev-7"))
     txn = make_txn(card_token="tok_card0001abc", amount=9000.0, device_id="dev-7", channel="ecommerce")
-    verdict = engine.decide(txn, features_for(txn))
-    assert (verdict.decision, verdict.rule_hits) == ("allow", ("allowlist-device",))
-    assert verdict.reasons == ("Device on the allow list: stolen card (by alice)",)
+    decided = engine.decide(txn, features_for(txn))
+    assert (decided.action, decided.rule_hits) == ("allow", ("allowlist-device",))
+    assert decided.reasons == ("Device on the allow list: stolen card (by alice)",)

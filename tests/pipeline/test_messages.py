@@ -12,7 +12,7 @@ import pytest
 from pipeline.contracts.json_schemas import load_schema, validator
 from pipeline.contracts.messages import alert_message, dead_letter_message, decision_message, utc_now_iso
 from pipeline.contracts.validation import Invalid
-from pipeline.detection.engine import DetectionEngine, Verdict
+from pipeline.detection.engine import Decision, DetectionEngine
 from pipeline.detection.features import FEATURE_NAMES
 from pipeline.detection.model import OnlineFraudModel
 from pipeline.detection.rules import parse_rules
@@ -44,33 +44,33 @@ def check(kind: str, message: dict[str, Any]) -> None:
     ).validate(message)
 
 
-def scored(decision: str, digital: bool = False) -> tuple[dict[str, Any], Verdict, dict[str, float]]:
+def scored(decision: str, digital: bool = False) -> tuple[dict[str, Any], Decision, dict[str, float]]:
     eng = DetectionEngine(parse_rules(RULES, FEATURE_NAMES), OnlineFraudModel())
     txn = (make_digital_txn if digital else make_txn)(amount=AMOUNT_FOR[decision])
     features = features_for(txn)
-    verdict = eng.decide(txn, features)
-    assert verdict.decision == decision
-    return txn, verdict, features
+    decided = eng.decide(txn, features)
+    assert decided.action == decision
+    return txn, decided, features
 
 
 @pytest.mark.parametrize("decision", ["allow", "review", "block"])
 @pytest.mark.parametrize("digital", [False, True])
 def test_decision_message_validates(decision: str, digital: bool) -> None:
-    txn, verdict, _ = scored(decision, digital)
-    message = decision_message(txn, verdict, utc_now_iso(), 3.14159)
+    txn, decided, _ = scored(decision, digital)
+    message = decision_message(txn, decided, utc_now_iso(), 3.14159)
     check("decision", message)
     assert message["transaction_id"] == txn["transaction_id"]
     assert message["decision"] == decision
-    assert message["score"] == verdict.score
-    assert message["fraud_type"] == verdict.fraud_type
-    assert message["reasons"] == list(verdict.reasons)
-    assert message["rule_hits"] == list(verdict.rule_hits)
+    assert message["score"] == decided.score
+    assert message["fraud_type"] == decided.fraud_type
+    assert message["reasons"] == list(decided.reasons)
+    assert message["rule_hits"] == list(decided.rule_hits)
     assert message["processing_ms"] == 3.142
 
 
 def test_negative_processing_time_is_clamped() -> None:
-    txn, verdict, _ = scored("allow")
-    message = decision_message(txn, verdict, utc_now_iso(), -5.0)
+    txn, decided, _ = scored("allow")
+    message = decision_message(txn, decided, utc_now_iso(), -5.0)
     assert message["processing_ms"] == 0.0
     check("decision", message)
 
@@ -78,8 +78,8 @@ def test_negative_processing_time_is_clamped() -> None:
 @pytest.mark.parametrize("decision", ["review", "block"])
 @pytest.mark.parametrize("digital", [False, True])
 def test_alert_message_validates(decision: str, digital: bool) -> None:
-    txn, verdict, features = scored(decision, digital)
-    decision_msg = decision_message(txn, verdict, utc_now_iso(), 1.0)
+    txn, decided, features = scored(decision, digital)
+    decision_msg = decision_message(txn, decided, utc_now_iso(), 1.0)
     alert = alert_message(decision_msg, txn, features)
     check("alert", alert)
     assert alert["alert_id"] == alert["transaction_id"] == txn["transaction_id"]
@@ -87,13 +87,13 @@ def test_alert_message_validates(decision: str, digital: bool) -> None:
     assert "model_score" not in alert and "processing_ms" not in alert
     assert set(alert["features"]) == set(FEATURE_NAMES)
     assert alert["features"]["amount"] == AMOUNT_FOR[decision]
-    assert alert["reasons"] == list(verdict.reasons)
+    assert alert["reasons"] == list(decided.reasons)
 
 
 def test_alert_without_reasons_gets_one() -> None:
     txn = make_txn()
-    verdict = Verdict("review", 0.61, 0.61, "identity_theft", (), (), "m@1")
-    alert = alert_message(decision_message(txn, verdict, utc_now_iso(), 1.0), txn, features_for(txn))
+    decided = Decision("review", 0.61, 0.61, "identity_theft", (), (), "m@1")
+    alert = alert_message(decision_message(txn, decided, utc_now_iso(), 1.0), txn, features_for(txn))
     assert alert["reasons"] == ["Score 0.61 above the review threshold"]
     check("alert", alert)
 

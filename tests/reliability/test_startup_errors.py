@@ -20,7 +20,7 @@ import requests
 
 from pipeline.config import REPO_ROOT, Settings
 from pipeline.detection.model import OnlineFraudModel
-from pipeline.detection.snapshots import SnapshotStore
+from pipeline.wiring import snapshot_store
 from tests.conftest import free_port
 
 COMMANDS = [["worker"], ["monitor"], ["simulate", "--count", "1"]]
@@ -160,10 +160,7 @@ def test_worker_refuses_corrupt_and_tampered_snapshots_and_loads_the_previous_on
     make_settings, start_worker
 ) -> None:
     settings: Settings = make_settings()
-    store = SnapshotStore(
-        settings.data_dir / settings.app_id / "models",
-        settings.model_snapshot_key.get_secret_value().encode(),
-    )
+    store = snapshot_store(settings)
     model = OnlineFraudModel(legit_keep_ratio=1.0)
     good = trained(model, 0, 30)
     good_version = good.version

@@ -5,7 +5,7 @@ input.py reads and maps the file, replay.py scores every transaction before its 
 report. The names below are the package's API."""
 
 from pipeline.tools.backtest.input import BacktestError, normalise, parse_column_map, read_rows
-from pipeline.tools.backtest.replay import BacktestResult, ScoredTransaction, build_engine, replay
+from pipeline.tools.backtest.replay import BacktestResult, ScoredTransaction, prepare, replay
 from pipeline.tools.backtest.report import (
     SCORES_COLUMNS,
     metrics,
@@ -20,10 +20,10 @@ __all__ = [
     "BacktestError",
     "BacktestResult",
     "ScoredTransaction",
-    "build_engine",
     "metrics",
     "normalise",
     "parse_column_map",
+    "prepare",
     "print_progress",
     "read_rows",
     "replay",

@@ -11,62 +11,31 @@ from __future__ import annotations
 
 import heapq
 import time
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, Literal
+from typing import Any
 
-from pipeline.config import Settings
 from pipeline.contracts.json_schemas import SchemaViolation, validator
-from pipeline.detection.engine import DetectionEngine
-from pipeline.detection.features import (
-    ENTITY_STAGES,
-    FEATURE_NAMES,
-    CardState,
-    Features,
-    LabelledActivityState,
-    event_seconds,
-    observe,
-    observe_entities,
-    transaction_features,
-)
-from pipeline.detection.model import OnlineFraudModel
-from pipeline.detection.rules import RuleSet, load_rules
+from pipeline.detection.detector import Detector, Example, InMemoryStates, Scored
+from pipeline.detection.features import Features, event_seconds
 from pipeline.tools.backtest.input import normalise
 from pipeline.tools.backtest.report import BacktestResult, ScoredTransaction, summarise
 
-Mode = Literal["combined", "rules", "model"]
+BATCH = 500
+"""Transactions scored in one call of the detector, when no label falls due among them."""
+
+Prepared = tuple[float, dict[str, Any], bool, str | None]
+"""(event time, transaction, is fraud, fraud type)"""
 
 
-# --- replay ------------------------------------------------------------------------------------
-def build_engine(settings: Settings, mode: Mode) -> DetectionEngine:
-    rules = load_rules(settings.rules_file, FEATURE_NAMES) if mode != "model" else RuleSet(())
-    return DetectionEngine(
-        rules=rules,
-        model=OnlineFraudModel(),
-        learning=mode != "rules",
-        alert_budget=None if mode == "model" else settings.alert_budget,
-        anomaly_budget=settings.anomaly_budget if mode == "combined" else None,
-        review_threshold=settings.review_threshold,
-        block_threshold=settings.block_threshold,
-        model_min_labels=10**12 if mode == "rules" else (0 if mode == "model" else settings.model_min_labels),
-    )
-
-
-def replay(
-    rows: Iterable[Mapping[str, Any]],
-    engine: DetectionEngine,
-    *,
-    column_map: Mapping[str, str] | None = None,
-    label_delay_days: float = 7.0,
-    k: int = 100,
-    keep_features: bool = False,
-    progress: Callable[[int, int, float], None] | None = None,
-) -> BacktestResult:
-    """Score every row in event-time order, learning each label ``label_delay_days`` later."""
-    started = time.perf_counter()
+def prepare(
+    rows: Iterable[Mapping[str, Any]], column_map: Mapping[str, str] | None = None
+) -> tuple[list[Prepared], Counter[str]]:
+    """The rows mapped to transactions and checked against the contract, in event-time order, and
+    the refused rows counted by reason."""
     check = validator("transaction")
     refused: Counter[str] = Counter()
-    prepared: list[tuple[float, dict[str, Any], bool, str | None]] = []
+    prepared: list[Prepared] = []
     for row in rows:
         try:
             txn, is_fraud, fraud_type = normalise(row, column_map or {})
@@ -79,58 +48,83 @@ def replay(
             continue
         prepared.append((event_seconds(txn), txn, is_fraud, fraud_type))
     prepared.sort(key=lambda item: item[0])
+    return prepared, refused
 
-    delay = label_delay_days * 86400
-    cards: dict[str, CardState] = defaultdict(CardState)
-    states: dict[str, dict[str, Any]] = {entity.name: {} for entity in ENTITY_STAGES}
-    labelled = [e for e in ENTITY_STAGES if issubclass(e.state_type, LabelledActivityState)]
-    labels: list[tuple[float, int, str, dict[str, str], Features, bool, str | None]] = []
+
+def replay(
+    rows: Iterable[Mapping[str, Any]],
+    detector: Detector,
+    *,
+    column_map: Mapping[str, str] | None = None,
+    label_delay_days: float = 7.0,
+    k: int = 100,
+    keep_features: bool = False,
+    progress: Callable[[int, int, float], None] | None = None,
+) -> BacktestResult:
+    """Score every row in event-time order, learning each label ``label_delay_days`` later."""
+    started = time.perf_counter()
+    prepared, refused = prepare(rows, column_map)
     scored: list[ScoredTransaction] = []
     kept: list[Features] = []
-    total = len(prepared)
-    for index, (at, txn, is_fraud, fraud_type) in enumerate(prepared):
-        while labels and labels[0][0] <= at:  # labels known by now, as the pipeline's learn agent
-            known_at, _, transaction_id, keys, features, fraud, kind = heapq.heappop(labels)
-            engine.learn(transaction_id, features, fraud, kind)
-            for entity in labelled:  # as the pipeline's learn agent does
-                if entity.name in keys:
-                    known = states[entity.name].setdefault(keys[entity.name], entity.state_type())
-                    known.record_label(fraud, known_at)
-        features = transaction_features(txn, at)
-        features.update(observe_entities(states, txn, at))  # the pipeline's entity stages, in order
-        features.update(observe(cards[txn["card_token"]], txn, at))
-        verdict = engine.decide(txn, features)
-        heapq.heappush(
-            labels,
-            (
-                at + delay,
-                index,
-                txn["transaction_id"],
-                {e.name: key for e in labelled if (key := e.key(txn))},
-                features,
-                is_fraud,
-                fraud_type,
-            ),
-        )
-        scored.append(
-            ScoredTransaction(
-                txn["transaction_id"],
-                txn["event_time"],
-                txn["card_token"],
-                txn["customer_id"],
-                verdict.score,
-                verdict.model_score,
-                verdict.fraud_type,
-                verdict.decision,
-                is_fraud,
-                fraud_type,
-            )
-        )
+    for done, decided in _replay(prepared, detector, label_delay_days * 86400):
+        first = done - len(decided)
+        scored.extend(_row(item, prepared[first + i]) for i, item in enumerate(decided))
         if keep_features:
-            kept.append(features)
-        if progress and (index + 1) % 20_000 == 0:
-            progress(index + 1, total, time.perf_counter() - started)
+            kept.extend(item.features for item in decided)
+        if progress and done // 20_000 > (done - len(decided)) // 20_000:
+            progress(done, len(prepared), time.perf_counter() - started)
     if progress:
-        progress(total, total, time.perf_counter() - started)
+        progress(len(prepared), len(prepared), time.perf_counter() - started)
     daily, overall = summarise(scored, k)
-    return BacktestResult(total, refused, overall, daily, scored, kept, time.perf_counter() - started)
+    return BacktestResult(len(prepared), refused, overall, daily, scored, kept, time.perf_counter() - started)
+
+
+def _replay(prepared: list[Prepared], detector: Detector, delay: float) -> Iterable[tuple[int, list[Scored]]]:
+    """(transactions done, the batch just scored) for consecutive batches. A batch ends where a label
+    falls due: labels are learnt, as the worker's learn agent learns them, before the first
+    transaction at or after the time they become known."""
+    states = InMemoryStates()
+    due: list[tuple[float, int, Example]] = []  # (known at, order, example): a heap
+    start = 0
+    while start < len(prepared):
+        while due and due[0][0] <= prepared[start][0]:
+            known: list[Example] = []
+            while due and due[0][0] <= prepared[start][0]:
+                known.append(heapq.heappop(due)[2])
+            learnt = detector.learn(known)
+            detector.count_entity_labels(learnt.entity_labels, states.state_of)
+        horizon = min(due[0][0] if due else float("inf"), prepared[start][0] + delay)
+        end = start + 1
+        while end < len(prepared) and end - start < BATCH and prepared[end][0] < horizon:
+            end += 1
+        batch = prepared[start:end]
+        decided = detector.process([(txn, at) for at, txn, _, _ in batch], states.state_of, states.card_of)
+        for order, ((at, txn, is_fraud, fraud_type), item) in enumerate(zip(batch, decided, strict=True)):
+            example = Example(
+                txn["transaction_id"],
+                item.features,
+                is_fraud,
+                fraud_type,
+                detector.entity_keys(txn),
+                at + delay,
+            )
+            heapq.heappush(due, (at + delay, start + order, example))
+        start = end
+        yield end, decided
+
+
+def _row(item: Scored, prepared: Prepared) -> ScoredTransaction:
+    _, txn, is_fraud, fraud_type = prepared
+    decision = item.decision
+    return ScoredTransaction(
+        txn["transaction_id"],
+        txn["event_time"],
+        txn["card_token"],
+        txn["customer_id"],
+        decision.score,
+        decision.model_score,
+        decision.fraud_type,
+        decision.action,
+        is_fraud,
+        fraud_type,
+    )

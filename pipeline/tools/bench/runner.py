@@ -492,7 +492,8 @@ def _trained_model(
 ) -> tuple[Any, list[dict[str, float]], list[tuple[str, bool, str | None]]]:
     """A model trained by replaying ``count`` labelled simulated transactions, plus the features
     and labels of that replay (for the per-model rates)."""
-    from pipeline.tools.backtest import build_engine, replay
+    from pipeline.tools.backtest import replay
+    from pipeline.wiring import build_detector
 
     rate = 200.0
     start = time.time() - 3 * 86400
@@ -503,10 +504,10 @@ def _trained_model(
         {**item.transaction, "is_fraud": item.is_fraud, "fraud_type": item.fraud_type or ""}
         for item in generator.events(count=count)
     ]
-    engine = build_engine(settings, "combined")
-    result = replay(rows, engine, label_delay_days=600 / 86400, keep_features=True)
+    detector = build_detector(settings, "combined")
+    result = replay(rows, detector, label_delay_days=600 / 86400, keep_features=True)
     labels = [(s.transaction_id, s.is_fraud, s.true_fraud_type) for s in result.scored]
-    return engine.model, result.features, labels
+    return detector.engine.model, result.features, labels
 
 
 def _model_rates(
@@ -515,7 +516,7 @@ def _model_rates(
     """Samples per second of each model alone, and of the whole decision, on replayed features."""
     from pipeline.detection.anomaly import AnomalyDetector
     from pipeline.detection.model import OnlineFraudModel
-    from pipeline.tools.backtest import build_engine
+    from pipeline.wiring import build_detector
 
     def timed(step: Callable[[int], object]) -> float:
         started = time.perf_counter()
@@ -536,7 +537,7 @@ def _model_rates(
     }
     detector = AnomalyDetector()
     rates["anomaly score+learn (half-space trees)"] = timed(lambda i: detector.score_and_learn(features[i]))
-    engine = build_engine(settings, "combined")
+    engine = build_detector(settings, "combined").engine
     for index in range(len(features)):
         engine.learn(labels[index][0], features[index], labels[index][1], labels[index][2])
     txn = {"card_token": "tok", "merchant_id": "m", "device_id": "d", "terminal_id": "t", "customer_id": "c"}
@@ -554,45 +555,34 @@ def _logic_alone(settings: Settings, model: Any, values: list[bytes]) -> dict[st
     is the gap between this and the one-worker rate."""
     from pipeline.contracts.messages import alert_message, decision_message, utc_now_iso
     from pipeline.contracts.validation import Invalid, parse_message
-    from pipeline.detection.features import (
-        CardState,
-        event_seconds,
-        observe,
-        observe_entities,
-        transaction_features,
-    )
-    from pipeline.tools.backtest import build_engine
+    from pipeline.detection.detector import InMemoryStates
+    from pipeline.detection.features import event_seconds
+    from pipeline.wiring import build_detector
 
-    engine = build_engine(settings, "combined")
-    engine.model = copy.deepcopy(model)
-    states: dict[str, dict[str, Any]] = {}
-    cards: dict[str, CardState] = {}
+    detector = build_detector(settings, "combined", copy.deepcopy(model))
+    states = InMemoryStates()
     started = time.perf_counter()
-    for value in values:
-        txn = parse_message(value, "transaction", settings.max_message_bytes)
-        if isinstance(txn, Invalid):
-            raise ValueError(f"a simulated transaction was refused: {txn.reason}")
-        at = event_seconds(txn)
-        features = transaction_features(txn, at)
-        features.update(observe_entities(states, txn, at))
-        features.update(observe(cards.setdefault(txn["card_token"], CardState()), txn, at))
-        verdict = engine.decide(txn, features)
-        decision = decision_message(txn, verdict, utc_now_iso(), 0.0)
-        orjson.dumps(decision)
-        if verdict.decision != "allow":
-            orjson.dumps(alert_message(decision, txn, features))
-        orjson.dumps({"features": features, "decision": decision, "at": at})
+    for start in range(0, len(values), settings.worker_batch_size):
+        batch = []
+        for value in values[start : start + settings.worker_batch_size]:
+            txn = parse_message(value, "transaction", settings.max_message_bytes)
+            if isinstance(txn, Invalid):
+                raise ValueError(f"a simulated transaction was refused: {txn.reason}")
+            batch.append((txn, event_seconds(txn)))
+        for item in detector.process(batch, states.state_of, states.card_of):
+            decision = decision_message(item.txn, item.decision, utc_now_iso(), 0.0)
+            orjson.dumps(decision)
+            if item.decision.action != "allow":
+                orjson.dumps(alert_message(decision, item.txn, item.features))
+            orjson.dumps({"features": item.features, "decision": decision, "at": item.at})
     seconds = time.perf_counter() - started
     return {"transactions": len(values), "seconds": seconds, "rate": len(values) / seconds}
 
 
 def _install_model(settings: Settings, model: Any) -> None:
-    from pipeline.detection.snapshots import SnapshotStore
+    from pipeline.wiring import snapshot_store
 
-    store = SnapshotStore(
-        settings.data_dir / settings.app_id / "models",
-        settings.model_snapshot_key.get_secret_value().encode(),
-    )
+    store = snapshot_store(settings)
     store.save(model, model.labels_learnt)
 
 
