@@ -22,8 +22,9 @@ from typing import Any, Protocol
 import orjson
 from confluent_kafka import OFFSET_INVALID, Consumer, KafkaError, KafkaException, Message, TopicPartition
 
-from monitor.aggregation import AddResult, InvalidRecordError, MonitorState
 from monitor.metrics import MonitorMetrics
+from monitor.state import MonitorState
+from monitor.state.records import AddResult, InvalidRecordError
 from pipeline.config import Settings
 from pipeline.contracts.validation import redact_card_numbers
 

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 
 import plotly.graph_objects as go
 
-from monitor.aggregation import RateSeries
+from monitor.state.decisions import RateSeries
 from pipeline.config import FRAUD_TYPE_NAMES, FRAUD_TYPES
 
 EMPTY_MESSAGE = "Waiting for decisions…"

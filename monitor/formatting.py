@@ -6,7 +6,8 @@ from collections.abc import Mapping
 from datetime import UTC
 from typing import Any
 
-from monitor.aggregation import InvalidRecordError, Verdict, parse_timestamp
+from monitor.state.records import InvalidRecordError, record_time
+from monitor.state.verdicts import Verdict
 from pipeline.config import FRAUD_TYPE_NAMES
 
 
@@ -23,7 +24,7 @@ def shorten_token(token: Any) -> str:
 def format_time(value: Any) -> str:
     """An ISO-8601 timestamp as 'YYYY-MM-DD HH:MM:SS' in UTC ('' when unreadable)."""
     try:
-        return parse_timestamp(value, "time").astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
+        return record_time(value, "time").astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
     except InvalidRecordError:
         return ""
 

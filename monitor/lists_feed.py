@@ -13,7 +13,7 @@ from typing import Any
 from confluent_kafka import KafkaException
 
 from monitor.feedback import DELIVERY_TIMEOUT_SECONDS, AcknowledgedPublisher
-from monitor.lists_view import SharedLists
+from monitor.state.shared_lists import SharedLists
 from pipeline.config import Settings
 from pipeline.kafka.list_topic import ListReadError, ListTopicReader
 

@@ -8,12 +8,12 @@ from dataclasses import dataclass
 from dash import Dash
 from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
 
-from monitor.aggregation import MonitorState
 from monitor.app import create_app
 from monitor.consumer import KafkaFeed
 from monitor.feedback import LabelPublisher
 from monitor.lists_feed import ListFeed, ListPublisher
 from monitor.metrics import MonitorMetrics
+from monitor.state import MonitorState
 from monitor.users import Accounts, demo_notice
 from pipeline.config import Settings
 

@@ -385,7 +385,8 @@ class CustomerState:
 EntityState = CardState | ActivityState | CustomerState
 
 KEY_SEPARATOR = "|"
-"""Joins an entity's key to the key of the entity it belongs to (no id may contain it: schemas/)."""
+"""Joins an entity's key to the key of the entity it belongs to (no id may contain it: schemas/):
+a terminal's key is ``<merchant>|<terminal>``."""
 
 
 @dataclass(frozen=True)
@@ -408,23 +409,14 @@ class Entity:
         return f"{txn[self.within]}{KEY_SEPARATOR}{value}" if self.within else str(value)
 
     @property
-    def routing_field(self) -> str:
-        """The field whose value's partition this entity's state lives on: its owner's, or its own."""
+    def owner_field(self) -> str:
+        """The field of the entity this one belongs to (``within``), or its own field."""
         return self.within or self.field
-
-    def routing_key(self, txn: dict[str, Any]) -> str | None:
-        """The value of ``routing_field`` in ``txn``, None when it has none."""
-        value = txn.get(self.routing_field)
-        return str(value) if value else None
-
-    def owner(self, key: str) -> str:
-        """The routing key of a stored ``key`` (a key from before ``within`` is its own owner)."""
-        return key.split(KEY_SEPARATOR, 1)[0] if self.within else key
 
 
 # The entities a transaction's features come from before it is scored on its card, in order. The
-# pipeline repartitions by each routing key in turn (pipeline/worker/topics.py); the
-# backtest applies them in one process.
+# worker keeps each entity's state on the partitions of its owner (pipeline/worker/topics.py);
+# offline replays keep them in one process (pipeline/detection/detector.py).
 ENTITY_STAGES: tuple[Entity, ...] = (
     Entity("terminal", "terminal_id", TerminalState, within="merchant_id"),
     Entity("merchant", "merchant_id", MerchantState),

@@ -14,24 +14,19 @@ consumer group (one worker per partition); the followers skip them.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import threading
 import time
 import uuid
-from typing import TYPE_CHECKING, NamedTuple
+from typing import NamedTuple
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from pipeline.config import Settings
+from pipeline.contracts.list_updates import parse_list_update
 from pipeline.contracts.validation import Invalid
-from pipeline.detection.entity_lists import LIST_NAMES, EntityLists, ListUpdate, parse_list_update
-
-if TYPE_CHECKING:
-    import faust
-
-    from pipeline.worker.faust_app import FraudPipeline
+from pipeline.detection.entity_lists import LIST_NAMES, EntityLists, ListUpdate
 
 log = logging.getLogger(__name__)
 
@@ -183,53 +178,3 @@ def apply_records(
         for name, count in lists.counts().items():
             metrics.entries.labels(name).set(count)
     return changed
-
-
-class ListFollower:
-    """Keeps one worker's ``EntityLists`` equal to the topic: caught up at start, then followed."""
-
-    def __init__(self, settings: Settings, lists: EntityLists, metrics: ListMetrics) -> None:
-        self.settings = settings
-        self.lists = lists
-        self.metrics = metrics
-        self.reader = ListTopicReader(settings, "lists")
-
-    def catch_up(self) -> None:
-        records = self.reader.catch_up()
-        apply_records(self.lists, records, self.settings.max_message_bytes, self.metrics)
-        log.info("lists read from %s: %s", self.settings.topic_lists, self.lists.counts())
-
-    async def follow(self) -> None:
-        """Apply updates as they arrive, on the event loop (the engine reads the lists there)."""
-        loop = asyncio.get_running_loop()
-        try:
-            while True:
-                try:
-                    records = await loop.run_in_executor(None, self.reader.poll)
-                except KafkaException as exc:  # fatal for this poll only: the client reconnects
-                    log.error("list topic %s: %s; retrying", self.settings.topic_lists, exc)
-                    await asyncio.sleep(1.0)
-                    continue
-                if records:
-                    apply_records(self.lists, records, self.settings.max_message_bytes, self.metrics)
-        finally:
-            self.reader.close()
-
-
-def install_lists(pipeline: FraudPipeline, app: faust.App, topic: faust.TopicT) -> ListFollower:
-    """Wire the lists into ``pipeline``: read the topic to its end now (into the engine's lists),
-    follow it in a task, and dead-letter invalid updates from an agent on ``topic``."""
-    follower = ListFollower(pipeline.settings, pipeline.engine.lists, ListMetrics(pipeline.metrics.registry))
-    follower.catch_up()
-    app.task(follower.follow)
-    max_bytes = pipeline.settings.max_message_bytes
-    component = "check-list-updates"
-
-    async def check_list_update(event: faust.EventT) -> None:
-        result = parse_list_update(event.message.key, event.value, max_bytes)
-        if isinstance(result, Invalid):
-            pipeline._dead_letter(result, event, component)
-
-    # _agent dead-letters an update whose check raises (processing_error) and goes on.
-    app.agent(topic, name=component)(pipeline._agent(check_list_update, component))
-    return follower

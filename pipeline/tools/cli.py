@@ -71,7 +71,7 @@ def _check_port(host: str, port: int, setting: str) -> None:
 def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
     from pipeline.detection.features import FEATURE_NAMES
     from pipeline.detection.rules import load_rules
-    from pipeline.worker.faust_app import run_worker
+    from pipeline.worker.run import run_worker
     from pipeline.worker.topics import check_broker
 
     load_rules(settings.rules_file, FEATURE_NAMES)  # a bad rule file fails before anything starts

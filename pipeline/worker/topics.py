@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from pipeline.config import Settings
-from pipeline.detection.features import ENTITY_STAGES, Entity
+from pipeline.detection.features import ENTITY_STAGES, KEY_SEPARATOR, Entity
 
 log = logging.getLogger(__name__)
 
@@ -26,10 +28,11 @@ class Stage:
 
 
 def _stages(entities: tuple[Entity, ...]) -> tuple[Stage, ...]:
-    """Consecutive entities routed by the same field share a stage: one Kafka hop fewer."""
+    """Consecutive entities routed by the same field share a stage: one Kafka hop fewer. An entity
+    is routed by its owner's field (a terminal's state lives on its merchant's partition)."""
     stages: list[Stage] = []
     for entity in entities:
-        field = entity.routing_field
+        field = entity.owner_field
         if stages and stages[-1].routing_field == field:
             stages[-1] = Stage(stages[-1].name, field, (*stages[-1].entities, entity))
         else:
@@ -39,6 +42,18 @@ def _stages(entities: tuple[Entity, ...]) -> tuple[Stage, ...]:
 
 STAGES: tuple[Stage, ...] = _stages(ENTITY_STAGES)
 """The worker's entity stages in order: merchant (terminals and merchants), device, customer."""
+
+
+def routing_key(txn: Mapping[str, Any], field: str) -> str:
+    """The key that sends ``txn`` to the partition of a stage routed by ``field`` (the card when the
+    transaction has no such field, so that such transactions spread evenly)."""
+    return str(txn.get(field) or txn["card_token"])
+
+
+def owner_key(entity: Entity, key: str) -> str:
+    """The routing key of a stored ``key`` of ``entity``: its owner's (a key from before terminals
+    lived with their merchant is its own owner)."""
+    return key.split(KEY_SEPARATOR, 1)[0] if entity.within else key
 
 
 def table_names() -> list[str]:

@@ -13,10 +13,11 @@ from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, ConfigResource
 
 from monitor.lists_feed import ListFeed, ListPublisher
-from monitor.lists_view import SharedLists, change_list, entry_id
+from monitor.state.shared_lists import SharedLists, entry_id
 from monitor.users import User
+from monitor.views.lists import change_list
 from pipeline.contracts.json_schemas import validator
-from pipeline.worker.faust_app import _partition_of
+from pipeline.worker.batching import partition_of
 from tests.conftest import free_port
 from tests.e2e.test_pipeline import metric_value
 from tests.e2e.test_restart import transaction
@@ -34,7 +35,7 @@ def _cards_on_both_partitions(partitions: int) -> tuple[str, str]:
     by_partition: dict[int, str] = {}
     for i in range(1000):
         token = f"tok_listcard{i:04d}"
-        by_partition.setdefault(_partition_of(token, partitions), token)
+        by_partition.setdefault(partition_of(token, partitions), token)
         if len(by_partition) == partitions:
             break
     return by_partition[0], by_partition[1]

@@ -26,8 +26,8 @@ from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import WebDriverWait
 
 from monitor.app import create_app
-from monitor.callbacks import update_graph
 from monitor.consumer import KafkaFeed
+from monitor.views.rates import update_graph
 from pipeline.config import FRAUD_TYPE_NAMES, REPO_ROOT, Settings
 from pipeline.contracts.json_schemas import validator
 from tests.conftest import free_port

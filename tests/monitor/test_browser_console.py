@@ -16,8 +16,8 @@ from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import WebDriverWait
 
-from monitor.aggregation import floor_minute
 from monitor.consumer import KafkaFeed
+from monitor.state.decisions import floor_minute
 from pipeline.config import FRAUD_TYPES, Settings
 from tests.monitor.conftest import alert_record, decision_record
 from tests.monitor.test_browser import RERENDERED, SCREENSHOTS, _choose, _no_browser_errors, _serve

@@ -8,9 +8,14 @@ import pytest
 from dash import html
 from dash.exceptions import PreventUpdate
 
-from monitor.aggregation import AlertStore, DecisionAggregator, MonitorState
-from monitor.callbacks import QueueRequest, update_graph, update_headline, update_queue_page
-from monitor.layout import ALERT_COLUMNS, FRAUD_TYPE_CODES, STALE_STYLE, alert_cells, shorten_token
+from monitor.formatting import shorten_token
+from monitor.state import MonitorState
+from monitor.state.alerts import AlertStore
+from monitor.state.decisions import DecisionAggregator
+from monitor.views.alert_queue import ALERT_COLUMNS, QueueRequest, alert_cells, update_queue_page
+from monitor.views.headline import STALE_STYLE, update_headline
+from monitor.views.rates import update_graph
+from monitor.views.shared import FRAUD_TYPE_CODES
 from pipeline.config import FRAUD_TYPE_NAMES
 
 # minute 0: 10 transactions: 2 unauthorized (20 %), 1 identity theft (10 %), 0 malicious

@@ -11,9 +11,9 @@ import pytest
 from confluent_kafka import Producer
 
 from monitor.app import create_app
-from monitor.callbacks import update_graph
 from monitor.consumer import BATCH_SIZE, KafkaFeed
 from monitor.metrics import MonitorMetrics
+from monitor.views.rates import update_graph
 from pipeline.config import FRAUD_TYPE_NAMES, Settings
 from tests.monitor.logins import ANALYST, login_client, make_accounts
 

@@ -7,12 +7,13 @@ from datetime import datetime
 
 import pytest
 
-from monitor.callbacks import QueueRequest, give_verdict, update_queue_page
 from monitor.consumer import KafkaFeed
 from monitor.feedback import LabelPublisher
-from monitor.layout import OK_STYLE
 from monitor.metrics import MonitorMetrics
 from monitor.users import User
+from monitor.views.alert_detail import give_verdict
+from monitor.views.alert_queue import QueueRequest, update_queue_page
+from monitor.views.shared import OK_STYLE
 from pipeline.config import Settings
 from pipeline.contracts.json_schemas import validator
 from tests.monitor.test_feed_kafka import _all_read, published  # noqa: F401 - fixture reused

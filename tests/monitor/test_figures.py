@@ -6,8 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from monitor.aggregation import DecisionAggregator, RateSeries
 from monitor.figures import EMPTY_MESSAGE, fraud_rate_figure
+from monitor.state.decisions import DecisionAggregator, RateSeries
 from pipeline.config import FRAUD_TYPE_NAMES, FRAUD_TYPES
 
 T0 = datetime(2026, 11, 28, 9, 0, tzinfo=UTC)

@@ -11,9 +11,9 @@ import pytest
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
-from monitor.aggregation import MonitorState
 from monitor.app import create_app
 from monitor.lists_feed import ListFeed, ListPublisher
+from monitor.state import MonitorState
 from pipeline.contracts.json_schemas import validator
 from tests.conftest import free_port
 from tests.monitor.conftest import alert_record, decision_record

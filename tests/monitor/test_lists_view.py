@@ -11,23 +11,15 @@ from typing import Any
 import pytest
 from dash.exceptions import PreventUpdate
 
-from monitor.aggregation import AlertStore, DecisionAggregator, MonitorState
 from monitor.app import create_app
-from monitor.lists_view import (
-    ERROR_STYLE,
-    OK_STYLE,
-    REMOVED_REASON,
-    InvalidListChangeError,
-    ListChangeNotAllowedError,
-    SharedLists,
-    access_view,
-    build_list_update,
-    change_list,
-    entry_id,
-    remove_options,
-    table_view,
-)
+from monitor.list_changes import InvalidListChangeError, ListChangeNotAllowedError, build_list_update
+from monitor.state import MonitorState
+from monitor.state.alerts import AlertStore
+from monitor.state.decisions import DecisionAggregator
+from monitor.state.shared_lists import SharedLists, entry_id
 from monitor.users import User
+from monitor.views.lists import REMOVED_REASON, access_view, change_list, remove_options, table_view
+from monitor.views.shared import ERROR_STYLE, OK_STYLE
 from pipeline.config import load_settings
 from pipeline.contracts.json_schemas import validator
 from tests.monitor.logins import ANALYST, VIEWER, login_client, make_accounts

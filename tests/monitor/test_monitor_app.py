@@ -12,10 +12,12 @@ import openpyxl
 import pytest
 from dash import Dash, dcc, html
 
-from monitor.aggregation import AlertStore, DecisionAggregator, MonitorState
 from monitor.app import create_app
 from monitor.auth import COOKIE_NAME
 from monitor.metrics import MonitorMetrics
+from monitor.state import MonitorState
+from monitor.state.alerts import AlertStore
+from monitor.state.decisions import DecisionAggregator
 from pipeline.config import load_settings
 from tests.monitor.logins import ANALYST, VIEWER, login_client, make_accounts
 

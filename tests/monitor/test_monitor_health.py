@@ -9,9 +9,11 @@ from typing import Any
 
 import pytest
 
-from monitor.aggregation import AlertStore, DecisionAggregator, MonitorState
 from monitor.app import create_app
 from monitor.metrics import ActiveSessions, MonitorMetrics
+from monitor.state import MonitorState
+from monitor.state.alerts import AlertStore
+from monitor.state.decisions import DecisionAggregator
 from pipeline.config import load_settings
 from tests.monitor.logins import ANALYST, VIEWER, login_client, make_accounts
 

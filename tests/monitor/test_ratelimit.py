@@ -7,10 +7,12 @@ import threading
 
 import pytest
 
-from monitor.aggregation import AlertStore, DecisionAggregator, MonitorState
 from monitor.app import create_app
 from monitor.auth import IP_FAILURE_FACTOR
 from monitor.ratelimit import LoginThrottle, wait_text
+from monitor.state import MonitorState
+from monitor.state.alerts import AlertStore
+from monitor.state.decisions import DecisionAggregator
 from pipeline.config import load_settings
 from tests.monitor.logins import ANALYST, VIEWER, csrf_token, make_accounts
 

@@ -9,16 +9,18 @@ import openpyxl
 import pytest
 from pypdf import PdfReader
 
-from monitor.aggregation import AlertStore, DecisionAggregator, MonitorState
-from monitor.reports import (
+from monitor.reports.data import (
     ALERT_REPORT_COLUMNS,
     REPORT_TITLE,
-    build_excel,
-    build_pdf,
     collect_report,
     report_filename,
     top_alerts,
 )
+from monitor.reports.excel import build_excel
+from monitor.reports.pdf import build_pdf
+from monitor.state import MonitorState
+from monitor.state.alerts import AlertStore
+from monitor.state.decisions import DecisionAggregator
 from pipeline.config import FRAUD_TYPE_NAMES
 
 NOW = datetime(2026, 11, 28, 10, 0, 0, tzinfo=UTC)

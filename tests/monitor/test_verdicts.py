@@ -16,19 +16,17 @@ from confluent_kafka import KafkaError
 from dash import no_update
 from dash.exceptions import PreventUpdate
 
-from monitor.aggregation import AlertStore, DecisionAggregator, MonitorState, VerdictStore
-from monitor.callbacks import (
-    ViewControls,
-    clicked_alert,
-    give_verdict,
-    sync_url,
-    type_from_search,
-    update_detail,
-)
 from monitor.feedback import FeedbackError, LabelPublisher
-from monitor.layout import ERROR_STYLE, OK_STYLE
+from monitor.state import MonitorState
+from monitor.state.alerts import AlertStore
+from monitor.state.decisions import DecisionAggregator
+from monitor.state.verdicts import VerdictStore
 from monitor.users import Accounts, User, demo_notice, hash_password
-from monitor.verdicts import InvalidVerdictError, VerdictNotAllowedError, build_label
+from monitor.verdict_labels import InvalidVerdictError, VerdictNotAllowedError, build_label
+from monitor.views.alert_detail import give_verdict, update_detail
+from monitor.views.alert_queue import clicked_alert
+from monitor.views.page import ViewControls, sync_url, type_from_search
+from monitor.views.shared import ERROR_STYLE, OK_STYLE
 from pipeline.config import REPO_ROOT, ConfigurationError, load_settings
 
 NOW = datetime(2026, 11, 28, 9, 30, tzinfo=UTC)

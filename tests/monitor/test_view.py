@@ -15,24 +15,19 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pypdf import PdfReader
 
-from monitor.aggregation import AlertFilter, AlertStore, DecisionAggregator, MonitorState, at_risk
-from monitor.callbacks import (
-    QueueRequest,
-    ViewControls,
-    controls_from_search,
-    export_report,
-    search_for,
-    sync_url,
-    turn_page,
-    update_at_risk,
-    update_graph,
-    update_headline,
-    update_queue_page,
-    update_view_range,
-)
 from monitor.figures import ALL_TYPES_TITLE, all_types_figure
-from monitor.layout import RISK_COLUMNS
+from monitor.state import MonitorState
+from monitor.state.alerts import AlertFilter, AlertStore
+from monitor.state.decisions import DecisionAggregator
+from monitor.state.totals import at_risk
 from monitor.timerange import EVERYTHING, InvalidRangeError, RangeSpec, TimeRange
+from monitor.views.alert_queue import QueueRequest, turn_page, update_queue_page
+from monitor.views.at_risk import RISK_COLUMNS, update_at_risk
+from monitor.views.headline import update_headline
+from monitor.views.page import ViewControls, controls_from_search, search_for, sync_url
+from monitor.views.rates import update_graph
+from monitor.views.time_range import update_view_range
+from monitor.views.toolbar import export_report
 from pipeline.config import FRAUD_TYPE_NAMES, FRAUD_TYPES
 from tests.monitor.conftest import BASE_MINUTE, decision_record
 

@@ -162,7 +162,7 @@ def test_faust_and_confluent_clients_read_the_same_security_settings() -> None:
 
     import faust
 
-    from pipeline.worker.faust_app import faust_credentials
+    from pipeline.worker.credentials import faust_credentials
 
     settings = load_settings(**SCRAM_SSL)
     conf = settings.confluent_config()

@@ -25,7 +25,7 @@ from pipeline.detection.features import (
     event_seconds,
     transaction_features,
 )
-from pipeline.worker.topics import STAGES
+from pipeline.worker.topics import STAGES, owner_key, routing_key
 from tests.pipeline.factories import PROPERTY, T0, make_digital_txn, make_txn
 
 CARD_FEATURES = {
@@ -448,12 +448,16 @@ def test_a_terminal_is_keyed_within_its_merchant_and_lives_on_the_merchants_part
     a = {"merchant_id": "m-1", "terminal_id": "t-1"}
     b = {"merchant_id": "m-2", "terminal_id": "t-1"}
     assert terminal.key(a) != terminal.key(b)
-    assert terminal.routing_key(a) == "m-1"
-    assert terminal.owner(terminal.key(a) or "") == "m-1"
-    assert terminal.owner("t-1") == "t-1", "a key from before terminals moved is its own owner"
+    assert routing_key(a, terminal.owner_field) == "m-1"
+    assert owner_key(terminal, terminal.key(a) or "") == "m-1"
+    assert owner_key(terminal, "t-1") == "t-1", "a key from before terminals moved is its own owner"
     device = next(e for e in ENTITY_STAGES if e.name == "device")
     assert device.key({"device_id": None}) is None
-    assert device.key({"device_id": "dev-1"}) == device.routing_key({"device_id": "dev-1"}) == "dev-1"
+    assert (
+        device.key({"device_id": "dev-1"})
+        == routing_key({"device_id": "dev-1"}, device.owner_field)
+        == "dev-1"
+    )
 
 
 def test_stages_group_the_entities_that_share_a_routing_field_in_feature_order() -> None:

@@ -9,9 +9,10 @@ import orjson
 import pytest
 
 from pipeline.contracts.json_schemas import validator
+from pipeline.contracts.list_updates import parse_list_update
 from pipeline.contracts.validation import Invalid
 from pipeline.detection.engine import DetectionEngine
-from pipeline.detection.entity_lists import EntityLists, ListUpdate, list_key, parse_list_update
+from pipeline.detection.entity_lists import EntityLists, ListUpdate, list_key
 from pipeline.detection.features import FEATURE_NAMES
 from pipeline.detection.model import OnlineFraudModel
 from pipeline.detection.rules import parse_rules

@@ -7,8 +7,8 @@ import orjson
 import pytest
 
 from pipeline.detection.features import ENTITY_STAGES, CardState, observe
-from pipeline.worker.faust_app import _as_state
 from pipeline.worker.record_cache import encode_value
+from pipeline.worker.tables import as_state
 from tests.pipeline.factories import T0, make_digital_txn, make_txn
 
 STATE_TYPES = [CardState, *(entity.state_type for entity in ENTITY_STAGES)]
@@ -24,10 +24,10 @@ def test_a_state_is_written_as_its_to_state_and_reads_back_the_same(state_type) 
     written = encode_value(state)
     assert orjson.loads(written) == orjson.loads(orjson.dumps(state.to_state()))
 
-    restored = _as_state(state_type, orjson.loads(written))
+    restored = as_state(state_type, orjson.loads(written))
     probe = make_txn(T0 + 900, amount=3.0)
     assert restored.features(probe, T0 + 900) == state.features(probe, T0 + 900)
-    assert _as_state(state_type, state) is state  # a cached object is used as it is
+    assert as_state(state_type, state) is state  # a cached object is used as it is
 
 
 def test_plain_values_are_written_as_faust_writes_them() -> None:

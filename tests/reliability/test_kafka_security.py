@@ -33,7 +33,7 @@ from monitor.metrics import MonitorMetrics
 from pipeline.config import Settings, load_settings
 from pipeline.tools.local_kafka import BrokerTls, LocalKafka, SecureListener
 from pipeline.tools.simulator.producer import TrafficProducer
-from pipeline.worker.faust_app import faust_credentials
+from pipeline.worker.credentials import faust_credentials
 from pipeline.worker.topics import BrokerUnavailableError, ensure_topics
 from tests.conftest import WorkerProcess, free_port
 from tests.support import consume_until

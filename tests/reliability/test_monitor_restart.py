@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
-from monitor.aggregation import FLAGGED_DECISIONS
 from monitor.consumer import KafkaFeed
 from monitor.metrics import MonitorMetrics
+from monitor.state.records import FLAGGED_DECISIONS
 from pipeline.config import FRAUD_TYPES, Settings
 from tests.monitor.conftest import alert_record, decision_record
 from tests.support import produce

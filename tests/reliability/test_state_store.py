@@ -13,7 +13,7 @@ import orjson
 import pytest
 import rocksdict
 
-from pipeline.worker.faust_app import _partition_of
+from pipeline.worker.batching import partition_of
 from pipeline.worker.topics import changelog_topic_names
 from tests.e2e.test_restart import decisions_for, transaction
 from tests.support import abroad_card_present, consume_until, produce
@@ -40,7 +40,7 @@ def test_card_state_is_written_back_and_survives_kill_9(make_settings, start_wor
     time.sleep(4)  # a few commits: each flushes, writes the cache back and records the offset
     worker.stop(signal.SIGKILL)
 
-    partition = _partition_of(card, settings.topic_partitions)
+    partition = partition_of(card, settings.topic_partitions)
     [path] = settings.data_dir.glob(f"**/*card-state-{partition}.db")
     db = rocksdict.Rdict(str(path), options=rocksdict.Options(raw_mode=True))
     try:

@@ -1,44 +1,39 @@
 """The monitor's "Block and allow lists" section: current entries, and a form for analysts.
 
-Everything here but ``register_list_callbacks`` is plain Python over a ``SharedLists`` (filled by
-``monitor.lists_feed.ListFeed`` from the compacted list-updates topic) and a publish function.
-``change_list`` is the server-side path the Dash callback calls: only analysts may change a list
-(viewers are refused whatever their browser sends), a value that looks like a card number is
-refused (cards are listed by token), and the change is published before it is shown. Like the
-verdict buttons, the form goes through Dash's callback route: a JSON POST that needs the session
-cookie (HttpOnly, SameSite=Lax), which another site cannot send.
+The entries come from a ``monitor.state.shared_lists.SharedLists`` (filled by
+``monitor.lists_feed.ListFeed`` from the compacted list-updates topic). ``change_list`` is the
+server-side path the Dash callback calls: ``monitor.list_changes.build_list_update`` refuses
+anyone but an analyst (viewers are refused whatever their browser sends) and a value that looks
+like a card number (cards are listed by token), and the change is published before it is shown.
+Like the verdict buttons, the form goes through Dash's callback route: a JSON POST that needs the
+session cookie (HttpOnly, SameSite=Lax), which another site cannot send.
 
 Card tokens are shown shortened, and the page never holds them whole: the entry to remove is
-chosen by an opaque id that the server maps back to the entry.
+chosen by an opaque id (``entry_id``) that the server maps back to the entry.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import threading
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
-import orjson
 from dash import Dash, Input, Output, State, ctx, dcc, html, no_update
 from dash.exceptions import PreventUpdate
 
 from monitor.auth import current_user
 from monitor.formatting import format_time, shorten_token
-from monitor.users import User
-from pipeline.contracts.json_schemas import SchemaViolation, validator
-from pipeline.contracts.validation import text_has_card_number
-from pipeline.detection.entity_lists import (
-    ENTITY_KINDS,
-    LIST_NAMES,
-    TRANSACTION_FIELD,
-    EntityLists,
-    ListEntry,
-    list_key,
+from monitor.list_changes import (
+    InvalidListChangeError,
+    ListChangeNotAllowedError,
+    build_list_update,
+    check_may_edit_lists,
 )
-from pipeline.kafka.list_topic import Record, apply_records
+from monitor.state.shared_lists import SharedLists, entry_id
+from monitor.users import User
+from monitor.views.shared import BUTTON_STYLE, CELL_STYLE, ERROR_STYLE, OK_STYLE
+from pipeline.detection.entity_lists import ENTITY_KINDS, LIST_NAMES, TRANSACTION_FIELD, ListEntry
 
 logger = logging.getLogger(__name__)
 
@@ -59,10 +54,6 @@ LIST_NOTE_ID = "list-note"
 LIST_LABELS = {"block": "Block list", "allow": "Allow list"}
 KIND_LABELS = {"card": "Card (token)", "device": "Device", "merchant": "Merchant"}
 REMOVED_REASON = "Removed in the monitor"
-_CELL = {"borderBottom": "1px solid #eee", "padding": "4px 8px", "textAlign": "left"}
-_BUTTON = {"padding": "6px 14px", "marginRight": "8px", "border": "0", "borderRadius": "4px"}
-OK_STYLE: dict[str, str] = {"color": "#1e8449", "fontWeight": "bold", "marginTop": "8px"}
-ERROR_STYLE: dict[str, str] = {"color": "#c0392b", "fontWeight": "bold", "marginTop": "8px"}
 
 PublishList = Callable[[str, Mapping[str, Any]], None]
 """Publishes one list update under its key (``ListPublisher.publish``); raises on failure."""
@@ -71,139 +62,9 @@ AlertLookup = Callable[[str], Mapping[str, Any] | None]
 ALERT_CHOICES = 100
 
 
-class ListChangeNotAllowedError(PermissionError):
-    """The user may not change the lists (not logged in, or a viewer)."""
-
-
-class InvalidListChangeError(ValueError):
-    """The change cannot be expressed as a valid list update."""
-
-
-def entry_id(key: str) -> str:
-    """An opaque, stable id of an entry for the page (its key holds a whole card token)."""
-    return hashlib.sha256(key.encode()).hexdigest()[:20]
-
-
 def shown_value(entry: ListEntry) -> str:
     """The entry's value as the page shows it: card tokens shortened."""
     return shorten_token(entry.value) if entry.kind == "card" else entry.value
-
-
-class SharedLists:
-    """Thread-safe lists for the monitor: the feed thread writes, callbacks read snapshots."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._lists = EntityLists()
-        self._version = 0
-
-    @property
-    def version(self) -> int:
-        return self._version
-
-    def apply_records(self, records: Sequence[Record], max_bytes: int) -> None:
-        with self._lock:
-            if apply_records(self._lists, list(records), max_bytes, None):
-                self._version += 1
-
-    def rebuild(self, records: Sequence[Record], max_bytes: int) -> None:
-        """Replace everything by the state ``records`` (the whole topic) give."""
-        fresh = EntityLists()
-        apply_records(fresh, list(records), max_bytes, None)
-        with self._lock:
-            self._lists = fresh
-            self._version += 1
-
-    def apply(self, key: str, message: Mapping[str, Any], max_bytes: int = 64 * 1024) -> None:
-        """Apply a change this monitor published (the feed reads it back too: no harm)."""
-        self.apply_records([Record(key.encode(), _dumps(message), -1, -1)], max_bytes)
-
-    def entries(self) -> list[ListEntry]:
-        """Every entry: block before allow, then by kind and newest first."""
-        with self._lock:
-            entries = list(self._lists)
-        order = {name: i for i, name in enumerate(LIST_NAMES)} | {k: i for i, k in enumerate(ENTITY_KINDS)}
-        entries.sort(key=lambda e: e.at, reverse=True)
-        entries.sort(key=lambda e: (order[e.list], order[e.kind]))
-        return entries
-
-    def find(self, opaque_id: str) -> ListEntry | None:
-        return next((e for e in self.entries() if entry_id(e.key) == opaque_id), None)
-
-    def counts(self) -> dict[str, int]:
-        with self._lock:
-            return self._lists.counts()
-
-
-def _dumps(message: Mapping[str, Any]) -> bytes:
-    return orjson.dumps(dict(message))
-
-
-def check_may_edit_lists(user: User | None) -> User:
-    """``user`` when it is an analyst; raises ListChangeNotAllowedError otherwise."""
-    if user is None:
-        raise ListChangeNotAllowedError("log in to change the lists")
-    if user.role != "analyst":
-        raise ListChangeNotAllowedError(f"{user.name} is a {user.role}: only analysts may change the lists")
-    return user
-
-
-def build_list_update(
-    *,
-    user: User | None,
-    action: str,
-    list_name: str | None,
-    kind: str | None,
-    value: str | None,
-    reason: str | None,
-    now: datetime,
-) -> tuple[str, dict[str, Any]]:
-    """(key, ``list_update.v1`` message) of ``user``'s change.
-
-    Raises ListChangeNotAllowedError unless ``user`` is an analyst, InvalidListChangeError when the
-    change is not valid (unknown list or kind, a card number instead of a token, no reason, ...).
-    The error texts never repeat the value (it might be a card number).
-    """
-    analyst = check_may_edit_lists(user)
-    if list_name not in LIST_NAMES:
-        raise InvalidListChangeError("choose the block list or the allow list")
-    if kind not in ENTITY_KINDS:
-        raise InvalidListChangeError("choose card, device or merchant")
-    text = (value or "").strip()
-    why = (reason or "").strip()
-    if not text:
-        raise InvalidListChangeError(f"enter the {kind}'s {'token' if kind == 'card' else 'id'}")
-    if text_has_card_number(text) or text_has_card_number(why):
-        raise InvalidListChangeError(
-            "that looks like a card number: list cards by their token (tok_…), never by the number"
-        )
-    if not why:
-        raise InvalidListChangeError("say why (the reason is shown with every decision it causes)")
-    message = {
-        "schema_version": 1,
-        "action": action,
-        "list": list_name,
-        "entity_kind": kind,
-        "value": text,
-        "reason": why,
-        "who": analyst.name,
-        "at": now.astimezone(UTC).isoformat(timespec="milliseconds"),
-    }
-    try:
-        validator("list_update")(message)
-    except SchemaViolation as exc:
-        field = ".".join(str(part) for part in exc.path[1:])
-        if field == "value":
-            expected = (
-                "a token tok_ and 8 to 64 letters or digits"
-                if kind == "card"
-                else "1 to 64 of A-Z a-z 0-9 _ . : -"
-            )
-            raise InvalidListChangeError(
-                f"not a valid {kind} {'token' if kind == 'card' else 'id'}: expected {expected}"
-            ) from None
-        raise InvalidListChangeError(f"not a valid list change: {exc.message}") from None
-    return list_key(list_name, kind, text), message
 
 
 def _entity_of_alert(transaction_id: str, kind: str | None, lookup: AlertLookup | None) -> str:
@@ -283,14 +144,14 @@ LIST_COLUMNS = ("List", "Kind", "Value", "Reason", "By", "Since (UTC)")
 
 def list_rows(entries: Sequence[ListEntry]) -> list[html.Thead | html.Tbody]:
     """Header and rows of the lists table (card tokens shortened)."""
-    header = html.Thead(html.Tr([html.Th(c, style=_CELL) for c in LIST_COLUMNS]))
+    header = html.Thead(html.Tr([html.Th(c, style=CELL_STYLE) for c in LIST_COLUMNS]))
     if not entries:
-        empty = html.Td("No entries from the monitor yet.", colSpan=len(LIST_COLUMNS), style=_CELL)
+        empty = html.Td("No entries from the monitor yet.", colSpan=len(LIST_COLUMNS), style=CELL_STYLE)
         return [header, html.Tbody([html.Tr([empty])])]
     rows = [
         html.Tr(
             [
-                html.Td(text, style=_CELL)
+                html.Td(text, style=CELL_STYLE)
                 for text in (
                     entry.list,
                     entry.kind,
@@ -371,7 +232,7 @@ def lists_section() -> html.Div:
                         "Add to list",
                         id=LIST_ADD_ID,
                         disabled=True,
-                        style={**_BUTTON, "background": "#2c3e50", "color": "#fff"},
+                        style={**BUTTON_STYLE, "background": "#2c3e50", "color": "#fff"},
                     ),
                     html.Div(
                         [
@@ -382,7 +243,7 @@ def lists_section() -> html.Div:
                                 clearable=True,
                                 style={"minWidth": "360px"},
                             ),
-                            html.Button("Remove", id=LIST_REMOVE_ID, disabled=True, style=_BUTTON),
+                            html.Button("Remove", id=LIST_REMOVE_ID, disabled=True, style=BUTTON_STYLE),
                         ],
                         style={"display": "flex", "gap": "8px", "alignItems": "center", "marginTop": "8px"},
                     ),

@@ -1,4 +1,5 @@
-"""DecisionAggregator and AlertStore: exact counts, deduplication, bounds, threads."""
+"""The monitor's stores (monitor/state/): exact counts, deduplication, bounds, threads, and the one
+timestamp rule they share with the pipeline."""
 
 from __future__ import annotations
 
@@ -9,14 +10,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from monitor.aggregation import (
-    AlertStore,
-    DecisionAggregator,
-    InvalidRecordError,
-    MonitorState,
-    floor_minute,
-)
+from monitor.state import MonitorState
+from monitor.state.alerts import AlertStore
+from monitor.state.decisions import DecisionAggregator, floor_minute
+from monitor.state.records import InvalidRecordError, record_time
 from pipeline.config import FRAUD_TYPES, load_settings
+from pipeline.detection.vocabulary import parse_timestamp
 
 
 def fixed_clock(ts: datetime):
@@ -319,3 +318,41 @@ def test_state_from_settings_uses_monitor_bounds() -> None:
 def test_floor_minute() -> None:
     ts = datetime(2026, 1, 1, 12, 34, 56, 789, tzinfo=UTC)
     assert floor_minute(ts) == datetime(2026, 1, 1, 12, 34, tzinfo=UTC)
+
+
+# --- timestamps: the pipeline's rule ---------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("2026-11-28T10:00:59.999+01:00", datetime(2026, 11, 28, 9, 0, 59, 999000, tzinfo=UTC)),
+        ("2026-11-28t09:00:00.123z", datetime(2026, 11, 28, 9, 0, 0, 123000, tzinfo=UTC)),
+        ("2016-12-31T23:59:60Z", datetime(2017, 1, 1, tzinfo=UTC)),  # a leap second
+        ("2026-11-28T09:00:00.000001Z", datetime(2026, 11, 28, 9, 0, 0, 1, tzinfo=UTC)),
+    ],
+)
+def test_record_times_follow_the_pipelines_parser(text: str, expected: datetime) -> None:
+    parsed = record_time(text, "event_time")
+    assert parsed == expected and parsed.tzinfo is UTC
+    assert parsed.timestamp() == parse_timestamp(text)
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        (None, "event_time: expected an ISO-8601 string, got NoneType"),
+        ("yesterday", "event_time: not an ISO-8601 timestamp with a UTC offset: 'yesterday'"),
+        ("2026-11-28T09:00:00", "event_time: not an ISO-8601 timestamp with a UTC offset"),
+        ("0001-01-01T00:30:00+01:00", "event_time: not an ISO-8601 timestamp"),  # before year 1 in UTC
+    ],
+)
+def test_bad_record_times_name_the_field(value, message: str) -> None:
+    with pytest.raises(InvalidRecordError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        record_time(value, "event_time")
+
+
+def test_a_decision_with_a_lower_case_timestamp_is_counted(make_decision, base_minute) -> None:
+    agg = DecisionAggregator(60)
+    record = make_decision("tx-1", decision="block", fraud_type="identity_theft")
+    record["event_time"] = record["event_time"].replace("T", "t").replace("+00:00", "z")
+    assert agg.add(record) == "added"
+    assert agg.fraud_rate_series("identity_theft").minutes == [base_minute]

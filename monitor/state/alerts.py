@@ -1,0 +1,140 @@
+"""The alerts store: the newest alerts by event time, deduplicated, and the filter of the queue.
+
+Pure and thread-safe: every public method takes the store's lock (one writer thread, many readers).
+"""
+
+from __future__ import annotations
+
+import bisect
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, NamedTuple
+
+from monitor.state.records import AddResult, InvalidRecordError, record_time, require_id
+from monitor.timerange import EVERYTHING, TimeRange
+from pipeline.config import Settings
+
+
+@dataclass(frozen=True, slots=True)
+class AlertFilter:
+    """Which alerts the queue shows: by fraud type, decision, minimum score and event-time range.
+
+    None (or 0 for the score) means no condition on that field.
+    """
+
+    fraud_type: str | None = None
+    decision: str | None = None
+    min_score: float | None = None
+    within: TimeRange = EVERYTHING
+
+    def matches(self, alert: Mapping[str, Any]) -> bool:
+        """True when ``alert`` passes the type, decision and score conditions (not the range)."""
+        if self.fraud_type is not None and alert.get("fraud_type") != self.fraud_type:
+            return False
+        if self.decision is not None and alert.get("decision") != self.decision:
+            return False
+        if self.min_score:
+            score = alert.get("score")
+            if isinstance(score, bool) or not isinstance(score, int | float) or score < self.min_score:
+                return False
+        return True
+
+
+class AlertPage(NamedTuple):
+    """One page of the filtered queue and the number of alerts matching the filter."""
+
+    alerts: list[Mapping[str, Any]]
+    total: int
+
+
+class AlertStore:
+    """The newest ``max_alerts`` alerts (by event time), deduplicated by ``alert_id``."""
+
+    def __init__(self, max_alerts: int) -> None:
+        if max_alerts < 1:
+            raise ValueError("max_alerts must be at least 1")
+        self._max = max_alerts
+        self._lock = threading.Lock()
+        self._order: list[tuple[datetime, str]] = []  # ascending (event_time, alert_id)
+        self._alerts: dict[str, Mapping[str, Any]] = {}
+        self._version = 0
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> AlertStore:
+        """A store keeping ``settings.monitor_max_alerts`` alerts."""
+        return cls(settings.monitor_max_alerts)
+
+    @property
+    def version(self) -> int:
+        """Grows with every stored alert; unchanged means nothing to redraw."""
+        with self._lock:
+            return self._version
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._alerts)
+
+    def add(self, record: Mapping[str, Any]) -> AddResult:
+        """Store one alert record (a decoded ``alert.v1`` message).
+
+        Raises InvalidRecordError when ``alert_id`` or ``event_time`` is missing or invalid.
+        """
+        if not isinstance(record, Mapping):
+            raise InvalidRecordError("alert: expected a JSON object")
+        alert_id = require_id(record, "alert_id")
+        key = (record_time(record.get("event_time"), "event_time"), alert_id)
+        with self._lock:
+            if alert_id in self._alerts:
+                return "duplicate"
+            if len(self._order) >= self._max and key <= self._order[0]:
+                return "too_old"
+            bisect.insort(self._order, key)
+            self._alerts[alert_id] = record
+            while len(self._order) > self._max:
+                _, evicted = self._order.pop(0)
+                del self._alerts[evicted]
+            self._version += 1
+            return "added"
+
+    def newest(self, limit: int | None = None) -> list[Mapping[str, Any]]:
+        """Up to ``limit`` alerts, newest event time first (the records are shared: do not modify)."""
+        with self._lock:
+            keys = self._order[::-1] if limit is None else self._order[: -limit - 1 : -1]
+            return [self._alerts[alert_id] for _, alert_id in keys]
+
+    def query(
+        self, alert_filter: AlertFilter | None = None, *, offset: int = 0, limit: int | None = None
+    ) -> AlertPage:
+        """The alerts matching ``alert_filter``, newest first: ``limit`` of them from ``offset``,
+        and how many match in all."""
+        f = alert_filter or AlertFilter()
+        with self._lock:
+            matched = [
+                self._alerts[alert_id]
+                for event_time, alert_id in reversed(self._order)
+                if f.within.contains(event_time) and f.matches(self._alerts[alert_id])
+            ]
+        offset = max(0, offset)
+        page = matched[offset:] if limit is None else matched[offset : offset + max(0, limit)]
+        return AlertPage(page, len(matched))
+
+    def get(self, alert_id: str) -> Mapping[str, Any] | None:
+        """The alert with this id (= its transaction id), or None when it is not (or no longer) kept."""
+        with self._lock:
+            return self._alerts.get(alert_id)
+
+    def for_card(
+        self, card_token: str, *, exclude: str | None = None, limit: int = 10
+    ) -> list[Mapping[str, Any]]:
+        """Up to ``limit`` alerts of one card, newest first, without the alert ``exclude``."""
+        found: list[Mapping[str, Any]] = []
+        with self._lock:
+            for _, alert_id in reversed(self._order):
+                alert = self._alerts[alert_id]
+                if alert_id != exclude and alert.get("card_token") == card_token:
+                    found.append(alert)
+                    if len(found) >= limit:
+                        break
+        return found

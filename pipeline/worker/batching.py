@@ -1,0 +1,162 @@
+"""How the worker's stages take their input and pass transactions on.
+
+A stage takes its events in batches and passes transactions on in frames: one Kafka message
+holding the envelopes of a batch that belong to one partition of the next topic, sent to that
+partition (the partition Kafka's murmur2 partitioner gives the entity's key, so the state of an
+entity always lives on one partition). This keeps the number of Kafka messages per transaction
+low: the cost of a Python Kafka client is per message, not per byte (docs/performance.md).
+"""
+
+from __future__ import annotations
+
+import functools
+import weakref
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any
+
+import faust
+import orjson
+from aiokafka.partitioner import murmur2
+from faust.streams import _current_event
+from faust.types.agents import AgentFun
+
+from pipeline.worker.producer import NativeProducer
+
+OnError = Callable[[Exception, faust.EventT, str], None]
+"""Told that handling an event failed (the exception, the event, the component): dead-letters it."""
+
+
+class Outbox:
+    """What a batch sends to the next stage, as frames: a JSON array of envelopes that all belong
+    to one partition of one topic, sent to that partition. One Kafka message then carries many
+    transactions between stages; a frame holds at most ``frame_items`` envelopes."""
+
+    def __init__(self, frame_items: int) -> None:
+        self.frame_items = frame_items
+        self._frames: dict[tuple[str, int], list[bytes]] = {}
+
+    def add(self, topic: faust.TopicT, partition: int, envelope: bytes) -> None:
+        self._frames.setdefault((topic.get_topic_name(), partition), []).append(envelope)
+
+    def send(self, producer: NativeProducer) -> None:
+        for (topic, partition), envelopes in self._frames.items():
+            for start in range(0, len(envelopes), self.frame_items):
+                frame = b"[" + b",".join(envelopes[start : start + self.frame_items]) + b"]"
+                producer.send(topic, frame, partition=partition)
+        self._frames.clear()
+
+
+EventHandler = Callable[[faust.EventT, Outbox], Awaitable[None]]
+BatchHandler = Callable[[list[faust.EventT], Outbox], Awaitable[None]]
+PartitionHandler = Callable[[int, list[faust.EventT], Outbox], Awaitable[None]]
+
+
+@functools.lru_cache(maxsize=200_000)
+def partition_of(key: str, partitions: int) -> int:
+    """The partition Kafka's default partitioner (murmur2, as Faust's and our confluent
+    producers) gives ``key``; cached, as murmur2 is pure Python in aiokafka."""
+    return (murmur2(key.encode()) & 0x7FFFFFFF) % partitions
+
+
+def batch_agent(
+    handler: BatchHandler,
+    component: str,
+    size: int,
+    within: float,
+    frame_items: int,
+    producer: NativeProducer,
+) -> AgentFun:
+    """An agent that takes events in batches (up to ``size``, or what arrived within ``within``
+    seconds), runs ``handler`` on the batch and then sends what the batch produced for the next
+    stage as frames. Events are acknowledged only after the batch, frames included, was handed to
+    the producer (at-least-once).
+
+    Faust's ``take_events`` does the batching: it handles rebalances (a batch of our own that
+    decided to wait for more events could be left holding events whose buffer Faust cleared)."""
+
+    async def agent(stream: faust.StreamT) -> None:
+        async for events in stream.take_events(size, within=within):
+            outbox = Outbox(frame_items)
+            await handler(list(events), outbox)
+            outbox.send(producer)
+            producer.poll()
+
+    agent.__name__ = agent.__qualname__ = component.replace("-", "_")
+    return agent
+
+
+def event_agent(
+    handler: Callable[[faust.EventT], Awaitable[None]], component: str, on_error: OnError
+) -> AgentFun:
+    """An agent that runs ``handler`` on each event; an error dead-letters that event and the
+    stream goes on, so nothing is dropped silently."""
+
+    async def agent(stream: faust.StreamT) -> None:
+        async for event in stream.events():
+            try:
+                await handler(event)
+            except Exception as exc:
+                on_error(exc, event, component)
+
+    agent.__name__ = agent.__qualname__ = component.replace("-", "_")
+    return agent
+
+
+def each_event(handler: EventHandler, component: str, on_error: OnError) -> BatchHandler:
+    """A batch handler that runs ``handler`` on each event of the batch. An error dead-letters that
+    event; the batch goes on."""
+
+    async def handle(events: list[faust.EventT], outbox: Outbox) -> None:
+        for event in events:
+            # Table writes go to the changelog partition (and RocksDB) of the current event;
+            # the stream has moved on to later events since, so it is set here.
+            _current_event.set(weakref.ref(event))
+            try:
+                await handler(event, outbox)
+            except Exception as exc:
+                on_error(exc, event, component)
+
+    return handle
+
+
+def by_partition(handler: PartitionHandler, component: str, on_error: OnError) -> BatchHandler:
+    """A batch handler for frames: ``handler`` gets the frames of the batch one partition at a
+    time, so that it reads and writes each entity's state once per batch and partition, however
+    many frames carried it. An error dead-letters the events of that partition; the batch goes on."""
+
+    async def handle(events: list[faust.EventT], outbox: Outbox) -> None:
+        partitions: dict[int, list[faust.EventT]] = {}
+        for event in events:
+            partitions.setdefault(event.message.partition, []).append(event)
+        for partition, frames in partitions.items():
+            # Table writes go to the changelog partition of the current event: this partition.
+            _current_event.set(weakref.ref(frames[-1]))
+            try:
+                await handler(partition, frames, outbox)
+            except Exception as exc:
+                for event in frames:
+                    on_error(exc, event, component)
+
+    return handle
+
+
+def envelopes(
+    frames: list[faust.EventT], component: str, on_error: OnError
+) -> Iterator[tuple[faust.EventT, Any]]:
+    """(frame, envelope) for every envelope of ``frames``; a frame that is not a JSON array is
+    dead-lettered whole."""
+    for event in frames:
+        try:
+            decoded = orjson.loads(event.value)
+            if not isinstance(decoded, list):
+                raise ValueError("a frame is a JSON array of envelopes")
+        except Exception as exc:
+            on_error(exc, event, component)
+            continue
+        for envelope in decoded:
+            yield event, envelope
+
+
+def where(event: faust.EventT) -> str:
+    """topic[partition]@offset of an event, for logs."""
+    return f"{event.message.topic}[{event.message.partition}]@{event.message.offset}"

@@ -1,0 +1,310 @@
+"""The worker's stages, each a few lines around the detector (pipeline/detection/detector.py):
+
+    transactions --Validate--> <app>-by-merchant --EntityStage(merchant)--> <app>-by-device
+        --EntityStage(device)--> <app>-by-customer --EntityStage(customer)--> <app>-by-card
+        --Score--> decisions (every transaction) + alerts (review/block)
+    labels --Learn--> the model; the labelled entities' counts --> <app>-by-merchant
+
+A stage reads the states of a batch's entities once per partition and writes each back once;
+what it passes on goes into the batch's outbox as envelopes ``{"txn", "received", "features"}``
+(or ``{"kind": "label", ...}`` for an entity's label), sent as frames after the batch.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import faust
+import orjson
+
+from pipeline.config import Settings
+from pipeline.contracts.messages import alert_message, decision_message, utc_now_iso
+from pipeline.contracts.validation import EventTimeWindow, Invalid, parse_message
+from pipeline.detection.detector import Detector, EntityLabel, Example, Scored
+from pipeline.detection.features import CardState, Entity, EntityState, event_seconds
+from pipeline.detection.vocabulary import parse_timestamp
+from pipeline.worker.batching import Outbox, envelopes, partition_of
+from pipeline.worker.dead_letters import DeadLetters
+from pipeline.worker.producer import NativeProducer
+from pipeline.worker.table_expiry import TableExpiry
+from pipeline.worker.tables import WorkerTables, as_state
+from pipeline.worker.telemetry import PipelineMetrics
+from pipeline.worker.topics import STAGES, owner_key, routing_key
+
+
+@dataclass
+class StageContext:
+    """What every stage shares: the detector, the tables, the topics and the worker's edges."""
+
+    settings: Settings
+    detector: Detector
+    tables: WorkerTables
+    expiry: TableExpiry
+    producer: NativeProducer
+    dead_letters: DeadLetters
+    metrics: PipelineMetrics
+    stage_topics: list[faust.TopicT]
+    """The input topic of each of STAGES, in order."""
+    by_card: faust.TopicT
+
+    def partition(self, key: str) -> int:
+        return partition_of(key, self.settings.topic_partitions)
+
+
+class Validate:
+    """First stage: check every transaction; send the valid ones on to the entity stages."""
+
+    def __init__(self, context: StageContext) -> None:
+        self.context = context
+        self.window = EventTimeWindow(
+            context.settings.max_event_time_skew_hours * 3600, context.settings.max_event_age_days * 86400
+        )
+
+    async def __call__(self, event: faust.EventT, outbox: Outbox) -> None:
+        c = self.context
+        c.metrics.transactions_consumed.inc()
+        received = time.time()
+        txn = parse_message(
+            event.value, "transaction", c.settings.max_message_bytes, event_time_window=self.window
+        )
+        if isinstance(txn, Invalid):
+            c.dead_letters.invalid(txn, event, "validate")
+            return
+        envelope = orjson.dumps({"txn": txn, "received": received, "features": {}})
+        outbox.add(c.stage_topics[0], c.partition(routing_key(txn, STAGES[0].routing_field)), envelope)
+
+
+class _BatchStates:
+    """The states a batch of one partition reads, each read from its table once, and when each was
+    last active (to write them back once, with their expiry)."""
+
+    def __init__(self, tables: dict[str, faust.Table]) -> None:
+        self.tables = tables
+        self.states: dict[tuple[str, str], Any] = {}
+        self.touched: dict[tuple[str, str], float] = {}
+
+    def state_of(self, entity: Entity, key: str) -> EntityState:
+        state = self.states.get((entity.name, key))
+        if state is None:
+            stored = self.tables[entity.name].get(key)
+            state = self.states[entity.name, key] = as_state(entity.state_type, stored)
+        return state
+
+    def touch(self, entity: str, key: str, at: float) -> None:
+        self.touched[entity, key] = max(self.touched.get((entity, key), 0.0), at)
+
+    def write_back(self, partition: int, expiry: TableExpiry) -> None:
+        for (name, key), state in self.states.items():
+            table = self.tables[name]
+            table[key] = state
+            expiry.touch(table, partition, key, self.touched.get((name, key), 0.0))
+
+
+class EntityStage:
+    """Stage ``index`` of STAGES: its entities' features from their states, then on to the next
+    stage (re-keyed by its routing field) or, after the last one, to scoring (by card). Labels
+    known to its entities (from Learn) are counted in order with the transactions."""
+
+    def __init__(self, context: StageContext, index: int) -> None:
+        self.context = context
+        self.stage = STAGES[index]
+        last = index == len(STAGES) - 1
+        self.next_topic = context.by_card if last else context.stage_topics[index + 1]
+        self.next_field = "card_token" if last else STAGES[index + 1].routing_field
+        self.component = f"{self.stage.name}-features"
+        self.tables = {e.name: context.tables.entities[e.name] for e in self.stage.entities}
+
+    async def __call__(self, partition: int, frames: list[faust.EventT], outbox: Outbox) -> None:
+        c = self.context
+        states = _BatchStates(self.tables)
+        waiting: list[tuple[faust.EventT, dict[str, Any], float]] = []
+        for frame, envelope in envelopes(frames, self.component, c.dead_letters.processing_error):
+            try:
+                if envelope.get("kind") == "label":  # labels count from when they arrived, in order
+                    self._observe(waiting, states, outbox)
+                    label = _entity_label(envelope, self.stage.name)
+                    c.detector.count_entity_labels([label], states.state_of)
+                    states.touch(label.entity, label.key, label.at)
+                    continue
+                waiting.append((frame, envelope, event_seconds(envelope["txn"])))
+            except Exception as exc:
+                c.dead_letters.envelope(exc, envelope, frame, self.component)
+        self._observe(waiting, states, outbox)
+        states.write_back(partition, c.expiry)
+
+    def _observe(
+        self, waiting: list[tuple[faust.EventT, dict[str, Any], float]], states: _BatchStates, outbox: Outbox
+    ) -> None:
+        c = self.context
+        batch = [(envelope["txn"], at) for _, envelope, at in waiting]
+
+        def failed(index: int, exc: Exception) -> None:
+            c.dead_letters.envelope(exc, waiting[index][1], waiting[index][0], self.component)
+
+        observed = c.detector.observe_entities(self.stage.entities, batch, states.state_of, failed)
+        for (frame, envelope, at), features in zip(waiting, observed, strict=True):
+            if features is None:
+                continue
+            try:
+                txn = envelope["txn"]
+                for entity in self.stage.entities:
+                    if key := entity.key(txn):
+                        states.touch(entity.name, key, at)
+                envelope["features"].update(features)
+                target = routing_key(txn, self.next_field)
+                outbox.add(self.next_topic, c.partition(target), orjson.dumps(envelope))
+            except Exception as exc:
+                c.dead_letters.envelope(exc, envelope, frame, self.component)
+        waiting.clear()
+
+
+def _entity_label(envelope: dict[str, Any], stage_name: str) -> EntityLabel:
+    # an envelope without "entity" is from before terminals moved to the merchant stage
+    return EntityLabel(
+        envelope.get("entity", stage_name), envelope["key"], envelope["is_fraud"], envelope["at"]
+    )
+
+
+class Score:
+    """Last stage: card features, rules and model; the decision for every transaction and, if due,
+    the alert. A redelivered transaction re-emits its stored decision (downstream deduplicates)."""
+
+    def __init__(self, context: StageContext) -> None:
+        self.context = context
+
+    async def __call__(self, partition: int, frames: list[faust.EventT], outbox: Outbox) -> None:
+        c = self.context
+        cards: dict[str, CardState] = {}
+
+        def card_of(token: str) -> CardState:
+            card = cards.get(token)
+            if card is None:
+                card = cards[token] = as_state(CardState, c.tables.cards.get(token))
+            return card
+
+        fresh: list[tuple[faust.EventT, dict[str, Any], float]] = []
+        fresh_ids: set[str] = set()
+        repeated: list[str] = []  # ids twice in this batch: decided once, the decision sent twice
+        for frame, envelope in envelopes(frames, "score", c.dead_letters.processing_error):
+            try:
+                txn = envelope["txn"]
+                transaction_id = txn["transaction_id"]
+                if transaction_id in fresh_ids:
+                    repeated.append(transaction_id)
+                elif not self._already_decided(transaction_id, card_of(txn["card_token"])):
+                    fresh.append((frame, envelope, event_seconds(txn)))
+                    fresh_ids.add(transaction_id)
+            except Exception as exc:
+                c.dead_letters.envelope(exc, envelope, frame, "score")
+        started = time.perf_counter()
+        batch = [(envelope["txn"], at, envelope["features"]) for _, envelope, at in fresh]
+        scored = c.detector.score(
+            batch, card_of, lambda i, exc: c.dead_letters.envelope(exc, fresh[i][1], fresh[i][0], "score")
+        )
+        per_item = (time.perf_counter() - started) / max(len(batch), 1)
+        touched: dict[str, float] = {}
+        for (frame, envelope, at), item in zip(fresh, scored, strict=True):
+            if item is None:
+                continue
+            try:
+                c.metrics.scoring_latency.observe(per_item)
+                self._emit(item, envelope["received"], partition)
+                token = item.txn["card_token"]
+                touched[token] = max(touched.get(token, 0.0), at)
+            except Exception as exc:
+                c.dead_letters.envelope(exc, envelope, frame, "score")
+        for transaction_id in repeated:
+            self._already_decided(transaction_id, None)
+        for token, at in touched.items():
+            c.tables.cards[token] = cards[token]
+            c.expiry.touch(c.tables.cards, partition, token, at)
+        c.metrics.pending_labels.set(c.expiry.pending_entries())
+
+    def _already_decided(self, transaction_id: str, card: CardState | None) -> bool:
+        """Whether the transaction was decided before (then its stored decision is sent again)."""
+        c = self.context
+        stored = c.tables.pending.get(transaction_id)
+        if stored is None and (card is None or not card.has_seen(transaction_id)):
+            return False
+        c.metrics.duplicates.inc()
+        if stored is not None:
+            decision = stored["decision"]
+            c.producer.send(
+                c.settings.topic_decisions, orjson.dumps(decision), decision["card_token"].encode()
+            )
+        return True
+
+    def _emit(self, item: Scored, received: float, partition: int) -> None:
+        c = self.context
+        txn, decided = item.txn, item.decision
+        key = txn["card_token"].encode()
+        now = time.time()
+        decision = decision_message(txn, decided, utc_now_iso(), (now - received) * 1000)
+        c.producer.send(c.settings.topic_decisions, orjson.dumps(decision), key)
+        if decided.action != "allow":
+            c.producer.send(
+                c.settings.topic_alerts, orjson.dumps(alert_message(decision, txn, item.features)), key
+            )
+            c.metrics.alerts.labels(decided.fraud_type).inc()
+        transaction_id = txn["transaction_id"]
+        c.tables.pending[transaction_id] = {
+            "features": item.features,
+            "decision": decision,
+            "at": item.at,
+            "partition": partition,
+        }
+        c.expiry.touch(c.tables.pending, partition, transaction_id, item.at)
+        c.metrics.decisions.labels(decided.action).inc()
+        c.metrics.processing_latency.observe(now - received)
+        c.metrics.end_to_end_latency.observe(max(now - item.at, 0.0))
+
+
+class Learn:
+    """Join a label with the features kept at scoring time; the model learns it and the labelled
+    entities (terminal, merchant) are told, on their stage's partition."""
+
+    def __init__(self, context: StageContext) -> None:
+        self.context = context
+        self.stage_of = {e.name: i for i, stage in enumerate(STAGES) for e in stage.entities}
+
+    async def __call__(self, event: faust.EventT, outbox: Outbox) -> None:
+        c = self.context
+        label = parse_message(event.value, "label", c.settings.max_message_bytes)
+        if isinstance(label, Invalid):
+            c.dead_letters.invalid(label, event, "learn")
+            return
+        transaction_id = label["transaction_id"]
+        entry = c.tables.pending.get(transaction_id)
+        if entry is None:
+            c.metrics.labels.labels("unknown").inc()
+            return
+        model = c.detector.engine.model
+        drifts = model.drifts
+        example = Example(
+            transaction_id,
+            entry["features"],
+            label["is_fraud"],
+            label["fraud_type"],
+            c.detector.entity_keys(entry["decision"]),
+            parse_timestamp(label["labelled_at"]),
+        )
+        learnt = c.detector.learn([example])
+        if model.drifts > drifts:
+            c.metrics.model_drifts.inc()
+        c.metrics.labels.labels("learnt" if learnt.learnt else "skipped").inc()
+        c.metrics.model_labels_learnt.set(model.labels_learnt)
+        for known in learnt.entity_labels:
+            entity = c.detector.entity(known.entity)
+            envelope = {
+                "kind": "label",
+                "entity": known.entity,
+                "key": known.key,
+                "is_fraud": known.is_fraud,
+                "at": known.at,
+            }
+            target = c.partition(owner_key(entity, known.key))
+            outbox.add(c.stage_topics[self.stage_of[known.entity]], target, orjson.dumps(envelope))
+        del c.tables.pending[transaction_id]
+        c.expiry.forget(c.tables.pending, event.message.partition, transaction_id)

@@ -1,0 +1,157 @@
+"""The worker's Faust tables: one per entity, the cards' history and the features kept for labels.
+
+Each is a ``NativeChangelogTable``: its changelog is produced through librdkafka and its RocksDB
+store has a record cache (pipeline/worker/record_cache.py); reading, recovery and standbys are
+Faust's. Tables hold entity state objects; they are written as their ``to_state()`` JSON."""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from typing import Any
+
+import faust
+from faust.types import TP, StoreT
+
+from pipeline.config import Settings
+from pipeline.detection.features import ENTITY_STAGES, Entity
+from pipeline.worker.producer import NativeProducer
+from pipeline.worker.record_cache import CachedRocksDBStore, encode_value
+from pipeline.worker.topics import table_names
+
+_DELETED = object()  # a table entry deleted since the last flush
+
+
+class NativeChangelogTable(faust.Table):
+    """A Faust table whose changelog is produced through librdkafka (NativeProducer), in Faust's
+    own format (JSON; entity states as their ``to_state()``), and whose RocksDB store has a
+    record cache (CachedRocksDBStore).
+
+    A write changes the cache at once; the changelog gets each changed entry once per flush, with
+    its latest value (``send_changes``; pipeline/worker/record_cache.py says why that is as
+    durable). A value is encoded once per flush, for both the changelog and RocksDB."""
+
+    native: NativeProducer
+    cache_entries: int = 10_000
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._unsent: dict[Any, tuple[int, Any]] = {}  # key -> (partition, value or _DELETED)
+        super().__init__(*args, **kwargs)
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        self._unsent[key] = (self.partition_for_key(key), value)
+        self._sensor_on_set(self, key, value)
+        if isinstance(self.data, CachedRocksDBStore):
+            self.data.remember(key, value)
+        else:
+            self.data[key] = value
+
+    def __delitem__(self, key: Any) -> None:
+        self._unsent[key] = (self.partition_for_key(key), _DELETED)
+        self._sensor_on_del(self, key)
+        if isinstance(self.data, CachedRocksDBStore):
+            self.data.forget(key)
+        else:
+            del self.data[key]
+
+    def send_changes(self) -> int:
+        """Send every entry changed since the last call to the changelog, once, with its latest
+        value (a deletion as a tombstone); return how many."""
+        store = self.data if isinstance(self.data, CachedRocksDBStore) else None
+        for key, (partition, value) in self._unsent.items():
+            encoded = None if value is _DELETED else encode_value(value)
+            self.native.send(self._changelog_name, encoded, encode_value(key), partition)
+            if store is not None:
+                store.stage(key, encoded, partition)
+        sent = len(self._unsent)
+        self._unsent.clear()
+        return sent
+
+    def persist_offset(self, tp: TP, offset: int) -> None:
+        """The changelog of ``tp`` is acknowledged up to ``offset`` (after a flush)."""
+        if isinstance(self.data, CachedRocksDBStore):
+            self.data.persist(tp, offset)
+        else:
+            self.data.set_persisted_offset(tp, offset)
+
+    def _new_store_by_url(self, url: Any) -> StoreT:
+        """RocksDB behind a record cache (pipeline/worker/record_cache.py); other stores as Faust has them."""
+        if str(url).partition(":")[0] != "rocksdb":
+            return super()._new_store_by_url(url)
+        store = CachedRocksDBStore(
+            url,
+            self.app,
+            self,
+            table_name=self.name,
+            key_type=self.key_type,
+            key_serializer=self.key_serializer,
+            value_serializer=self.value_serializer,
+            value_type=self.value_type,
+            loop=self.loop,
+            options=self.options,
+        )
+        store.cache_entries = self.cache_entries
+        store.pinned = self._unsent
+        store.send_changes = self.send_changes
+        return store
+
+    @functools.cached_property
+    def _changelog_name(self) -> str:
+        return self.changelog_topic.get_topic_name()
+
+
+@dataclass
+class WorkerTables:
+    """Every table of one worker."""
+
+    entities: dict[str, NativeChangelogTable]
+    """The state of each entity of ENTITY_STAGES, by entity name."""
+    cards: NativeChangelogTable
+    pending: NativeChangelogTable
+    """Features and decision kept at scoring time, by transaction id, until the label arrives."""
+
+    @property
+    def all(self) -> list[NativeChangelogTable]:
+        return [*self.entities.values(), self.cards, self.pending]
+
+    def entity_of(self, table: faust.Table) -> Entity | None:
+        """The entity whose states ``table`` holds (None for the cards and pending tables)."""
+        return next((e for e in ENTITY_STAGES if self.entities[e.name] is table), None)
+
+
+def create_tables(app: faust.App, settings: Settings, producer: NativeProducer) -> WorkerTables:
+    """The worker's tables, registered with ``app``; their changelogs go through ``producer``."""
+
+    def table(name: str, help_text: str, cache_entries: int) -> NativeChangelogTable:
+        created = NativeChangelogTable(
+            app,
+            name=name,
+            default=None,
+            beacon=app.tables.beacon,
+            schema=faust.Schema(key_serializer="json", value_serializer="json"),
+            partitions=settings.topic_partitions,
+            help=help_text,
+        )
+        created.native = producer
+        created.cache_entries = cache_entries
+        producer.track_offsets(created.changelog_topic.get_topic_name(), created.persist_offset)
+        app.tables.add(created)
+        return created
+
+    *entity_tables, card_table, pending_table = table_names()
+    cache = settings.worker_table_cache_entries
+    return WorkerTables(
+        entities={
+            entity.name: table(name, f"State per {entity.name}", cache)
+            for name, entity in zip(entity_tables, ENTITY_STAGES, strict=True)
+        },
+        cards=table(card_table, "History per card", cache),
+        # A pending entry is read once, by its label, long after: caching it would only cost memory.
+        pending=table(pending_table, "Features kept at scoring time, by transaction id", 0),
+    )
+
+
+def as_state(state_type: Any, stored: Any) -> Any:
+    """The entity state a table returned: the object itself while it is cached, else rebuilt from
+    its JSON (read from RocksDB, restored from the changelog)."""
+    return stored if isinstance(stored, state_type) else state_type.from_state(stored)
