@@ -17,6 +17,7 @@ from typing import Any, Literal
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from pipeline.contracts.json_schemas import SCHEMAS_DIR
 from pipeline.detection.vocabulary import FRAUD_TYPE_NAMES, FRAUD_TYPES, FraudType
 
 __all__ = ["FRAUD_TYPES", "FRAUD_TYPE_NAMES", "ConfigurationError", "FraudType", "Settings", "load_settings"]
@@ -205,6 +206,13 @@ class Settings(BaseSettings):
     )
     simulator_rhythm: bool = Field(default=True, description="Follow a daily and weekly rhythm of activity.")
 
+    # --- Backtest ------------------------------------------------------------------------------
+    backtest_token_key: SecretStr | None = Field(
+        default=None,
+        description="HMAC key that turns card numbers in `fraud backtest` files into tok_ tokens; "
+        "unset: a random key per run (tokens then differ between runs).",
+    )
+
     # --- Monitor -------------------------------------------------------------------------------
     monitor_host: str = Field(default="127.0.0.1", description="Address the monitor listens on.")
     monitor_port: int = Field(default=8050, description="Port of the monitor.")
@@ -301,7 +309,7 @@ class Settings(BaseSettings):
 
     @cached_property
     def schemas_dir(self) -> Path:
-        return REPO_ROOT / "schemas"
+        return SCHEMAS_DIR
 
     def to_environment(self) -> dict[str, str]:
         """These settings as FRAUD_* environment variables, to hand to a child process."""

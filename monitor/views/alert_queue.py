@@ -2,6 +2,9 @@
 
 A click on a row chooses that alert for the detail panel (``monitor.views.alert_detail``): the
 chooser there (``ALERT_SELECT_ID``) lists the alerts of the page shown here.
+
+The module is longer than 400 lines because it keeps the queue's layout and all its callbacks
+together, as every section of the page does (monitor/views/).
 """
 
 from __future__ import annotations

@@ -10,9 +10,8 @@ from typing import Any
 
 import fastjsonschema
 
-from pipeline.config import REPO_ROOT
-
-SCHEMAS_DIR = REPO_ROOT / "schemas"
+SCHEMAS_DIR = Path(__file__).resolve().parents[2] / "schemas"
+"""schemas/ at the repository's (or the image's) root, beside the pipeline package."""
 MESSAGE_KINDS = ("transaction", "decision", "alert", "label", "dead_letter", "list_update")
 SchemaViolation = fastjsonschema.JsonSchemaValueException
 

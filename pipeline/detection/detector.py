@@ -19,16 +19,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from pipeline.detection.engine import Decision, DetectionEngine
-from pipeline.detection.features import (
-    ENTITY_STAGES,
-    CardState,
-    Entity,
-    EntityState,
-    Features,
-    LabelledActivityState,
-    observe,
-    transaction_features,
-)
+from pipeline.detection.features import ENTITY_STAGES, Entity, Features, observe, transaction_features
+from pipeline.detection.states import CardState, EntityState, LabelledActivityState
 
 Transaction = Mapping[str, Any]
 StateOf = Callable[[Entity, str], EntityState]

@@ -7,6 +7,9 @@ from typing import Literal
 
 FraudType = Literal["unauthorized_transactions", "identity_theft", "malicious_behavior"]
 FRAUD_TYPES: tuple[FraudType, ...] = ("unauthorized_transactions", "identity_theft", "malicious_behavior")
+Features = dict[str, float]
+"""A transaction's features by name."""
+
 FRAUD_TYPE_NAMES: dict[str, str] = {
     "unauthorized_transactions": "Unauthorized Transactions",
     "identity_theft": "Identity Theft",

@@ -23,7 +23,8 @@ from pipeline.config import Settings
 from pipeline.contracts.messages import alert_message, decision_message, utc_now_iso
 from pipeline.contracts.validation import EventTimeWindow, Invalid, parse_message
 from pipeline.detection.detector import Detector, EntityLabel, Example, Scored
-from pipeline.detection.features import CardState, Entity, EntityState, event_seconds
+from pipeline.detection.features import Entity, event_seconds
+from pipeline.detection.states import CardState, EntityState
 from pipeline.detection.vocabulary import parse_timestamp
 from pipeline.worker.batching import Outbox, envelopes, partition_of
 from pipeline.worker.dead_letters import DeadLetters

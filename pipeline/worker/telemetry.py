@@ -49,6 +49,11 @@ class PipelineMetrics:
             ["outcome"],
             registry=registry,
         )
+        self._latencies(registry)
+        self._model_and_state(registry)
+        self._zero_every_label()
+
+    def _latencies(self, registry: CollectorRegistry) -> None:
         self.scoring_latency = Histogram(
             "fraud_scoring_latency_seconds",
             "Time to compute features, rules and model for one transaction",
@@ -67,6 +72,8 @@ class PipelineMetrics:
             buckets=LATENCY_BUCKETS,
             registry=registry,
         )
+
+    def _model_and_state(self, registry: CollectorRegistry) -> None:
         self.model_labels_learnt = Gauge(
             "fraud_model_labels_learnt", "Labels the online model has learnt from", registry=registry
         )
@@ -82,7 +89,18 @@ class PipelineMetrics:
             ["outcome"],
             registry=registry,
         )
-        # Every label value exists from the start, so that rate() sees the first event of each.
+        self.expired_entries = Counter(
+            "fraud_table_entries_expired",
+            "Table entries deleted after their TTL, by table",
+            ["table"],
+            registry=registry,
+        )
+        self.pending_labels = Gauge(
+            "fraud_pending_label_entries", "Scored transactions waiting for their label", registry=registry
+        )
+
+    def _zero_every_label(self) -> None:
+        """Every label value exists from the start, so that rate() sees the first event of each."""
         for outcome in ("allow", "review", "block"):
             self.decisions.labels(outcome)
         for fraud_type in FRAUD_TYPES:
@@ -93,15 +111,6 @@ class PipelineMetrics:
             self.labels.labels(outcome)
         for outcome in ("loaded", "refused"):
             self.rule_reloads.labels(outcome)
-        self.expired_entries = Counter(
-            "fraud_table_entries_expired",
-            "Table entries deleted after their TTL, by table",
-            ["table"],
-            registry=registry,
-        )
-        self.pending_labels = Gauge(
-            "fraud_pending_label_entries", "Scored transactions waiting for their label", registry=registry
-        )
 
     def watch_producer(self, producer: NativeProducer) -> None:
         """Expose the worker's librdkafka producer: messages by topic, queue, failures (read at

@@ -6,7 +6,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pipeline.detection.expiry import ExpiryIndex
-from pipeline.detection.features import CardState, CustomerState, DeviceState, last_active
+from pipeline.detection.features import last_active
+from pipeline.detection.states import CardState, CustomerState, DeviceState
 from tests.pipeline.factories import T0, make_digital_txn, make_txn
 
 

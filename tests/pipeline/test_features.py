@@ -12,9 +12,13 @@ from hypothesis import strategies as st
 
 from pipeline.detection.features import (
     CHANNELS,
-    DAY,
     ENTITY_STAGES,
     FEATURE_NAMES,
+    event_seconds,
+    transaction_features,
+)
+from pipeline.detection.states import (
+    DAY,
     HOUR,
     MINUTE,
     CardState,
@@ -22,8 +26,6 @@ from pipeline.detection.features import (
     DeviceState,
     MerchantState,
     TerminalState,
-    event_seconds,
-    transaction_features,
 )
 from pipeline.worker.topics import STAGES, owner_key, routing_key
 from tests.pipeline.factories import PROPERTY, T0, make_digital_txn, make_txn

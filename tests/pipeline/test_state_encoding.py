@@ -6,7 +6,8 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from pipeline.detection.features import ENTITY_STAGES, CardState, observe
+from pipeline.detection.features import ENTITY_STAGES, observe
+from pipeline.detection.states import CardState
 from pipeline.worker.record_cache import encode_value
 from pipeline.worker.tables import as_state
 from tests.pipeline.factories import T0, make_digital_txn, make_txn

@@ -11,6 +11,10 @@ with its own signature:
 * Malicious Behavior: a bot testing many cards with small amounts at one web terminal.
 
 ``TrafficGenerator.events()`` yields transactions in event-time order with their ground truth.
+
+The module is longer than 400 lines because it is one simulated world: the population, its
+habits, the fraud episodes and the clock share one random state and one event queue, and a
+reader follows an episode from start to finish in one place.
 """
 
 from __future__ import annotations

@@ -1,0 +1,373 @@
+"""The state each entity keeps of its history (card, terminal, merchant, device, customer) and the
+features it gives a transaction: pure, no Kafka. ``features`` describes a transaction from the
+state as it was before it; ``update`` then adds it. States are stored as ``to_state()`` JSON."""
+
+from __future__ import annotations
+
+import math
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Self
+
+from pipeline.detection.vocabulary import Features
+from pipeline.detection.windows import BucketedWindow
+
+MINUTE, HOUR, DAY = 60, 3600, 86400
+SMALL_AMOUNT = 3.0
+
+
+def _remember(seen: dict[str, float], key: str, at: float, limit: int) -> None:
+    """Mark ``key`` as seen at ``at``, keeping the ``limit`` most recently seen keys."""
+    seen.pop(key, None)
+    seen[key] = at
+    if len(seen) > limit:
+        del seen[next(iter(seen))]
+
+
+@dataclass
+class CardState:
+    """What a card has done so far: windows, amount statistics, and what it has seen."""
+
+    short: BucketedWindow = field(default_factory=lambda: BucketedWindow(5 * MINUTE, DAY))
+    long: BucketedWindow = field(default_factory=lambda: BucketedWindow(DAY, 30 * DAY))
+    count: int = 0
+    log_amount_mean: float = 0.0
+    log_amount_m2: float = 0.0
+    last_seen: float | None = None
+    countries: dict[str, float] = field(default_factory=dict)
+    country_counts: dict[str, int] = field(default_factory=dict)
+    merchants: dict[str, float] = field(default_factory=dict)
+    devices: dict[str, float] = field(default_factory=dict)
+    recent_ids: list[str] = field(default_factory=list)
+
+    MAX_MERCHANTS = 64
+    MAX_DEVICES = 16
+    MAX_COUNTRIES = 16
+    MAX_RECENT_IDS = 32
+
+    @property
+    def home_country(self) -> str | None:
+        if not self.country_counts:
+            return None
+        return max(self.country_counts.items(), key=lambda item: item[1])[0]
+
+    def has_seen(self, transaction_id: str) -> bool:
+        return transaction_id in self.recent_ids
+
+    def features(self, txn: dict[str, Any], at: float) -> Features:
+        """Features of ``txn`` given this card's history (not including ``txn``)."""
+        amount = float(txn["amount"])
+        log_amount = math.log1p(amount)
+        count_1h, _ = self.short.totals(at, HOUR)
+        count_24h, sum_24h = self.short.totals(at, DAY)
+        count_7d, _ = self.long.totals(at, 7 * DAY)
+        count_30d, sum_30d = self.long.totals(at, 30 * DAY)
+        if self.count >= 2:
+            std = math.sqrt(self.log_amount_m2 / (self.count - 1))
+            zscore = (log_amount - self.log_amount_mean) / max(std, 0.25)
+            ratio = amount / max(math.expm1(self.log_amount_mean), 1.0)
+        else:
+            zscore, ratio = 0.0, 1.0
+        since_prev = at - self.last_seen if self.last_seen is not None else 30 * DAY
+        device = txn.get("device_id")
+        return {
+            "card_history_count": float(min(self.count, 1000)),
+            "card_count_1h": count_1h,
+            "card_count_24h": count_24h,
+            "card_amount_24h": sum_24h,
+            "card_count_7d": count_7d,
+            "card_count_30d": count_30d,
+            "card_amount_30d": sum_30d,
+            "amount_zscore": max(-10.0, min(zscore, 10.0)),
+            "amount_to_card_mean": min(ratio, 1000.0),
+            "log_seconds_since_prev": math.log1p(max(since_prev, 0.0)),
+            "is_new_country": float(self.count > 0 and txn["country"] not in self.countries),
+            "is_new_merchant": float(self.count > 0 and txn["merchant_id"] not in self.merchants),
+            "is_new_device": float(device is not None and device not in self.devices),
+        }
+
+    def update(self, txn: dict[str, Any], at: float) -> None:
+        """Add ``txn`` to the history."""
+        amount = float(txn["amount"])
+        self.short.add(at, amount)
+        self.long.add(at, amount)
+        self.count += 1
+        log_amount = math.log1p(amount)
+        delta = log_amount - self.log_amount_mean
+        self.log_amount_mean += delta / self.count
+        self.log_amount_m2 += delta * (log_amount - self.log_amount_mean)
+        self.last_seen = max(at, self.last_seen or at)
+        _remember(self.countries, txn["country"], at, self.MAX_COUNTRIES)
+        self.country_counts[txn["country"]] = self.country_counts.get(txn["country"], 0) + 1
+        if len(self.country_counts) > self.MAX_COUNTRIES:
+            rarest = min(self.country_counts.items(), key=lambda item: item[1])[0]
+            del self.country_counts[rarest]
+        _remember(self.merchants, txn["merchant_id"], at, self.MAX_MERCHANTS)
+        if txn.get("device_id"):
+            _remember(self.devices, txn["device_id"], at, self.MAX_DEVICES)
+        self.recent_ids.append(txn["transaction_id"])
+        del self.recent_ids[: -self.MAX_RECENT_IDS]
+
+    def to_state(self) -> dict[str, Any]:
+        return {
+            "short": self.short.to_state(),
+            "long": self.long.to_state(),
+            "count": self.count,
+            "mean": self.log_amount_mean,
+            "m2": self.log_amount_m2,
+            "last": self.last_seen,
+            "countries": self.countries,
+            "country_counts": self.country_counts,
+            "merchants": self.merchants,
+            "devices": self.devices,
+            "ids": self.recent_ids,
+        }
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any] | None) -> CardState:
+        if not state:
+            return cls()
+        return cls(
+            short=BucketedWindow.from_state(5 * MINUTE, DAY, state["short"]),
+            long=BucketedWindow.from_state(DAY, 30 * DAY, state["long"]),
+            count=state["count"],
+            log_amount_mean=state["mean"],
+            log_amount_m2=state["m2"],
+            last_seen=state["last"],
+            countries=dict(state["countries"]),
+            country_counts=dict(state["country_counts"]),
+            merchants=dict(state["merchants"]),
+            devices=dict(state["devices"]),
+            recent_ids=list(state["ids"]),
+        )
+
+
+@dataclass
+class ActivityState:
+    """Recent activity of an entity that many cards use (a terminal, a device): which cards paid
+    there and how much. Many distinct cards paying small amounts is card testing.
+
+    Every update and every feature costs O(1) amortised, whatever the entity's traffic: the cards
+    of the last 10 minutes are kept in the order they were last seen (so the stale ones are
+    dropped from the front), at most MAX_CARDS of them (the distinct-card features saturate
+    there, far above any threshold that matters); counts are kept per minute and per hour."""
+
+    cards: OrderedDict[str, float] = field(default_factory=OrderedDict)  # card -> last seen, oldest first
+    small_cards: OrderedDict[str, float] = field(default_factory=OrderedDict)  # card -> last small payment
+    hourly: BucketedWindow = field(default_factory=lambda: BucketedWindow(MINUTE, HOUR))
+    daily: BucketedWindow = field(default_factory=lambda: BucketedWindow(HOUR, DAY))
+    recent_ids: list[str] = field(default_factory=list)
+
+    PREFIX: ClassVar[str] = "entity"
+    MAX_CARDS: ClassVar[int] = 256
+    CARDS_SECONDS: ClassVar[int] = 10 * MINUTE
+    MAX_RECENT_IDS: ClassVar[int] = 64
+
+    def has_seen(self, transaction_id: str) -> bool:
+        return transaction_id in self.recent_ids
+
+    def features(self, txn: dict[str, Any], at: float) -> Features:
+        count_1h, _ = self.hourly.totals(at, HOUR)
+        count_24h, _ = self.daily.totals(at, DAY)
+        prefix = self.PREFIX
+        return {
+            f"{prefix}_distinct_cards_10m": float(_seen_since(self.cards, at - self.CARDS_SECONDS, at)),
+            f"{prefix}_small_amount_cards_10m": float(
+                _seen_since(self.small_cards, at - self.CARDS_SECONDS, at)
+            ),
+            f"{prefix}_count_1h": count_1h,
+            f"{prefix}_count_24h": count_24h,
+        }
+
+    def update(self, txn: dict[str, Any], at: float) -> None:
+        card, amount = txn["card_token"], float(txn["amount"])
+        _see(self.cards, card, at, at - self.CARDS_SECONDS, self.MAX_CARDS)
+        if amount < SMALL_AMOUNT:
+            _see(self.small_cards, card, at, at - self.CARDS_SECONDS, self.MAX_CARDS)
+        self.hourly.add(at, amount)
+        self.daily.add(at, amount)
+        self.recent_ids.append(txn["transaction_id"])
+        del self.recent_ids[: -self.MAX_RECENT_IDS]
+
+    def to_state(self) -> dict[str, Any]:
+        return {
+            "recent_cards": list(self.cards.items()),
+            "small": list(self.small_cards.items()),
+            "hourly": self.hourly.to_state(),
+            "daily": self.daily.to_state(),
+            "ids": self.recent_ids,
+        }
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any] | None) -> Self:
+        if not state:
+            return cls()
+        entity = cls(
+            daily=BucketedWindow.from_state(HOUR, DAY, state["daily"]),
+            recent_ids=list(state["ids"]),
+        )
+        if "recent" in state:  # the earlier format: a list of (time, card, amount)
+            for at, card, amount in state["recent"]:
+                entity.hourly.add(float(at), float(amount))
+                _see(entity.cards, str(card), float(at), float(at) - cls.CARDS_SECONDS, cls.MAX_CARDS)
+                if float(amount) < SMALL_AMOUNT:
+                    _see(
+                        entity.small_cards, str(card), float(at), float(at) - cls.CARDS_SECONDS, cls.MAX_CARDS
+                    )
+            return entity
+        entity.cards = OrderedDict((str(card), float(at)) for card, at in state["recent_cards"])
+        entity.small_cards = OrderedDict((str(card), float(at)) for card, at in state["small"])
+        entity.hourly = BucketedWindow.from_state(MINUTE, HOUR, state["hourly"])
+        return entity
+
+
+def _see(seen: OrderedDict[str, float], key: str, at: float, horizon: float, limit: int) -> None:
+    """Mark ``key`` seen at ``at`` (moved to the end: newest last), then drop from the front the
+    keys last seen before ``horizon`` and any beyond ``limit``."""
+    newest = seen[next(reversed(seen))] if seen else at
+    previous = seen.pop(key, None)
+    seen[key] = when = at if previous is None else max(previous, at)
+    if when < newest - MINUTE:  # far out of order (rare): restore the time order; a little out of
+        # order (frames from several partitions interleave) is fine: it only delays pruning
+        ordered = sorted(seen.items(), key=lambda item: item[1])
+        seen.clear()
+        seen.update(ordered)
+    while len(seen) > limit or seen[next(iter(seen))] < horizon:
+        seen.popitem(last=False)
+
+
+def _seen_since(seen: OrderedDict[str, float], since: float, at: float) -> int:
+    """How many keys were last seen in [since, at + 1 min]: the stale ones are at the front and
+    the ones from later events (out of order) at the end, so both ends are counted off lazily."""
+    count = len(seen)
+    for _, when in seen.items():
+        if when >= since:
+            break
+        count -= 1
+    for when in reversed(seen.values()):
+        if when <= at + MINUTE or count == 0:
+            break
+        count -= 1
+    return max(count, 0)
+
+
+@dataclass
+class LabelledActivityState(ActivityState):
+    """Activity plus the confirmed-fraud rate over 30 days, from labels already known: a label is
+    recorded when it arrives, so no future label ever leaks into a score."""
+
+    labelled: BucketedWindow = field(default_factory=lambda: BucketedWindow(DAY, 30 * DAY))
+    frauds: BucketedWindow = field(default_factory=lambda: BucketedWindow(DAY, 30 * DAY))
+
+    def features(self, txn: dict[str, Any], at: float) -> Features:
+        features = super().features(txn, at)
+        labelled, _ = self.labelled.totals(at, 30 * DAY)
+        frauds, _ = self.frauds.totals(at, 30 * DAY)
+        features[f"{self.PREFIX}_fraud_rate_30d"] = frauds / labelled if labelled else 0.0
+        features[f"{self.PREFIX}_frauds_30d"] = frauds
+        return features
+
+    def record_label(self, is_fraud: bool, at: float) -> None:
+        """A label became known at ``at`` for a transaction of this entity."""
+        self.labelled.add(at, 1.0)
+        if is_fraud:
+            self.frauds.add(at, 1.0)
+
+    def to_state(self) -> dict[str, Any]:
+        return {**super().to_state(), "labelled": self.labelled.to_state(), "frauds": self.frauds.to_state()}
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any] | None) -> Self:
+        entity = super().from_state(state)
+        if state:
+            entity.labelled = BucketedWindow.from_state(DAY, 30 * DAY, state.get("labelled"))
+            entity.frauds = BucketedWindow.from_state(DAY, 30 * DAY, state.get("frauds"))
+        return entity
+
+
+@dataclass
+class TerminalState(LabelledActivityState):
+    """A terminal's recent activity (card testing) and confirmed-fraud rate (a compromised terminal)."""
+
+    PREFIX: ClassVar[str] = "terminal"
+
+
+@dataclass
+class MerchantState(LabelledActivityState):
+    """A merchant's activity over all its terminals and its confirmed-fraud rate."""
+
+    PREFIX: ClassVar[str] = "merchant"
+
+
+@dataclass
+class DeviceState(ActivityState):
+    """A device's recent activity: a bot tries many cards from one device."""
+
+    PREFIX: ClassVar[str] = "device"
+
+
+@dataclass
+class CustomerState:
+    """A customer's (account's) activity across all their cards and devices."""
+
+    window: BucketedWindow = field(default_factory=lambda: BucketedWindow(HOUR, 7 * DAY))
+    devices: dict[str, float] = field(default_factory=dict)
+    cards: dict[str, float] = field(default_factory=dict)
+    count: int = 0
+    recent_ids: list[str] = field(default_factory=list)
+
+    MAX_DEVICES: ClassVar[int] = 16
+    MAX_CARDS: ClassVar[int] = 8
+    MAX_RECENT_IDS: ClassVar[int] = 32
+
+    def has_seen(self, transaction_id: str) -> bool:
+        return transaction_id in self.recent_ids
+
+    def features(self, txn: dict[str, Any], at: float) -> Features:
+        count_24h, amount_24h = self.window.totals(at, DAY)
+        count_7d, _ = self.window.totals(at, 7 * DAY)
+        device = txn.get("device_id")
+        devices_7d = sum(1 for seen in self.devices.values() if at - seen <= 7 * DAY)
+        return {
+            "customer_count_24h": count_24h,
+            "customer_amount_24h": amount_24h,
+            "customer_count_7d": count_7d,
+            "customer_devices_7d": float(devices_7d),
+            "customer_is_new_device": float(
+                device is not None and self.count > 0 and device not in self.devices
+            ),
+            "customer_cards": float(len(self.cards)),
+        }
+
+    def update(self, txn: dict[str, Any], at: float) -> None:
+        self.window.add(at, float(txn["amount"]))
+        self.count += 1
+        if txn.get("device_id"):
+            _remember(self.devices, txn["device_id"], at, self.MAX_DEVICES)
+        _remember(self.cards, txn["card_token"], at, self.MAX_CARDS)
+        self.recent_ids.append(txn["transaction_id"])
+        del self.recent_ids[: -self.MAX_RECENT_IDS]
+
+    def to_state(self) -> dict[str, Any]:
+        return {
+            "window": self.window.to_state(),
+            "devices": self.devices,
+            "cards": self.cards,
+            "count": self.count,
+            "ids": self.recent_ids,
+        }
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any] | None) -> CustomerState:
+        if not state:
+            return cls()
+        return cls(
+            window=BucketedWindow.from_state(HOUR, 7 * DAY, state["window"]),
+            devices=dict(state["devices"]),
+            cards=dict(state["cards"]),
+            count=int(state["count"]),
+            recent_ids=list(state["ids"]),
+        )
+
+
+EntityState = CardState | ActivityState | CustomerState

@@ -1,0 +1,113 @@
+"""The detector alone, without Kafka or Faust: a model trained offline on simulated labels, the
+samples per second of each model, and the worker's own work per transaction on one core."""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+
+from pipeline.config import Settings
+from pipeline.tools.simulator.generator import TrafficGenerator
+
+
+def trained_model(
+    settings: Settings, count: int
+) -> tuple[Any, list[dict[str, float]], list[tuple[str, bool, str | None]]]:
+    """A model trained by replaying ``count`` labelled simulated transactions, plus the features
+    and labels of that replay (for the per-model rates)."""
+    from pipeline.tools.backtest import replay
+    from pipeline.wiring import build_detector
+
+    rate = 200.0
+    start = time.time() - 3 * 86400
+    generator = TrafficGenerator.from_settings(
+        settings, rate=rate, start=start, rhythm=False, run_id="warm", seed=11
+    )
+    rows = [
+        {**item.transaction, "is_fraud": item.is_fraud, "fraud_type": item.fraud_type or ""}
+        for item in generator.events(count=count)
+    ]
+    detector = build_detector(settings, "combined")
+    result = replay(rows, detector, label_delay_days=600 / 86400, keep_features=True)
+    labels = [(s.transaction_id, s.is_fraud, s.true_fraud_type) for s in result.scored]
+    return detector.engine.model, result.features, labels
+
+
+def model_rates(
+    settings: Settings, features: list[dict[str, float]], labels: list[tuple[str, bool, str | None]]
+) -> dict[str, float]:
+    """Samples per second of each model alone, and of the whole decision, on replayed features."""
+    from pipeline.detection.anomaly import AnomalyDetector
+    from pipeline.detection.model import OnlineFraudModel
+    from pipeline.wiring import build_detector
+
+    def timed(step: Callable[[int], object]) -> float:
+        started = time.perf_counter()
+        for index in range(len(features)):
+            step(index)
+        return len(features) / (time.perf_counter() - started)
+
+    model = OnlineFraudModel()
+    rates = {
+        "fraud model learn (scaler|clip|logistic)": timed(
+            lambda i: model.fraud.learn_one(features[i], labels[i][1])
+        ),
+        "fraud model predict": timed(lambda i: model.fraud.predict_proba_one(features[i])),
+        "type model learn (scaler|clip|softmax)": timed(
+            lambda i: model.fraud_type.learn_one(features[i], labels[i][2] or "unauthorized_transactions")
+        ),
+        "type model predict": timed(lambda i: model.fraud_type.predict_one(features[i])),
+    }
+    detector = AnomalyDetector()
+    rates["anomaly score+learn (half-space trees)"] = timed(lambda i: detector.score_and_learn(features[i]))
+    engine = build_detector(settings, "combined").engine
+    for index in range(len(features)):
+        engine.learn(labels[index][0], features[index], labels[index][1], labels[index][2])
+    txn = {"card_token": "tok", "merchant_id": "m", "device_id": "d", "terminal_id": "t", "customer_id": "c"}
+    rates["whole decision (rules, models, anomaly, explanation)"] = timed(
+        lambda i: engine.decide(txn, features[i])
+    )
+    return rates
+
+
+def logic_alone(settings: Settings, model: Any, values: list[bytes]) -> dict[str, Any]:
+    """Transactions per second of the worker's own work on one core, without Kafka or Faust: each
+    transaction validated (JSON, PAN check, schema), its features from every entity's state, the
+    decision (rules, the trained model, the anomaly detector), the decision and alert messages and
+    the features kept for its label, encoded. What the stages' hops, tables and Faust's delivery add
+    is the gap between this and the one-worker rate."""
+    from pipeline.contracts.messages import alert_message, decision_message, utc_now_iso
+    from pipeline.contracts.validation import Invalid, parse_message
+    from pipeline.detection.detector import InMemoryStates
+    from pipeline.detection.features import event_seconds
+    from pipeline.wiring import build_detector
+
+    detector = build_detector(settings, "combined", copy.deepcopy(model))
+    states = InMemoryStates()
+    started = time.perf_counter()
+    for start in range(0, len(values), settings.worker_batch_size):
+        batch = []
+        for value in values[start : start + settings.worker_batch_size]:
+            txn = parse_message(value, "transaction", settings.max_message_bytes)
+            if isinstance(txn, Invalid):
+                raise ValueError(f"a simulated transaction was refused: {txn.reason}")
+            batch.append((txn, event_seconds(txn)))
+        for item in detector.process(batch, states.state_of, states.card_of):
+            decision = decision_message(item.txn, item.decision, utc_now_iso(), 0.0)
+            orjson.dumps(decision)
+            if item.decision.action != "allow":
+                orjson.dumps(alert_message(decision, item.txn, item.features))
+            orjson.dumps({"features": item.features, "decision": decision, "at": item.at})
+    seconds = time.perf_counter() - started
+    return {"transactions": len(values), "seconds": seconds, "rate": len(values) / seconds}
+
+
+def install_model(settings: Settings, model: Any) -> None:
+    from pipeline.wiring import snapshot_store
+
+    store = snapshot_store(settings)
+    store.save(model, model.labels_learnt)
