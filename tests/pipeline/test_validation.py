@@ -89,7 +89,7 @@ def test_not_an_object(raw: bytes, type_name: str) -> None:
     ("change", "field"),
     [
         ({"amount": "12.5"}, "amount"),
-        ({"amount": 0}, "amount"),
+        ({"amount": -0.01}, "amount"),
         ({"currency": "XXX"}, "currency"),
         ({"card_token": "4f9a2c1b7d3e"}, "card_token"),
         ({"event_time": "yesterday"}, "event_time"),
@@ -105,6 +105,15 @@ def test_schema_violation_names_the_field(change: dict[str, Any], field: str) ->
     assert result.code == "schema_violation"
     assert result.field == field
     assert field in result.reason
+
+
+def test_zero_amount_is_accepted_negative_is_not() -> None:
+    # Card verifications and waived payments are real zero-amount transactions (issue 21).
+    assert parse({**EXAMPLE, "amount": 0}) == {**EXAMPLE, "amount": 0}
+    assert parse({**EXAMPLE, "amount": 0.0}) == {**EXAMPLE, "amount": 0.0}
+    negative = parse({**EXAMPLE, "amount": -1})
+    assert isinstance(negative, Invalid) and negative.code == "schema_violation"
+    assert negative.field == "amount" and "bigger than or equal to 0" in negative.reason
 
 
 def test_schema_violation_for_a_missing_and_an_extra_field() -> None:

@@ -1,56 +1,60 @@
 """Reading labelled transaction files (CSV, TSV, JSON lines, Parquet) and mapping their rows to the
-transaction contract (schemas/transaction.v1.schema.json)."""
+transaction contract (schemas/transaction.v1.schema.json).
+
+``transactions(rows, mapping, refusals)`` yields every row that maps to a valid transaction as
+(transaction, is_fraud, fraud_type), checked against the contract, and counts the others in
+``refusals`` by reason. How values are read is in formats.py, the mapping in mapping.py, one row's
+conversion in convert.py, refusals in refusals.py, the run's summary and dry run in summary.py."""
 
 from __future__ import annotations
 
 import csv
 import gzip
+import itertools
+import secrets
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import orjson
 
-from pipeline.config import FRAUD_TYPES
-from pipeline.contracts.json_schemas import load_schema
+from pipeline.contracts.json_schemas import SchemaViolation, validator
+from pipeline.tools.backtest.convert import Converter, Mapped, Observed, card_columns
+from pipeline.tools.backtest.mapping import (
+    DEFAULTS,
+    ColumnMapping,
+    build_mapping,
+    parse_column_map,
+    with_options,
+)
+from pipeline.tools.backtest.refusals import BacktestError, Refusals, Refused, schema_reason
 
-DEFAULTS: dict[str, Any] = {
-    "schema_version": 1,
-    "merchant_category": "0000",
-    "currency": "EUR",
-    "channel": "card_present",
-    "country": "ZZ",
-    "account_age_days": 365,
-    "device_id": None,
-    "ip_address": None,
-    "hours_since_contact_change": None,
-    "shipping_matches_billing": None,
-}
-
-
-class BacktestError(ValueError):
-    """The input cannot be read or mapped; the message says which row or column."""
+__all__ = [
+    "DEFAULTS",
+    "BacktestError",
+    "ColumnMapping",
+    "Converter",
+    "Mapped",
+    "Observed",
+    "Refusals",
+    "Refused",
+    "build_mapping",
+    "card_columns",
+    "normalise",
+    "parse_column_map",
+    "read_rows",
+    "transactions",
+]
 
 
 # --- reading -----------------------------------------------------------------------------------
-def parse_column_map(pairs: Iterable[str]) -> dict[str, str]:
-    """``["transaction_id=TRANSACTION_ID", ...]`` -> {our field: their column}."""
-    mapping: dict[str, str] = {}
-    for pair in pairs:
-        ours, sep, theirs = pair.partition("=")
-        if not sep or not ours or not theirs:
-            raise BacktestError(f"--map takes field=column, not {pair!r}")
-        mapping[ours.strip()] = theirs.strip()
-    return mapping
-
-
 FORMATS = (".csv", ".tsv", ".jsonl", ".ndjson", ".json", ".parquet")
 
 
 def read_rows(path: Path) -> Iterator[dict[str, Any]]:
-    """Rows of a CSV, TSV, JSON-lines (.jsonl/.ndjson, optionally .gz) or Parquet file. The file and
-    its format are checked at once, so a wrong path fails here with one clear message."""
+    """Rows of a CSV (comma, semicolon, tab or pipe separated: told from the header), TSV,
+    JSON-lines (.jsonl/.ndjson, optionally .gz) or Parquet file, read lazily. The file and its
+    format are checked at once, so a wrong path fails here with one clear message."""
     stem = path.name.lower().removesuffix(".gz")
     if not stem.endswith(FORMATS):
         raise BacktestError(f"{path}: unknown format (use .csv, .tsv, .jsonl[.gz] or .parquet)")
@@ -59,18 +63,27 @@ def read_rows(path: Path) -> Iterator[dict[str, Any]]:
     return _rows(path, stem)
 
 
+def _delimiter(header: str) -> str:
+    counts = {mark: header.count(mark) for mark in (",", ";", "\t", "|")}
+    best = max(counts, key=lambda mark: counts[mark])
+    return best if counts[best] > counts[","] else ","
+
+
 def _rows(path: Path, stem: str) -> Iterator[dict[str, Any]]:
     if stem.endswith(".parquet"):
         try:
             import pyarrow.parquet as pq
         except ImportError:
             raise BacktestError("reading Parquet needs pyarrow: pip install pyarrow") from None
-        yield from pq.read_table(path).to_pylist()
+        for batch in pq.ParquetFile(path).iter_batches(batch_size=10_000):
+            yield from batch.to_pylist()
         return
     opener: Callable[..., Any] = gzip.open if path.name.lower().endswith(".gz") else open
-    with opener(path, "rt", encoding="utf-8", newline="") as handle:
+    with opener(path, "rt", encoding="utf-8-sig", newline="") as handle:
         if stem.endswith((".csv", ".tsv")):
-            yield from csv.DictReader(handle, delimiter="\t" if stem.endswith(".tsv") else ",")
+            header = handle.readline()
+            delimiter = "\t" if stem.endswith(".tsv") else _delimiter(header)
+            yield from csv.DictReader(itertools.chain([header], handle), delimiter=delimiter)
             return
         for number, line in enumerate(handle, 1):
             if line.strip():
@@ -80,67 +93,74 @@ def _rows(path: Path, stem: str) -> Iterator[dict[str, Any]]:
                     raise BacktestError(f"{path}:{number}: not JSON ({exc})") from None
 
 
-def _truthy(value: Any) -> bool:
-    if isinstance(value, str):
-        return value.strip().lower() in ("1", "true", "yes", "y", "t", "fraud")
-    return bool(value)
+def transactions(
+    rows: Iterable[Mapping[str, Any]],
+    mapping: ColumnMapping | Mapping[str, str] | None = None,
+    refusals: Refusals | None = None,
+    *,
+    token_key: bytes | None = None,
+    observed: Observed | None = None,
+) -> Iterator[Mapped]:
+    """Every row that maps to a transaction the contract accepts, as (transaction, is_fraud,
+    fraud_type), in file order; every other row is counted in ``refusals`` by reason (the schema's
+    included) and skipped, a repeated transaction_id too. Row numbers count data rows from 1.
+    Card numbers are tokenised with ``token_key`` (None: a random key, ``observed.random_key``).
+    Raises BacktestError at the first row if a mapped or required column is missing."""
+    converter = Converter(_as_mapping(mapping), token_key, observed)
+    refusals = refusals if refusals is not None else Refusals()
+    check = validator("transaction")
+    seen: set[str] = set()
+    for number, row in enumerate(rows, 1):
+        if number == 1:
+            converter.check_columns(row)
+        refusals.rows += 1
+        try:
+            txn, is_fraud, fraud_type = converter.convert(row, number)
+            try:
+                check(txn)
+            except SchemaViolation as exc:
+                raise schema_reason(exc) from None
+            if txn["transaction_id"] in seen:
+                raise Refused("transaction_id duplicate")
+        except Refused as refusal:
+            refusals.add(number, refusal, row)
+            continue
+        seen.add(txn["transaction_id"])
+        converter.commit()
+        yield txn, is_fraud, fraud_type
 
 
-def _iso(value: Any) -> str:
-    """An event time in RFC 3339 with offset, from what data sets usually hold."""
-    if isinstance(value, datetime):
-        moment = value if value.tzinfo else value.replace(tzinfo=UTC)
-        return moment.isoformat()
-    if isinstance(value, int | float):
-        seconds = value / 1000 if value > 1e11 else value
-        return datetime.fromtimestamp(seconds, UTC).isoformat()
-    text = str(value).strip().replace(" ", "T", 1)
-    moment = datetime.fromisoformat(text.replace("z", "Z"))
-    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).isoformat()
+def _as_mapping(mapping: ColumnMapping | Mapping[str, str] | None) -> ColumnMapping:
+    if isinstance(mapping, ColumnMapping):
+        return mapping
+    return with_options(ColumnMapping(), pairs=mapping or {})
 
 
-def _token(value: Any) -> str:
-    """A card token as our schema wants it; other identifiers become ``tok_`` + their letters and digits."""
-    text = str(value)
-    if text.startswith("tok_") and 8 <= len(text) - 4 <= 64 and text[4:].isalnum():
-        return text
-    return f"tok_{''.join(ch for ch in text if ch.isalnum())[:64]:0>8}"
+_converters: dict[tuple[tuple[str, str], ...], Converter] = {}
 
 
 def normalise(
-    row: Mapping[str, Any], column_map: Mapping[str, str]
+    row: Mapping[str, Any], column_map: ColumnMapping | Mapping[str, str] | None = None
 ) -> tuple[dict[str, Any], bool, str | None]:
-    """A data-set row -> (transaction per our schema, is_fraud, fraud type). Missing optional
-    fields get neutral defaults; cards identified only by a customer id get a token from it."""
+    """A data-set row -> (transaction per our schema, is_fraud, fraud type), not yet checked against
+    the schema; raises Refused (a BacktestError) naming the reason class. With a plain column map,
+    card numbers are tokenised with a key drawn once per process."""
+    if isinstance(column_map, ColumnMapping):
+        if not _last or _last[0] is not column_map:
+            _last[:] = [column_map, Converter(column_map, _process_key())]
+        return _last[1].convert(row, 0)
+    key = tuple(sorted((column_map or {}).items()))
+    converter = _converters.get(key)
+    if converter is None:
+        converter = _converters[key] = Converter(_as_mapping(dict(key)), _process_key())
+    return converter.convert(row, 0)
 
-    def get(name: str) -> Any:
-        column = column_map.get(name, name)
-        value = row.get(column)
-        return None if value == "" else value
 
-    txn: dict[str, Any] = dict(DEFAULTS)
-    for name in load_schema("transaction")["properties"]:  # every field the contract knows
-        value = get(name)
-        if value is not None:
-            txn[name] = value
-    if txn.get("event_time") is None or txn.get("transaction_id") is None or txn.get("amount") is None:
-        raise BacktestError("transaction_id, event_time and amount are required (map them with --map)")
-    txn["schema_version"] = 1
-    txn["transaction_id"] = str(txn["transaction_id"])
-    txn["event_time"] = _iso(txn["event_time"])
-    txn["amount"] = float(txn["amount"])
-    txn["customer_id"] = str(txn.get("customer_id") or txn.get("card_token") or "unknown")
-    txn["card_token"] = _token(txn.get("card_token") or txn["customer_id"])
-    txn["terminal_id"] = str(txn.get("terminal_id") or txn.get("merchant_id") or "unknown")
-    txn["merchant_id"] = str(txn.get("merchant_id") or txn["terminal_id"])
-    txn["card_country"] = txn.get("card_country") or txn["country"]
-    for name in ("account_age_days",):
-        txn[name] = int(float(txn[name]))
-    if isinstance(txn.get("shipping_matches_billing"), str):
-        txn["shipping_matches_billing"] = _truthy(txn["shipping_matches_billing"])
-    if txn.get("hours_since_contact_change") is not None:
-        txn["hours_since_contact_change"] = float(txn["hours_since_contact_change"])
-    is_fraud = _truthy(get("is_fraud"))
-    fraud_type = get("fraud_type")
-    fraud_type = fraud_type if is_fraud and fraud_type in FRAUD_TYPES else None
-    return txn, is_fraud, fraud_type
+_PROCESS_KEY: list[bytes] = []
+_last: list[Any] = []  # [the ColumnMapping last given to normalise, its Converter]
+
+
+def _process_key() -> bytes:
+    if not _PROCESS_KEY:
+        _PROCESS_KEY.append(secrets.token_bytes(32))
+    return _PROCESS_KEY[0]

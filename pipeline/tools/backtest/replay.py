@@ -15,10 +15,12 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from pipeline.contracts.json_schemas import SchemaViolation, validator
 from pipeline.detection.detector import Detector, Example, InMemoryStates, Scored
 from pipeline.detection.features import Features, event_seconds
-from pipeline.tools.backtest.input import normalise
+from pipeline.tools.backtest.convert import Mapped
+from pipeline.tools.backtest.input import transactions
+from pipeline.tools.backtest.mapping import ColumnMapping
+from pipeline.tools.backtest.refusals import Refusals
 from pipeline.tools.backtest.report import BacktestResult, ScoredTransaction, summarise
 
 BATCH = 500
@@ -28,42 +30,50 @@ Prepared = tuple[float, dict[str, Any], bool, str | None]
 """(event time, transaction, is fraud, fraud type)"""
 
 
-def prepare(
-    rows: Iterable[Mapping[str, Any]], column_map: Mapping[str, str] | None = None
-) -> tuple[list[Prepared], Counter[str]]:
-    """The rows mapped to transactions and checked against the contract, in event-time order, and
-    the refused rows counted by reason."""
-    check = validator("transaction")
-    refused: Counter[str] = Counter()
-    prepared: list[Prepared] = []
-    for row in rows:
-        try:
-            txn, is_fraud, fraud_type = normalise(row, column_map or {})
-            check(txn)
-        except SchemaViolation as exc:
-            refused[f"schema: {exc.message}"] += 1
-            continue
-        except (ValueError, TypeError) as exc:
-            refused[f"unreadable: {exc}"] += 1
-            continue
-        prepared.append((event_seconds(txn), txn, is_fraud, fraud_type))
+def prepare(mapped: Iterable[Mapped]) -> list[Prepared]:
+    """Mapped transactions with their event times, in event-time order."""
+    prepared = [(event_seconds(txn), txn, is_fraud, fraud_type) for txn, is_fraud, fraud_type in mapped]
     prepared.sort(key=lambda item: item[0])
-    return prepared, refused
+    return prepared
 
 
 def replay(
     rows: Iterable[Mapping[str, Any]],
     detector: Detector,
     *,
-    column_map: Mapping[str, str] | None = None,
+    column_map: ColumnMapping | Mapping[str, str] | None = None,
     label_delay_days: float = 7.0,
     k: int = 100,
     keep_features: bool = False,
     progress: Callable[[int, int, float], None] | None = None,
 ) -> BacktestResult:
-    """Score every row in event-time order, learning each label ``label_delay_days`` later."""
+    """Map ``rows`` to transactions (refused rows counted by reason), then ``replay_transactions``."""
+    refusals = Refusals()
+    mapped = list(transactions(rows, column_map, refusals))
+    return replay_transactions(
+        mapped,
+        detector,
+        refused=refusals.counts,
+        label_delay_days=label_delay_days,
+        k=k,
+        keep_features=keep_features,
+        progress=progress,
+    )
+
+
+def replay_transactions(
+    mapped: Iterable[Mapped],
+    detector: Detector,
+    *,
+    refused: Counter[str] | None = None,
+    label_delay_days: float = 7.0,
+    k: int = 100,
+    keep_features: bool = False,
+    progress: Callable[[int, int, float], None] | None = None,
+) -> BacktestResult:
+    """Score every transaction in event-time order, learning each label ``label_delay_days`` later."""
     started = time.perf_counter()
-    prepared, refused = prepare(rows, column_map)
+    prepared = prepare(mapped)
     scored: list[ScoredTransaction] = []
     kept: list[Features] = []
     for done, decided in _replay(prepared, detector, label_delay_days * 86400):
@@ -76,7 +86,8 @@ def replay(
     if progress:
         progress(len(prepared), len(prepared), time.perf_counter() - started)
     daily, overall = summarise(scored, k)
-    return BacktestResult(len(prepared), refused, overall, daily, scored, kept, time.perf_counter() - started)
+    seconds = time.perf_counter() - started
+    return BacktestResult(len(prepared), refused or Counter(), overall, daily, scored, kept, seconds)
 
 
 def _replay(prepared: list[Prepared], detector: Detector, delay: float) -> Iterable[tuple[int, list[Scored]]]:
