@@ -85,6 +85,27 @@ def observe(state: EntityState, txn: dict[str, Any], at: float) -> Features:
     return features
 
 
+UTC_OFFSET_HOURS: dict[str, float] = {
+    "GB": 0, "IE": 0, "PT": 0, "IS": 0, "MA": 0, "SN": 0, "GH": 0,
+    "DE": 1, "FR": 1, "NL": 1, "BE": 1, "ES": 1, "IT": 1, "AT": 1, "PL": 1, "SE": 1, "DK": 1, "CZ": 1,
+    "CH": 1, "NO": 1, "HU": 1, "SK": 1, "SI": 1, "HR": 1, "RS": 1, "LU": 1, "NG": 1, "DZ": 1, "TN": 1,
+    "RO": 2, "GR": 2, "FI": 2, "BG": 2, "UA": 2, "EE": 2, "LV": 2, "LT": 2, "IL": 2, "EG": 2, "ZA": 2,
+    "RU": 3, "TR": 3, "SA": 3, "KE": 3, "AE": 4, "IN": 5.5, "PK": 5, "BD": 6, "TH": 7, "VN": 7,
+    "ID": 7, "CN": 8, "SG": 8, "HK": 8, "PH": 8, "MY": 8, "TW": 8, "JP": 9, "KR": 9, "AU": 10,
+    "NZ": 12, "US": -5, "CA": -5, "MX": -6, "BR": -3, "AR": -3, "CL": -4, "CO": -5, "PE": -5,
+}  # fmt: skip
+"""Standard offsets from UTC by country (the capital's, without daylight saving time): the
+transaction's local time of day and week when it carries no time zone; UTC when the country is unknown."""
+
+
+def local_time_features(country: str, at: float) -> Features:
+    """Night (00:00-05:59) and weekend in the local time of the transaction's country."""
+    local = at + UTC_OFFSET_HOURS.get(country, 0.0) * HOUR
+    hour = (local % DAY) / HOUR
+    weekday = int(local // DAY + 3) % 7  # 1970-01-01 was a Thursday: 0 is Monday
+    return {"is_night": float(hour < 6), "is_weekend": float(weekday >= 5)}
+
+
 def transaction_features(txn: dict[str, Any], at: float) -> Features:
     """Features of the transaction itself (no history)."""
     amount = float(txn["amount"])
@@ -102,6 +123,7 @@ def transaction_features(txn: dict[str, Any], at: float) -> Features:
         "shipping_mismatch": float(txn.get("shipping_matches_billing") is False),
         "hour_sin": math.sin(2 * math.pi * hour / 24),
         "hour_cos": math.cos(2 * math.pi * hour / 24),
+        **local_time_features(txn["country"], at),
     }
     for channel in CHANNELS:
         features[f"channel_{channel}"] = float(txn["channel"] == channel)

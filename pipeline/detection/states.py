@@ -16,6 +16,10 @@ MINUTE, HOUR, DAY = 60, 3600, 86400
 SMALL_AMOUNT = 3.0
 
 
+def _mean(total: float, count: float) -> float:
+    return total / count if count else 0.0
+
+
 def _remember(seen: dict[str, float], key: str, at: float, limit: int) -> None:
     """Mark ``key`` as seen at ``at``, keeping the ``limit`` most recently seen keys."""
     seen.pop(key, None)
@@ -60,7 +64,7 @@ class CardState:
         log_amount = math.log1p(amount)
         count_1h, _ = self.short.totals(at, HOUR)
         count_24h, sum_24h = self.short.totals(at, DAY)
-        count_7d, _ = self.long.totals(at, 7 * DAY)
+        count_7d, sum_7d = self.long.totals(at, 7 * DAY)
         count_30d, sum_30d = self.long.totals(at, 30 * DAY)
         if self.count >= 2:
             std = math.sqrt(self.log_amount_m2 / (self.count - 1))
@@ -78,6 +82,10 @@ class CardState:
             "card_count_7d": count_7d,
             "card_count_30d": count_30d,
             "card_amount_30d": sum_30d,
+            "card_amount_7d": sum_7d,
+            "card_mean_amount_24h": _mean(sum_24h, count_24h),
+            "card_mean_amount_7d": _mean(sum_7d, count_7d),
+            "card_mean_amount_30d": _mean(sum_30d, count_30d),
             "amount_zscore": max(-10.0, min(zscore, 10.0)),
             "amount_to_card_mean": min(ratio, 1000.0),
             "log_seconds_since_prev": math.log1p(max(since_prev, 0.0)),
@@ -253,18 +261,20 @@ def _seen_since(seen: OrderedDict[str, float], since: float, at: float) -> int:
 
 @dataclass
 class LabelledActivityState(ActivityState):
-    """Activity plus the confirmed-fraud rate over 30 days, from labels already known: a label is
-    recorded when it arrives, so no future label ever leaks into a score."""
+    """Activity plus the confirmed-fraud count and rate over 1, 7 and 30 days, from labels already
+    known: a label is recorded when it arrives, so no future label ever leaks into a score (a day
+    is a calendar day in UTC: the windows slide a day at a time)."""
 
     labelled: BucketedWindow = field(default_factory=lambda: BucketedWindow(DAY, 30 * DAY))
     frauds: BucketedWindow = field(default_factory=lambda: BucketedWindow(DAY, 30 * DAY))
 
     def features(self, txn: dict[str, Any], at: float) -> Features:
         features = super().features(txn, at)
-        labelled, _ = self.labelled.totals(at, 30 * DAY)
-        frauds, _ = self.frauds.totals(at, 30 * DAY)
-        features[f"{self.PREFIX}_fraud_rate_30d"] = frauds / labelled if labelled else 0.0
-        features[f"{self.PREFIX}_frauds_30d"] = frauds
+        for days in (1, 7, 30):
+            labelled, _ = self.labelled.totals(at, days * DAY)
+            frauds, _ = self.frauds.totals(at, days * DAY)
+            features[f"{self.PREFIX}_fraud_rate_{days}d"] = frauds / labelled if labelled else 0.0
+            features[f"{self.PREFIX}_frauds_{days}d"] = frauds
         return features
 
     def record_label(self, is_fraud: bool, at: float) -> None:
@@ -311,6 +321,7 @@ class CustomerState:
     """A customer's (account's) activity across all their cards and devices."""
 
     window: BucketedWindow = field(default_factory=lambda: BucketedWindow(HOUR, 7 * DAY))
+    month: BucketedWindow = field(default_factory=lambda: BucketedWindow(DAY, 30 * DAY))
     devices: dict[str, float] = field(default_factory=dict)
     cards: dict[str, float] = field(default_factory=dict)
     count: int = 0
@@ -325,7 +336,9 @@ class CustomerState:
 
     def features(self, txn: dict[str, Any], at: float) -> Features:
         count_24h, amount_24h = self.window.totals(at, DAY)
-        count_7d, _ = self.window.totals(at, 7 * DAY)
+        count_7d, amount_7d = self.window.totals(at, 7 * DAY)
+        count_30d, amount_30d = self.month.totals(at, 30 * DAY)
+        mean_30d = _mean(amount_30d, count_30d)
         device = txn.get("device_id")
         devices_7d = sum(1 for seen in self.devices.values() if at - seen <= 7 * DAY)
         return {
@@ -337,10 +350,16 @@ class CustomerState:
                 device is not None and self.count > 0 and device not in self.devices
             ),
             "customer_cards": float(len(self.cards)),
+            "customer_count_30d": count_30d,
+            "customer_mean_amount_24h": _mean(amount_24h, count_24h),
+            "customer_mean_amount_7d": _mean(amount_7d, count_7d),
+            "customer_mean_amount_30d": mean_30d,
+            "customer_amount_to_mean_30d": min(float(txn["amount"]) / mean_30d, 1000.0) if mean_30d else 1.0,
         }
 
     def update(self, txn: dict[str, Any], at: float) -> None:
         self.window.add(at, float(txn["amount"]))
+        self.month.add(at, float(txn["amount"]))
         self.count += 1
         if txn.get("device_id"):
             _remember(self.devices, txn["device_id"], at, self.MAX_DEVICES)
@@ -351,6 +370,7 @@ class CustomerState:
     def to_state(self) -> dict[str, Any]:
         return {
             "window": self.window.to_state(),
+            "month": self.month.to_state(),
             "devices": self.devices,
             "cards": self.cards,
             "count": self.count,
@@ -363,6 +383,7 @@ class CustomerState:
             return cls()
         return cls(
             window=BucketedWindow.from_state(HOUR, 7 * DAY, state["window"]),
+            month=BucketedWindow.from_state(DAY, 30 * DAY, state.get("month")),
             devices=dict(state["devices"]),
             cards=dict(state["cards"]),
             count=int(state["count"]),

@@ -38,6 +38,10 @@ CARD_FEATURES = {
     "card_count_7d",
     "card_count_30d",
     "card_amount_30d",
+    "card_amount_7d",
+    "card_mean_amount_24h",
+    "card_mean_amount_7d",
+    "card_mean_amount_30d",
     "amount_zscore",
     "amount_to_card_mean",
     "log_seconds_since_prev",
@@ -382,7 +386,7 @@ def test_feature_names_cover_exactly_the_features_produced() -> None:
     assert len(produced) == len(set(produced)), "two feature families produce the same name"
     assert set(FEATURE_NAMES) == set(produced)
     assert list(FEATURE_NAMES) == sorted(FEATURE_NAMES)
-    assert len(FEATURE_NAMES) == len(set(FEATURE_NAMES)) == 16 + 13 + 6 + 6 + 4 + 6
+    assert len(FEATURE_NAMES) == len(set(FEATURE_NAMES)) == 18 + 17 + 10 + 10 + 4 + 11
 
 
 def test_device_state_counts_the_distinct_cards_a_device_pays_with() -> None:
@@ -469,3 +473,50 @@ def test_stages_group_the_entities_that_share_a_routing_field_in_feature_order()
         ("customer", ["customer"]),
     ]
     assert [e for stage in STAGES for e in stage.entities] == list(ENTITY_STAGES)
+
+
+def test_card_and_customer_mean_amounts_over_one_seven_and_thirty_days() -> None:
+    card, customer = CardState(), CustomerState()
+    for days_ago, amount in ((20, 100.0), (5, 40.0), (0.1, 10.0)):
+        txn = make_txn(T0 - days_ago * DAY, amount=amount)
+        observe(card, txn)
+        observe(customer, txn)
+    now = make_txn(T0, amount=75.0)
+    card_features, customer_features = card.features(now, T0), customer.features(now, T0)
+    assert card_features["card_mean_amount_30d"] == customer_features["customer_mean_amount_30d"] == 50.0
+    assert card_features["card_mean_amount_7d"] == customer_features["customer_mean_amount_7d"] == 25.0
+    assert card_features["card_mean_amount_24h"] == customer_features["customer_mean_amount_24h"] == 10.0
+    assert customer_features["customer_count_30d"] == 3
+    assert customer_features["customer_amount_to_mean_30d"] == 1.5
+    assert CustomerState().features(now, T0)["customer_amount_to_mean_30d"] == 1.0, "no history: neutral"
+
+
+def test_terminal_fraud_counts_over_one_seven_and_thirty_days_use_only_labels_known_by_then() -> None:
+    terminal = TerminalState()
+    terminal.record_label(True, T0 - 20 * DAY)
+    terminal.record_label(False, T0 - 3 * DAY)
+    terminal.record_label(True, T0 - 3 * DAY)
+    terminal.record_label(True, T0 + DAY)  # known only tomorrow: not yet counted
+    features = terminal.features(make_txn(T0), T0)
+    assert (
+        features["terminal_frauds_1d"],
+        features["terminal_frauds_7d"],
+        features["terminal_frauds_30d"],
+    ) == (
+        0.0,
+        1.0,
+        2.0,
+    )
+    assert features["terminal_fraud_rate_7d"] == 0.5 and features["terminal_fraud_rate_30d"] == 2 / 3
+    assert features["terminal_fraud_rate_1d"] == 0.0, "no label known today"
+
+
+def test_night_and_weekend_are_read_in_the_local_time_of_the_country() -> None:
+    from pipeline.detection.features import local_time_features
+
+    saturday_2359_utc = 1780012740.0 - 1780012740.0 % DAY + 2 * DAY + DAY - 60  # a Saturday 23:59 UTC
+    assert local_time_features("GB", saturday_2359_utc) == {"is_night": 0.0, "is_weekend": 1.0}
+    # 00:59 on Sunday in Germany (UTC+1): night, weekend; 18:59 on Saturday in New York: neither night
+    assert local_time_features("DE", saturday_2359_utc) == {"is_night": 1.0, "is_weekend": 1.0}
+    assert local_time_features("US", saturday_2359_utc) == {"is_night": 0.0, "is_weekend": 1.0}
+    assert local_time_features("ZZ", saturday_2359_utc) == local_time_features("GB", saturday_2359_utc)
