@@ -31,6 +31,8 @@ def build_detector(
         anomaly_budget=settings.anomaly_budget if mode == "combined" else None,
         review_threshold=settings.review_threshold,
         block_threshold=settings.block_threshold,
+        model_review_threshold=settings.model_review_threshold,
+        model_block_threshold=settings.model_block_threshold,
         model_min_labels=10**12 if mode == "rules" else (0 if mode == "model" else settings.model_min_labels),
     )
     return Detector(engine)

@@ -117,17 +117,24 @@ class Detector:
         on_error: OnError | None = None,
     ) -> list[Scored | None]:
         """Decide each (transaction, event time, its entity features), in order: the transaction's
-        own features, the entities', the card's, then the decision; the card then remembers the
-        transaction. None for an item that failed (told to ``on_error``)."""
-        out: list[Scored | None] = []
+        own features, the entities', the card's (the card then remembers the transaction), the
+        model's probabilities for the whole batch in one call, then each decision. None for an item
+        that failed (told to ``on_error``)."""
+        out: list[Scored | None] = [None] * len(batch)
+        ready: list[tuple[int, Transaction, float, Features]] = []
         for index, (txn, at, entity_features) in enumerate(batch):
             try:
                 features = transaction_features(txn, at)
                 features.update(entity_features)
                 features.update(observe(card_of(txn["card_token"]), txn, at))
-                out.append(Scored(txn, at, features, self.engine.decide(txn, features)))
+                ready.append((index, txn, at, features))
             except Exception as exc:
-                out.append(None)
+                _report(on_error, index, exc)
+        probabilities = self.engine.model.fraud_probabilities([features for *_, features in ready])
+        for (index, txn, at, features), probability in zip(ready, probabilities, strict=True):
+            try:
+                out[index] = Scored(txn, at, features, self.engine.decide(txn, features, probability))
+            except Exception as exc:
                 _report(on_error, index, exc)
         return out
 
@@ -149,13 +156,11 @@ class Detector:
 
     def learn(self, examples: Sequence[Example]) -> Learnt:
         """The model learns each example, in order; returns the labels the entities must count."""
-        learnt = 0
+        learnt = self.engine.learn_many(
+            [(e.transaction_id, e.features, e.is_fraud, e.fraud_type) for e in examples]
+        )
         entity_labels: list[EntityLabel] = []
         for example in examples:
-            if self.engine.learn(
-                example.transaction_id, example.features, example.is_fraud, example.fraud_type
-            ):
-                learnt += 1
             for entity in self._labelled:
                 key = example.entity_keys.get(entity.name)
                 if key:

@@ -1,10 +1,15 @@
 """The decision: rule hits and the online model combined into allow / review / block.
 
 How they combine (documented in README.md, "How a decision is made"):
-1. A card, device or merchant on a block list: block, score 1.
+The score and the action are apart. The **score** is the model's calibrated fraud probability
+once the model has learnt ``model_min_labels`` labels, whatever rules, lists and budgets say: it
+ranks transactions by the evidence (the alert queue, reports and backtests sort by it). Before
+that (cold start) it is the strength of the rules and anomalies below. The **action** is chosen by:
+
+1. A card, device or merchant on a block list: block.
 2. A card on the allow list (or a card, device or merchant on the list-updates topic's allow
    list, pipeline/detection/entity_lists.py): allow, whatever else fires.
-3. Rules: a firing ``block`` rule gives at least score 0.95, a ``review`` rule at least 0.7.
+3. Rules: a firing ``block`` rule gives a strength of 0.95, a ``review`` rule 0.7.
 4. The model's fraud probability counts once it has learnt ``model_min_labels`` labels.
 5. Alert budget: the model alone may flag at most ``alert_budget`` of the transactions. The
    engine tracks the model's recent scores (a rolling quantile over 10,000 decisions) and
@@ -14,7 +19,7 @@ How they combine (documented in README.md, "How a decision is made"):
    (pipeline/detection/anomaly.py). A score above 0.8 that is also in the top ``anomaly_budget``
    of recent scores counts as 0.6: a review, for the cold start and for patterns no label has
    shown yet.
-7. score = max(rule score, counted model probability, counted anomaly); block at
+7. strength = max(rule strength, counted model probability, counted anomaly); block at
    ``block_threshold``, review at ``review_threshold``. The fraud type comes from the strongest
    rule that fired, else from the model's type classifier, else from the anomaly's strongest signs.
 """
@@ -28,13 +33,14 @@ from typing import Any
 from river import stats
 
 from pipeline.detection.anomaly import likely_fraud_type
-from pipeline.detection.entity_lists import EntityLists
+from pipeline.detection.entity_lists import EntityLists, ListHit
 from pipeline.detection.features import Features
 from pipeline.detection.model import OnlineFraudModel
-from pipeline.detection.rules import RuleSet
+from pipeline.detection.rules import Rule, RuleSet
 from pipeline.detection.vocabulary import FRAUD_TYPE_NAMES
 
 RULE_SCORE = {"review": 0.7, "block": 0.95}
+ACTIONS = ("allow", "review", "block")
 ANOMALY_SCORE = 0.6
 ANOMALY_FLOOR = 0.8
 QUANTILE_WARMUP = 500
@@ -62,6 +68,10 @@ class DetectionEngine:
     model: OnlineFraudModel
     review_threshold: float = 0.5
     block_threshold: float = 0.9
+    model_review_threshold: float | None = None
+    """The model's probability from which it alone asks for a review (None: ``review_threshold``)."""
+    model_block_threshold: float | None = None
+    """The model's probability from which it alone blocks (None: ``block_threshold``)."""
     model_min_labels: int = 200
     learning: bool = True
     alert_budget: float | None = 0.05
@@ -96,54 +106,94 @@ class DetectionEngine:
             return None
         return score
 
-    def _model_counts(self, model_score: float) -> bool:
-        """Whether the model's score may raise this decision: trained enough and within the budget."""
-        if self.model.labels_learnt < self.model_min_labels:
-            return False
+    def _within_budget(self, model_score: float) -> bool:
+        """Whether the model's score is among the top ``alert_budget`` of recent scores: the model
+        alone may flag no more than that share of the traffic (the rules are not limited)."""
         if self._recent_scores is None:
             return True
         self._recent_scores.update(model_score)
         budget_line = self._recent_scores.get()
         return budget_line is None or model_score >= budget_line
 
-    def decide(self, txn: Mapping[str, Any], features: Features) -> Decision:
-        model_score = self.model.fraud_probability(features)
-        model_counts = self._model_counts(model_score)
+    def decide(
+        self, txn: Mapping[str, Any], features: Features, model_score: float | None = None
+    ) -> Decision:
+        """The decision on one transaction; ``model_score`` is the model's probability when the
+        caller computed it for a whole batch (else it is asked here)."""
+        if model_score is None:
+            model_score = self.model.fraud_probability(features)
+        trained = self.model.labels_learnt >= self.model_min_labels
+        model_counts = trained and self._within_budget(model_score)
         anomaly = self._anomaly(features)
         listed = self.lists.match(txn, self.rules)
-        if listed is not None and listed.list == "block":
-            return Decision(
-                "block",
-                1.0,
-                model_score,
-                self.model.likely_type(features) or "unauthorized_transactions",
-                (listed.reason,),
-                (listed.rule_hit,),
-                self.model.version,
-            )
         if listed is not None:
-            return Decision(
-                "allow", 0.0, model_score, None, (listed.reason,), (listed.rule_hit,), self.model.version
-            )
+            return self._listed(listed, features, model_score, trained)
         env = {**txn, **features}
         hits = self.rules.evaluate(env)
         hits.sort(key=lambda rule: RULE_SCORE[rule.action], reverse=True)
         rule_score = RULE_SCORE[hits[0].action] if hits else 0.0
-        score = max(rule_score, model_score if model_counts else 0.0, ANOMALY_SCORE if anomaly else 0.0)
-        # One reason per fraud type: the strongest rule's (a block rule restates its review twin).
+        # The action: the strongest of the rules', the model's (within its budget) and an anomaly's.
+        strength = max(rule_score, ANOMALY_SCORE if anomaly else 0.0)
+        model_review = self.model_review_threshold or self.review_threshold
+        model_block = self.model_block_threshold or self.block_threshold
+        model_action = _action(model_score if model_counts else 0.0, model_review, model_block)
+        action = max(
+            _action(strength, self.review_threshold, self.block_threshold), model_action, key=ACTIONS.index
+        )
+        # The score: the model's probability once it is trained, whatever rules and budgets say;
+        # before that, the rules' and anomalies' strength (cold start).
+        score = model_score if trained else strength
+        model_flags = model_action != "allow"
+        # The type classifier is asked only when the model's type is shown or decides the type.
+        model_type = (
+            self.model.likely_type(features) if model_flags or (action != "allow" and not hits) else None
+        )
+        reasons = self._reasons(env, hits, features, model_score, model_flags, model_type, anomaly)
+        fraud_type = hits[0].fraud_type if hits else (model_type if action != "allow" else None)
+        if action != "allow" and fraud_type is None:
+            fraud_type = likely_fraud_type(features)
+        return Decision(
+            action,
+            round(score, 9),
+            round(model_score, 9),
+            fraud_type,
+            tuple(reasons),
+            tuple(rule.id for rule in hits),
+            self.model.version,
+        )
+
+    def _listed(self, listed: ListHit, features: Features, model_score: float, trained: bool) -> Decision:
+        if listed.list == "block":
+            kind = self.model.likely_type(features) or "unauthorized_transactions"
+            score = model_score if trained else 1.0
+            return Decision(
+                "block", round(score, 9), round(model_score, 9), kind, (listed.reason,), (listed.rule_hit,),
+                self.model.version,
+            )  # fmt: skip
+        score = model_score if trained else 0.0
+        return Decision(
+            "allow", round(score, 9), round(model_score, 9), None, (listed.reason,), (listed.rule_hit,),
+            self.model.version,
+        )  # fmt: skip
+
+    def _reasons(
+        self,
+        env: Mapping[str, Any],
+        hits: list[Rule],
+        features: Features,
+        model_score: float,
+        model_flags: bool,
+        model_type: str | None,
+        anomaly: float | None,
+    ) -> list[str]:
+        """One reason per fraud type (the strongest rule's: a block rule restates its review twin),
+        then the model's when it flags, then the anomaly's when nothing else explains it."""
         explained: set[str] = set()
         reasons = []
         for rule in hits:
             if rule.fraud_type not in explained:
                 explained.add(rule.fraud_type)
                 reasons.append(rule.explain(env))
-        model_flags = model_counts and model_score >= self.review_threshold
-        # The type classifier is asked only when the model's type is shown or decides the type.
-        model_type = (
-            self.model.likely_type(features)
-            if model_flags or (score >= self.review_threshold and not hits)
-            else None
-        )
         if model_flags:
             kind = FRAUD_TYPE_NAMES.get(model_type or "", "fraud")
             signals = ", ".join(
@@ -158,27 +208,19 @@ class DetectionEngine:
                 f"Unusual transaction: anomaly score {anomaly:.2f}, among the most unusual "
                 f"{self.anomaly_budget:.0%} of recent traffic"
             )
-        if score >= self.block_threshold:
-            decision = "block"
-        elif score >= self.review_threshold:
-            decision = "review"
-        else:
-            decision = "allow"
-        fraud_type = hits[0].fraud_type if hits else (model_type if decision != "allow" else None)
-        if decision != "allow" and fraud_type is None:
-            fraud_type = likely_fraud_type(features)
-        return Decision(
-            decision,
-            round(score, 6),
-            round(model_score, 6),
-            fraud_type,
-            tuple(reasons),
-            tuple(rule.id for rule in hits),
-            self.model.version,
-        )
+        return reasons
 
     def learn(self, transaction_id: str, features: Features, is_fraud: bool, fraud_type: str | None) -> bool:
         """Let the model learn one label (unless learning is off, as for a rules-only backtest)."""
+        return self.learn_many([(transaction_id, features, is_fraud, fraud_type)]) == 1
+
+    def learn_many(self, labels: list[tuple[str, Features, bool, str | None]]) -> int:
+        """Let the model learn a batch of labels, in order; returns how many it learnt."""
         if not self.learning:
-            return False
-        return self.model.learn(transaction_id, features, is_fraud, fraud_type)
+            return 0
+        self.model.learn_many(labels)
+        return len(labels)
+
+
+def _action(strength: float, review: float, block: float) -> str:
+    return "block" if strength >= block else "review" if strength >= review else "allow"

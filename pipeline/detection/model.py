@@ -1,51 +1,36 @@
-"""Online models (river) that learn from delayed labels: a fraud score and a fraud-type classifier.
+"""The learned fraud score: candidates that compete on recent labels, a champion that scores, and a
+fraud-type classifier. They learn from delayed labels; predictions come before learning
+(progressive validation): a transaction is scored with the model as it is, and learnt from only
+once its label arrives.
 
-* ``fraud``: StandardScaler | LogisticRegression, fraud vs legitimate. Legitimate examples are
-  under-sampled (deterministically, by transaction id) so that the rare fraud class is heard.
-* ``fraud_type``: StandardScaler | SoftmaxRegression over the three fraud types, learnt from
-  fraud labels only.
-
-Predictions come before learning (progressive validation): a transaction is scored with the
-model as it is, and learnt from only once its label arrives.
+Champion and challengers (pipeline/detection/candidates.py): every label is first predicted by
+every candidate, then learnt by all of them. A challenger replaces the champion only when its
+average precision over the labels both have seen recently (at most ``window``) beats the champion's
+by ``margin``, with at least ``min_frauds`` frauds among them, and not within ``cooldown`` labels of
+the last promotion. A drift (ADWIN on the champion's errors rising) adds a fresh challenger beside
+the champion; nothing learnt is thrown away: the champion keeps scoring until it is beaten, and a
+demoted champion stays in the pool, learning, and may win again.
 """
 
 from __future__ import annotations
 
 import logging
-import zlib
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from river import base, compose, drift, linear_model, optim, preprocessing
+from river import compose, drift, linear_model, optim, preprocessing
 
 from pipeline.detection.anomaly import AnomalyDetector
-from pipeline.detection.features import Features
-from pipeline.detection.vocabulary import FRAUD_TYPES
+from pipeline.detection.candidates import BoostingCandidate, Candidate, Clip, LogisticCandidate
+from pipeline.detection.evaluation import average_precision
+from pipeline.detection.features import FEATURE_NAMES
+from pipeline.detection.vocabulary import FRAUD_TYPES, Features
 
 log = logging.getLogger(__name__)
 
-
-class Clip(base.Transformer):
-    """Clips standardised features to ``[-limit, limit]``.
-
-    A feature that was nearly constant so far has a tiny standard deviation; its first unusual
-    value would otherwise be scaled to hundreds and swamp every other feature.
-    """
-
-    def __init__(self, limit: float = 5.0) -> None:
-        self.limit = limit
-
-    def transform_one(self, x: dict) -> dict:
-        limit = self.limit
-        return {name: -limit if v < -limit else limit if v > limit else v for name, v in x.items()}
-
-
-def _fraud_classifier() -> compose.Pipeline:
-    return (
-        preprocessing.StandardScaler()
-        | Clip()
-        | linear_model.LogisticRegression(optimizer=optim.SGD(0.05), l2=1e-4)
-    )
+JUDGE_EVERY = 500
+"""Labels between two judgements of the pool."""
 
 
 def _type_classifier() -> compose.Pipeline:
@@ -57,101 +42,234 @@ def _type_classifier() -> compose.Pipeline:
 
 
 @dataclass
-class OnlineFraudModel:
-    """Fraud probability plus the most likely fraud type, updated one label at a time."""
+class Contender:
+    """A candidate and its scores on the labels it has been compared on (the most recent last)."""
 
-    legit_keep_ratio: float = 0.2
-    fraud: compose.Pipeline = field(default_factory=_fraud_classifier)
+    candidate: Candidate
+    since: int
+    """The model's label count when it joined: comparisons use only labels after both joined."""
+    scores: deque[tuple[int, float, bool]] = field(default_factory=lambda: deque(maxlen=5_000))
+    """(label number, score given before learning it, is fraud)"""
+
+
+@dataclass
+class Promotion:
+    """A change of champion, for logs, metrics and the model's version."""
+
+    at_label: int
+    champion: str
+    beaten: str
+    champion_ap: float
+    beaten_ap: float
+
+
+@dataclass
+class OnlineFraudModel:
+    """Fraud probability from the champion of the pool, plus the most likely fraud type."""
+
+    pool: list[Contender] = field(default_factory=list)
+    champion: int = 0
     fraud_type: compose.Pipeline = field(default_factory=_type_classifier)
     labels_learnt: int = 0
     frauds_learnt: int = 0
-    name: str = "lr-softmax-1"
+    name: str = "pool"
     drift: drift.ADWIN = field(default_factory=lambda: drift.ADWIN(delta=0.002))
     anomaly: AnomalyDetector = field(default_factory=AnomalyDetector)
     drifts: int = 0
     generation: int = 0
+    """Counts the promotions: a new champion is a new generation."""
+    promotions: list[Promotion] = field(default_factory=list)
+    last_promotion: int = 0
+    window: int = 5_000
+    margin: float = 0.02
+    min_frauds: int = 30
+    cooldown: int = 5_000
+    max_pool: int = 3
+    boosting: bool = True
+
+    def __post_init__(self) -> None:
+        if not self.pool:
+            self.pool.append(Contender(LogisticCandidate(), 0))
+            if self.boosting:
+                self.pool.append(Contender(BoostingCandidate(FEATURE_NAMES), 0))
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        """Unpickling a snapshot saved before a field existed gives that field its default (the
-        anomaly detector, the drift counters)."""
-        defaults = OnlineFraudModel()
+        """Unpickling a snapshot saved before a field existed gives that field its default; a
+        snapshot of the single logistic model (before the pool) becomes the pool's champion."""
+        if "pool" not in state and "fraud" in state:
+            legacy = LogisticCandidate(
+                fraud_weight=1.0, model=state.pop("fraud"), learnt=state.get("labels_learnt", 0)
+            )
+            state["pool"] = [Contender(legacy, 0)]
+            state.pop("legit_keep_ratio", None)
+        defaults = OnlineFraudModel(boosting=False)
         self.__dict__.update({**defaults.__dict__, **state})
 
     @property
     def version(self) -> str:
-        """Stamped on every decision: the model family, its generation (a new one after each drift
-        reset) and how many labels it has learnt."""
+        """Stamped on every decision: the champion, its generation and the labels learnt."""
         generation = f".g{self.generation}" if self.generation else ""
-        return f"{self.name}{generation}@{self.labels_learnt}"
+        return f"{self.pool[self.champion].candidate.name}{generation}@{self.labels_learnt}"
+
+    @property
+    def best(self) -> Candidate:
+        return self.pool[self.champion].candidate
+
+    # --- scoring --------------------------------------------------------------------------------
+    def fraud_probabilities(self, rows: list[Features]) -> list[float]:
+        """The champion's fraud probability of each row, in one call (0 before any label)."""
+        if self.labels_learnt == 0:
+            return [0.0] * len(rows)
+        return self.best.predict_many(rows)
+
+    def fraud_probability(self, features: Features) -> float:
+        return self.fraud_probabilities([features])[0]
 
     def predict(self, features: Features) -> tuple[float, str | None]:
         """(fraud probability, most likely fraud type or None before any fraud was learnt)."""
-        if self.labels_learnt == 0:
-            return 0.0, None
         return self.fraud_probability(features), self.likely_type(features)
 
-    def fraud_probability(self, features: Features) -> float:
-        """The probability that the transaction is fraud (0 before any label was learnt)."""
-        if self.labels_learnt == 0:
-            return 0.0
-        return float(self.fraud.predict_proba_one(features).get(True, 0.0))
-
     def likely_type(self, features: Features) -> str | None:
-        """The most likely fraud type, or None before any fraud was learnt. Predicting leaves the
-        model unchanged, so it is asked only when a decision needs a type (a third of a decision's
-        cost otherwise)."""
+        """The most likely fraud type, or None before any fraud was learnt. Asked only when a
+        decision needs a type."""
         if self.labels_learnt == 0 or not self.frauds_learnt:
             return None
         return self.fraud_type.predict_one(features)
 
     def explain(self, features: Features, top: int = 3) -> list[tuple[str, float]]:
-        """The features that pushed the fraud probability up most: (name, contribution to the
-        log-odds), largest first. A contribution is the feature's weight times its scaled value."""
-        if self.labels_learnt == 0:
-            return []
-        scaled = features
-        for step in list(self.fraud.steps.values())[:-1]:
-            scaled = step.transform_one(scaled)
-        weights = self.fraud[list(self.fraud.steps)[-1]].weights
-        contributions = [(name, weights.get(name, 0.0) * value) for name, value in scaled.items()]
-        contributions.sort(key=lambda item: item[1], reverse=True)
-        return [(name, value) for name, value in contributions[:top] if value > 0]
+        """The features that pushed the champion's score up most: (name, contribution), largest first."""
+        return self.best.explain(features, top) if self.labels_learnt else []
 
+    # --- learning -------------------------------------------------------------------------------
     def learn(self, transaction_id: str, features: Features, is_fraud: bool, fraud_type: str | None) -> bool:
-        """Learn one label; return False when a legitimate example was skipped by under-sampling."""
-        if not is_fraud and not _keep(transaction_id, self.legit_keep_ratio):
-            return False
-        if self.labels_learnt:
-            probability = float(self.fraud.predict_proba_one(features).get(True, 0.0))
-            self._watch_errors(abs(float(is_fraud) - probability))
-        self.fraud.learn_one(features, is_fraud)
-        self.labels_learnt += 1
-        if is_fraud and fraud_type in FRAUD_TYPES:
-            self.fraud_type.learn_one(features, fraud_type)
-            self.frauds_learnt += 1
+        """Learn one label (``learn_many`` of one)."""
+        self.learn_many([(transaction_id, features, is_fraud, fraud_type)])
         return True
 
+    def learn_many(self, labels: list[tuple[str, Features, bool, str | None]]) -> None:
+        """Learn a batch of (transaction id, features, is fraud, fraud type), in order: every
+        candidate first predicts the whole batch (one call each), then every label is learnt, and
+        the pool is judged every JUDGE_EVERY labels."""
+        if not labels:
+            return
+        rows = [features for _, features, _, _ in labels]
+        # Each contender's predictions of the batch, by identity: a drift may add or drop one.
+        predicted = {id(c): c.candidate.predict_many(rows) for c in self.pool if c.candidate.ready}
+        for offset, (transaction_id, features, is_fraud, fraud_type) in enumerate(labels):
+            number = self.labels_learnt
+            for contender in self.pool:
+                scores = predicted.get(id(contender))
+                if scores is not None:
+                    contender.scores.append((number, scores[offset], is_fraud))
+            champion = predicted.get(id(self.pool[self.champion]))
+            if champion is not None:
+                self._watch_errors(abs(float(is_fraud) - champion[offset]))
+            for contender in self.pool:
+                candidate = contender.candidate
+                if isinstance(candidate, BoostingCandidate):
+                    candidate.learn(features, is_fraud, transaction_id)
+                else:
+                    candidate.learn(features, is_fraud)
+            self.labels_learnt += 1
+            if is_fraud and fraud_type in FRAUD_TYPES:
+                self.fraud_type.learn_one(features, fraud_type)
+                self.frauds_learnt += 1
+            if self.labels_learnt % JUDGE_EVERY == 0:
+                self.judge()
+
+    def judge(self) -> Promotion | None:
+        """Promote the challenger that beats the champion on the labels both saw, if one does."""
+        if self.labels_learnt - self.last_promotion < self.cooldown and self.promotions:
+            return None
+        champion = self.pool[self.champion]
+        best: tuple[float, float, int] | None = None
+        for index, contender in enumerate(self.pool):
+            if index == self.champion or not contender.candidate.ready:
+                continue
+            compared = compare(champion, contender, self.window)
+            if compared is None or compared[2] < self.min_frauds:
+                continue
+            champion_ap, challenger_ap, _ = compared
+            if challenger_ap >= champion_ap + self.margin and (
+                best is None or challenger_ap - champion_ap > best[1] - best[0]
+            ):
+                best = (champion_ap, challenger_ap, index)
+        if best is None:
+            return None
+        champion_ap, challenger_ap, index = best
+        promotion = Promotion(
+            self.labels_learnt,
+            self.pool[index].candidate.name,
+            champion.candidate.name,
+            challenger_ap,
+            champion_ap,
+        )
+        self.champion = index
+        self.generation += 1
+        self.last_promotion = self.labels_learnt
+        self.promotions.append(promotion)
+        self.drift = drift.ADWIN(delta=0.002)
+        log.warning(
+            "model: %s (AP %.3f) replaces %s (AP %.3f) after %d labels: generation %d",
+            promotion.champion,
+            challenger_ap,
+            promotion.beaten,
+            champion_ap,
+            self.labels_learnt,
+            self.generation,
+        )
+        return promotion
+
     def _watch_errors(self, error: float) -> None:
-        """ADWIN over the model's errors on the labels it learns: when the error rate has risen
-        significantly, the world changed (new fraud pattern, new traffic): the model starts afresh
-        (a new generation) and the engine relies on the rules until it has learnt enough again."""
+        """ADWIN over the champion's errors on the labels it learns: when the error rate has risen
+        significantly, the world changed (new fraud pattern, new traffic): a fresh challenger joins
+        the pool and learns beside the champion, which keeps scoring until it is beaten."""
         mean_before = self.drift.estimation
         self.drift.update(error)
-        if self.drift.drift_detected and self.drift.estimation > mean_before:
-            self.drifts += 1
-            self.generation += 1
-            log.warning(
-                "model error drift (%.3f -> %.3f): starting generation %d",
-                mean_before,
-                self.drift.estimation,
-                self.generation,
+        mean_after = self.drift.estimation
+        if not (self.drift.drift_detected and mean_after > mean_before):
+            return
+        self.drifts += 1
+        self.drift = drift.ADWIN(delta=0.002)
+        fresh = [i for i, c in enumerate(self.pool) if c.since and c.candidate.learnt < self.cooldown]
+        if fresh:  # a challenger started on an earlier drift is still young: it goes on learning
+            return
+        if len(self.pool) >= self.max_pool:  # make room: the weakest contender that is not champion
+            weakest = min(
+                (i for i in range(len(self.pool)) if i != self.champion and self.pool[i].since),
+                key=lambda i: _recent_ap(self.pool[i], self.window),
+                default=None,
             )
-            self.fraud = _fraud_classifier()
-            self.fraud_type = _type_classifier()
-            self.labels_learnt = self.frauds_learnt = 0
-            self.drift = drift.ADWIN(delta=0.002)
+            if weakest is None:
+                return
+            del self.pool[weakest]
+            self.champion -= weakest < self.champion
+        self.pool.append(Contender(LogisticCandidate(name=f"logistic-d{self.drifts}"), self.labels_learnt))
+        log.warning(
+            "model error drift (%.3f -> %.3f): a challenger learns beside the champion",
+            mean_before,
+            mean_after,
+        )
 
 
-def _keep(transaction_id: str, ratio: float) -> bool:
-    """A stable coin flip per transaction id, so a replay learns exactly the same examples."""
-    return zlib.crc32(transaction_id.encode()) % 10_000 < ratio * 10_000
+def compare(champion: Contender, challenger: Contender, window: int) -> tuple[float, float, int] | None:
+    """(champion's AP, challenger's AP, frauds) over the last ``window`` labels both scored."""
+    theirs = {number: score for number, score, _ in challenger.scores}
+    pairs = [(score, theirs[number], y) for number, score, y in champion.scores if number in theirs][-window:]
+    frauds = sum(1 for *_, y in pairs if y)
+    if not pairs or frauds == 0 or frauds == len(pairs):
+        return None
+    labels = [y for *_, y in pairs]
+    return (
+        average_precision(labels, [a for a, _, _ in pairs]),
+        average_precision(labels, [b for _, b, _ in pairs]),
+        frauds,
+    )
+
+
+def _recent_ap(contender: Contender, window: int) -> float:
+    recent = list(contender.scores)[-window:]
+    labels = [y for *_, y in recent]
+    if not any(labels) or all(labels):
+        return 0.0
+    return average_precision(labels, [s for _, s, _ in recent])

@@ -42,6 +42,8 @@ def test_every_transaction_gets_one_valid_decision_and_alerts_only_for_review_or
 ) -> None:
     settings = make_settings()
     transactions = simulated(400)
+    # A zero-amount authorisation (a card check) is real traffic: decided like any other.
+    transactions[7] = {**transactions[7], "amount": 0.0}
     ids = {t["transaction_id"] for t in transactions}
     worker = start_worker(settings)
     produce(settings, settings.topic_transactions, ((t["card_token"], t) for t in transactions))
@@ -55,6 +57,7 @@ def test_every_transaction_gets_one_valid_decision_and_alerts_only_for_review_or
     by_id = {d["transaction_id"]: d for d in decisions}
     assert set(by_id) == ids
     assert len(decisions) == len(ids), "one decision per transaction, no duplicates on a clean run"
+    assert by_id[transactions[7]["transaction_id"]]["amount"] == 0.0
 
     flagged = {i for i, d in by_id.items() if d["decision"] in ("review", "block")}
     assert flagged, "the injected fraud must raise some alerts"
@@ -128,7 +131,7 @@ def test_malformed_messages_are_dead_lettered_with_a_reason_and_the_stream_goes_
     ]
     by_code = {d["source_key_base64"]: d for d in dead}
     amount_error = by_code[base64.b64encode(b"k4").decode()]
-    assert amount_error["field"] == "amount" and "bigger than 0" in amount_error["reason"]
+    assert amount_error["field"] == "amount" and "bigger than or equal to 0" in amount_error["reason"]
     assert base64.b64decode(by_code[base64.b64encode(b"k2").decode()]["payload_base64"]) == b"{not json"
     masked = base64.b64decode(by_code[base64.b64encode(b"k6").decode()]["payload_base64"])
     assert b"4111111111111111" not in masked and b"1111" in masked, "the card number is masked in the DLQ"

@@ -70,7 +70,7 @@ def decide(eng: DetectionEngine, **txn_fields: Any) -> Decision:
 
 def test_nothing_suspicious_is_allowed() -> None:
     decided = decide(engine(), amount=20.0)
-    assert decided == Decision("allow", 0.0, 0.0, None, (), (), "lr-softmax-1@0")
+    assert decided == Decision("allow", 0.0, 0.0, None, (), (), "logistic@0")
 
 
 @pytest.mark.parametrize(
@@ -82,10 +82,12 @@ def test_nothing_suspicious_is_allowed() -> None:
         ({"card_token": "tok_both000001"}, "cards"),  # block list wins over the allow list
     ],
 )
-def test_block_list_blocks_with_score_1(fields: dict[str, str], kind: str) -> None:
+def test_block_list_blocks_and_the_score_stays_the_models(fields: dict[str, str], kind: str) -> None:
     decided = decide(engine(score=0.01, labels=10_000), amount=5.0, **fields)
     assert decided.action == "block"
-    assert decided.score == 1.0
+    assert decided.score == 0.01, "a list chooses the action, it does not flatten the score"
+    cold = decide(engine(score=0.01, labels=0), amount=5.0, **fields)
+    assert (cold.action, cold.score) == ("block", 1.0), "before the model is trained: the list's strength"
     assert decided.rule_hits == (f"blocklist-{kind}",)
     assert decided.reasons and kind in decided.reasons[0]
     assert decided.fraud_type in FRAUD_TYPES
@@ -100,10 +102,9 @@ def test_allow_list_allows_whatever_else_fires() -> None:
     eng = engine(score=0.99, kind="identity_theft", labels=10_000)
     decided = decide(eng, card_token="tok_allowed001", amount=9000.0, country="RO")
     assert decided.action == "allow"
-    assert decided.score == 0.0
+    assert decided.score == decided.model_score == 0.99, "the score is still the evidence"
     assert decided.fraud_type is None
     assert decided.rule_hits == ("allowlist-card",)
-    assert decided.model_score == 0.99
 
 
 def test_review_rule_gives_review_with_score_07() -> None:
@@ -151,7 +152,7 @@ def test_model_counts_from_model_min_labels() -> None:
     assert decided.fraud_type == "identity_theft"
     assert decided.rule_hits == ()
     assert decided.reasons == ("Model: 97% likely fraud (Identity Theft)",)
-    assert decided.model_version == "lr-softmax-1@200"
+    assert decided.model_version == "logistic@200"
 
 
 def test_model_review_without_a_type_defaults_to_unauthorized() -> None:
@@ -171,7 +172,7 @@ def test_model_score_above_the_rule_score_raises_the_decision_but_the_rule_names
 
 def test_low_model_score_does_not_lower_a_rule() -> None:
     decided = decide(engine(score=0.01, kind="malicious_behavior", labels=500), amount=1500.0)
-    assert (decided.action, decided.score, decided.fraud_type) == ("review", 0.7, "identity_theft")
+    assert (decided.action, decided.score, decided.fraud_type) == ("review", 0.01, "identity_theft")
 
 
 def test_thresholds_are_respected() -> None:
@@ -186,7 +187,7 @@ def test_learn_goes_to_the_model() -> None:
     txn = make_txn()
     assert eng.learn("tx-1", features_for(txn), True, "identity_theft") is True
     assert eng.model.labels_learnt == 1
-    assert eng.decide(txn, features_for(txn)).model_version == "lr-softmax-1@1"
+    assert eng.decide(txn, features_for(txn)).model_version == "logistic@1"
 
 
 @PROPERTY
@@ -208,16 +209,24 @@ def test_decision_invariants(
     if decided.action != "allow":
         assert decided.reasons, "review/block without a reason"
         assert decided.fraud_type in FRAUD_TYPES
+    trained = labels >= eng.model_min_labels
     if card == "tok_blocked0001":
-        assert (decided.action, decided.score) == ("block", 1.0)
+        assert (decided.action, decided.score) == (
+            "block",
+            pytest.approx(model_score if trained else 1.0, abs=1e-6),
+        )
         return
     if card == "tok_allowed001":
-        assert decided.action == "allow"
+        assert (decided.action, decided.score) == (
+            "allow",
+            pytest.approx(model_score if trained else 0.0, abs=1e-6),
+        )
         return
     rule_score = 0.95 if amount >= 5000 else 0.7 if (amount >= 1000 or country != "DE") else 0.0
-    expected = max(rule_score, model_score if labels >= eng.model_min_labels else 0.0)
-    assert decided.score == pytest.approx(expected, abs=1e-6)
-    expected_decision = "block" if expected >= 0.9 else "review" if expected >= 0.5 else "allow"
+    strength = max(rule_score, model_score if trained else 0.0)
+    # the score is the model's probability once trained (monotone in it), the rules' strength before
+    assert decided.score == pytest.approx(model_score if trained else rule_score, abs=1e-6)
+    expected_decision = "block" if strength >= 0.9 else "review" if strength >= 0.5 else "allow"
     assert decided.action == expected_decision
     if rule_score and decided.action != "allow":
         assert decided.fraud_type == (
@@ -254,3 +263,20 @@ def test_the_alert_budget_limits_what_the_model_alone_may_flag() -> None:
         RuleSet(()), model, review_threshold=0.5, model_min_labels=0, alert_budget=None
     )
     assert unlimited.decide(txn, {"u": 0.0}).action == "review"
+
+
+def test_the_score_is_monotone_in_the_model_probability_when_no_rule_fires() -> None:
+    """Rules, lists and budgets choose the action; the score ranks by the model's evidence alone."""
+    probabilities = [i / 100 for i in range(101)]
+    scores = [decide(engine(score=p, labels=500), amount=20.0).score for p in probabilities]
+    assert scores == probabilities
+    with_rule = [decide(engine(score=p, labels=500), amount=1500.0).score for p in probabilities]
+    assert with_rule == probabilities, "a rule that fires does not flatten the score either"
+
+
+def test_the_model_has_thresholds_of_its_own() -> None:
+    eng = engine(score=0.35, labels=500, model_review_threshold=0.3, model_block_threshold=0.8)
+    assert decide(eng, amount=20.0).action == "review"
+    eng = engine(score=0.85, labels=500, model_review_threshold=0.3, model_block_threshold=0.8)
+    assert decide(eng, amount=20.0).action == "block"
+    assert decide(engine(score=0.35, labels=500), amount=20.0).action == "allow", "default: review_threshold"

@@ -1,17 +1,19 @@
-"""The online model: cold start, learning a separable problem, under-sampling, pickling, Clip."""
+"""The learned model: cold start, learning, calibration, champion and challengers, drift, pickling, Clip."""
 
 from __future__ import annotations
 
 import pickle
 import random
 
+import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from river import checks, datasets
 
 from pipeline.config import FRAUD_TYPES
-from pipeline.detection.model import Clip, OnlineFraudModel, _keep
+from pipeline.detection.candidates import BoostingCandidate, Clip, ExampleWindow, LogisticCandidate, keep
+from pipeline.detection.model import Contender, OnlineFraudModel
 from tests.pipeline.factories import PROPERTY
 
 CENTRES = {
@@ -32,7 +34,7 @@ def fraud(rng: random.Random, kind: str) -> dict[str, float]:
 @pytest.fixture(scope="module")
 def trained() -> OnlineFraudModel:
     rng = random.Random(1)
-    model = OnlineFraudModel()
+    model = OnlineFraudModel(boosting=False)
     for i in range(3000):
         if rng.random() < 0.3:
             kind = rng.choice(FRAUD_TYPES)
@@ -45,11 +47,12 @@ def trained() -> OnlineFraudModel:
 def test_untrained_model_predicts_nothing() -> None:
     model = OnlineFraudModel()
     assert model.predict({"f0": 10.0, "f1": -3.0}) == (0.0, None)
-    assert model.version == "lr-softmax-1@0"
+    assert model.version == "logistic@0"
+    assert [c.candidate.name for c in model.pool] == ["logistic", "boosting"]
 
 
 def test_type_is_none_until_a_fraud_was_learnt() -> None:
-    model = OnlineFraudModel(legit_keep_ratio=1.0)
+    model = OnlineFraudModel(boosting=False)
     model.learn("tx-1", {"f0": 1.0}, False, None)
     probability, kind = model.predict({"f0": 1.0})
     assert 0.0 <= probability <= 1.0
@@ -69,45 +72,37 @@ def test_learns_a_separable_problem(trained: OnlineFraudModel) -> None:
         assert probability < 0.2
 
 
-def test_counts_and_version(trained: OnlineFraudModel) -> None:
-    # ~900 frauds all learnt, ~2100 legitimate examples under-sampled to ~20 %.
+def test_every_label_is_learnt_none_thrown_away(trained: OnlineFraudModel) -> None:
+    assert trained.labels_learnt == 3000
     assert 800 < trained.frauds_learnt < 1000
-    legit_learnt = trained.labels_learnt - trained.frauds_learnt
-    assert 300 < legit_learnt < 560
-    assert trained.version == f"lr-softmax-1@{trained.labels_learnt}"
+    assert trained.version == f"logistic@{trained.labels_learnt}"
+
+
+def test_the_fraud_weight_is_corrected_so_probabilities_stay_calibrated() -> None:
+    """On overlapping classes with 5 % fraud, the mean predicted probability is close to 5 %
+    (a weighted model that was not corrected would predict about 10 times too much)."""
+    rng = random.Random(4)
+    model = OnlineFraudModel(boosting=False)
+    rows = [(rng.random() < 0.05, rng.gauss(0, 1)) for _ in range(20_000)]
+    for i, (is_fraud, noise) in enumerate(rows):
+        model.learn(f"tx-{i}", {"a": rng.gauss(1.0 if is_fraud else 0.0, 1.0) + 0 * noise}, is_fraud, None)
+    probe = [model.fraud_probability({"a": rng.gauss(0.05, 1.0)}) for _ in range(2000)]
+    assert 0.025 < sum(probe) / len(probe) < 0.1
 
 
 def test_fraud_with_unknown_type_teaches_the_score_only() -> None:
-    model = OnlineFraudModel()
+    model = OnlineFraudModel(boosting=False)
     assert model.learn("tx-1", {"f0": 1.0}, True, None) is True
     assert model.learn("tx-2", {"f0": 1.0}, True, "phishing") is True
     assert (model.labels_learnt, model.frauds_learnt) == (2, 0)
 
 
-def test_undersampling_is_deterministic_per_transaction_id() -> None:
-    ids = [f"tx-run-{i:06d}" for i in range(5000)]
-
-    def run() -> tuple[int, list[bool]]:
-        model = OnlineFraudModel()
-        kept = [model.learn(tid, {"f0": 0.5}, False, None) for tid in ids]
-        return model.labels_learnt, kept
-
-    first, second = run(), run()
-    assert first == second
-    count, kept = first
-    assert count == sum(kept)
-    assert 0.17 * len(ids) < count < 0.23 * len(ids)  # legit_keep_ratio 0.2
-    # Frauds are never skipped, whatever their id.
-    model = OnlineFraudModel()
-    assert all(model.learn(tid, {"f0": 1.0}, True, "identity_theft") for tid in ids[:200])
-
-
 @PROPERTY
 @given(st.text(min_size=1, max_size=64), st.floats(0.0, 1.0))
 def test_keep_is_a_pure_function_of_the_id(transaction_id: str, ratio: float) -> None:
-    assert _keep(transaction_id, ratio) == _keep(transaction_id, ratio)
-    assert _keep(transaction_id, 1.0) is True
-    assert _keep(transaction_id, 0.0) is False
+    assert keep(transaction_id, ratio) == keep(transaction_id, ratio)
+    assert keep(transaction_id, 1.0) is True
+    assert keep(transaction_id, 0.0) is False
 
 
 def test_pickle_round_trip_gives_identical_predictions(trained: OnlineFraudModel) -> None:
@@ -123,6 +118,117 @@ def test_pickle_round_trip_gives_identical_predictions(trained: OnlineFraudModel
         a.learn(f"tx-more-{i}", x, True, "malicious_behavior")
         b.learn(f"tx-more-{i}", x, True, "malicious_behavior")
     assert [a.predict(x) for x in probes] == [b.predict(x) for x in probes]
+
+
+def test_a_snapshot_of_the_single_logistic_model_becomes_the_pools_champion() -> None:
+    """Snapshots saved before the pool (an ``OnlineFraudModel`` with one ``fraud`` pipeline) load as
+    a pool whose champion is that pipeline, scoring as before."""
+    old = LogisticCandidate(fraud_weight=1.0)
+    for i in range(200):
+        old.learn({"a": float(i % 2) * 3}, bool(i % 2))
+    state = {"fraud": old.model, "labels_learnt": 200, "frauds_learnt": 0, "legit_keep_ratio": 0.2}
+    model = OnlineFraudModel.__new__(OnlineFraudModel)
+    model.__setstate__(state)
+    assert model.labels_learnt == 200 and len(model.pool) == 1
+    assert model.fraud_probability({"a": 3.0}) == old.predict_many([{"a": 3.0}])[0] > 0.5
+    assert model.anomaly is not None and model.drifts == 0
+
+
+# --- boosting ------------------------------------------------------------------------------------
+def test_boosting_trains_on_its_window_and_scores_a_batch_as_one_by_one() -> None:
+    rng = random.Random(8)
+    booster = BoostingCandidate(("a", "b"), retrain_every=1000, min_frauds=10)
+    for i in range(1600):
+        is_fraud = rng.random() < 0.1
+        booster.learn({"a": rng.gauss(2.0 if is_fraud else 0.0, 1.0), "b": rng.random()}, is_fraud, f"tx-{i}")
+    assert booster.ready and booster.trainings == 2  # at 500 labels (first), then 1000 later
+    rows = [{"a": rng.gauss(0, 2), "b": rng.random()} for _ in range(50)]
+    assert booster.predict_many(rows) == [booster.predict_many([row])[0] for row in rows]
+    high, low = booster.predict_many([{"a": 4.0, "b": 0.5}, {"a": -2.0, "b": 0.5}])
+    assert high > 0.5 > low
+    assert booster.explain({"a": 4.0, "b": 0.5})[0][0] == "a"
+    restored = pickle.loads(pickle.dumps(booster))
+    assert restored.predict_many(rows) == booster.predict_many(rows)
+
+
+def test_the_example_window_keeps_the_most_recent_rows() -> None:
+    window = ExampleWindow(columns=2, capacity=3000)
+    for i in range(5000):
+        window.append([float(i), -float(i)], i % 7 == 0)
+    rows, labels = window.data()
+    assert len(window) == 3000 and rows.dtype == np.float32
+    assert sorted(rows[:, 0].tolist()) == [float(i) for i in range(2000, 5000)]
+    assert labels.sum() == sum(1 for i in range(2000, 5000) if i % 7 == 0)
+    restored = pickle.loads(pickle.dumps(window))
+    assert (restored.data()[0] == rows).all()
+
+
+# --- champion and challengers --------------------------------------------------------------------
+class Noise(LogisticCandidate):
+    """A candidate that scores at random: a champion any learner beats, a challenger that never wins."""
+
+    def predict_many(self, rows):  # type: ignore[no-untyped-def]
+        rng = random.Random(len(rows) * 7919 + self.learnt)
+        return [rng.random() for _ in rows]
+
+
+def separable(model: OnlineFraudModel, count: int, rng: random.Random, start: int = 0) -> None:
+    for i in range(start, start + count):
+        is_fraud = rng.random() < 0.1
+        model.learn(f"tx{i}", {"a": rng.gauss(2.5 if is_fraud else 0, 1)}, is_fraud, None)
+
+
+def test_a_better_challenger_is_promoted() -> None:
+    model = OnlineFraudModel(boosting=False, cooldown=1000)
+    model.pool = [Contender(Noise(name="noise"), 0), Contender(LogisticCandidate(), 0)]
+    separable(model, 3000, random.Random(3))
+    assert model.pool[model.champion].candidate.name == "logistic"
+    assert [p.champion for p in model.promotions] == ["logistic"]
+    promotion = model.promotions[0]
+    assert promotion.champion_ap > promotion.beaten_ap + model.margin
+    assert model.version.startswith("logistic.g1@")
+    assert len(model.pool) == 2, "the demoted champion stays in the pool"
+
+
+def test_a_better_champion_is_kept() -> None:
+    model = OnlineFraudModel(boosting=False, cooldown=1000)
+    model.pool = [Contender(LogisticCandidate(), 0), Contender(Noise(name="noise"), 0)]
+    separable(model, 3000, random.Random(3))
+    assert model.champion == 0 and model.promotions == []
+
+
+def test_a_drift_adds_a_challenger_and_the_champion_scores_until_it_is_beaten() -> None:
+    """The fraud pattern flips half-way: ADWIN sees the champion's errors rise, a fresh challenger
+    learns beside it, and replaces it once it ranks the new pattern better on the labels both saw;
+    what the old champion learnt stays in the pool."""
+    model = OnlineFraudModel(boosting=False, cooldown=500, min_frauds=20)
+    model.pool = [Contender(LogisticCandidate(learning_rate=0.002), 0)]  # a champion slow to adapt
+    rng = random.Random(1)
+    for i in range(6000):
+        is_fraud = rng.random() < 0.3
+        sign = -1 if i >= 2000 else 1
+        model.learn(f"tx{i}", {"a": rng.gauss(3 * sign if is_fraud else 0, 1)}, is_fraud, None)
+        if i == 1999:
+            assert model.drifts == 0 and model.fraud_probability({"a": 3.0}) > 0.5
+    assert model.drifts >= 1
+    assert len(model.pool) == 2
+    assert model.promotions and model.promotions[0].at_label > 2000
+    assert model.pool[model.champion].candidate.name.startswith("logistic-d")
+    assert model.fraud_probability({"a": -3.0}) > 0.8, "the new champion learnt the new pattern"
+
+
+def test_no_drift_on_a_stationary_stream() -> None:
+    model = OnlineFraudModel(boosting=False)
+    rng = random.Random(2)
+    for i in range(4000):
+        is_fraud = rng.random() < 0.3
+        model.learn(
+            f"tx{i}",
+            {"a": rng.gauss(3 if is_fraud else 0, 1)},
+            is_fraud,
+            "identity_theft" if is_fraud else None,
+        )
+    assert model.drifts == 0 and model.promotions == [] and len(model.pool) == 1
 
 
 # --- Clip ------------------------------------------------------------------------------------------
@@ -172,40 +278,3 @@ def test_clip_passes_rivers_estimator_checks(monkeypatch: pytest.MonkeyPatch) ->
     assert Clip()._unit_test_skips() == set()
     checks.check_estimator(Clip())
     checks.check_estimator(Clip(limit=0.5))
-
-
-def test_a_rise_in_the_model_error_rate_starts_a_new_generation() -> None:
-    """ADWIN watches the errors on learnt labels; when the world flips, the model starts afresh."""
-    import random
-
-    model = OnlineFraudModel(legit_keep_ratio=1.0)
-    rng = random.Random(1)
-    detected_at = None
-    for i in range(4000):
-        fraud = rng.random() < 0.3
-        sign = -1 if i >= 2000 else 1  # the fraud pattern flips half-way
-        model.learn(
-            f"tx{i}",
-            {"a": rng.gauss(3 * sign if fraud else 0, 1)},
-            fraud,
-            "identity_theft" if fraud else None,
-        )
-        if model.generation and detected_at is None:
-            detected_at = i
-    assert detected_at is not None and 2000 <= detected_at < 2500, detected_at
-    assert model.drifts == 1
-    assert ".g1@" in model.version
-    assert model.predict({"a": -3.0})[0] > 0.8, "the new generation learnt the new pattern"
-
-
-def test_no_drift_on_a_stationary_stream() -> None:
-    import random
-
-    model = OnlineFraudModel(legit_keep_ratio=1.0)
-    rng = random.Random(2)
-    for i in range(4000):
-        fraud = rng.random() < 0.3
-        model.learn(
-            f"tx{i}", {"a": rng.gauss(3 if fraud else 0, 1)}, fraud, "identity_theft" if fraud else None
-        )
-    assert model.drifts == 0

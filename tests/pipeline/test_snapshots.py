@@ -18,7 +18,7 @@ KEY = b"test-key-1"
 
 
 def model_with(labels: int) -> OnlineFraudModel:
-    model = OnlineFraudModel(legit_keep_ratio=1.0)
+    model = OnlineFraudModel()
     for i in range(labels):
         model.learn(f"tx-{i}", {"f0": float(i % 7), "f1": 1.0}, i % 3 == 0, "identity_theft")
     return model

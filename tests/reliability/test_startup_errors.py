@@ -161,7 +161,7 @@ def test_worker_refuses_corrupt_and_tampered_snapshots_and_loads_the_previous_on
 ) -> None:
     settings: Settings = make_settings()
     store = snapshot_store(settings)
-    model = OnlineFraudModel(legit_keep_ratio=1.0)
+    model = OnlineFraudModel()
     good = trained(model, 0, 30)
     good_version = good.version
     store.save(good, good.labels_learnt)

@@ -24,7 +24,11 @@ from pipeline.tools.backtest.refusals import Refusals
 from pipeline.tools.backtest.report import BacktestResult, ScoredTransaction, summarise
 
 BATCH = 500
-"""Transactions scored in one call of the detector, when no label falls due among them."""
+"""Transactions scored in one call of the detector."""
+LABEL_LAG = 3600.0
+"""How long (event time) a label that became known may wait for the end of a batch: the worker
+learns labels from their own topic as they come, in batches too; with labels days or weeks late,
+an hour more changes nothing but lets a replay score hundreds of transactions per call."""
 
 Prepared = tuple[float, dict[str, Any], bool, str | None]
 """(event time, transaction, is fraud, fraud type)"""
@@ -90,10 +94,14 @@ def replay_transactions(
     return BacktestResult(len(prepared), refused or Counter(), overall, daily, scored, kept, seconds)
 
 
-def _replay(prepared: list[Prepared], detector: Detector, delay: float) -> Iterable[tuple[int, list[Scored]]]:
-    """(transactions done, the batch just scored) for consecutive batches. A batch ends where a label
-    falls due: labels are learnt, as the worker's learn agent learns them, before the first
-    transaction at or after the time they become known."""
+def _replay(
+    prepared: list[Prepared], detector: Detector, delay: float, lag: float = LABEL_LAG
+) -> Iterable[tuple[int, list[Scored]]]:
+    """(transactions done, the batch just scored) for consecutive batches of up to BATCH
+    transactions. Labels are learnt between batches, before the first transaction at or after the
+    time they became known, at most ``lag`` seconds (event time) after it: a batch ends ``lag``
+    after the first label that falls due while it lasts. A label is never learnt before it is
+    known."""
     states = InMemoryStates()
     due: list[tuple[float, int, Example]] = []  # (known at, order, example): a heap
     start = 0
@@ -104,7 +112,7 @@ def _replay(prepared: list[Prepared], detector: Detector, delay: float) -> Itera
                 known.append(heapq.heappop(due)[2])
             learnt = detector.learn(known)
             detector.count_entity_labels(learnt.entity_labels, states.state_of)
-        horizon = min(due[0][0] if due else float("inf"), prepared[start][0] + delay)
+        horizon = min(due[0][0] if due else float("inf"), prepared[start][0] + delay) + lag
         end = start + 1
         while end < len(prepared) and end - start < BATCH and prepared[end][0] < horizon:
             end += 1
