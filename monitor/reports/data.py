@@ -18,6 +18,8 @@ from monitor.timerange import EVERYTHING, RANGE_LABELS, TimeRange
 from pipeline.config import FRAUD_TYPE_NAMES, FRAUD_TYPES
 
 REPORT_TITLE = "Fraud Detection Report"
+ALERTS_ORDER_TEXT = "highest score first (newest first among equal scores)"
+"""How the reports list the alerts (the score is the detector's calibrated fraud probability)."""
 PDF_TOP_ALERTS = 20
 _MINUTE = timedelta(minutes=1)
 
@@ -48,7 +50,7 @@ class ReportData:
     minutes: Sequence[MinuteStats]
     """One entry per minute from the first to the last minute with decisions (gaps filled with 0)."""
     alerts: Sequence[Mapping[str, Any]]
-    """The alert queue, newest first."""
+    """The alert queue, highest score first (newest first among equal scores, no score last)."""
     verdicts: Mapping[str, Verdict]
     range_text: str = RANGE_LABELS["all"]
     """The time range chosen on the page ('Last 1 h', or custom bounds)."""
@@ -113,7 +115,7 @@ def collect_report(
         generated_by=generated_by,
         headline=state.decisions.headline(within),
         minutes=fill_minutes(state.decisions.minutes(within=within)),
-        alerts=state.alerts.query(AlertFilter(within=within)).alerts,
+        alerts=state.alerts.query(AlertFilter(within=within, order="score")).alerts,
         verdicts=state.verdicts.snapshot(),
         range_text=range_text,
     )
@@ -208,7 +210,7 @@ def alert_row(alert: Mapping[str, Any], verdict: Verdict | None) -> list[Any]:
 
 
 def alert_rows(data: ReportData) -> list[list[Any]]:
-    """The alert queue (newest first) with verdicts."""
+    """The alert queue (highest score first, see ``ALERTS_ORDER_TEXT``) with verdicts."""
     return [alert_row(a, data.verdicts.get(str(a.get("transaction_id", "")))) for a in data.alerts]
 
 

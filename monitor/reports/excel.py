@@ -1,4 +1,5 @@
-"""The report as an Excel workbook (openpyxl): sheets Summary, Rates by type, Alerts."""
+"""The report as an Excel workbook (openpyxl): sheets Summary, Rates by type, Alerts (highest score
+first; the Summary says so, so that the Alerts sheet's first row stays its column header)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from openpyxl.utils import get_column_letter
 
 from monitor.reports.data import (
     ALERT_REPORT_COLUMNS,
+    ALERTS_ORDER_TEXT,
     ReportData,
     alert_rows,
     rate_header,
@@ -24,6 +26,7 @@ from pipeline.config import FRAUD_TYPES
 SHEET_SUMMARY = "Summary"
 SHEET_RATES = "Rates by type"
 SHEET_ALERTS = "Alerts"
+ALERTS_ORDER_FIGURE = "Alerts sheet order"
 _BOLD = Font(bold=True)
 _HEADER_FILL = PatternFill("solid", fgColor="DDE3EA")
 _PERCENT = "0.00%"
@@ -53,12 +56,13 @@ def _widths(ws: Any, widths: Sequence[int]) -> None:
 
 
 def build_excel(data: ReportData) -> bytes:
-    """The report as an .xlsx workbook: sheets Summary, Rates by type, Alerts."""
+    """The report as an .xlsx workbook: sheets Summary, Rates by type, Alerts (highest score first)."""
     wb = Workbook()
     summary = wb.active
     summary.title = SHEET_SUMMARY
     _header(summary, ["Figure", "Value"])
-    for row, (name, value) in enumerate(summary_rows(data), start=2):
+    rows = [*summary_rows(data), (ALERTS_ORDER_FIGURE, ALERTS_ORDER_TEXT.capitalize())]
+    for row, (name, value) in enumerate(rows, start=2):
         _put(summary, row, 1, name)
         cell = _put(summary, row, 2, value)
         if "rate" in name.lower() and isinstance(value, float):

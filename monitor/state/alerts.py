@@ -1,4 +1,5 @@
-"""The alerts store: the newest alerts by event time, deduplicated, and the filter of the queue.
+"""The alerts store: the newest alerts by event time, deduplicated, and the filter and order of the
+queue (newest first, or highest score first).
 
 Pure and thread-safe: every public method takes the store's lock (one writer thread, many readers).
 """
@@ -6,20 +7,40 @@ Pure and thread-safe: every public method takes the store's lock (one writer thr
 from __future__ import annotations
 
 import bisect
+import math
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple, get_args
 
 from monitor.state.records import AddResult, InvalidRecordError, record_time, require_id
 from monitor.timerange import EVERYTHING, TimeRange
 from pipeline.config import Settings
 
+AlertOrder = Literal["newest", "score"]
+"""The queue's order: newest event time first, or highest score first (newest first among equal scores)."""
+ALERT_ORDERS: tuple[AlertOrder, ...] = get_args(AlertOrder)
+
+
+def alert_score(alert: Mapping[str, Any]) -> float | None:
+    """The alert's ``score`` (the detector's fraud probability), None when it is not a finite number."""
+    score = alert.get("score")
+    if isinstance(score, bool) or not isinstance(score, int | float) or not math.isfinite(score):
+        return None
+    return float(score)
+
+
+def _by_score(alert: Mapping[str, Any]) -> tuple[bool, float]:
+    """Sort key, highest score first; alerts without a score last."""
+    score = alert_score(alert)
+    return (score is None, -score if score is not None else 0.0)
+
 
 @dataclass(frozen=True, slots=True)
 class AlertFilter:
-    """Which alerts the queue shows: by fraud type, decision, minimum score and event-time range.
+    """Which alerts the queue shows (by fraud type, decision, minimum score and event-time range), and
+    in which order (``order``).
 
     None (or 0 for the score) means no condition on that field.
     """
@@ -28,6 +49,11 @@ class AlertFilter:
     decision: str | None = None
     min_score: float | None = None
     within: TimeRange = EVERYTHING
+    order: AlertOrder = "newest"
+
+    def __post_init__(self) -> None:
+        if self.order not in ALERT_ORDERS:
+            raise ValueError(f"order must be one of {ALERT_ORDERS}, got {self.order!r}")
 
     def matches(self, alert: Mapping[str, Any]) -> bool:
         """True when ``alert`` passes the type, decision and score conditions (not the range)."""
@@ -36,8 +62,8 @@ class AlertFilter:
         if self.decision is not None and alert.get("decision") != self.decision:
             return False
         if self.min_score:
-            score = alert.get("score")
-            if isinstance(score, bool) or not isinstance(score, int | float) or score < self.min_score:
+            score = alert_score(alert)
+            if score is None or score < self.min_score:
                 return False
         return True
 
@@ -107,8 +133,9 @@ class AlertStore:
     def query(
         self, alert_filter: AlertFilter | None = None, *, offset: int = 0, limit: int | None = None
     ) -> AlertPage:
-        """The alerts matching ``alert_filter``, newest first: ``limit`` of them from ``offset``,
-        and how many match in all."""
+        """The alerts matching ``alert_filter`` in its order (newest first, or highest score first
+        and newest first among equal scores, alerts without a score last): ``limit`` of them from
+        ``offset``, and how many match in all."""
         f = alert_filter or AlertFilter()
         with self._lock:
             matched = [
@@ -116,6 +143,8 @@ class AlertStore:
                 for event_time, alert_id in reversed(self._order)
                 if f.within.contains(event_time) and f.matches(self._alerts[alert_id])
             ]
+        if f.order == "score" and limit != 0:  # limit=0 asks only for the total
+            matched.sort(key=_by_score)  # stable: equal scores stay newest first
         offset = max(0, offset)
         page = matched[offset:] if limit is None else matched[offset : offset + max(0, limit)]
         return AlertPage(page, len(matched))

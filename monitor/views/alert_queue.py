@@ -1,4 +1,5 @@
-"""The alert queue: filters, one page of alerts (newest first) with their verdicts, the pager.
+"""The alert queue: filters, the order (newest first or highest score first), one page of alerts
+with their verdicts, the pager.
 
 A click on a row chooses that alert for the detail panel (``monitor.views.alert_detail``): the
 chooser there (``ALERT_SELECT_ID``) lists the alerts of the page shown here.
@@ -17,7 +18,7 @@ from dash.exceptions import PreventUpdate
 
 from monitor.formatting import format_amount, format_time, fraud_type_name, shorten_token, verdict_short
 from monitor.state import MonitorState
-from monitor.state.alerts import AlertFilter
+from monitor.state.alerts import AlertFilter, AlertOrder
 from monitor.state.records import FLAGGED_DECISIONS
 from monitor.state.verdicts import Verdict
 from monitor.timerange import EVERYTHING, TimeRange
@@ -32,6 +33,7 @@ ALERT_SELECT_ID = "alert-select"
 QUEUE_TYPE_ID = "queue-type"
 QUEUE_DECISION_ID = "queue-decision"
 QUEUE_MIN_SCORE_ID = "queue-min-score"
+QUEUE_ORDER_ID = "queue-order"
 QUEUE_PAGE_SIZE_ID = "queue-page-size"
 QUEUE_PREV_ID = "queue-prev"
 QUEUE_NEXT_ID = "queue-next"
@@ -45,6 +47,14 @@ ANY = "any"
 """The queue filters' value for "no condition"."""
 PAGE_SIZES = (10, 25, 50, 100)
 DEFAULT_PAGE_SIZE = 25
+DEFAULT_ORDER: AlertOrder = "newest"
+ORDER_LABELS: dict[AlertOrder, str] = {"newest": "Newest first", "score": "Highest score first"}
+"""The order control's options; "score" ranks by the detector's calibrated fraud probability."""
+PAGER_LABELS: dict[AlertOrder, tuple[str, str]] = {
+    "newest": ("‹ Newer", "Older ›"),
+    "score": ("‹ Higher scores", "Lower scores ›"),
+}
+"""The pager's buttons (back, forward) in each order."""
 
 ALERT_COLUMNS = (
     "Transaction",
@@ -63,7 +73,7 @@ ALERT_COLUMNS = (
 def queue_heading() -> list[Any]:
     """The heading and the filters of the queue (the time range above applies too)."""
     return [
-        html.H2("Alert queue (newest first; click a row for its detail)", style={"fontSize": "18px"}),
+        html.H2("Alert queue (click a row for its detail)", style={"fontSize": "18px"}),
         _queue_filters(),
     ]
 
@@ -102,6 +112,15 @@ def _queue_filters() -> html.Div:
                 debounce=True,
                 style={"width": "70px"},
             ),
+            html.Label("Order:", htmlFor=QUEUE_ORDER_ID, style={"marginLeft": "12px"}),
+            dcc.RadioItems(
+                id=QUEUE_ORDER_ID,
+                options=[{"label": label, "value": order} for order, label in ORDER_LABELS.items()],
+                value=DEFAULT_ORDER,
+                inline=True,
+                inputStyle={"marginRight": "4px"},
+                labelStyle={"marginRight": "10px"},
+            ),
             html.Label("Per page:", htmlFor=QUEUE_PAGE_SIZE_ID, style={"marginLeft": "12px"}),
             dcc.Dropdown(
                 id=QUEUE_PAGE_SIZE_ID,
@@ -133,11 +152,12 @@ def queue_table() -> html.Div:
 
 
 def _queue_pager() -> html.Div:
+    back, forward = PAGER_LABELS[DEFAULT_ORDER]
     return html.Div(
         [
-            html.Button("‹ Newer", id=QUEUE_PREV_ID, disabled=True, style=BUTTON_STYLE),
+            html.Button(back, id=QUEUE_PREV_ID, disabled=True, style=BUTTON_STYLE),
             html.Span("–", id=QUEUE_PAGE_INFO_ID, style={"margin": "0 10px", "fontSize": "13px"}),
-            html.Button("Older ›", id=QUEUE_NEXT_ID, disabled=True, style=BUTTON_STYLE),
+            html.Button(forward, id=QUEUE_NEXT_ID, disabled=True, style=BUTTON_STYLE),
         ],
         style={"display": "flex", "alignItems": "center", "marginTop": "8px"},
     )
@@ -241,7 +261,9 @@ class QueueRequest(NamedTuple):
     min_score: Any = None
     page_size: Any = DEFAULT_PAGE_SIZE
     page: Any = 0
-    """0 for the newest alerts; past the last page, the last page is shown."""
+    """0 for the first page; past the last page, the last page is shown."""
+    order: Any = DEFAULT_ORDER
+    """"newest" or "score" (highest score first)."""
 
 
 class QueuePage(NamedTuple):
@@ -251,18 +273,20 @@ class QueuePage(NamedTuple):
     options: list[dict[str, str]]
     key: str
     page: int
-    """The page shown (0 = newest), ``QueueRequest.page`` kept within the pages there are."""
+    """The page shown (0 = the first), ``QueueRequest.page`` kept within the pages there are."""
     pages: int
     page_info: str
     newer_disabled: bool
     older_disabled: bool
+    pager_labels: tuple[str, str] = PAGER_LABELS[DEFAULT_ORDER]
+    """The texts of the back and forward buttons (they name the order)."""
 
 
 def turn_page(triggered: set[Any], page: Any, pages: Any) -> int:
     """The queue's page after the controls in ``triggered`` (component ids) changed.
 
-    'Newer'/'Older' step back/forward within ``pages``; a changed filter, page size or range goes
-    back to the first (newest) page.
+    'Newer'/'Older' (or 'Higher scores'/'Lower scores') step back/forward within ``pages``; a changed
+    filter, order, page size or range goes back to the first page.
     """
     page = page if isinstance(page, int) and not isinstance(page, bool) and page >= 0 else 0
     last = pages - 1 if isinstance(pages, int) and not isinstance(pages, bool) and pages >= 1 else page
@@ -277,22 +301,26 @@ def turn_page(triggered: set[Any], page: Any, pages: Any) -> int:
 
 
 def queue_filter(request: QueueRequest, within: TimeRange = EVERYTHING) -> AlertFilter:
-    """The ``AlertFilter`` of the queue's controls; values the page cannot send are ignored."""
+    """The ``AlertFilter`` of the queue's controls; values the page cannot send are ignored (an unknown
+    order is newest first)."""
     fraud_type = request.fraud_type if request.fraud_type in FRAUD_TYPE_CODES.values() else None
     decision = request.decision if request.decision in FLAGGED_DECISIONS else None
     score = request.min_score
     min_score = (
         float(score) if isinstance(score, int | float) and not isinstance(score, bool) and score > 0 else None
     )
-    return AlertFilter(fraud_type=fraud_type, decision=decision, min_score=min_score, within=within)
+    order: AlertOrder = "score" if request.order == "score" else "newest"
+    return AlertFilter(
+        fraud_type=fraud_type, decision=decision, min_score=min_score, within=within, order=order
+    )
 
 
 def update_queue_page(
     state: MonitorState, request: QueueRequest, rendered: Any, range_data: Any = None
 ) -> QueuePage:
-    """One page of the filtered queue (newest first), with the pager's text and buttons.
+    """One page of the filtered queue in the chosen order, with the pager's text and buttons.
 
-    Raises PreventUpdate when no alert, verdict, filter, page or range changed since ``rendered``.
+    Raises PreventUpdate when no alert, verdict, filter, order, page or range changed since ``rendered``.
     """
     size = request.page_size if request.page_size in PAGE_SIZES else DEFAULT_PAGE_SIZE
     page = request.page if isinstance(request.page, int) and request.page >= 0 else 0
@@ -302,7 +330,7 @@ def update_queue_page(
     pages = max(1, -(-total // size))
     page = min(max(page, 0), pages - 1)
     key = f"{queue_key(state)}|{alert_filter.fraud_type}|{alert_filter.decision}|{alert_filter.min_score}"
-    key += f"|{range_key}|{page}|{size}"
+    key += f"|{alert_filter.order}|{range_key}|{page}|{size}"
     if key == rendered:
         raise PreventUpdate
     alerts = state.alerts.query(alert_filter, offset=page * size, limit=size).alerts
@@ -321,6 +349,7 @@ def update_queue_page(
         info,
         page == 0,
         page >= pages - 1,
+        PAGER_LABELS[alert_filter.order],
     )
 
 
@@ -348,6 +377,7 @@ def register_alert_queue_callbacks(app: Dash, state: MonitorState) -> None:
         Input(QUEUE_TYPE_ID, "value"),
         Input(QUEUE_DECISION_ID, "value"),
         Input(QUEUE_MIN_SCORE_ID, "value"),
+        Input(QUEUE_ORDER_ID, "value"),
         Input(QUEUE_PAGE_SIZE_ID, "value"),
         State(QUEUE_PAGE_ID, "data"),
         State(QUEUE_PAGES_ID, "data"),
@@ -366,11 +396,14 @@ def register_alert_queue_callbacks(app: Dash, state: MonitorState) -> None:
         Output(QUEUE_PAGE_INFO_ID, "children"),
         Output(QUEUE_PREV_ID, "disabled"),
         Output(QUEUE_NEXT_ID, "disabled"),
+        Output(QUEUE_PREV_ID, "children"),
+        Output(QUEUE_NEXT_ID, "children"),
         Input(REFRESH_ID, "n_intervals"),
         Input(VIEW_RANGE_ID, "data"),
         Input(QUEUE_TYPE_ID, "value"),
         Input(QUEUE_DECISION_ID, "value"),
         Input(QUEUE_MIN_SCORE_ID, "value"),
+        Input(QUEUE_ORDER_ID, "value"),
         Input(QUEUE_PAGE_SIZE_ID, "value"),
         Input(QUEUE_PAGE_ID, "data"),
         State(ALERTS_RENDERED_ID, "data"),
@@ -381,11 +414,12 @@ def register_alert_queue_callbacks(app: Dash, state: MonitorState) -> None:
         fraud_type: Any,
         decision: Any,
         min_score: Any,
+        order: Any,
         page_size: Any,
         page: Any,
         rendered: Any,
     ) -> tuple[Any, ...]:
-        request = QueueRequest(fraud_type, decision, min_score, page_size, page)
+        request = QueueRequest(fraud_type, decision, min_score, page_size, page, order)
         view = update_queue_page(state, request, rendered, range_data)
         return (
             view.children,
@@ -395,6 +429,7 @@ def register_alert_queue_callbacks(app: Dash, state: MonitorState) -> None:
             view.page_info,
             view.newer_disabled,
             view.older_disabled,
+            *view.pager_labels,
         )
 
     @app.callback(

@@ -1,5 +1,5 @@
 """The console in headless Chromium over the real broker: the "all types" overlay, the time range
-(graph, headline, amounts at risk, queue, URL), the queue's filters and pages, dark mode kept per
+(graph, headline, amounts at risk, queue, URL), the queue's filters, order and pages, dark mode kept per
 browser, and refreshes that update values without rebuilding the page."""
 
 from __future__ import annotations
@@ -91,6 +91,14 @@ def _queue_ids(dash_duo) -> list[str]:
         ".map(r => r.cells.length ? r.cells[0].textContent : '');"
     )
     return list(rows or [])
+
+
+def _queue_scores(dash_duo) -> list[float]:
+    cells = dash_duo.driver.execute_script(
+        "return Array.from(document.querySelectorAll('#alert-queue tbody tr'))"
+        ".map(r => r.cells.length > 4 ? r.cells[4].textContent : '');"
+    )
+    return [float(text) for text in cells or []]
 
 
 def _wait_queue(dash_duo, predicate, what: str) -> list[str]:
@@ -231,6 +239,12 @@ def test_queue_filters_and_pages(dash_duo, live: Settings) -> None:
         assert all(float(r.find_elements(By.TAG_NAME, "td")[4].text) >= 0.9 for r in rows)
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
         dash_duo.driver.save_screenshot(str(SCREENSHOTS / "monitor-queue-filtered.png"))
+        # by score: o1 (0.95) moves above r19 (0.91), the first row is the highest score (r22, 0.97)
+        _click_label(dash_duo, "#queue-order", "Highest score first")
+        _wait_queue(dash_duo, lambda ids: ids == ["r22", "o1", "r19"], "identity thefts by score")
+        scores = _queue_scores(dash_duo)
+        assert scores == sorted(scores, reverse=True) and scores[0] == 0.97, scores
+        dash_duo.wait_for_text_to_equal("#queue-prev", "‹ Higher scores", timeout=20)
         _choose(dash_duo, "#queue-type", "Malicious Behavior")
         _wait_queue(dash_duo, lambda ids: ids == ["r23", "r20"], "malicious, 0.9 or more")
         _no_browser_errors(dash_duo)

@@ -95,6 +95,16 @@ def test_layout_has_the_seed_components(app) -> None:
         assert wanted in ids
     for wanted in ("time-range", "range-start", "range-end", "at-risk", "queue-type", "queue-decision"):
         assert wanted in ids
+    [order] = [c for c in components if isinstance(c, dcc.RadioItems) and c.id == "queue-order"]
+    assert [(o["label"], o["value"]) for o in order.options] == [
+        ("Newest first", "newest"),
+        ("Highest score first", "score"),
+    ]
+    assert order.value == "newest"
+    [heading] = [
+        c for c in components if isinstance(c, html.H2) and str(c.children).startswith("Alert queue")
+    ]
+    assert heading.children == "Alert queue (click a row for its detail)", "the order control names the order"
     [theme] = [c for c in components if isinstance(c, dcc.Store) and c.id == "theme"]
     assert theme.storage_type == "local", "dark mode is kept per browser"
     [location] = [c for c in components if isinstance(c, dcc.Location)]
@@ -232,6 +242,49 @@ def test_graph_callback_is_wired_to_the_dropdown(analyst) -> None:
         [{"id": "graph-rendered", "property": "data", "value": key}],
     )
     assert again.status_code == 204
+
+
+_QUEUE_CONTROLS = ["queue-type", "queue-decision", "queue-min-score", "queue-order", "queue-page-size"]
+
+
+def test_queue_callbacks_take_the_order_like_the_other_filters(analyst) -> None:
+    deps = analyst.get("/_dash-dependencies").get_json()
+    by_output = {d["output"]: [i["id"] for i in d["inputs"]] for d in deps}
+    [queue] = [inputs for output, inputs in by_output.items() if "alert-queue.children" in output]
+    assert queue == ["refresh", "view-range", *_QUEUE_CONTROLS, "queue-page"]
+    assert by_output["queue-page.data"] == ["queue-prev", "queue-next", "view-range", *_QUEUE_CONTROLS]
+    outputs = [
+        ("alert-queue", "children"),
+        ("alert-select", "options"),
+        ("alerts-rendered", "data"),
+        ("queue-pages", "data"),
+        ("queue-page-info", "children"),
+        ("queue-prev", "disabled"),
+        ("queue-next", "disabled"),
+        ("queue-prev", "children"),
+        ("queue-next", "children"),
+    ]
+    values = {"queue-type": "any", "queue-decision": "any", "queue-order": "score", "queue-page-size": 25}
+    body = {
+        "output": "..{}..".format("...".join(f"{i}.{p}" for i, p in outputs)),
+        "outputs": [{"id": i, "property": p} for i, p in outputs],
+        "inputs": [
+            {"id": "refresh", "property": "n_intervals", "value": 1},
+            {"id": "view-range", "property": "data", "value": {"range": "all"}},
+            *({"id": c, "property": "value", "value": values.get(c)} for c in _QUEUE_CONTROLS),
+            {"id": "queue-page", "property": "data", "value": 0},
+        ],
+        "state": [{"id": "alerts-rendered", "property": "data", "value": None}],
+        "changedPropIds": ["queue-order.value"],
+    }
+    response = analyst.post("/_dash-update-component", json=body)
+    assert response.status_code == 200, response.get_data(as_text=True)[:500]
+    answer = response.get_json()["response"]
+    assert [o["value"] for o in answer["alert-select"]["options"]] == ["x1"]
+    assert (answer["queue-prev"]["children"], answer["queue-next"]["children"]) == (
+        "‹ Higher scores",
+        "Lower scores ›",
+    )
 
 
 def _verdict(client, action: str, transaction_id: str, fraud_type: str = "Identity Theft") -> Any:

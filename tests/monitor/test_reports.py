@@ -12,6 +12,7 @@ from pypdf import PdfReader
 from monitor.reports.data import (
     ALERT_REPORT_COLUMNS,
     REPORT_TITLE,
+    alert_rows,
     collect_report,
     report_filename,
     top_alerts,
@@ -105,6 +106,7 @@ def test_excel_has_summary_rates_and_alerts(data) -> None:
     assert summary["Alerts confirmed as fraud"] == 1
     assert summary["Alerts marked legitimate"] == 1
     assert summary["Alerts awaiting a verdict"] == 2
+    assert summary["Alerts sheet order"] == "Highest score first (newest first among equal scores)"
     formats = {row[0].value: row[1].number_format for row in workbook["Summary"].iter_rows(min_row=2)}
     assert formats["Alert rate"] == formats["Fraud rate: Identity Theft"] == "0.00%"
 
@@ -123,7 +125,7 @@ def test_excel_has_summary_rates_and_alerts(data) -> None:
     alerts = list(workbook["Alerts"].iter_rows(values_only=True))
     assert list(alerts[0]) == list(ALERT_REPORT_COLUMNS)
     by_tx = {row[0]: row for row in alerts[1:]}
-    assert [row[0] for row in alerts[1:]] == ["m1", "i1", "u2", "u1"]
+    assert [row[0] for row in alerts[1:]] == ["m1", "u2", "i1", "u1"], "highest score first"
     u2 = by_tx["u2"]
     assert u2[1:8] == (
         "2026-11-28 09:00:02",
@@ -141,10 +143,40 @@ def test_excel_has_summary_rates_and_alerts(data) -> None:
     assert TOKEN not in cells, "card tokens are shortened"
 
 
+def test_reports_list_alerts_by_score_ties_newest_first(state, make_decision, make_alert) -> None:
+    """Scores 0.95 (m1, u2), 0.7 (i1), 0.6 (u1); add a newer 0.6, an older 0.99 and one without a score."""
+    extra = [
+        make_decision("n1", minute=2, second=30, decision="review", fraud_type="identity_theft", score=0.6),
+        make_decision("o1", second=0.5, decision="block", fraud_type="identity_theft", score=0.99),
+        make_decision("x1", minute=2, second=40, decision="review", fraud_type="identity_theft"),
+    ]
+    alerts = [make_alert(d) for d in extra]
+    del alerts[2]["score"]
+    for alert in alerts:
+        state.alerts.add(alert)
+    data = collect_report(state, generated_by="alice", now=NOW)
+    by_score = ["o1", "m1", "u2", "i1", "n1", "u1", "x1"]
+    assert [a["transaction_id"] for a in data.alerts] == by_score
+    assert [row[0] for row in alert_rows(data)] == by_score
+    workbook = openpyxl.load_workbook(io.BytesIO(build_excel(data)))
+    assert [row[0] for row in workbook["Alerts"].iter_rows(min_row=2, values_only=True)] == by_score
+    assert [row[4] for row in workbook["Alerts"].iter_rows(min_row=2, values_only=True)] == [
+        0.99,
+        0.95,
+        0.95,
+        0.7,
+        0.6,
+        0.6,
+        None,
+    ]
+    assert [a["transaction_id"] for a in top_alerts(data, 3)] == ["o1", "m1", "u2"], "top alerts as before"
+    assert state.alerts.query().alerts[0]["transaction_id"] == "x1", "the queue itself stays newest first"
+
+
 def test_excel_text_never_becomes_a_formula(state, make_decision, make_alert) -> None:
     nasty = make_alert(
-        make_decision("f1", minute=2, second=9, decision="review", fraud_type="identity_theft")
-    )
+        make_decision("f1", minute=2, second=9, decision="review", fraud_type="identity_theft", score=0.99)
+    )  # the highest score: the first row of the Alerts sheet
     nasty["reasons"] = ['=HYPERLINK("http://evil")']
     state.alerts.add(nasty)
     workbook = openpyxl.load_workbook(

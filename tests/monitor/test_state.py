@@ -11,11 +11,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from monitor.state import MonitorState
-from monitor.state.alerts import AlertStore
+from monitor.state.alerts import AlertFilter, AlertStore
 from monitor.state.decisions import DecisionAggregator, floor_minute
 from monitor.state.records import InvalidRecordError, record_time
+from monitor.timerange import TimeRange
 from pipeline.config import FRAUD_TYPES, load_settings
 from pipeline.detection.vocabulary import parse_timestamp
+from tests.monitor.conftest import alert_record, decision_record
 
 
 def fixed_clock(ts: datetime):
@@ -300,6 +302,81 @@ def test_alert_store_is_bounded_and_keeps_the_newest(make_decision, make_alert) 
     old = make_alert(make_decision("tx-old", second=0.5, decision="review", fraud_type="identity_theft"))
     assert store.add(old) == "too_old"
     assert len(store) == 3
+
+
+def _scored_store(make_decision, make_alert) -> AlertStore:
+    """a..f one second apart (f newest): scores 0.6, 0.9, 0.6, 0.99, none, 0.9; b and d blocked."""
+    store = AlertStore(10)
+    scores = {"a": 0.6, "b": 0.9, "c": 0.6, "d": 0.99, "e": None, "f": 0.9}
+    for second, (tx, score) in enumerate(scores.items(), start=1):
+        decision = "block" if tx in "bd" else "review"
+        fraud_type = "identity_theft" if tx in "abc" else "malicious_behavior"
+        alert = make_alert(make_decision(tx, second=second, decision=decision, fraud_type=fraud_type))
+        alert["score"] = score
+        if score is None:
+            del alert["score"]
+        store.add(alert)
+    return store
+
+
+def _tx(page) -> list[str]:
+    return [a["transaction_id"] for a in page.alerts]
+
+
+def test_alert_store_query_by_score_highest_first_ties_newest_first(make_decision, make_alert) -> None:
+    store = _scored_store(make_decision, make_alert)
+    assert _tx(store.query()) == ["f", "e", "d", "c", "b", "a"], "newest first by default"
+    by_score = store.query(AlertFilter(order="score"))
+    assert (_tx(by_score), by_score.total) == (["d", "f", "b", "c", "a", "e"], 6), "no score last"
+    assert _tx(store.query(AlertFilter(order="newest"))) == _tx(store.query())
+    assert store.newest()[0]["transaction_id"] == "f", "the store itself stays newest first"
+
+
+def test_alert_store_pages_by_score(make_decision, make_alert) -> None:
+    store = _scored_store(make_decision, make_alert)
+    by_score = AlertFilter(order="score")
+    pages = [store.query(by_score, offset=offset, limit=2) for offset in (0, 2, 4)]
+    assert [_tx(p) for p in pages] == [["d", "f"], ["b", "c"], ["a", "e"]]
+    assert {p.total for p in pages} == {6}
+    assert store.query(by_score, limit=0) == ([], 6)
+    assert store.query(by_score, offset=6, limit=2) == ([], 6)
+    assert _tx(store.query(by_score, offset=5)) == ["e"]
+
+
+def test_alert_store_filters_then_orders_by_score(make_decision, make_alert, base_minute) -> None:
+    store = _scored_store(make_decision, make_alert)
+    assert _tx(store.query(AlertFilter(decision="block", order="score"))) == ["d", "b"]
+    assert _tx(store.query(AlertFilter(min_score=0.7, order="score"))) == ["d", "f", "b"]
+    identity = store.query(AlertFilter(fraud_type="identity_theft", order="score"), limit=1)
+    assert (_tx(identity), identity.total) == (["b"], 3)
+    window = TimeRange(base_minute + timedelta(seconds=3), base_minute + timedelta(seconds=6))
+    assert _tx(store.query(AlertFilter(within=window, order="score"))) == ["d", "c", "e"]
+
+
+def test_alert_filter_refuses_an_unknown_order() -> None:
+    with pytest.raises(ValueError, match="order must be one of"):
+        AlertFilter(order="oldest")  # type: ignore[arg-type]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    scores=st.lists(st.sampled_from([0.05, 0.3, 0.5, 0.7, 0.95, None]), min_size=0, max_size=30),
+    size=st.integers(min_value=1, max_value=7),
+)
+def test_alert_store_score_pages_are_the_newest_first_list_sorted_by_score(scores, size) -> None:
+    store = AlertStore(100)
+    for i, score in enumerate(scores):
+        alert = alert_record(
+            decision_record(f"t{i:02d}", second=i, decision="review", fraud_type="identity_theft")
+        )
+        alert["score"] = score
+        store.add(alert)
+    newest = store.query().alerts
+    expected = sorted(newest, key=lambda a: (a["score"] is None, -(a["score"] or 0.0)))
+    by_score = AlertFilter(order="score")
+    pages = [store.query(by_score, offset=o, limit=size) for o in range(0, len(scores) + size, size)]
+    assert [a for p in pages for a in p.alerts] == expected
+    assert all(p.total == len(scores) for p in pages)
 
 
 @pytest.mark.parametrize("change", [{"alert_id": ""}, {"alert_id": None}, {"event_time": "soon"}])

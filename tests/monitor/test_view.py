@@ -21,7 +21,7 @@ from monitor.state.alerts import AlertFilter, AlertStore
 from monitor.state.decisions import DecisionAggregator
 from monitor.state.totals import at_risk
 from monitor.timerange import EVERYTHING, InvalidRangeError, RangeSpec, TimeRange
-from monitor.views.alert_queue import QueueRequest, turn_page, update_queue_page
+from monitor.views.alert_queue import QueueRequest, queue_filter, turn_page, update_queue_page
 from monitor.views.at_risk import RISK_COLUMNS, update_at_risk
 from monitor.views.headline import update_headline
 from monitor.views.page import ViewControls, controls_from_search, search_for, sync_url
@@ -249,6 +249,7 @@ def test_turning_pages() -> None:
     assert turn_page({"queue-prev"}, 7, 3) == 1, "from beyond the last page (alerts left the range)"
     assert turn_page({"queue-type"}, 2, 3) == 0, "a filter goes back to the newest alerts"
     assert turn_page({"queue-next", "queue-page-size"}, 1, 3) == 0
+    assert turn_page({"queue-order"}, 2, 3) == 0, "a new order starts at its first page"
     assert turn_page({"queue-next", "queue-prev"}, 1, 3) == 1
     assert turn_page({"queue-next"}, None, None) == 0
     assert turn_page({"queue-next"}, 4, None) == 4
@@ -265,6 +266,53 @@ def test_queue_filters_and_range(state) -> None:
     junk = update_queue_page(state, QueueRequest("phishing", "allow", "high", "x", -3), None)
     assert junk.page == 0
     assert _ids(junk) == ["i29", "u25", "m20", "i10", "u0"]
+
+
+@pytest.mark.parametrize(
+    ("value", "order"),
+    [("newest", "newest"), ("score", "score"), (None, "newest"), ("oldest", "newest"), (["score"], "newest")],
+)
+def test_queue_filter_maps_the_order_control(value, order) -> None:
+    """The order control's value; anything the page cannot send is newest first."""
+    assert queue_filter(QueueRequest(order=value)).order == order
+    within = TimeRange(_t(10), _t(20))
+    mapped = queue_filter(QueueRequest("identity_theft", "block", 0.5, 10, 2, value), within)
+    assert mapped == AlertFilter("identity_theft", "block", 0.5, within, order)
+
+
+def test_queue_by_score_highest_first(state) -> None:
+    newest = update_queue_page(state, QueueRequest(), None)
+    assert newest.pager_labels == ("‹ Newer", "Older ›")
+    view = update_queue_page(state, QueueRequest(order="score"), newest.key)
+    assert _ids(view) == ["u25", "i10", "i29", "m20", "u0"], "ties (0.95, 0.6): newest first"
+    assert [o["value"] for o in view.options] == _ids(view), "the detail's chooser follows the order"
+    assert view.pager_labels == ("‹ Higher scores", "Lower scores ›")
+    assert view.key != newest.key, "a new order is redrawn"
+    with pytest.raises(PreventUpdate):
+        update_queue_page(state, QueueRequest(order="score"), view.key)
+    # the order combines with the filters, the range and the pages
+    identity = update_queue_page(state, QueueRequest(fraud_type="identity_theft", order="score"), None)
+    assert _ids(identity) == ["i10", "i29"]
+    recent = update_queue_page(state, QueueRequest(order="score"), None, {"range": "15m"})
+    assert _ids(recent) == ["u25", "i29", "m20"]
+    unknown = update_queue_page(state, QueueRequest(order="loudest"), None)
+    assert _ids(unknown) == _ids(newest) and unknown.key == newest.key
+
+
+def test_queue_pages_by_score(make_decision, make_alert) -> None:
+    st = MonitorState(DecisionAggregator(120, clock=NOW.timestamp), AlertStore(100))
+    for i in range(23):  # scores rise and fall: 0.50, 0.53, ... then repeat; ties newest first
+        record = make_decision(
+            f"t{i:02d}", minute=i, decision="review", fraud_type="identity_theft", score=0.5 + (i % 12) * 0.03
+        )
+        st.decisions.add(record)
+        st.alerts.add(make_alert(record))
+    pages = [update_queue_page(st, QueueRequest(page_size=10, page=p, order="score"), None) for p in range(3)]
+    shown = [tx for page in pages for tx in _ids(page)]
+    expected = sorted((f"t{i:02d}" for i in range(23)), key=lambda tx: (-(int(tx[1:]) % 12), -int(tx[1:])))
+    assert shown == expected and shown[:3] == ["t11", "t22", "t10"]
+    assert [p.page_info for p in pages][-1] == "21–23 of 23 alerts · page 3 of 3"
+    assert (pages[0].newer_disabled, pages[2].older_disabled) == (True, True)
 
 
 # --- the URL ---------------------------------------------------------------------------------------------
@@ -302,10 +350,10 @@ def test_report_is_limited_to_the_range(state) -> None:
     assert summary["Transactions"] == 4
     assert summary["Period"] == "2026-11-28 09:20 to 2026-11-28 09:30 UTC"
     assert [row[0] for row in workbook["Alerts"].iter_rows(min_row=2, values_only=True)] == [
-        "i29",
         "u25",
+        "i29",
         "m20",
-    ]
+    ], "highest score first"
 
 
 def test_pdf_report_names_the_range(state) -> None:
