@@ -48,7 +48,7 @@ def test_small_benchmark_measures_every_phase(kafka_bootstrap: str, tmp_path: Pa
     assert latency["cpu_cores"] > 0 and latency["cpu_ms_per_transaction"] > 0  # the worker's own CPU
     assert 0 < latency["p50_ms"] <= latency["p95_ms"] <= latency["p99_ms"] <= latency["max_ms"]
     assert set(written["models"]) >= {
-        "fraud model predict",
+        "logistic candidate predict",
         "whole decision (rules, models, anomaly, explanation)",
     }
     (fixed,) = written["latency_by_rate"]

@@ -42,6 +42,8 @@ def model_rates(
 ) -> dict[str, float]:
     """Samples per second of each model alone, and of the whole decision, on replayed features."""
     from pipeline.detection.anomaly import AnomalyDetector
+    from pipeline.detection.candidates import BoostingCandidate, LogisticCandidate
+    from pipeline.detection.features import FEATURE_NAMES
     from pipeline.detection.model import OnlineFraudModel
     from pipeline.wiring import build_detector
 
@@ -52,16 +54,27 @@ def model_rates(
         return len(features) / (time.perf_counter() - started)
 
     model = OnlineFraudModel()
+    logistic = LogisticCandidate()
+    boosting = BoostingCandidate(FEATURE_NAMES)
     rates = {
-        "fraud model learn (scaler|clip|logistic)": timed(
-            lambda i: model.fraud.learn_one(features[i], labels[i][1])
+        "logistic candidate learn (scaler|clip|logistic)": timed(
+            lambda i: logistic.learn(features[i], labels[i][1])
         ),
-        "fraud model predict": timed(lambda i: model.fraud.predict_proba_one(features[i])),
-        "type model learn (scaler|clip|softmax)": timed(
-            lambda i: model.fraud_type.learn_one(features[i], labels[i][2] or "unauthorized_transactions")
+        "logistic candidate predict": timed(lambda i: logistic.predict_many([features[i]])),
+        "boosting candidate learn (window; retrain every 5,000)": timed(
+            lambda i: boosting.learn(features[i], labels[i][1], labels[i][0])
         ),
-        "type model predict": timed(lambda i: model.fraud_type.predict_one(features[i])),
     }
+    if boosting.ready:
+        batch = 500
+        started = time.perf_counter()
+        for start in range(0, len(features), batch):
+            boosting.predict_many(features[start : start + batch])
+        rates["boosting candidate predict (batches of 500)"] = len(features) / (time.perf_counter() - started)
+    rates["type model learn (scaler|clip|softmax)"] = timed(
+        lambda i: model.fraud_type.learn_one(features[i], labels[i][2] or "unauthorized_transactions")
+    )
+    rates["type model predict"] = timed(lambda i: model.fraud_type.predict_one(features[i]))
     detector = AnomalyDetector()
     rates["anomaly score+learn (half-space trees)"] = timed(lambda i: detector.score_and_learn(features[i]))
     engine = build_detector(settings, "combined").engine
