@@ -82,7 +82,8 @@ class LogisticCandidate:
         predict = self.model.predict_proba_one
         return [_uncorrect(float(predict(x).get(True, 0.0)), self.fraud_weight) for x in rows]
 
-    def learn(self, features: Features, is_fraud: bool) -> None:
+    def learn(self, features: Features, is_fraud: bool, transaction_id: str = "") -> None:
+        """Learn one label (every one: the id, which sampling candidates need, is not used here)."""
         self.model.learn_one(features, is_fraud, w=self.fraud_weight if is_fraud else 1.0)
         self.learnt += 1
 

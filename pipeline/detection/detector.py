@@ -67,8 +67,8 @@ class EntityLabel:
 
 @dataclass(frozen=True, slots=True)
 class Learnt:
-    """What learning a batch of labels did: how many the model learnt (the rest it skipped by
-    under-sampling) and the labels the entities must count."""
+    """What learning a batch of labels did: how many the model learnt (none when learning is off,
+    as in a rules-only backtest; the rest are skipped) and the labels the entities must count."""
 
     learnt: int
     skipped: int

@@ -72,7 +72,6 @@ class OnlineFraudModel:
     fraud_type: compose.Pipeline = field(default_factory=_type_classifier)
     labels_learnt: int = 0
     frauds_learnt: int = 0
-    name: str = "pool"
     drift: drift.ADWIN = field(default_factory=lambda: drift.ADWIN(delta=0.002))
     anomaly: AnomalyDetector = field(default_factory=AnomalyDetector)
     drifts: int = 0
@@ -165,11 +164,7 @@ class OnlineFraudModel:
             if champion is not None:
                 self._watch_errors(abs(float(is_fraud) - champion[offset]))
             for contender in self.pool:
-                candidate = contender.candidate
-                if isinstance(candidate, BoostingCandidate):
-                    candidate.learn(features, is_fraud, transaction_id)
-                else:
-                    candidate.learn(features, is_fraud)
+                contender.candidate.learn(features, is_fraud, transaction_id)
             self.labels_learnt += 1
             if is_fraud and fraud_type in FRAUD_TYPES:
                 self.fraud_type.learn_one(features, fraud_type)
@@ -231,9 +226,8 @@ class OnlineFraudModel:
             return
         self.drifts += 1
         self.drift = drift.ADWIN(delta=0.002)
-        fresh = [i for i, c in enumerate(self.pool) if c.since and c.candidate.learnt < self.cooldown]
-        if fresh:  # a challenger started on an earlier drift is still young: it goes on learning
-            return
+        if any(c.since and c.candidate.learnt < self.cooldown for c in self.pool):
+            return  # a challenger started on an earlier drift is still young: it goes on learning
         if len(self.pool) >= self.max_pool:  # make room: the weakest contender that is not champion
             weakest = min(
                 (i for i in range(len(self.pool)) if i != self.champion and self.pool[i].since),
