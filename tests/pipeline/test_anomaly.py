@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import itertools
+import pickle
 import random
 
-from pipeline.detection.anomaly import AnomalyDetector, likely_fraud_type
+import numpy as np
+
+from pipeline.detection.anomaly import ANOMALY_FEATURES, AnomalyDetector, likely_fraud_type, rows_of
 from pipeline.detection.engine import ANOMALY_SCORE, DetectionEngine
 from pipeline.detection.model import OnlineFraudModel
 from pipeline.detection.rules import RuleSet
@@ -72,3 +76,56 @@ def test_engine_counts_only_unusual_scores_within_the_budget() -> None:
     assert decisions[611].action == "allow", "below the floor of 0.8"
     off = DetectionEngine(RuleSet(()), _Scripted([0.99] * 700), model_min_labels=10**9, anomaly_budget=None)
     assert all(off.decide(txn, {}).action == "allow" for _ in range(700))
+
+
+def _river_detector(seed: int):  # type: ignore[no-untyped-def]
+    from river import anomaly, preprocessing
+
+    trees = anomaly.HalfSpaceTrees(n_trees=10, height=6, window_size=250, seed=seed)
+    return preprocessing.MinMaxScaler() | trees
+
+
+def test_batch_scores_equal_river_half_space_trees_row_by_row() -> None:
+    """The array trees give river's MinMaxScaler | HalfSpaceTrees scores, whatever the batch sizes:
+    the same trees for the same seed, the scaler moved by each row, the windows swapped mid-batch."""
+    rng = np.random.default_rng(5)
+    n = 3_000
+    matrix = rng.normal(size=(n, len(ANOMALY_FEATURES))) * rng.uniform(0.1, 50, len(ANOMALY_FEATURES))
+    matrix[:, 3] = rng.integers(0, 3, n)  # a few discrete columns, as counts are
+    matrix[:, 0] = np.where(rng.random(n) < 0.3, 0.0, matrix[:, 0])
+    reference = _river_detector(seed=42)
+    expected = []
+    for row in matrix:
+        x = dict(zip(ANOMALY_FEATURES, (float(v) for v in row), strict=True))
+        expected.append(reference.score_one(x))
+        reference.learn_one(x)
+    detector = AnomalyDetector(warmup=0, seed=42)
+    got, start = [], 0
+    for size in itertools.cycle((1, 7, 250, 500, 33)):
+        if start >= n:
+            break
+        got.extend(detector.score_and_learn_many(matrix[start : start + size]))
+        start += size
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-12)
+
+
+def test_scores_none_while_warming_up_and_the_batch_and_single_paths_agree() -> None:
+    rng = random.Random(2)
+    rows = [_typical(rng) for _ in range(1_300)]
+    one_by_one = AnomalyDetector(warmup=1000, seed=3)
+    singles = [one_by_one.score_and_learn(row) for row in rows]
+    assert singles[:1000] == [None] * 1000 and all(s is not None for s in singles[1000:])
+    batched = AnomalyDetector(warmup=1000, seed=3)
+    chunks = [rows_of(rows[i : i + 128]) for i in range(0, 1300, 128)]
+    scores = np.concatenate([batched.score_and_learn_many(chunk) for chunk in chunks])
+    assert np.isnan(scores[:1000]).all()
+    np.testing.assert_allclose(scores[1000:], singles[1000:], atol=1e-12)
+
+
+def test_a_snapshot_of_the_river_based_detector_loads_as_fresh_trees_that_warm_up_again() -> None:
+    old = AnomalyDetector.__new__(AnomalyDetector)
+    old.__setstate__({"warmup": 10, "seed": 9, "seen": 5000, "detector": object()})
+    assert old.seen == 0 and old.warmup == 10 and old.seed == 9
+    assert old.score_and_learn({"log_amount": 1.0}) is None
+    restored = pickle.loads(pickle.dumps(old))
+    assert restored.seen == 1
