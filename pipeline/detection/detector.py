@@ -117,8 +117,8 @@ class Detector:
         on_error: OnError | None = None,
     ) -> list[Scored | None]:
         """Decide each (transaction, event time, its entity features), in order: the transaction's
-        own features, the entities', the card's (the card then remembers the transaction), the
-        model's probabilities for the whole batch in one call, then each decision. None for an item
+        own features, the entities', the card's (the card then remembers the transaction), then the
+        decisions of the whole batch at once (``DetectionEngine.decide_many``). None for an item
         that failed (told to ``on_error``)."""
         out: list[Scored | None] = [None] * len(batch)
         ready: list[tuple[int, Transaction, float, Features]] = []
@@ -130,12 +130,12 @@ class Detector:
                 ready.append((index, txn, at, features))
             except Exception as exc:
                 _report(on_error, index, exc)
-        probabilities = self.engine.model.fraud_probabilities([features for *_, features in ready])
-        for (index, txn, at, features), probability in zip(ready, probabilities, strict=True):
-            try:
-                out[index] = Scored(txn, at, features, self.engine.decide(txn, features, probability))
-            except Exception as exc:
-                _report(on_error, index, exc)
+        decisions = self.engine.decide_many([(txn, features) for _, txn, _, features in ready])
+        for (index, txn, at, features), decision in zip(ready, decisions, strict=True):
+            if isinstance(decision, Exception):
+                _report(on_error, index, decision)
+            else:
+                out[index] = Scored(txn, at, features, decision)
         return out
 
     def process(

@@ -26,13 +26,15 @@ that (cold start) it is the strength of the rules and anomalies below. The **act
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 from river import stats
 
-from pipeline.detection.anomaly import likely_fraud_type
+from pipeline.detection.anomaly import likely_fraud_type, rows_of
 from pipeline.detection.entity_lists import EntityLists, ListHit
 from pipeline.detection.features import Features
 from pipeline.detection.model import OnlineFraudModel
@@ -88,23 +90,27 @@ class DetectionEngine:
         if self.anomaly_budget is not None:
             self._recent_anomalies = stats.RollingQuantile(q=1 - self.anomaly_budget, window_size=10_000)
 
-    def _anomaly(self, features: Features) -> float | None:
-        """The transaction's anomaly score when it counts (unusual and within the budget), else None."""
+    def _anomalies(self, rows: Sequence[Features]) -> list[float | None]:
+        """Each transaction's anomaly score when it counts (unusual and within the budget), else None;
+        the detector scores and learns the whole batch at once."""
         if self._recent_anomalies is None:
-            return None
-        score = self.model.anomaly.score_and_learn(features)
-        if score is None:
-            return None
-        self._recent_anomalies.update(score)
-        self._anomalies_seen += 1
-        line = self._recent_anomalies.get()
-        if (
-            self._anomalies_seen < QUANTILE_WARMUP
-            or score < ANOMALY_FLOOR
-            or (line is not None and score < line)
-        ):
-            return None
-        return score
+            return [None] * len(rows)
+        scores = self.model.anomaly.score_and_learn_many(rows_of(rows))
+        out: list[float | None] = []
+        for score in scores.tolist():
+            if score != score:  # NaN: warming up
+                out.append(None)
+                continue
+            self._recent_anomalies.update(score)
+            self._anomalies_seen += 1
+            line = self._recent_anomalies.get()
+            counts = not (
+                self._anomalies_seen < QUANTILE_WARMUP
+                or score < ANOMALY_FLOOR
+                or (line is not None and score < line)
+            )
+            out.append(score if counts else None)
+        return out
 
     def _within_budget(self, model_score: float) -> bool:
         """Whether the model's score is among the top ``alert_budget`` of recent scores: the model
@@ -118,19 +124,76 @@ class DetectionEngine:
     def decide(
         self, txn: Mapping[str, Any], features: Features, model_score: float | None = None
     ) -> Decision:
-        """The decision on one transaction; ``model_score`` is the model's probability when the
-        caller computed it for a whole batch (else it is asked here)."""
-        if model_score is None:
-            model_score = self.model.fraud_probability(features)
+        """The decision on one transaction (``decide_many`` of one)."""
+        decided = self.decide_many([(txn, features)], None if model_score is None else [model_score])[0]
+        if isinstance(decided, Exception):
+            raise decided
+        return decided
+
+    def decide_many(
+        self,
+        items: Sequence[tuple[Mapping[str, Any], Features]],
+        model_scores: Sequence[float] | None = None,
+    ) -> list[Decision | Exception]:
+        """The decisions on a batch of (transaction, features), in order, as ``decide`` one by one
+        would give them: the model's probabilities (``model_scores`` when the caller computed them),
+        the anomaly trees and the rules each run once over the whole batch; the budgets' rolling
+        quantiles see the scores in order. A row whose decision failed gets its exception instead
+        (the batch goes on)."""
+        rows = [features for _, features in items]
+        if model_scores is None:
+            model_scores = self.model.fraud_probabilities(rows)
         trained = self.model.labels_learnt >= self.model_min_labels
-        model_counts = trained and self._within_budget(model_score)
-        anomaly = self._anomaly(features)
-        listed = self.lists.match(txn, self.rules)
-        if listed is not None:
-            return self._listed(listed, features, model_score, trained)
-        env = {**txn, **features}
-        hits = self.rules.evaluate(env)
-        hits.sort(key=lambda rule: RULE_SCORE[rule.action], reverse=True)
+        counted = [trained and self._within_budget(score) for score in model_scores]
+        anomalies = self._anomalies(rows)
+        hits = self._rule_hits(items)
+        out: list[Decision | Exception] = []
+        for index, (txn, features) in enumerate(items):
+            try:
+                listed = self.lists.match(txn, self.rules)
+                if listed is not None:
+                    out.append(self._listed(listed, features, model_scores[index], trained))
+                else:
+                    row_hits = hits[index] if hits is not None else self.rules.evaluate({**txn, **features})
+                    out.append(
+                        self._decision(txn, features, model_scores[index], trained, counted[index],
+                                       anomalies[index], row_hits)
+                    )  # fmt: skip
+            except Exception as exc:
+                out.append(exc)
+        return out
+
+    def _rule_hits(self, items: Sequence[tuple[Mapping[str, Any], Features]]) -> list[list[Rule]] | None:
+        """The rules that fire for each item, evaluated on the batch's columns; None when a row
+        raises (a division by zero): each row is then evaluated alone, so only it fails."""
+        rules = self.rules.rules
+        if not rules:
+            return [[] for _ in items]
+        columns = {name: _column(name, items) for name in self.rules.names}
+        try:
+            matrix = self.rules.evaluate_columns(columns, len(items))
+        except ZeroDivisionError:
+            return None
+        fired = matrix.any(axis=0).tolist()
+        return [
+            [rule for rule, hit in zip(rules, matrix[:, index].tolist(), strict=True) if hit]
+            if any_hit
+            else []
+            for index, any_hit in enumerate(fired)
+        ]
+
+    def _decision(
+        self,
+        txn: Mapping[str, Any],
+        features: Features,
+        model_score: float,
+        trained: bool,
+        model_counts: bool,
+        anomaly: float | None,
+        hits: list[Rule],
+    ) -> Decision:
+        """The decision on a transaction no list decides, from its rule hits, model score and anomaly."""
+        hits = sorted(hits, key=lambda rule: RULE_SCORE[rule.action], reverse=True)
         rule_score = RULE_SCORE[hits[0].action] if hits else 0.0
         # The action: the strongest of the rules', the model's (within its budget) and an anomaly's.
         strength = max(rule_score, ANOMALY_SCORE if anomaly else 0.0)
@@ -148,7 +211,11 @@ class DetectionEngine:
         model_type = (
             self.model.likely_type(features) if model_flags or (action != "allow" and not hits) else None
         )
-        reasons = self._reasons(env, hits, features, model_score, model_flags, model_type, anomaly)
+        reasons = (
+            self._reasons({**txn, **features}, hits, features, model_score, model_flags, model_type, anomaly)
+            if hits or model_flags or anomaly is not None
+            else []
+        )
         fraud_type = hits[0].fraud_type if hits else (model_type if action != "allow" else None)
         if action != "allow" and fraud_type is None:
             fraud_type = likely_fraud_type(features)
@@ -220,6 +287,15 @@ class DetectionEngine:
             return 0
         self.model.learn_many(labels)
         return len(labels)
+
+
+def _column(name: str, items: Sequence[tuple[Mapping[str, Any], Features]]) -> np.ndarray:
+    """The values of ``name`` in the batch (a feature, else a transaction field, as a rule reads
+    it): float64 with NaN for null when every value is a number, else an object array."""
+    values = [features[name] if name in features else txn.get(name) for txn, features in items]
+    if all(value is None or (type(value) in (int, float, bool)) for value in values):
+        return np.array([math.nan if value is None else value for value in values], dtype=np.float64)
+    return np.array(values, dtype=object)
 
 
 def _action(strength: float, review: float, block: float) -> str:

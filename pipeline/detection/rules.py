@@ -15,6 +15,7 @@ import math
 import string
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
 
@@ -137,6 +138,20 @@ class RuleSet:
     blocked: Mapping[str, frozenset[str]] = field(default_factory=dict)
     allowed_cards: frozenset[str] = frozenset()
     source: str = "<memory>"
+
+    @cached_property
+    def names(self) -> tuple[str, ...]:
+        """The feature and transaction-field names the rules' conditions read, sorted."""
+        return tuple(
+            sorted(
+                {
+                    node.id
+                    for rule in self.rules
+                    for node in ast.walk(ast.parse(rule.when, mode="eval"))
+                    if isinstance(node, ast.Name)
+                }
+            )
+        )
 
     def evaluate(self, env: Mapping[str, Any]) -> list[Rule]:
         """The rules that fire for this feature/transaction environment, in file order."""

@@ -51,8 +51,8 @@ class FixedModel(OnlineFraudModel):
     fixed_score: float = 0.0
     fixed_type: str | None = None
 
-    def fraud_probability(self, features: Features) -> float:
-        return self.fixed_score
+    def fraud_probabilities(self, rows: list[Features]) -> list[float]:
+        return [self.fixed_score] * len(rows)
 
     def likely_type(self, features: Features) -> str | None:
         return self.fixed_type
@@ -246,8 +246,8 @@ def test_the_alert_budget_limits_what_the_model_alone_may_flag() -> None:
     from pipeline.detection.rules import RuleSet
 
     class ConfidentModel(OnlineFraudModel):
-        def fraud_probability(self, features):  # type: ignore[no-untyped-def]
-            return 0.6 + 0.4 * features["u"]
+        def fraud_probabilities(self, rows):  # type: ignore[no-untyped-def]
+            return [0.6 + 0.4 * features["u"] for features in rows]
 
         def likely_type(self, features):  # type: ignore[no-untyped-def]
             return "identity_theft"
