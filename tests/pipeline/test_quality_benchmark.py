@@ -226,6 +226,34 @@ def test_the_online_model_learns_each_label_only_once_known() -> None:
     assert expected[0] == 0 and expected[-1] > 0
 
 
+def test_the_online_forest_scores_each_row_before_it_learns_the_label() -> None:
+    rows = [_row(i, T0 + i * 3600.0 * 2, "tok_A", fraud=i % 20 == 0) for i in range(1000)]
+    stream = quality.Stream.from_rows(rows, delay_days=7)
+    features = stream.labels.astype(float).reshape(-1, 1)  # the label itself: a leak would show at once
+    learnt_before: list[int] = []
+
+    class Spy:
+        def __init__(self) -> None:
+            self.model = quality.river_forest()
+            self.learnt = 0
+
+        def learn_one(self, x: dict[str, float], y: bool) -> None:
+            self.learnt += 1
+            self.model.learn_one(x, y)
+
+        def predict_proba_one(self, x: dict[str, float]) -> dict[bool, float]:
+            learnt_before.append(self.learnt)
+            return self.model.predict_proba_one(x)
+
+    scores = quality.online_delayed(features, stream, Spy, names=("x",))
+    expected = [int(np.sum(stream.known_at[:i] <= stream.times[i])) for i in range(len(rows))]
+    assert learnt_before == expected
+    unknown = np.array(expected) == 0  # the first week: no label known, not even its own
+    assert unknown.sum() == 84 and np.all(scores[unknown] == 0)
+    late = np.arange(len(rows)) >= 500  # once it has learnt, it ranks every fraud first
+    assert scores[late & stream.labels].min() > scores[late & ~stream.labels].max()
+
+
 def test_precision_recall_and_the_svg_chart() -> None:
     recall, precision = quality.precision_recall([True, False, True, False], [0.9, 0.8, 0.8, 0.1])
     assert recall == [0.5, 1.0, 1.0] and precision == [1.0, 2 / 3, 0.5]
@@ -253,6 +281,7 @@ def test_the_quick_benchmark_prints_every_scorer_and_writes_its_figures(tmp_path
         "LightGBM, weekly",
         "random forest, weekly",
         "River LR, online",
+        "River ARF, online",
         "amount",
         "random",
         "LightGBM on detector features",
