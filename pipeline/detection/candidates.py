@@ -77,10 +77,40 @@ class LogisticCandidate:
         return self.learnt > 0
 
     def predict_many(self, rows: Sequence[Features]) -> list[float]:
+        """The fraud probability of each row, as ``predict_proba_one`` row by row would give it (to
+        float rounding), computed on the batch as a matrix when every row has the same features."""
         if not self.learnt:
             return [0.0] * len(rows)
-        predict = self.model.predict_proba_one
-        return [_uncorrect(float(predict(x).get(True, 0.0)), self.fraud_weight) for x in rows]
+        if not rows:
+            return []
+        names = tuple(rows[0])
+        if any(len(x) != len(names) or x.keys() != rows[0].keys() for x in rows):
+            predict = self.model.predict_proba_one  # rows of different shapes: one at a time
+            return [_uncorrect(float(predict(x).get(True, 0.0)), self.fraud_weight) for x in rows]
+        matrix = np.array([[x[name] for name in names] for x in rows], dtype=np.float64)
+        return self._probabilities(matrix, names).tolist()
+
+    def _probabilities(self, matrix: np.ndarray, names: tuple[str, ...]) -> np.ndarray:
+        """The pipeline's steps on a matrix: standardise (0 where the variance is 0), clip, the
+        logistic function of the weighted sum (0 or 1 beyond +-30, as river's sigmoid), then
+        corrected for the fraud weight."""
+        steps = list(self.model.steps.values())
+        scaler, clip, logistic = steps
+        means = np.array([scaler.means.get(name, 0.0) for name in names])
+        variances = np.array([scaler.vars.get(name, 0.0) for name in names])
+        with np.errstate(divide="ignore", invalid="ignore"):
+            scaled = np.where(variances > 0, (matrix - means) / np.sqrt(variances), 0.0)
+        scaled = np.clip(scaled, -clip.limit, clip.limit)
+        weights = logistic.weights
+        raw = scaled @ np.array([weights.get(name, 0.0) for name in names]) + logistic.intercept
+        with np.errstate(over="ignore"):
+            p = np.where(raw < -30, 0.0, np.where(raw > 30, 1.0, 1.0 / (1.0 + np.exp(-raw))))
+        if self.fraud_weight == 1.0:
+            return p
+        with np.errstate(divide="ignore", invalid="ignore"):
+            odds = p / (1.0 - p) / self.fraud_weight
+            corrected = odds / (1.0 + odds)
+        return np.where(p <= 0.0, p, np.where(p >= 1.0, 1.0, corrected))
 
     def learn(self, features: Features, is_fraud: bool, transaction_id: str = "") -> None:
         """Learn one label (every one: the id, which sampling candidates need, is not used here)."""
@@ -97,6 +127,9 @@ class LogisticCandidate:
         weights = self.model[list(self.model.steps)[-1]].weights
         contributions = sorted(((n, weights.get(n, 0.0) * v) for n, v in scaled.items()), key=lambda i: -i[1])
         return [(name, value) for name, value in contributions[:top] if value > 0]
+
+    def explain_many(self, rows: Sequence[Features], top: int = 3) -> list[list[tuple[str, float]]]:
+        return [self.explain(features, top) for features in rows]
 
 
 @dataclass
@@ -214,14 +247,21 @@ class BoostingCandidate:
 
     def explain(self, features: Features, top: int = 3) -> list[tuple[str, float]]:
         """The features that pushed the log-odds up most (the trees' per-feature contributions)."""
-        if self.booster is None:
-            return []
-        row = np.array([self._row(features)], dtype=np.float32)
-        contributions = self.booster.predict(row, pred_contrib=True)[0][:-1]
-        ranked = sorted(
-            zip(self.columns, (float(c) for c in contributions), strict=True), key=lambda i: -i[1]
-        )
-        return [(name, value) for name, value in ranked[:top] if value > 0 and not math.isnan(value)]
+        return self.explain_many([features], top)[0]
+
+    def explain_many(self, rows: Sequence[Features], top: int = 3) -> list[list[tuple[str, float]]]:
+        """``explain`` of each row, the trees' contributions computed for the whole batch in one call
+        (a call costs milliseconds whatever its size)."""
+        if self.booster is None or not rows:
+            return [[] for _ in rows]
+        matrix = np.array([self._row(x) for x in rows], dtype=np.float32)
+        out = []
+        for contributions in self.booster.predict(matrix, pred_contrib=True):
+            ranked = sorted(
+                zip(self.columns, (float(c) for c in contributions[:-1]), strict=True), key=lambda i: -i[1]
+            )
+            out.append([(name, value) for name, value in ranked[:top] if value > 0 and not math.isnan(value)])
+        return out
 
 
 def keep(transaction_id: str, ratio: float) -> bool:

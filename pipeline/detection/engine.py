@@ -147,6 +147,15 @@ class DetectionEngine:
         counted = [trained and self._within_budget(score) for score in model_scores]
         anomalies = self._anomalies(rows)
         hits = self._rule_hits(items)
+        model_review = self.model_review_threshold or self.review_threshold
+        model_block = self.model_block_threshold or self.block_threshold
+        model_actions = [
+            _action(score if counts else 0.0, model_review, model_block)
+            for score, counts in zip(model_scores, counted, strict=True)
+        ]
+        # The model's strongest signals, for the reasons of the rows it flags: one call for the batch.
+        flagged = [index for index, action in enumerate(model_actions) if action != "allow"]
+        explanations = dict(zip(flagged, self.model.explain_many([rows[i] for i in flagged]), strict=True))
         out: list[Decision | Exception] = []
         for index, (txn, features) in enumerate(items):
             try:
@@ -156,8 +165,8 @@ class DetectionEngine:
                 else:
                     row_hits = hits[index] if hits is not None else self.rules.evaluate({**txn, **features})
                     out.append(
-                        self._decision(txn, features, model_scores[index], trained, counted[index],
-                                       anomalies[index], row_hits)
+                        self._decision(txn, features, model_scores[index], trained, model_actions[index],
+                                       anomalies[index], row_hits, explanations.get(index, []))
                     )  # fmt: skip
             except Exception as exc:
                 out.append(exc)
@@ -188,18 +197,16 @@ class DetectionEngine:
         features: Features,
         model_score: float,
         trained: bool,
-        model_counts: bool,
+        model_action: str,
         anomaly: float | None,
         hits: list[Rule],
+        explanation: list[tuple[str, float]],
     ) -> Decision:
         """The decision on a transaction no list decides, from its rule hits, model score and anomaly."""
         hits = sorted(hits, key=lambda rule: RULE_SCORE[rule.action], reverse=True)
         rule_score = RULE_SCORE[hits[0].action] if hits else 0.0
         # The action: the strongest of the rules', the model's (within its budget) and an anomaly's.
         strength = max(rule_score, ANOMALY_SCORE if anomaly else 0.0)
-        model_review = self.model_review_threshold or self.review_threshold
-        model_block = self.model_block_threshold or self.block_threshold
-        model_action = _action(model_score if model_counts else 0.0, model_review, model_block)
         action = max(
             _action(strength, self.review_threshold, self.block_threshold), model_action, key=ACTIONS.index
         )
@@ -212,7 +219,16 @@ class DetectionEngine:
             self.model.likely_type(features) if model_flags or (action != "allow" and not hits) else None
         )
         reasons = (
-            self._reasons({**txn, **features}, hits, features, model_score, model_flags, model_type, anomaly)
+            self._reasons(
+                {**txn, **features},
+                hits,
+                features,
+                model_score,
+                model_flags,
+                model_type,
+                anomaly,
+                explanation,
+            )
             if hits or model_flags or anomaly is not None
             else []
         )
@@ -252,6 +268,7 @@ class DetectionEngine:
         model_flags: bool,
         model_type: str | None,
         anomaly: float | None,
+        explanation: list[tuple[str, float]],
     ) -> list[str]:
         """One reason per fraud type (the strongest rule's: a block rule restates its review twin),
         then the model's when it flags, then the anomaly's when nothing else explains it."""
@@ -263,9 +280,7 @@ class DetectionEngine:
                 reasons.append(rule.explain(env))
         if model_flags:
             kind = FRAUD_TYPE_NAMES.get(model_type or "", "fraud")
-            signals = ", ".join(
-                f"{name} = {features.get(name, 0.0):g}" for name, _ in self.model.explain(features)
-            )
+            signals = ", ".join(f"{name} = {features.get(name, 0.0):g}" for name, _ in explanation)
             reasons.append(
                 f"Model: {model_score:.0%} likely fraud ({kind})"
                 + (f"; strongest signals: {signals}" if signals else "")

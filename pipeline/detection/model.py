@@ -137,7 +137,11 @@ class OnlineFraudModel:
 
     def explain(self, features: Features, top: int = 3) -> list[tuple[str, float]]:
         """The features that pushed the champion's score up most: (name, contribution), largest first."""
-        return self.best.explain(features, top) if self.labels_learnt else []
+        return self.explain_many([features], top)[0]
+
+    def explain_many(self, rows: list[Features], top: int = 3) -> list[list[tuple[str, float]]]:
+        """``explain`` of each row, in one call of the champion."""
+        return self.best.explain_many(rows, top) if self.labels_learnt else [[] for _ in rows]
 
     # --- learning -------------------------------------------------------------------------------
     def learn(self, transaction_id: str, features: Features, is_fraud: bool, fraud_type: str | None) -> bool:

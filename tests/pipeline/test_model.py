@@ -12,7 +12,14 @@ from hypothesis import strategies as st
 from river import checks, datasets
 
 from pipeline.config import FRAUD_TYPES
-from pipeline.detection.candidates import BoostingCandidate, Clip, ExampleWindow, LogisticCandidate, keep
+from pipeline.detection.candidates import (
+    BoostingCandidate,
+    Clip,
+    ExampleWindow,
+    LogisticCandidate,
+    _uncorrect,
+    keep,
+)
 from pipeline.detection.model import Contender, OnlineFraudModel
 from tests.pipeline.factories import PROPERTY
 
@@ -147,6 +154,7 @@ def test_boosting_trains_on_its_window_and_scores_a_batch_as_one_by_one() -> Non
     high, low = booster.predict_many([{"a": 4.0, "b": 0.5}, {"a": -2.0, "b": 0.5}])
     assert high > 0.5 > low
     assert booster.explain({"a": 4.0, "b": 0.5})[0][0] == "a"
+    assert booster.explain_many(rows) == [booster.explain(row) for row in rows], "one call, the same answers"
     restored = pickle.loads(pickle.dumps(booster))
     assert restored.predict_many(rows) == booster.predict_many(rows)
 
@@ -278,3 +286,26 @@ def test_clip_passes_rivers_estimator_checks(monkeypatch: pytest.MonkeyPatch) ->
     assert Clip()._unit_test_skips() == set()
     checks.check_estimator(Clip())
     checks.check_estimator(Clip(limit=0.5))
+
+
+def test_the_logistic_candidate_scores_a_batch_as_river_does_row_by_row() -> None:
+    """The batch path (a matrix through the scaler's statistics, the clip and the weights) gives
+    ``predict_proba_one``'s probabilities, corrected for the fraud weight, to float rounding; rows of
+    different shapes are scored one at a time."""
+    rng = random.Random(4)
+    candidate = LogisticCandidate()
+    assert candidate.predict_many([{"a": 1.0}]) == [0.0], "nothing learnt: 0"
+    for _ in range(2000):
+        is_fraud = rng.random() < 0.05
+        row = {"a": rng.gauss(3.0 if is_fraud else 0.0, 1.0), "b": rng.random(), "flat": 1.0}
+        candidate.learn(row, is_fraud)
+    rows = [
+        {"a": rng.gauss(0, 4), "b": rng.random() * 40, "flat": rng.choice([1.0, 2.0])} for _ in range(300)
+    ]
+    rows.append({"a": 1e6, "b": 0.0, "flat": 1.0})  # far beyond the clip
+    expected = [_uncorrect(candidate.model.predict_proba_one(x)[True], candidate.fraud_weight) for x in rows]
+    np.testing.assert_allclose(candidate.predict_many(rows), expected, rtol=1e-12, atol=1e-15)
+    mixed = [*rows[:3], {"a": 2.0, "unseen": 5.0}]
+    assert candidate.predict_many(mixed) == [
+        _uncorrect(candidate.model.predict_proba_one(x)[True], candidate.fraud_weight) for x in mixed
+    ]
