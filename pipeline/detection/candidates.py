@@ -1,8 +1,9 @@
 """The learners that compete to score transactions (pipeline/detection/model.py picks the champion).
 
-* ``LogisticCandidate``: River StandardScaler | Clip | LogisticRegression, learning every label
-  online, frauds weighted (no legitimate label is thrown away); its probability is corrected for
-  the weight, so it stays calibrated.
+* ``LogisticCandidate``: online logistic regression over standardised, clipped features (river's
+  StandardScaler | Clip | LogisticRegression, held as numpy arrays), learning every label, frauds
+  weighted (no legitimate label is thrown away); its probability is corrected for the weight, so
+  it stays calibrated.
 * ``BoostingCandidate``: gradient-boosted trees (LightGBM) retrained every ``retrain_every`` labels on
   a window of recent labelled examples (every fraud, a stable sample of the legitimate ones), then
   scoring whole batches at once; its probability is corrected for the sampling.
@@ -19,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from river import base, compose, linear_model, optim, preprocessing
+from river import base, compose
 
 from pipeline.detection.vocabulary import Features
 
@@ -39,14 +40,6 @@ class Clip(base.Transformer):
         return {name: -limit if v < -limit else limit if v > limit else v for name, v in x.items()}
 
 
-def _logistic(learning_rate: float) -> compose.Pipeline:
-    return (
-        preprocessing.StandardScaler()
-        | Clip(8.0)
-        | linear_model.LogisticRegression(optimizer=optim.SGD(learning_rate), l2=1e-5)
-    )
-
-
 def _uncorrect(probability: float, odds_factor: float) -> float:
     """The probability under the true class balance, from one learnt with frauds ``odds_factor``
     times over-represented (weights or under-sampled legitimate examples)."""
@@ -60,76 +53,195 @@ def _uncorrect(probability: float, odds_factor: float) -> float:
 
 @dataclass
 class LogisticCandidate:
-    """Online logistic regression over the standardised features."""
+    """Online logistic regression over the standardised features, held as numpy arrays.
+
+    It learns exactly as river's ``StandardScaler() | Clip(8) | LogisticRegression(SGD(lr), l2)``
+    learns one row at a time (the same running statistics, clip, loss gradient, intercept and
+    weight updates, the same float operations on each feature), except that the weighted sum is
+    numpy's (a different order of additions: results agree to float rounding, a test). It scores
+    a whole batch as one matrix product.
+    """
 
     fraud_weight: float = 10.0
     learning_rate: float = 0.02
     name: str = "logistic"
-    model: compose.Pipeline = field(default=None)  # type: ignore[assignment]
+    l2: float = 1e-5
+    clip: float = 8.0
+    intercept_lr: float = 0.01
     learnt: int = 0
+    names: list[str] = field(default_factory=list)
+    """The features in the order first seen; the arrays below hold one value per name."""
+    counts: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    means: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    variances: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    weights: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    intercept: float = 0.0
+    _index: dict[str, int] = field(default_factory=dict, repr=False)
+    _keys: tuple[str, ...] = field(default=(), repr=False)
+    """The keys of the last row that matched ``names`` exactly, in order (a row like it is read as
+    one array, with no lookups)."""
 
-    def __post_init__(self) -> None:
-        if self.model is None:
-            self.model = _logistic(self.learning_rate)
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """A snapshot of the river-based candidate (a ``model`` pipeline) becomes these arrays."""
+        if "model" in state:
+            state = _from_river(state)
+        defaults = LogisticCandidate().__dict__
+        self.__dict__.update({**defaults, **state})
+        self._index = {name: i for i, name in enumerate(self.names)}
+        self._keys = ()
+
+    @classmethod
+    def from_river(cls, pipeline: compose.Pipeline, **fields: Any) -> LogisticCandidate:
+        """The candidate of a river ``StandardScaler | Clip | LogisticRegression`` pipeline."""
+        candidate = cls.__new__(cls)
+        candidate.__setstate__({**fields, "model": pipeline})
+        return candidate
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if k not in ("_index", "_keys")}
 
     @property
     def ready(self) -> bool:
         return self.learnt > 0
 
+    # --- rows as arrays -------------------------------------------------------------------------
+    def _columns(self, features: Features) -> slice | np.ndarray:
+        """Where the row's values go in the arrays (in the row's key order); new names are added."""
+        keys = tuple(features)
+        if keys == self._keys:
+            return slice(None)
+        new = [name for name in keys if name not in self._index]
+        if new:
+            self._grow(new)
+        if keys == tuple(self.names):
+            self._keys = keys
+            return slice(None)
+        return np.fromiter((self._index[name] for name in keys), dtype=np.intp, count=len(keys))
+
+    def _grow(self, new: list[str]) -> None:
+        for name in new:
+            self._index[name] = len(self.names)
+            self.names.append(name)
+        extra = np.zeros(len(new))
+        arrays = (self.counts, self.means, self.variances, self.weights)
+        self.counts, self.means, self.variances, self.weights = (np.concatenate([a, extra]) for a in arrays)
+        self._keys = ()
+
+    def _scaled(self, x: np.ndarray, columns: slice | np.ndarray) -> np.ndarray:
+        """Standardised (0 where the variance is 0, as river's scaler), then clipped."""
+        variances = self.variances[columns]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            scaled = np.where(variances != 0, (x - self.means[columns]) / np.sqrt(variances), 0.0)
+        return np.clip(scaled, -self.clip, self.clip)
+
+    # --- scoring --------------------------------------------------------------------------------
     def predict_many(self, rows: Sequence[Features]) -> list[float]:
-        """The fraud probability of each row, as ``predict_proba_one`` row by row would give it (to
-        float rounding), computed on the batch as a matrix when every row has the same features."""
+        """The fraud probability of each row, corrected for the fraud weight: one matrix product when
+        every row has the same features (rows of other shapes are scored one at a time)."""
         if not self.learnt:
             return [0.0] * len(rows)
         if not rows:
             return []
-        names = tuple(rows[0])
-        if any(len(x) != len(names) or x.keys() != rows[0].keys() for x in rows):
-            predict = self.model.predict_proba_one  # rows of different shapes: one at a time
-            return [_uncorrect(float(predict(x).get(True, 0.0)), self.fraud_weight) for x in rows]
-        matrix = np.array([[x[name] for name in names] for x in rows], dtype=np.float64)
-        return self._probabilities(matrix, names).tolist()
+        keys = rows[0].keys()
+        if all(len(x) == len(keys) and x.keys() == keys for x in rows):
+            names = tuple(rows[0])
+            known = np.array([name in self._index for name in names])
+            at = np.array([self._index.get(name, 0) for name in names], dtype=np.intp)
+            matrix = np.array([[x[name] for name in names] for x in rows], dtype=np.float64)
+            scaled = np.where(known, self._scaled(matrix, at), 0.0)
+            raw = scaled @ np.where(known, self.weights[at], 0.0) + self.intercept
+        else:
+            raw = np.array([self._raw(x) for x in rows])
+        return _probabilities(raw, self.fraud_weight).tolist()
 
-    def _probabilities(self, matrix: np.ndarray, names: tuple[str, ...]) -> np.ndarray:
-        """The pipeline's steps on a matrix: standardise (0 where the variance is 0), clip, the
-        logistic function of the weighted sum (0 or 1 beyond +-30, as river's sigmoid), then
-        corrected for the fraud weight."""
-        steps = list(self.model.steps.values())
-        scaler, clip, logistic = steps
-        means = np.array([scaler.means.get(name, 0.0) for name in names])
-        variances = np.array([scaler.vars.get(name, 0.0) for name in names])
-        with np.errstate(divide="ignore", invalid="ignore"):
-            scaled = np.where(variances > 0, (matrix - means) / np.sqrt(variances), 0.0)
-        scaled = np.clip(scaled, -clip.limit, clip.limit)
-        weights = logistic.weights
-        raw = scaled @ np.array([weights.get(name, 0.0) for name in names]) + logistic.intercept
-        with np.errstate(over="ignore"):
-            p = np.where(raw < -30, 0.0, np.where(raw > 30, 1.0, 1.0 / (1.0 + np.exp(-raw))))
-        if self.fraud_weight == 1.0:
-            return p
-        with np.errstate(divide="ignore", invalid="ignore"):
-            odds = p / (1.0 - p) / self.fraud_weight
-            corrected = odds / (1.0 + odds)
-        return np.where(p <= 0.0, p, np.where(p >= 1.0, 1.0, corrected))
+    def _raw(self, features: Features) -> float:
+        """The log-odds of one row; features never learnt count for nothing."""
+        names = [name for name in features if name in self._index]
+        at = np.array([self._index[name] for name in names], dtype=np.intp)
+        x = np.array([features[name] for name in names], dtype=np.float64)
+        return float(self._scaled(x, at) @ self.weights[at]) + self.intercept
 
+    # --- learning -------------------------------------------------------------------------------
     def learn(self, features: Features, is_fraud: bool, transaction_id: str = "") -> None:
         """Learn one label (every one: the id, which sampling candidates need, is not used here)."""
-        self.model.learn_one(features, is_fraud, w=self.fraud_weight if is_fraud else 1.0)
+        columns = self._columns(features)
+        x = np.fromiter(features.values(), dtype=np.float64, count=len(features))
+        # river's StandardScaler.learn_one, then transform_one with the updated statistics, then Clip.
+        self.counts[columns] += 1
+        counts, means = self.counts[columns], self.means[columns]
+        delta = x - means
+        means = means + delta / counts
+        self.means[columns] = means
+        self.variances[columns] += (delta * (x - means) - self.variances[columns]) / counts
+        scaled = self._scaled(x, columns)
+        # river's LogisticRegression.learn_one: the log loss's gradient at the current weights,
+        # times the sample weight; the intercept moves by intercept_lr, the row's weights by SGD.
+        raw = float(scaled @ self.weights[columns]) + self.intercept
+        gradient = _log_loss_gradient(is_fraud, raw) * (self.fraud_weight if is_fraud else 1.0)
+        gradient = min(max(gradient, -1e12), 1e12)
+        self.intercept -= self.intercept_lr * gradient
+        # L2 shrinks the weights of the features in the row only (as river's does).
+        weights = self.weights[columns]
+        self.weights[columns] = weights - self.learning_rate * (scaled * gradient + self.l2 * weights)
         self.learnt += 1
 
     def explain(self, features: Features, top: int = 3) -> list[tuple[str, float]]:
         """The features that pushed the log-odds up most: weight times scaled value, largest first."""
         if not self.learnt:
             return []
-        scaled = features
-        for step in list(self.model.steps.values())[:-1]:
-            scaled = step.transform_one(scaled)
-        weights = self.model[list(self.model.steps)[-1]].weights
-        contributions = sorted(((n, weights.get(n, 0.0) * v) for n, v in scaled.items()), key=lambda i: -i[1])
+        names = [name for name in features if name in self._index]
+        at = np.array([self._index[name] for name in names], dtype=np.intp)
+        x = np.array([features[name] for name in names], dtype=np.float64)
+        contributions = sorted(
+            zip(names, (self._scaled(x, at) * self.weights[at]).tolist(), strict=True), key=lambda i: -i[1]
+        )
         return [(name, value) for name, value in contributions[:top] if value > 0]
 
     def explain_many(self, rows: Sequence[Features], top: int = 3) -> list[list[tuple[str, float]]]:
         return [self.explain(features, top) for features in rows]
+
+
+def _log_loss_gradient(is_fraud: bool, raw: float) -> float:
+    """river's ``optim.losses.Log().gradient`` for a label in {False, True} and a raw log-odds."""
+    y = 1 if is_fraud else -1
+    z = raw * y
+    if z > 18.0:
+        return math.exp(-z) * -y
+    if z < -18.0:
+        return float(-y)
+    return -y / (math.exp(z) + 1.0)
+
+
+def _probabilities(raw: np.ndarray, fraud_weight: float) -> np.ndarray:
+    """The logistic function of the log-odds (0 or 1 beyond +-30, as river's sigmoid), corrected
+    for the fraud weight (``_uncorrect``)."""
+    with np.errstate(over="ignore"):
+        p = np.where(raw < -30, 0.0, np.where(raw > 30, 1.0, 1.0 / (1.0 + np.exp(-raw))))
+    if fraud_weight == 1.0:
+        return p
+    with np.errstate(divide="ignore", invalid="ignore"):
+        odds = p / (1.0 - p) / fraud_weight
+        corrected = odds / (1.0 + odds)
+    return np.where(p <= 0.0, p, np.where(p >= 1.0, 1.0, corrected))
+
+
+def _from_river(state: dict[str, Any]) -> dict[str, Any]:
+    """The arrays of a river ``StandardScaler | Clip | LogisticRegression`` pipeline's state."""
+    scaler, clip, logistic = list(state.pop("model").steps.values())
+    weights = logistic.weights
+    names = list(dict.fromkeys([*scaler.means, *weights]))
+    state.update(
+        names=names,
+        counts=np.array([float(scaler.counts.get(n, 0)) for n in names]),
+        means=np.array([scaler.means.get(n, 0.0) for n in names]),
+        variances=np.array([scaler.vars.get(n, 0.0) for n in names]),
+        weights=np.array([weights.get(n, 0.0) for n in names]),
+        intercept=float(logistic.intercept),
+        clip=float(clip.limit),
+        l2=float(logistic.l2),
+        learning_rate=float(logistic.optimizer.learning_rate),
+    )
+    return state
 
 
 @dataclass

@@ -96,8 +96,8 @@ class OnlineFraudModel:
         """Unpickling a snapshot saved before a field existed gives that field its default; a
         snapshot of the single logistic model (before the pool) becomes the pool's champion."""
         if "pool" not in state and "fraud" in state:
-            legacy = LogisticCandidate(
-                fraud_weight=1.0, model=state.pop("fraud"), learnt=state.get("labels_learnt", 0)
+            legacy = LogisticCandidate.from_river(
+                state.pop("fraud"), fraud_weight=1.0, learnt=state.get("labels_learnt", 0)
             )
             state["pool"] = [Contender(legacy, 0)]
             state.pop("legit_keep_ratio", None)

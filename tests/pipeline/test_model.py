@@ -127,18 +127,31 @@ def test_pickle_round_trip_gives_identical_predictions(trained: OnlineFraudModel
     assert [a.predict(x) for x in probes] == [b.predict(x) for x in probes]
 
 
+def _river_logistic(learning_rate: float = 0.02):  # type: ignore[no-untyped-def]
+    """The river pipeline the logistic candidate reproduces (and that earlier snapshots hold)."""
+    from river import linear_model, optim, preprocessing
+
+    return (
+        preprocessing.StandardScaler()
+        | Clip(8.0)
+        | linear_model.LogisticRegression(optimizer=optim.SGD(learning_rate), l2=1e-5)
+    )
+
+
 def test_a_snapshot_of_the_single_logistic_model_becomes_the_pools_champion() -> None:
     """Snapshots saved before the pool (an ``OnlineFraudModel`` with one ``fraud`` pipeline) load as
     a pool whose champion is that pipeline, scoring as before."""
-    old = LogisticCandidate(fraud_weight=1.0)
+    old = _river_logistic()
     for i in range(200):
-        old.learn({"a": float(i % 2) * 3}, bool(i % 2))
-    state = {"fraud": old.model, "labels_learnt": 200, "frauds_learnt": 0, "legit_keep_ratio": 0.2}
+        old.learn_one({"a": float(i % 2) * 3}, bool(i % 2))
+    state = {"fraud": old, "labels_learnt": 200, "frauds_learnt": 0, "legit_keep_ratio": 0.2}
     model = OnlineFraudModel.__new__(OnlineFraudModel)
     model.__setstate__(state)
     assert model.labels_learnt == 200 and len(model.pool) == 1
-    assert model.fraud_probability({"a": 3.0}) == old.predict_many([{"a": 3.0}])[0] > 0.5
-    assert model.anomaly is not None and model.drifts == 0
+    assert model.fraud_probability({"a": 3.0}) == pytest.approx(
+        old.predict_proba_one({"a": 3.0})[True], abs=1e-12
+    )
+    assert model.fraud_probability({"a": 3.0}) > 0.5
 
 
 # --- boosting ------------------------------------------------------------------------------------
@@ -288,24 +301,79 @@ def test_clip_passes_rivers_estimator_checks(monkeypatch: pytest.MonkeyPatch) ->
     checks.check_estimator(Clip(limit=0.5))
 
 
-def test_the_logistic_candidate_scores_a_batch_as_river_does_row_by_row() -> None:
-    """The batch path (a matrix through the scaler's statistics, the clip and the weights) gives
-    ``predict_proba_one``'s probabilities, corrected for the fraud weight, to float rounding; rows of
-    different shapes are scored one at a time."""
+def test_the_logistic_candidate_learns_and_scores_as_the_river_pipeline_does() -> None:
+    """The arrays learn as river's StandardScaler | Clip | LogisticRegression learns row by row
+    (frauds weighted; a constant feature; a feature that appears mid-stream; rows missing one), and
+    score a batch as its ``predict_proba_one`` does, corrected for the weight: to float rounding."""
     rng = random.Random(4)
-    candidate = LogisticCandidate()
+    candidate, river_model = LogisticCandidate(), _river_logistic()
     assert candidate.predict_many([{"a": 1.0}]) == [0.0], "nothing learnt: 0"
-    for _ in range(2000):
+    for i in range(3000):
         is_fraud = rng.random() < 0.05
-        row = {"a": rng.gauss(3.0 if is_fraud else 0.0, 1.0), "b": rng.random(), "flat": 1.0}
+        row = {"a": rng.gauss(3.0 if is_fraud else 0.0, 1.0), "b": rng.random() * 50, "flat": 1.0}
+        if i > 1000:
+            row["late"] = rng.gauss(2.0 if is_fraud else 0.0, 1.0)
+        if i % 7 == 0:
+            del row["b"]
         candidate.learn(row, is_fraud)
+        river_model.learn_one(row, is_fraud, w=candidate.fraud_weight if is_fraud else 1.0)
+    weights = river_model["LogisticRegression"].weights
+    np.testing.assert_allclose(
+        candidate.weights, [weights[n] for n in candidate.names], rtol=1e-9, atol=1e-12
+    )
+    assert candidate.intercept == pytest.approx(river_model["LogisticRegression"].intercept, rel=1e-9)
+
+    def expected(x: dict[str, float]) -> float:
+        return _uncorrect(river_model.predict_proba_one(x)[True], candidate.fraud_weight)
+
     rows = [
-        {"a": rng.gauss(0, 4), "b": rng.random() * 40, "flat": rng.choice([1.0, 2.0])} for _ in range(300)
+        {
+            "a": rng.gauss(0, 4),
+            "b": rng.random() * 40,
+            "flat": rng.choice([1.0, 2.0]),
+            "late": rng.gauss(0, 2),
+        }
+        for _ in range(300)
     ]
-    rows.append({"a": 1e6, "b": 0.0, "flat": 1.0})  # far beyond the clip
-    expected = [_uncorrect(candidate.model.predict_proba_one(x)[True], candidate.fraud_weight) for x in rows]
-    np.testing.assert_allclose(candidate.predict_many(rows), expected, rtol=1e-12, atol=1e-15)
+    rows.append({"a": 1e6, "b": 0.0, "flat": 1.0, "late": 0.0})  # far beyond the clip
+    np.testing.assert_allclose(
+        candidate.predict_many(rows), [expected(x) for x in rows], rtol=1e-9, atol=1e-12
+    )
     mixed = [*rows[:3], {"a": 2.0, "unseen": 5.0}]
-    assert candidate.predict_many(mixed) == [
-        _uncorrect(candidate.model.predict_proba_one(x)[True], candidate.fraud_weight) for x in mixed
-    ]
+    np.testing.assert_allclose(
+        candidate.predict_many(mixed), [expected(x) for x in mixed], rtol=1e-9, atol=1e-12
+    )
+    assert [name for name, _ in candidate.explain(rows[0])] == [
+        name for name, _ in sorted(
+            ((n, weights[n] * v) for n, v in river_model["Clip"].transform_one(
+                river_model["StandardScaler"].transform_one(rows[0])).items()),
+            key=lambda item: -item[1],
+        )[:3] if _ > 0
+    ]  # fmt: skip
+
+
+def test_a_river_based_logistic_candidate_snapshot_loads_as_arrays() -> None:
+    river_model = _river_logistic()
+    rng = random.Random(5)
+    for _ in range(500):
+        is_fraud = rng.random() < 0.1
+        river_model.learn_one(
+            {"a": rng.gauss(2.0 if is_fraud else 0.0, 1.0)}, is_fraud, w=10.0 if is_fraud else 1.0
+        )
+    old_state = {
+        "fraud_weight": 10.0,
+        "learning_rate": 0.02,
+        "name": "logistic",
+        "model": river_model,
+        "learnt": 500,
+    }
+    candidate = LogisticCandidate.__new__(LogisticCandidate)
+    candidate.__setstate__(old_state)
+    probe = {"a": 2.5}
+    assert candidate.learnt == 500 and candidate.predict_many([probe])[0] == pytest.approx(
+        _uncorrect(river_model.predict_proba_one(probe)[True], 10.0), abs=1e-12
+    )
+    restored = pickle.loads(pickle.dumps(candidate))
+    restored.learn({"a": 3.0}, True)
+    candidate.learn({"a": 3.0}, True)
+    assert restored.predict_many([probe]) == candidate.predict_many([probe])
