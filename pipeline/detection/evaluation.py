@@ -11,45 +11,45 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 
+import numpy as np
+
+
+def _tie_groups(
+    labels: Sequence[bool], scores: Sequence[float], descending: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    """(transactions, positives) in each group of equal scores, groups in score order."""
+    values = np.asarray(scores, dtype=np.float64)
+    order = np.argsort(-values if descending else values, kind="stable")
+    ordered = values[order]
+    starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
+    sizes = np.diff(np.r_[starts, len(ordered)])
+    positives = (
+        np.add.reduceat(np.asarray(labels, dtype=np.float64)[order], starts) if len(starts) else starts
+    )
+    return sizes.astype(np.float64), positives
+
 
 def roc_auc(labels: Sequence[bool], scores: Sequence[float]) -> float | None:
     """ROC AUC with ties counted as half; None when only one class is present."""
-    positives = sum(1 for label in labels if label)
+    positives = int(np.count_nonzero(np.asarray(labels, dtype=bool)))
     negatives = len(labels) - positives
     if positives == 0 or negatives == 0:
         return None
-    order = sorted(range(len(scores)), key=lambda i: scores[i])
-    rank_sum = 0.0
-    i = 0
-    while i < len(order):  # average ranks over ties
-        j = i
-        while j + 1 < len(order) and scores[order[j + 1]] == scores[order[i]]:
-            j += 1
-        average_rank = (i + j) / 2 + 1
-        rank_sum += average_rank * sum(1 for k in range(i, j + 1) if labels[order[k]])
-        i = j + 1
+    sizes, group_positives = _tie_groups(labels, scores, descending=False)
+    ends = np.cumsum(sizes)  # a group of ranks i+1 .. j+1 (1-based) has the average rank (i + j) / 2 + 1
+    average_ranks = (ends - sizes + ends - 1) / 2 + 1
+    rank_sum = float(np.cumsum(average_ranks * group_positives)[-1])  # cumsum: Python's order of additions
     return (rank_sum - positives * (positives + 1) / 2) / (positives * negatives)
 
 
 def average_precision(labels: Sequence[bool], scores: Sequence[float]) -> float | None:
     """Sum over thresholds of (recall step) x precision; None without positives."""
-    positives = sum(1 for label in labels if label)
+    positives = int(np.count_nonzero(np.asarray(labels, dtype=bool)))
     if positives == 0:
         return None
-    order = sorted(range(len(scores)), key=lambda i: -scores[i])
-    true_positives = seen = 0
-    total = 0.0
-    i = 0
-    while i < len(order):
-        j = i
-        while j + 1 < len(order) and scores[order[j + 1]] == scores[order[i]]:
-            j += 1
-        group_positives = sum(1 for k in range(i, j + 1) if labels[order[k]])
-        true_positives += group_positives
-        seen += j - i + 1
-        total += group_positives / positives * (true_positives / seen)
-        i = j + 1
-    return total
+    sizes, group_positives = _tie_groups(labels, scores, descending=True)
+    precision = np.cumsum(group_positives) / np.cumsum(sizes)
+    return float(np.cumsum(group_positives / positives * precision)[-1])
 
 
 def card_precision_at_k(cards: Iterable[tuple[str, float, bool]], k: int) -> float | None:
