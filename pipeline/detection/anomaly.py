@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from pipeline.detection.features import Features
+from pipeline.detection.vocabulary import FeatureRows
 
 # Features where fraud tends to be unusual; all bounded or log-scaled so min-max scaling is stable.
 ANOMALY_FEATURES: tuple[str, ...] = (
@@ -42,10 +43,7 @@ _PADDING = 0.15  # river's make_padded_tree: no split in the outer 15 % of a nod
 
 def rows_of(features_list: Sequence[Features]) -> np.ndarray:
     """The (n, len(ANOMALY_FEATURES)) float64 matrix of ``features_list`` (missing features are 0)."""
-    return np.array(
-        [[features.get(name, 0.0) for name in ANOMALY_FEATURES] for features in features_list],
-        dtype=np.float64,
-    ).reshape(len(features_list), len(ANOMALY_FEATURES))
+    return FeatureRows.of(features_list).matrix(ANOMALY_FEATURES)
 
 
 def _grow(

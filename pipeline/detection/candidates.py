@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 from river import base, compose
 
-from pipeline.detection.vocabulary import Features
+from pipeline.detection.vocabulary import FeatureRows, Features
 
 
 class Clip(base.Transformer):
@@ -142,12 +142,12 @@ class LogisticCandidate:
             return [0.0] * len(rows)
         if not rows:
             return []
-        keys = rows[0].keys()
-        if all(len(x) == len(keys) and x.keys() == keys for x in rows):
+        rows = FeatureRows.of(rows)
+        if rows.same_keys():
             names = tuple(rows[0])
             known = np.array([name in self._index for name in names])
             at = np.array([self._index.get(name, 0) for name in names], dtype=np.intp)
-            matrix = np.array([[x[name] for name in names] for x in rows], dtype=np.float64)
+            matrix = rows.matrix(names)
             scaled = np.where(known, self._scaled(matrix, at), 0.0)
             raw = scaled @ np.where(known, self.weights[at], 0.0) + self.intercept
         else:
@@ -311,7 +311,7 @@ class BoostingCandidate:
     def predict_many(self, rows: Sequence[Features]) -> list[float]:
         if self.booster is None or not rows:
             return [0.0] * len(rows)
-        raw = self.booster.predict(np.array([self._row(x) for x in rows], dtype=np.float32))
+        raw = self.booster.predict(FeatureRows.of(rows).matrix(self.columns).astype(np.float32))
         return [_uncorrect(float(p), 1.0 / self.legit_keep_ratio) for p in raw]
 
     def learn(self, features: Features, is_fraud: bool, transaction_id: str) -> None:
@@ -366,7 +366,7 @@ class BoostingCandidate:
         (a call costs milliseconds whatever its size)."""
         if self.booster is None or not rows:
             return [[] for _ in rows]
-        matrix = np.array([self._row(x) for x in rows], dtype=np.float32)
+        matrix = FeatureRows.of(rows).matrix(self.columns).astype(np.float32)
         out = []
         for contributions in self.booster.predict(matrix, pred_contrib=True):
             ranked = sorted(

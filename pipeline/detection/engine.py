@@ -39,7 +39,7 @@ from pipeline.detection.entity_lists import EntityLists, ListHit
 from pipeline.detection.features import Features
 from pipeline.detection.model import OnlineFraudModel
 from pipeline.detection.rules import Rule, RuleSet
-from pipeline.detection.vocabulary import FRAUD_TYPE_NAMES
+from pipeline.detection.vocabulary import FRAUD_TYPE_NAMES, FeatureRows
 
 RULE_SCORE = {"review": 0.7, "block": 0.95}
 ACTIONS = ("allow", "review", "block")
@@ -140,13 +140,13 @@ class DetectionEngine:
         the anomaly trees and the rules each run once over the whole batch; the budgets' rolling
         quantiles see the scores in order. A row whose decision failed gets its exception instead
         (the batch goes on)."""
-        rows = [features for _, features in items]
+        rows = FeatureRows(features for _, features in items)
         if model_scores is None:
             model_scores = self.model.fraud_probabilities(rows)
         trained = self.model.labels_learnt >= self.model_min_labels
         counted = [trained and self._within_budget(score) for score in model_scores]
         anomalies = self._anomalies(rows)
-        hits = self._rule_hits(items)
+        hits = self._rule_hits(items, rows)
         model_review = self.model_review_threshold or self.review_threshold
         model_block = self.model_block_threshold or self.block_threshold
         model_actions = [
@@ -155,7 +155,9 @@ class DetectionEngine:
         ]
         # The model's strongest signals, for the reasons of the rows it flags: one call for the batch.
         flagged = [index for index, action in enumerate(model_actions) if action != "allow"]
-        explanations = dict(zip(flagged, self.model.explain_many([rows[i] for i in flagged]), strict=True))
+        explanations = dict(
+            zip(flagged, self.model.explain_many(FeatureRows(rows[i] for i in flagged)), strict=True)
+        )
         out: list[Decision | Exception] = []
         for index, (txn, features) in enumerate(items):
             try:
@@ -172,13 +174,19 @@ class DetectionEngine:
                 out.append(exc)
         return out
 
-    def _rule_hits(self, items: Sequence[tuple[Mapping[str, Any], Features]]) -> list[list[Rule]] | None:
+    def _rule_hits(
+        self, items: Sequence[tuple[Mapping[str, Any], Features]], rows: FeatureRows
+    ) -> list[list[Rule]] | None:
         """The rules that fire for each item, evaluated on the batch's columns; None when a row
         raises (a division by zero): each row is then evaluated alone, so only it fails."""
         rules = self.rules.rules
         if not rules:
             return [[] for _ in items]
-        columns = {name: _column(name, items) for name in self.rules.names}
+        features = set(rows[0]) if rows and rows.same_keys() else set()
+        columns = {
+            name: rows.matrix((name,))[:, 0] if name in features else _column(name, items)
+            for name in self.rules.names
+        }
         try:
             matrix = self.rules.evaluate_columns(columns, len(items))
         except ZeroDivisionError:

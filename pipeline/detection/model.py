@@ -25,7 +25,7 @@ from pipeline.detection.anomaly import AnomalyDetector
 from pipeline.detection.candidates import BoostingCandidate, Candidate, Clip, LogisticCandidate
 from pipeline.detection.evaluation import average_precision
 from pipeline.detection.features import FEATURE_NAMES
-from pipeline.detection.vocabulary import FRAUD_TYPES, Features
+from pipeline.detection.vocabulary import FRAUD_TYPES, FeatureRows, Features
 
 log = logging.getLogger(__name__)
 
@@ -155,7 +155,7 @@ class OnlineFraudModel:
         the pool is judged every JUDGE_EVERY labels."""
         if not labels:
             return
-        rows = [features for _, features, _, _ in labels]
+        rows = FeatureRows(features for _, features, _, _ in labels)
         # Each contender's predictions of the batch, by identity: a drift may add or drop one.
         predicted = {id(c): c.candidate.predict_many(rows) for c in self.pool if c.candidate.ready}
         for offset, (transaction_id, features, is_fraud, fraud_type) in enumerate(labels):
