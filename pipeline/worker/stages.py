@@ -170,7 +170,9 @@ def _entity_label(envelope: dict[str, Any], stage_name: str) -> EntityLabel:
 
 class Score:
     """Last stage: card features, rules and model; the decision for every transaction and, if due,
-    the alert. A redelivered transaction re-emits its stored decision (downstream deduplicates)."""
+    the alert. A transaction whose decision is stored (kept with its features until its label)
+    re-emits it unchanged; any other is decided, even when its card has seen it (downstream
+    deduplicates by id). The stored decision, not the card's history, is the record of truth."""
 
     def __init__(self, context: StageContext) -> None:
         self.context = context
@@ -224,17 +226,20 @@ class Score:
         c.metrics.pending_labels.set(c.expiry.pending_entries())
 
     def _already_decided(self, transaction_id: str, card: CardState | None) -> bool:
-        """Whether the transaction was decided before (then its stored decision is sent again)."""
+        """Whether the transaction's decision is stored (then it is sent again, unchanged). A card
+        that has seen the id without a stored decision does not make it decided: a crash may have
+        left the card's state in its changelog and neither the decision nor the stored copy, and
+        the label may have been learnt (and the copy dropped) already. It is decided again, and
+        the card does not count it twice (``observe``)."""
         c = self.context
         stored = c.tables.pending.get(transaction_id)
-        if stored is None and (card is None or not card.has_seen(transaction_id)):
+        if stored is None:
+            if card is not None and card.has_seen(transaction_id):
+                c.metrics.duplicates.inc()
             return False
         c.metrics.duplicates.inc()
-        if stored is not None:
-            decision = stored["decision"]
-            c.producer.send(
-                c.settings.topic_decisions, orjson.dumps(decision), decision["card_token"].encode()
-            )
+        decision = stored["decision"]
+        c.producer.send(c.settings.topic_decisions, orjson.dumps(decision), decision["card_token"].encode())
         return True
 
     def _emit(self, item: Scored, received: float, partition: int) -> None:
