@@ -27,6 +27,9 @@ __all__ = ["FRAUD_TYPES", "FRAUD_TYPE_NAMES", "ConfigurationError", "FraudType",
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
+CRASH_POINTS = ("after_card_state", "after_decisions", "after_state_flush")
+"""The worker's crash points for fault injection (pipeline/worker/faults.py, docs/reliability.md)."""
+
 
 class Settings(BaseSettings):
     """All settings of every process (worker, simulator, monitor, local broker)."""
@@ -140,6 +143,12 @@ class Settings(BaseSettings):
     table_store: Literal["rocksdb", "memory"] = Field(
         default="rocksdb",
         description="Faust table store: RocksDB on disk (state larger than memory) or memory.",
+    )
+    fault_crash_at: str | None = Field(
+        default=None,
+        pattern=r"^[a-z_]+:[1-9][0-9]*$",
+        description="Fault injection, for tests: point:N stops the worker dead (os._exit) the Nth time "
+        f"it reaches that crash point ({', '.join(CRASH_POINTS)}; docs/reliability.md); unset: never.",
     )
     worker_web_port: int = Field(default=9101, description="Worker's HTTP port: /metrics, /healthz, /readyz.")
     metrics_bind: str = Field(
@@ -279,6 +288,16 @@ class Settings(BaseSettings):
                 raise ValueError(f"user {name!r}: password_hash is not a werkzeug password hash")
             if entry["role"] not in ("viewer", "analyst"):
                 raise ValueError(f"user {name!r}: role must be viewer or analyst")
+        return value
+
+    @field_validator("fault_crash_at")
+    @classmethod
+    def _check_crash_point(cls, value: str | None) -> str | None:
+        """A misspelt crash point would never fire: name the known ones."""
+        if value is not None and value.partition(":")[0] not in CRASH_POINTS:
+            raise ValueError(
+                f"unknown crash point {value.partition(':')[0]!r}: one of {', '.join(CRASH_POINTS)}"
+            )
         return value
 
     @model_validator(mode="after")

@@ -31,6 +31,7 @@ from pipeline.wiring import build_detector, snapshot_store
 from pipeline.worker.batching import batch_agent, by_partition, each_event
 from pipeline.worker.credentials import faust_credentials
 from pipeline.worker.dead_letters import DeadLetters
+from pipeline.worker.faults import arm, crash_point
 from pipeline.worker.list_follower import install_lists
 from pipeline.worker.producer import NativeProducer
 from pipeline.worker.stages import EntityStage, Learn, Score, StageContext, Validate
@@ -67,6 +68,7 @@ class FraudPipeline:
         self.dead_letters = DeadLetters(self.native, settings.topic_dead_letter, self.metrics)
         self.app = self._new_app()
         self.tables = create_tables(self.app, settings, self.native)
+        arm(settings.fault_crash_at, self._deliver_everything)
         self._flush_before_commit()
         self._install_stages()
         self._install_upkeep()
@@ -115,13 +117,20 @@ class FraudPipeline:
         faust_flush = app.producer.flush
 
         async def flush_all() -> None:
-            for table in self.tables.all:
-                table.send_changes()
+            if sum(table.send_changes() for table in self.tables.all):
+                crash_point("after_state_flush")  # changelogs sent, offsets not yet committed
             await faust_flush()
             await self.native.flush()
 
         app.producer.flush = flush_all  # type: ignore[method-assign]
         setup_prometheus_sensors(app, pattern="/metrics", registry=self.metrics.registry, name_prefix="faust")
+
+    def _deliver_everything(self) -> None:
+        """Send every table's changes and wait until all the worker produced is acknowledged
+        (before a crash point stops the worker: pipeline/worker/faults.py)."""
+        for table in self.tables.all:
+            table.send_changes()
+        self.native.close()
 
     def _topic(self, name: str) -> faust.TopicT:
         return self.app.topic(

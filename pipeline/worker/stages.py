@@ -13,6 +13,7 @@ what it passes on goes into the batch's outbox as envelopes ``{"txn", "received"
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,6 +29,7 @@ from pipeline.detection.states import CardState, EntityState
 from pipeline.detection.vocabulary import parse_timestamp
 from pipeline.worker.batching import Outbox, envelopes, partition_of
 from pipeline.worker.dead_letters import DeadLetters
+from pipeline.worker.faults import crash_point
 from pipeline.worker.producer import NativeProducer
 from pipeline.worker.table_expiry import TableExpiry
 from pipeline.worker.tables import WorkerTables, as_state
@@ -187,9 +189,46 @@ class Score:
                 card = cards[token] = as_state(CardState, c.tables.cards.get(token))
             return card
 
+        fresh, repeated = self._to_decide(frames, card_of)
+        started = time.perf_counter()
+        batch = [(envelope["txn"], at, envelope["features"]) for _, envelope, at in fresh]
+        scored = c.detector.score(
+            batch, card_of, lambda i, exc: c.dead_letters.envelope(exc, fresh[i][1], fresh[i][0], "score")
+        )
+        per_item = (time.perf_counter() - started) / max(len(batch), 1)
+        decided = [
+            (frame, envelope, item)
+            for (frame, envelope, _), item in zip(fresh, scored, strict=True)
+            if item is not None
+        ]
+        touched: dict[str, float] = {}
+        for _, _, item in decided:
+            token = item.txn["card_token"]
+            touched[token] = max(touched.get(token, 0.0), item.at)
+        for token, at in touched.items():
+            c.tables.cards[token] = cards[token]
+            c.expiry.touch(c.tables.cards, partition, token, at)
+        crash_point("after_card_state")  # the cards have seen the batch; none of its decisions is out
+        for frame, envelope, item in decided:
+            try:
+                c.metrics.scoring_latency.observe(per_item)
+                self._emit(item, envelope["received"], partition)
+            except Exception as exc:
+                c.dead_letters.envelope(exc, envelope, frame, "score")
+        for transaction_id in repeated:
+            self._already_decided(transaction_id, None)
+        crash_point("after_decisions")  # the batch's decisions produced, its offsets not committed
+        c.metrics.pending_labels.set(c.expiry.pending_entries())
+
+    def _to_decide(
+        self, frames: list[faust.EventT], card_of: Callable[[str], CardState]
+    ) -> tuple[list[tuple[faust.EventT, dict[str, Any], float]], list[str]]:
+        """The envelopes of ``frames`` to decide, and the ids twice in them (decided once, their
+        decision sent twice); those with a stored decision re-emit it."""
+        c = self.context
         fresh: list[tuple[faust.EventT, dict[str, Any], float]] = []
         fresh_ids: set[str] = set()
-        repeated: list[str] = []  # ids twice in this batch: decided once, the decision sent twice
+        repeated: list[str] = []
         for frame, envelope in envelopes(frames, "score", c.dead_letters.processing_error):
             try:
                 txn = envelope["txn"]
@@ -201,29 +240,7 @@ class Score:
                     fresh_ids.add(transaction_id)
             except Exception as exc:
                 c.dead_letters.envelope(exc, envelope, frame, "score")
-        started = time.perf_counter()
-        batch = [(envelope["txn"], at, envelope["features"]) for _, envelope, at in fresh]
-        scored = c.detector.score(
-            batch, card_of, lambda i, exc: c.dead_letters.envelope(exc, fresh[i][1], fresh[i][0], "score")
-        )
-        per_item = (time.perf_counter() - started) / max(len(batch), 1)
-        touched: dict[str, float] = {}
-        for (frame, envelope, at), item in zip(fresh, scored, strict=True):
-            if item is None:
-                continue
-            try:
-                c.metrics.scoring_latency.observe(per_item)
-                self._emit(item, envelope["received"], partition)
-                token = item.txn["card_token"]
-                touched[token] = max(touched.get(token, 0.0), at)
-            except Exception as exc:
-                c.dead_letters.envelope(exc, envelope, frame, "score")
-        for transaction_id in repeated:
-            self._already_decided(transaction_id, None)
-        for token, at in touched.items():
-            c.tables.cards[token] = cards[token]
-            c.expiry.touch(c.tables.cards, partition, token, at)
-        c.metrics.pending_labels.set(c.expiry.pending_entries())
+        return fresh, repeated
 
     def _already_decided(self, transaction_id: str, card: CardState | None) -> bool:
         """Whether the transaction's decision is stored (then it is sent again, unchanged). A card

@@ -55,6 +55,9 @@ def test_unknown_fraud_variable_is_named(monkeypatch: pytest.MonkeyPatch) -> Non
         ("FRAUD_KAFKA_SECURITY_PROTOCOL", "TLS", "kafka_security_protocol"),
         ("FRAUD_SIMULATOR_RHYTHM", "sometimes", "simulator_rhythm"),
         ("FRAUD_MAX_MESSAGE_BYTES", "10", "max_message_bytes"),
+        ("FRAUD_FAULT_CRASH_AT", "after_decisions", "fault_crash_at"),
+        ("FRAUD_FAULT_CRASH_AT", "after_decisions:0", "fault_crash_at"),
+        ("FRAUD_FAULT_CRASH_AT", "after_decision:2", "fault_crash_at"),
     ],
 )
 def test_invalid_value_names_the_field(
@@ -63,6 +66,16 @@ def test_invalid_value_names_the_field(
     monkeypatch.setenv(variable, value)
     with pytest.raises(ConfigurationError, match=rf"^invalid settings: .*\b{field}: "):
         load_settings()
+
+
+def test_a_crash_point_is_off_by_default_and_read_as_point_and_count(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert load_settings().fault_crash_at is None
+    monkeypatch.setenv("FRAUD_FAULT_CRASH_AT", "after_state_flush:12")
+    assert load_settings().fault_crash_at == "after_state_flush:12"
+    with pytest.raises(
+        ConfigurationError, match="one of after_card_state, after_decisions, after_state_flush"
+    ):
+        load_settings(fault_crash_at="before_everything:1")
 
 
 def test_invalid_override_names_the_field() -> None:
@@ -112,6 +125,7 @@ def test_to_environment_round_trips_non_defaults(monkeypatch: pytest.MonkeyPatch
         simulator_rhythm=False,
         simulator_unauthorized_rate=0.0,
         pending_label_ttl_hours=1 / 3,
+        fault_crash_at="after_card_state:3",
     )
     environment = original.to_environment()
     assert environment["FRAUD_KAFKA_SASL_PASSWORD"] == "p@ss word=1"
