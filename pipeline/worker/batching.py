@@ -9,9 +9,10 @@ low: the cost of a Python Kafka client is per message, not per byte (docs/perfor
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import weakref
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
 import faust
@@ -71,11 +72,12 @@ def batch_agent(
     stage as frames. Events are acknowledged only after the batch, frames included, was handed to
     the producer (at-least-once).
 
-    Faust's ``take_events`` does the batching: it handles rebalances (a batch of our own that
-    decided to wait for more events could be left holding events whose buffer Faust cleared)."""
+    ``take_batches`` (Faust's ``take_events`` with its timer started by the first event) does the
+    batching: Faust's buffer handles rebalances (a batch of our own that decided to wait for more
+    events could be left holding events whose buffer Faust cleared)."""
 
     async def agent(stream: faust.StreamT) -> None:
-        async for events in stream.take_events(size, within=within):
+        async for events in take_batches(stream, size, within):
             outbox = Outbox(frame_items)
             await handler(list(events), outbox)
             outbox.send(producer)
@@ -83,6 +85,74 @@ def batch_agent(
 
     agent.__name__ = agent.__qualname__ = component.replace("-", "_")
     return agent
+
+
+def take_batches(stream: faust.StreamT, max_: int, within: float) -> AsyncIterator[list[faust.EventT]]:
+    """Faust's ``Stream.take_events`` (faust-streaming 0.15), with one change: an empty buffer waits
+    for its first event with no timeout, and only then up to ``within`` for the batch to fill.
+    Faust's own wakes every ``within`` seconds even when nothing comes (six stages at 5 ms: 1,200
+    wake-ups a second in an idle worker). Events are acknowledged after the batch was handled,
+    and the buffer is Faust's, filled by a stream processor, so rebalances behave as in Faust."""
+    batches = _take_batches(stream, max_, within)
+    # As Faust registers its own: a stopping stream closes the generator, which detaches its processor.
+    getattr(stream, "_active_agens", set()).add(batches)
+    return batches
+
+
+async def _take_batches(stream: faust.StreamT, max_: int, within: float) -> AsyncIterator[list[faust.EventT]]:
+    s: Any = stream  # Faust's private buffering API, as its own take_events uses it
+    events: list[faust.EventT] = []
+    filled, full, consumed = asyncio.Event(), asyncio.Event(), asyncio.Event()
+    consuming: asyncio.Future[None] | None = None
+    enable_acks = s.enable_acks
+
+    async def add_to_buffer(value: Any) -> Any:
+        nonlocal consuming
+        try:
+            if consuming is not None:
+                try:
+                    await consuming
+                finally:
+                    consuming = None
+            event = s.current_event
+            if event is None:
+                raise RuntimeError("take_batches found current_event is None")
+            events.append(event)
+            filled.set()
+            if len(events) >= max_:
+                full.set()
+                consumed.clear()
+                await s.wait(consumed)  # no more than max_ events in a batch
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            s.log.exception("Error adding to take buffer: %r", exc)
+            await s.crash(exc)
+        return value
+
+    s.enable_acks = False  # events are acknowledged here, after their batch
+    s.add_processor(add_to_buffer)
+    s._enable_passive(aiter(s.channel))
+    try:
+        while not s.should_stop:
+            await s.wait_for_stopped(filled)
+            await s.wait_for_stopped(full, timeout=within)
+            if events:
+                consuming = s.loop.create_future()
+                try:
+                    yield list(events)
+                finally:
+                    for event in events:
+                        await s.ack(event)
+                    events.clear()
+                    filled.clear()
+                    if not consuming.done():
+                        consuming.set_result(None)
+                    full.clear()
+                    consumed.set()
+    finally:
+        s.enable_acks = enable_acks
+        s._processors.remove(add_to_buffer)
 
 
 def event_agent(
