@@ -175,8 +175,8 @@ class ActivityState:
         return transaction_id in self.recent_ids
 
     def features(self, txn: dict[str, Any], at: float) -> Features:
-        count_1h, _ = self.hourly.totals(at, HOUR)
-        count_24h, _ = self.daily.totals(at, DAY)
+        count_1h = self.hourly.count(at, HOUR)
+        count_24h = self.daily.count(at, DAY)
         prefix = self.PREFIX
         return {
             f"{prefix}_distinct_cards_10m": float(_seen_since(self.cards, at - self.CARDS_SECONDS, at)),
@@ -271,8 +271,8 @@ class LabelledActivityState(ActivityState):
     def features(self, txn: dict[str, Any], at: float) -> Features:
         features = super().features(txn, at)
         for days in (1, 7, 30):
-            labelled, _ = self.labelled.totals(at, days * DAY)
-            frauds, _ = self.frauds.totals(at, days * DAY)
+            labelled = self.labelled.count(at, days * DAY)
+            frauds = self.frauds.count(at, days * DAY)
             features[f"{self.PREFIX}_fraud_rate_{days}d"] = frauds / labelled if labelled else 0.0
             features[f"{self.PREFIX}_frauds_{days}d"] = frauds
         return features

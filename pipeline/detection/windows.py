@@ -18,6 +18,9 @@ class BucketedWindow:
     horizon: int
     buckets: dict[int, list[float]] = field(default_factory=dict)
     newest: int | None = None
+    _counts: dict[int, float] = field(default_factory=dict, repr=False, compare=False)
+    """Per window asked by ``count`` (in buckets), the events in it at the newest bucket, kept up to
+    date by ``add``: whole numbers, so these running counts are exactly what a scan would give."""
 
     def __post_init__(self) -> None:
         if self.width <= 0 or self.horizon < self.width or self.horizon % self.width:
@@ -29,15 +32,56 @@ class BucketedWindow:
         newest = index if self.newest is None else max(self.newest, index)
         if index <= newest - self.horizon // self.width:
             return  # later than the horizon: no window it could count in is kept
+        if newest != self.newest:
+            if self.newest is not None:
+                self._slide_counts(self.newest, newest)
+            self.newest = newest
+            self._expire(newest)
         bucket = self.buckets.get(index)
         if bucket is None:
             self.buckets[index] = [1.0, amount]
         else:
             bucket[0] += 1.0
             bucket[1] += amount
-        if newest != self.newest:
-            self.newest = newest
-            self._expire(newest)
+        for size in self._counts:
+            if index > newest - size:
+                self._counts[size] += 1.0
+
+    def count(self, now: float, window: int) -> float:
+        """The count of ``totals(now, window)``, from a running count when ``now`` is not earlier
+        than the newest event: no scan of the buckets for a busy entity."""
+        if window % self.width or window > self.horizon:
+            raise ValueError(f"window {window}s must be a multiple of {self.width}s up to {self.horizon}s")
+        newest = self.newest
+        if newest is None:
+            return 0.0
+        last, size = int(now // self.width), window // self.width
+        if last < newest:  # a moment before the newest event: scan
+            return self.totals(now, window)[0]
+        running = self._counts.get(size)
+        if running is None:
+            running = self._counts[size] = self._scan_count(newest, size)
+        if last - newest >= size:
+            return 0.0
+        for index in range(newest - size + 1, last - size + 1):  # buckets that left the window since
+            bucket = self.buckets.get(index)
+            if bucket is not None:
+                running -= bucket[0]
+        return running
+
+    def _scan_count(self, last: int, size: int) -> float:
+        return sum(n for index, (n, _) in self.buckets.items() if last - size < index <= last)
+
+    def _slide_counts(self, old: int, new: int) -> None:
+        """The running counts as the newest bucket moves from ``old`` to ``new``."""
+        for size in self._counts:
+            if new - old >= size:
+                self._counts[size] = 0.0
+                continue
+            for index in range(old - size + 1, new - size + 1):
+                bucket = self.buckets.get(index)
+                if bucket is not None:
+                    self._counts[size] -= bucket[0]
 
     def totals(self, now: float, window: int) -> tuple[float, float]:
         """(count, amount sum) of the events in the window of ``window`` seconds ending at ``now``."""

@@ -186,3 +186,29 @@ def test_invalid_window_raises(window: int) -> None:
     counter = BucketedWindow(300, 86_400)
     with pytest.raises(ValueError, match=f"window {window}s must be a multiple of 300s up to 86400s"):
         counter.totals(0.0, window)
+
+
+@PROPERTY
+@given(
+    width=WIDTHS,
+    slots=st.integers(min_value=1, max_value=30),
+    steps=st.lists(
+        st.tuples(st.floats(-3, 5, allow_nan=False), st.floats(0, 4, allow_nan=False), AMOUNTS), max_size=80
+    ),
+)
+def test_running_counts_equal_the_scan_in_any_order(
+    width: int, slots: int, steps: list[tuple[float, float, float]]
+) -> None:
+    """``count`` (running counts, kept up to date by ``add``) equals the scan's count exactly, for
+    events and queries in any order: late events, queries later than the newest event and before it."""
+    horizon = slots * width
+    counter = BucketedWindow(width, horizon)
+    at = 1_000.0 * width
+    windows = sorted({width, horizon, (slots // 2 or 1) * width})
+    for event_gap, query_gap, amount in steps:
+        at += event_gap * width
+        counter.add(at, amount)
+        now = at + query_gap * width
+        for window in windows:
+            assert counter.count(now, window) == counter.totals(now, window)[0]
+            assert counter.count(now - width, window) == counter.totals(now - width, window)[0]
