@@ -5,15 +5,15 @@ arithmetic, ``in`` lists, names of features and transaction fields). It is parse
 when the file is loaded, so a typo is reported with the rule and the problem, never at run time.
 
 ``RuleSet.evaluate`` checks one transaction (a dict); ``RuleSet.evaluate_columns`` checks a batch
-held as columns, with each rule compiled to array operations that give exactly the per-row result.
+held as columns, with each rule compiled to array operations that give exactly the per-row result
+(pipeline/detection/rule_columns.py).
 """
 
 from __future__ import annotations
 
 import ast
-import math
 import string
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -22,6 +22,14 @@ from typing import Any, Literal
 import numpy as np
 import yaml
 
+from pipeline.detection.rule_columns import (
+    ColumnBatch,
+    NotColumnar,
+    Plan,
+    compile_columnar,
+    row_env,
+    run_plan,
+)
 from pipeline.detection.vocabulary import FRAUD_TYPES
 
 Action = Literal["review", "block"]
@@ -87,7 +95,7 @@ class Rule:
     reason: str
     _code: Any = field(repr=False, compare=False, default=None)
     # The columnar plan, or why there is none (str); compiled on first use when not given.
-    _columnar: _Plan | str | None = field(repr=False, compare=False, default=None)
+    _columnar: Plan | str | None = field(repr=False, compare=False, default=None)
 
     @property
     def columnar_fallback(self) -> str | None:
@@ -95,9 +103,9 @@ class Rule:
         plan = self._plan()
         return plan if isinstance(plan, str) else None
 
-    def _plan(self) -> _Plan | str:
+    def _plan(self) -> Plan | str:
         if self._columnar is None:
-            object.__setattr__(self, "_columnar", _compile_columnar(ast.parse(self.when, mode="eval")))
+            object.__setattr__(self, "_columnar", compile_columnar(ast.parse(self.when, mode="eval")))
         assert self._columnar is not None
         return self._columnar
 
@@ -166,16 +174,16 @@ class RuleSet:
         (``Rule.columnar_fallback``, or values of an unexpected type in this batch) is checked row
         by row.
         """
-        batch = _Batch(columns, size)
+        batch = ColumnBatch(columns, size)
         out = np.zeros((len(self.rules), size), dtype=bool)
         rows: list[dict[str, Any]] | None = None
         for index, rule in enumerate(self.rules):
             plan = rule._plan()
             if not isinstance(plan, str):
                 try:
-                    out[index] = _run(plan, batch, rule.id)
+                    out[index] = run_plan(plan, batch, rule.id)
                     continue
-                except _NotColumnar:
+                except NotColumnar:
                     pass
             if rows is None:
                 rows = [row_env(columns, i) for i in range(size)]
@@ -234,7 +242,7 @@ def compile_rule(raw: Mapping[str, Any], known_names: Iterable[str], where: str)
         when=expression,
         reason=reason,
         _code=compile(tree, f"<rule {raw['id']}>", "eval"),
-        _columnar=_compile_columnar(tree),
+        _columnar=compile_columnar(tree),
     )
 
 
@@ -290,318 +298,3 @@ def _rule_lines(document: yaml.Node | None) -> dict[int, int]:
         if key.value == "rules" and isinstance(value, yaml.SequenceNode):
             return {i: item.start_mark.line + 1 for i, item in enumerate(value.value)}
     return {}
-
-
-# --- columnar evaluation ------------------------------------------------------------------------
-# Each sub-expression is evaluated for all rows at once into a _Vec: its values, where they are
-# None, and per row the exception Python would have raised evaluating it (0: none). ``and``/``or``
-# and chained comparisons keep a mask of the rows that still evaluate, so an error in a branch
-# Python would skip never counts, and the first error of a row is the one it reports.
-_OK, _TYPE_ERROR, _ZERO_DIVISION = 0, 1, 2
-_EXACT_INT = 2**53  # ints up to this are floats exactly, and so is int arithmetic that stays below
-
-
-class _NotColumnar(Exception):
-    """The expression or this batch's values need something the columnar plan cannot reproduce."""
-
-
-@dataclass(frozen=True)
-class _Vec:
-    """One sub-expression's value in every row.
-
-    ``values`` is float64 (numbers; bools as 0/1) or, when ``text``, an object array of str; in null
-    or errored rows it holds a placeholder ("" for text). ``maybe_int``: some rows may hold a Python
-    int or bool (constants, comparison results), whose arithmetic is exact where floats' is not.
-    """
-
-    values: np.ndarray
-    null: np.ndarray
-    err: np.ndarray
-    text: bool = False
-    maybe_int: bool = False
-
-
-_Plan = Callable[["_Batch"], _Vec]
-
-
-class _Batch:
-    """The columns of one batch, normalised once per name."""
-
-    def __init__(self, columns: Mapping[str, np.ndarray], size: int) -> None:
-        for name, column in columns.items():
-            if np.ndim(column) != 1 or len(column) != size:
-                raise ValueError(f"column {name!r} has shape {np.shape(column)}, expected ({size},)")
-        self.columns, self.size = columns, size
-        self.ok = np.zeros(size, dtype=np.int8)
-        self.no_null = np.zeros(size, dtype=bool)
-        self._names: dict[str, _Vec | _NotColumnar] = {}
-
-    def name(self, name: str) -> _Vec:
-        if name not in self._names:
-            try:
-                self._names[name] = self._load(name)
-            except _NotColumnar as exc:
-                self._names[name] = exc
-        vec = self._names[name]
-        if isinstance(vec, _NotColumnar):
-            raise vec
-        return vec
-
-    def _load(self, name: str) -> _Vec:
-        if name not in self.columns:
-            return _Vec(np.full(self.size, math.nan), np.ones(self.size, dtype=bool), self.ok)
-        column = _normalised(self.columns[name])
-        if column.dtype == np.float64:
-            return _Vec(column, np.isnan(column), self.ok)
-        null = np.fromiter((value is None for value in column), dtype=bool, count=self.size)
-        if not all(isinstance(value, str) for value in column[~null]):
-            raise _NotColumnar(f"column {name!r} holds values that are neither str nor None")
-        values = column.copy()
-        values[null] = ""
-        return _Vec(values, null, self.ok, text=True)
-
-    def constant(self, value: object) -> _Vec:
-        if value is None:
-            return _Vec(np.full(self.size, math.nan), np.ones(self.size, dtype=bool), self.ok)
-        if isinstance(value, str):
-            return _Vec(np.full(self.size, value, dtype=object), self.no_null, self.ok, text=True)
-        number = float(value)  # type: ignore[arg-type]
-        return _Vec(np.full(self.size, number), self.no_null, self.ok, maybe_int=not isinstance(value, float))
-
-
-def _normalised(column: np.ndarray) -> np.ndarray:
-    """A column as float64 (numbers, bools) or as an object array whose nulls (None, NaN) are None."""
-    column = np.asarray(column)
-    if column.dtype.kind in "fiub":
-        return column.astype(np.float64, copy=False)
-    if column.dtype.kind not in "OUS":
-        raise TypeError(f"unsupported column dtype {column.dtype}")
-    out = column.astype(object)
-    for i, value in enumerate(out):
-        if isinstance(value, float) and math.isnan(value):
-            out[i] = None
-        elif isinstance(value, str) and type(value) is not str:
-            out[i] = str(value)  # numpy.str_ from a "U" array
-        elif isinstance(value, bytes):
-            out[i] = value.decode()
-    return out
-
-
-def row_env(columns: Mapping[str, np.ndarray], index: int) -> dict[str, Any]:
-    """Row ``index`` of a batch as the environment ``Rule.matches`` takes (nulls as None)."""
-    env: dict[str, Any] = {}
-    for name, column in columns.items():
-        column = _normalised(column)
-        value = column[index]
-        if column.dtype == np.float64:
-            value = None if math.isnan(value) else float(value)
-        env[name] = value
-    return env
-
-
-def _run(plan: _Plan, batch: _Batch, rule_id: str) -> np.ndarray:
-    """The rows where the rule holds; raises ZeroDivisionError as ``matches`` would."""
-    with np.errstate(all="ignore"):
-        vec = plan(batch)
-        truth = _truth(vec)
-    divided = np.flatnonzero(vec.err == _ZERO_DIVISION)
-    if divided.size:
-        raise ZeroDivisionError(f"float division by zero in rule {rule_id} (row {divided[0]})")
-    return truth & (vec.err == _OK)
-
-
-def _compile_columnar(tree: ast.Expression) -> _Plan | str:
-    """The plan for a checked ``when``, or why it is evaluated row by row."""
-    try:
-        return _compile(tree.body, value=False)
-    except _NotColumnar as exc:
-        return str(exc)
-
-
-def _truth(vec: _Vec) -> np.ndarray:
-    truth = vec.values != "" if vec.text else vec.values != 0.0  # NaN is true, as in Python
-    return np.asarray(truth, dtype=bool) & ~vec.null
-
-
-def _first_error(err: np.ndarray, where: np.ndarray, code: int | np.ndarray) -> np.ndarray:
-    """``err`` with ``code`` in the rows of ``where`` that have no error yet."""
-    return np.where((err == _OK) & where, code, err).astype(np.int8)
-
-
-def _bools(values: np.ndarray, err: np.ndarray) -> _Vec:
-    return _Vec(values.astype(np.float64), np.zeros(len(values), dtype=bool), err, maybe_int=True)
-
-
-def _compile(node: ast.expr, value: bool) -> _Plan:
-    """A plan for ``node``; ``value=False`` when only its truth is used (it decides ``and``/``or``)."""
-    if isinstance(node, ast.Name):
-        name = node.id
-        return lambda batch: batch.name(name)
-    if isinstance(node, ast.Constant):
-        constant = node.value
-        if not (constant is None or isinstance(constant, str | int | float)):
-            raise _NotColumnar(f"constant {constant!r}")
-        if isinstance(constant, int) and abs(constant) > _EXACT_INT:
-            raise _NotColumnar(f"integer constant beyond 2**53: {constant}")
-        return lambda batch: batch.constant(constant)
-    if isinstance(node, ast.BoolOp):
-        return _compile_boolop(node, value)
-    if isinstance(node, ast.UnaryOp):
-        operand = _compile(node.operand, value=isinstance(node.op, ast.USub))
-        if isinstance(node.op, ast.Not):
-            return lambda batch: (lambda v: _bools(~_truth(v), v.err))(operand(batch))
-        if isinstance(node.op, ast.USub):
-            return lambda batch: _negate(operand(batch))
-    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add | ast.Sub | ast.Mult | ast.Div):
-        return _compile_binop(node)
-    if isinstance(node, ast.Compare):
-        return _compile_compare(node)
-    raise _NotColumnar(f"{type(node).__name__} outside the right side of in / not in")
-
-
-def _negate(v: _Vec) -> _Vec:
-    err = _first_error(v.err, v.null | v.text, _TYPE_ERROR)
-    values = np.zeros(len(v.values)) if v.text else -v.values
-    return _Vec(values, v.null, err, maybe_int=v.maybe_int)
-
-
-def _compile_boolop(node: ast.BoolOp, value: bool) -> _Plan:
-    operands = [_compile(operand, value) for operand in node.values]
-    conjunction = isinstance(node.op, ast.And)
-
-    def run(batch: _Batch) -> _Vec:
-        err = batch.ok
-        active = np.ones(batch.size, dtype=bool)  # rows whose result is not decided yet
-        truth = np.zeros(batch.size, dtype=bool)
-        picked: list[tuple[np.ndarray, _Vec]] = []
-        for k, operand in enumerate(operands):
-            v = operand(batch)
-            err = _first_error(err, active, v.err)
-            active = active & (v.err == _OK)
-            t = _truth(v)
-            # Python returns the first false operand of ``and`` (true of ``or``), else the last.
-            decides = active if k == len(operands) - 1 else active & (t != conjunction)
-            truth[decides] = t[decides]
-            picked.append((decides, v))
-            active = active & ~decides
-        if not value:
-            return _bools(truth, err)
-        return _pick(picked, batch.size, err)
-
-    return run
-
-
-def _pick(picked: list[tuple[np.ndarray, _Vec]], size: int, err: np.ndarray) -> _Vec:
-    """The value of ``and``/``or``: each row's from the operand that decided it."""
-    kinds = {v.text for rows, v in picked if (rows & ~v.null).any()}
-    if len(kinds) > 1:
-        raise _NotColumnar("and/or used as a value mixing strings and numbers")
-    text = kinds == {True}
-    values = np.full(size, "", dtype=object) if text else np.full(size, math.nan)
-    null = np.zeros(size, dtype=bool)
-    for rows, v in picked:
-        null[rows] = v.null[rows]
-        if v.text == text:
-            values[rows] = v.values[rows]
-    return _Vec(values, null, err, text=text, maybe_int=any(v.maybe_int for _, v in picked))
-
-
-def _compile_binop(node: ast.BinOp) -> _Plan:
-    left, right = _compile(node.left, value=True), _compile(node.right, value=True)
-    op = node.op
-
-    def run(batch: _Batch) -> _Vec:
-        a, b = left(batch), right(batch)
-        err = _first_error(a.err, b.err != _OK, b.err)
-        null = a.null | b.null
-        err = _first_error(err, null, _TYPE_ERROR)
-        if a.text or b.text:
-            if isinstance(op, ast.Mult):
-                raise _NotColumnar("* with a string (repetition)")
-            if isinstance(op, ast.Add) and a.text and b.text:
-                return _Vec(a.values + b.values, null, err, text=True)
-            return _Vec(np.zeros(batch.size), null, _first_error(err, ~null, _TYPE_ERROR))
-        if isinstance(op, ast.Div):
-            err = _first_error(err, b.values == 0.0, _ZERO_DIVISION)
-            return _Vec(a.values / b.values, null, err)
-        values = (
-            a.values + b.values
-            if isinstance(op, ast.Add)
-            else (a.values - b.values if isinstance(op, ast.Sub) else a.values * b.values)
-        )
-        maybe_int = a.maybe_int and b.maybe_int
-        if maybe_int and (np.abs(values[err == _OK]) > _EXACT_INT).any():
-            raise _NotColumnar("integer arithmetic beyond 2**53")
-        return _Vec(values, null, err, maybe_int=maybe_int)
-
-    return run
-
-
-_ORDER: dict[type[ast.cmpop], Callable[[np.ndarray, np.ndarray], Any]] = {
-    ast.Lt: np.less,
-    ast.LtE: np.less_equal,
-    ast.Gt: np.greater,
-    ast.GtE: np.greater_equal,
-}
-
-
-def _compile_compare(node: ast.Compare) -> _Plan:
-    left = _compile(node.left, value=True)
-    steps: list[tuple[ast.cmpop, list[_Plan] | _Plan]] = []
-    for k, (op, comparator) in enumerate(zip(node.ops, node.comparators, strict=True)):
-        if isinstance(op, ast.In | ast.NotIn):
-            last = k == len(node.ops) - 1
-            if not (last and isinstance(comparator, ast.List | ast.Tuple)):
-                raise _NotColumnar("in / not in without a list or tuple on its right, ending the comparison")
-            if not all(isinstance(item, ast.Name | ast.Constant) for item in comparator.elts):
-                raise _NotColumnar("in / not in a list holding other than names and constants")
-            steps.append((op, [_compile(item, value=True) for item in comparator.elts]))
-        else:
-            steps.append((op, _compile(comparator, value=True)))
-
-    def run(batch: _Batch) -> _Vec:
-        current = left(batch)
-        err = current.err
-        active = err == _OK  # rows where every comparison so far held
-        result = np.zeros(batch.size, dtype=bool)
-        for op, comparator in steps:
-            if isinstance(comparator, list):
-                items = [item(batch) for item in comparator]
-                held = np.zeros(batch.size, dtype=bool)
-                for item in items:
-                    held |= _equal(current, item)
-                if isinstance(op, ast.NotIn):
-                    held = ~held
-                result = np.where(active, held, result)
-                break
-            other = comparator(batch)
-            err = _first_error(err, active, other.err)
-            active = active & (other.err == _OK)
-            held, invalid = _compare(op, current, other)
-            err = _first_error(err, active & invalid, _TYPE_ERROR)
-            active = active & ~invalid
-            result = np.where(active, held, result)
-            active = active & held
-            current = other
-        return _bools(result, err)
-
-    return run
-
-
-def _equal(a: _Vec, b: _Vec) -> np.ndarray:
-    """``a == b`` per row: None equals only None, a string never equals a number."""
-    both = a.null & b.null
-    if a.text != b.text:
-        return both
-    return both | (np.asarray(a.values == b.values, dtype=bool) & ~a.null & ~b.null)
-
-
-def _compare(op: ast.cmpop, a: _Vec, b: _Vec) -> tuple[np.ndarray, np.ndarray]:
-    """(result, rows where Python raises TypeError) of one comparison."""
-    if isinstance(op, ast.Eq | ast.NotEq):
-        equal = _equal(a, b)
-        return (equal if isinstance(op, ast.Eq) else ~equal), np.zeros(len(equal), dtype=bool)
-    invalid = a.null | b.null
-    if a.text != b.text:
-        return np.zeros(len(invalid), dtype=bool), np.ones(len(invalid), dtype=bool)
-    return np.asarray(_ORDER[type(op)](a.values, b.values), dtype=bool), invalid

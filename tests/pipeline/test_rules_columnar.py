@@ -10,7 +10,8 @@ import pytest
 
 from pipeline.config import REPO_ROOT
 from pipeline.detection.features import FEATURE_NAMES
-from pipeline.detection.rules import RuleSet, load_rules, parse_rules, row_env
+from pipeline.detection.rule_columns import row_env
+from pipeline.detection.rules import RuleSet, load_rules, parse_rules
 
 NUMBERS = ("amount", "card_count_1h", "is_foreign", "amount_to_card_mean", "hours_since_contact_change")
 TEXTS = ("channel", "country", "card_country", "currency")
