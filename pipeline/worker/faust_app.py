@@ -176,7 +176,7 @@ class FraudPipeline:
             handler = by_partition(EntityStage(context, index), component, on_error)
             stage(context.stage_topics[index], component, handler, frames)
         stage(context.by_card, "score", by_partition(Score(context), "score", on_error), frames)
-        stage(self._topic(s.topic_labels), "learn", each_event(Learn(context), "learn", on_error), events)
+        stage(self._topic(s.topic_labels), "learn", by_partition(Learn(context), "learn", on_error), events)
         # Block/allow lists: every worker reads the whole list-updates topic (list_follower.py).
         install_lists(
             app,

@@ -285,49 +285,58 @@ class Score:
 
 
 class Learn:
-    """Join a label with the features kept at scoring time; the model learns it and the labelled
-    entities (terminal, merchant) are told, on their stage's partition."""
+    """Join a partition's batch of labels with the features kept at scoring time; the model learns
+    them in one call (a batch of predictions per candidate, then each label in order) and the
+    labelled entities (terminal, merchant) are told, on their stage's partition."""
 
     def __init__(self, context: StageContext) -> None:
         self.context = context
         self.stage_of = {e.name: i for i, stage in enumerate(STAGES) for e in stage.entities}
 
-    async def __call__(self, event: faust.EventT, outbox: Outbox) -> None:
+    async def __call__(self, partition: int, events: list[faust.EventT], outbox: Outbox) -> None:
         c = self.context
-        label = parse_message(event.value, "label", c.settings.max_message_bytes)
-        if isinstance(label, Invalid):
-            c.dead_letters.invalid(label, event, "learn")
-            return
-        transaction_id = label["transaction_id"]
-        entry = c.tables.pending.get(transaction_id)
-        if entry is None:
-            c.metrics.labels.labels("unknown").inc()
+        examples = self._examples(events)
+        if not examples:
             return
         model = c.detector.engine.model
         drifts = model.drifts
-        example = Example(
-            transaction_id,
-            entry["features"],
-            label["is_fraud"],
-            label["fraud_type"],
-            c.detector.entity_keys(entry["decision"]),
-            parse_timestamp(label["labelled_at"]),
-        )
-        learnt = c.detector.learn([example])
-        if model.drifts > drifts:
-            c.metrics.model_drifts.inc()
-        c.metrics.labels.labels("learnt" if learnt.learnt else "skipped").inc()
+        learnt = c.detector.learn(examples)
+        c.metrics.model_drifts.inc(model.drifts - drifts)
+        c.metrics.labels.labels("learnt").inc(learnt.learnt)
+        c.metrics.labels.labels("skipped").inc(learnt.skipped)
         c.metrics.model_labels_learnt.set(model.labels_learnt)
         for known in learnt.entity_labels:
             entity = c.detector.entity(known.entity)
-            envelope = {
-                "kind": "label",
-                "entity": known.entity,
-                "key": known.key,
-                "is_fraud": known.is_fraud,
-                "at": known.at,
-            }
+            envelope = {"kind": "label", "entity": known.entity, "key": known.key, "is_fraud": known.is_fraud,
+                        "at": known.at}  # fmt: skip
             target = c.partition(owner_key(entity, known.key))
             outbox.add(c.stage_topics[self.stage_of[known.entity]], target, orjson.dumps(envelope))
-        del c.tables.pending[transaction_id]
-        c.expiry.forget(c.tables.pending, event.message.partition, transaction_id)
+        for example in examples:
+            del c.tables.pending[example.transaction_id]
+            c.expiry.forget(c.tables.pending, partition, example.transaction_id)
+
+    def _examples(self, events: list[faust.EventT]) -> list[Example]:
+        """The labels of ``events`` joined with their pending entries, in order; an invalid label is
+        dead-lettered, one without a pending entry (or a second in the batch) is counted as unknown."""
+        c = self.context
+        examples: list[Example] = []
+        taken: set[str] = set()
+        for event in events:
+            try:
+                label = parse_message(event.value, "label", c.settings.max_message_bytes)
+                if isinstance(label, Invalid):
+                    c.dead_letters.invalid(label, event, "learn")
+                    continue
+                transaction_id = label["transaction_id"]
+                entry = None if transaction_id in taken else c.tables.pending.get(transaction_id)
+                if entry is None:
+                    c.metrics.labels.labels("unknown").inc()
+                    continue
+                examples.append(
+                    Example(transaction_id, entry["features"], label["is_fraud"], label["fraud_type"],
+                            c.detector.entity_keys(entry["decision"]), parse_timestamp(label["labelled_at"]))
+                )  # fmt: skip
+                taken.add(transaction_id)
+            except Exception as exc:
+                c.dead_letters.processing_error(exc, event, "learn")
+        return examples
