@@ -40,6 +40,8 @@ def test_small_benchmark_measures_every_phase(kafka_bootstrap: str, tmp_path: Pa
     )
     logic = written["logic_alone"]
     assert logic["transactions"] == 3000 and logic["rate"] > 0
+    alone = written["detector_alone"]
+    assert alone["transactions"] == 3000 and alone["batch"] == 500 and alone["rate"] > 0
     assert written["ratios"]["one_worker_over_logic_alone"] == pytest.approx(
         written["workers_1"]["rate"] / logic["rate"]
     )

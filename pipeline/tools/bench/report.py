@@ -29,6 +29,7 @@ def write(results: dict[str, Any], out: Path) -> None:
     logic = results["logic_alone"]["rate"]
     bars = [
         Bar("raw consume→produce", raw),
+        *([Bar("detector alone", results["detector_alone"]["rate"])] if "detector_alone" in results else []),
         Bar("own work, no Kafka", logic),
         Bar("pipeline, 1 worker", one, f"({one / raw:.0%} of raw, {one / logic:.0%} of its work alone)"),
         Bar("pipeline, 2 workers", two, f"(x{two / one:.2f})"),
@@ -57,6 +58,8 @@ def print_summary(results: dict[str, Any]) -> None:
         f"{'raw consume -> produce':34}{raw['rate']:>16,.0f}"
         f"{raw['cpu_cores']:>22.2f}{raw['peak_rss_mb']:>22.0f}"
     )
+    if "detector_alone" in results:
+        say(f"{'detector alone, batches of 500':34}{results['detector_alone']['rate']:>16,.0f}{1.0:>22.2f}")
     say(f"{'own work alone, no Kafka':34}{results['logic_alone']['rate']:>16,.0f}{1.0:>22.2f}")
     for name, row in (("pipeline, 1 worker", one), ("pipeline, 2 workers", two)):
         cpu = " / ".join(f"{c:.2f}" for c in row["cpu_cores_per_worker"])

@@ -34,7 +34,13 @@ from pipeline.tools.bench.charts import (
     steady_rate,
     top_frames,
 )
-from pipeline.tools.bench.detector_alone import install_model, logic_alone, model_rates, trained_model
+from pipeline.tools.bench.detector_alone import (
+    detector_alone,
+    install_model,
+    logic_alone,
+    model_rates,
+    trained_model,
+)
 from pipeline.tools.bench.latency import latency_run
 from pipeline.tools.bench.processes import cpu_seconds, free_port, machine, peak_rss_mb
 from pipeline.tools.bench.report import latency_line, print_summary, say, write, write_quick
@@ -105,6 +111,12 @@ def _run(settings: Settings, options: BenchOptions) -> dict[str, Any]:
         return write_quick({**results, "latency": latency}, out)
 
     logic = [value for _, value in transactions(base, min(options.transactions, 50_000), f"{run}logic")]
+    results["detector_alone"] = detector_alone(base, model, logic)
+    say(
+        f"      the detector alone, batches of 500 (features, rules, model, anomaly): "
+        f"{results['detector_alone']['rate']:,.0f} transactions/s "
+        f"({results['detector_alone']['us_per_transaction']:.0f} us each)"
+    )
     results["logic_alone"] = logic_alone(base, model, logic)
     say(
         f"      the worker's own work alone, no Kafka (validation, features, decision, messages): "
