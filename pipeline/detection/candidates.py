@@ -311,7 +311,9 @@ class BoostingCandidate:
     def predict_many(self, rows: Sequence[Features]) -> list[float]:
         if self.booster is None or not rows:
             return [0.0] * len(rows)
-        raw = self.booster.predict(FeatureRows.of(rows).matrix(self.columns).astype(np.float32))
+        raw = self.booster.predict(
+            FeatureRows.of(rows).matrix(self.columns).astype(np.float32), num_threads=1
+        )
         return [_uncorrect(float(p), 1.0 / self.legit_keep_ratio) for p in raw]
 
     def learn(self, features: Features, is_fraud: bool, transaction_id: str) -> None:
@@ -368,7 +370,7 @@ class BoostingCandidate:
             return [[] for _ in rows]
         matrix = FeatureRows.of(rows).matrix(self.columns).astype(np.float32)
         out = []
-        for contributions in self.booster.predict(matrix, pred_contrib=True):
+        for contributions in self.booster.predict(matrix, pred_contrib=True, num_threads=1):
             ranked = sorted(
                 zip(self.columns, (float(c) for c in contributions[:-1]), strict=True), key=lambda i: -i[1]
             )

@@ -50,8 +50,8 @@ def test_small_benchmark_measures_every_phase(kafka_bootstrap: str, tmp_path: Pa
     assert latency["cpu_cores"] > 0 and latency["cpu_ms_per_transaction"] > 0  # the worker's own CPU
     assert 0 < latency["p50_ms"] <= latency["p95_ms"] <= latency["p99_ms"] <= latency["max_ms"]
     assert set(written["models"]) >= {
-        "logistic candidate predict",
-        "whole decision (rules, models, anomaly, explanation)",
+        "logistic candidate predict (batches of 500)",
+        "whole decision (rules, models, anomaly, explanation; batches of 500)",
     }
     (fixed,) = written["latency_by_rate"]
     assert fixed["offered_rate"] == 40.0
