@@ -40,15 +40,17 @@ class Clip(base.Transformer):
         return {name: -limit if v < -limit else limit if v > limit else v for name, v in x.items()}
 
 
-def _uncorrect(probability: float, odds_factor: float) -> float:
-    """The probability under the true class balance, from one learnt with frauds ``odds_factor``
-    times over-represented (weights or under-sampled legitimate examples)."""
-    if odds_factor == 1.0 or probability <= 0.0:
-        return probability
-    if probability >= 1.0:
-        return 1.0
-    odds = probability / (1.0 - probability) / odds_factor
-    return odds / (1.0 + odds)
+def _uncorrect(probabilities: np.ndarray, odds_factor: float) -> np.ndarray:
+    """The probabilities under the true class balance, from a model that learnt frauds
+    ``odds_factor`` times over-represented (weights or under-sampled legitimate examples); 0 and 1
+    stay as they are."""
+    p = np.asarray(probabilities, dtype=np.float64)
+    if odds_factor == 1.0:
+        return p
+    with np.errstate(divide="ignore", invalid="ignore"):
+        odds = p / (1.0 - p) / odds_factor
+        corrected = odds / (1.0 + odds)
+    return np.where(p <= 0.0, p, np.where(p >= 1.0, 1.0, corrected))
 
 
 @dataclass
@@ -154,12 +156,18 @@ class LogisticCandidate:
             raw = np.array([self._raw(x) for x in rows])
         return _probabilities(raw, self.fraud_weight).tolist()
 
-    def _raw(self, features: Features) -> float:
-        """The log-odds of one row; features never learnt count for nothing."""
+    def _learnt_part(self, features: Features) -> tuple[list[str], np.ndarray, np.ndarray]:
+        """(names, their columns, their scaled values) of the row's features that were learnt; the
+        others count for nothing."""
         names = [name for name in features if name in self._index]
         at = np.array([self._index[name] for name in names], dtype=np.intp)
         x = np.array([features[name] for name in names], dtype=np.float64)
-        return float(self._scaled(x, at) @ self.weights[at]) + self.intercept
+        return names, at, self._scaled(x, at)
+
+    def _raw(self, features: Features) -> float:
+        """The log-odds of one row."""
+        _, at, scaled = self._learnt_part(features)
+        return float(scaled @ self.weights[at]) + self.intercept
 
     # --- learning -------------------------------------------------------------------------------
     def learn(self, features: Features, is_fraud: bool, transaction_id: str = "") -> None:
@@ -189,11 +197,9 @@ class LogisticCandidate:
         """The features that pushed the log-odds up most: weight times scaled value, largest first."""
         if not self.learnt:
             return []
-        names = [name for name in features if name in self._index]
-        at = np.array([self._index[name] for name in names], dtype=np.intp)
-        x = np.array([features[name] for name in names], dtype=np.float64)
+        names, at, scaled = self._learnt_part(features)
         contributions = sorted(
-            zip(names, (self._scaled(x, at) * self.weights[at]).tolist(), strict=True), key=lambda i: -i[1]
+            zip(names, (scaled * self.weights[at]).tolist(), strict=True), key=lambda i: -i[1]
         )
         return [(name, value) for name, value in contributions[:top] if value > 0]
 
@@ -214,15 +220,10 @@ def _log_loss_gradient(is_fraud: bool, raw: float) -> float:
 
 def _probabilities(raw: np.ndarray, fraud_weight: float) -> np.ndarray:
     """The logistic function of the log-odds (0 or 1 beyond +-30, as river's sigmoid), corrected
-    for the fraud weight (``_uncorrect``)."""
+    for the fraud weight."""
     with np.errstate(over="ignore"):
         p = np.where(raw < -30, 0.0, np.where(raw > 30, 1.0, 1.0 / (1.0 + np.exp(-raw))))
-    if fraud_weight == 1.0:
-        return p
-    with np.errstate(divide="ignore", invalid="ignore"):
-        odds = p / (1.0 - p) / fraud_weight
-        corrected = odds / (1.0 + odds)
-    return np.where(p <= 0.0, p, np.where(p >= 1.0, 1.0, corrected))
+    return _uncorrect(p, fraud_weight)
 
 
 def _from_river(state: dict[str, Any]) -> dict[str, Any]:
@@ -314,7 +315,7 @@ class BoostingCandidate:
         raw = self.booster.predict(
             FeatureRows.of(rows).matrix(self.columns).astype(np.float32), num_threads=1
         )
-        return [_uncorrect(float(p), 1.0 / self.legit_keep_ratio) for p in raw]
+        return _uncorrect(raw, 1.0 / self.legit_keep_ratio).tolist()
 
     def learn(self, features: Features, is_fraud: bool, transaction_id: str) -> None:
         self.learnt += 1

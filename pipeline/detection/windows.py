@@ -60,28 +60,24 @@ class BucketedWindow:
             return self.totals(now, window)[0]
         running = self._counts.get(size)
         if running is None:
-            running = self._counts[size] = self._scan_count(newest, size)
-        if last - newest >= size:
+            running = self._counts[size] = self.totals(newest * self.width, window)[0]
+        return self._slid(running, newest, last, size)
+
+    def _slid(self, running: float, old: int, new: int, size: int) -> float:
+        """A window of ``size`` buckets counting ``running`` events at bucket ``old``, counted at
+        bucket ``new`` (not earlier): less the buckets that left it meanwhile."""
+        if new - old >= size:
             return 0.0
-        for index in range(newest - size + 1, last - size + 1):  # buckets that left the window since
+        for index in range(old - size + 1, new - size + 1):
             bucket = self.buckets.get(index)
             if bucket is not None:
                 running -= bucket[0]
         return running
 
-    def _scan_count(self, last: int, size: int) -> float:
-        return sum(n for index, (n, _) in self.buckets.items() if last - size < index <= last)
-
     def _slide_counts(self, old: int, new: int) -> None:
         """The running counts as the newest bucket moves from ``old`` to ``new``."""
-        for size in self._counts:
-            if new - old >= size:
-                self._counts[size] = 0.0
-                continue
-            for index in range(old - size + 1, new - size + 1):
-                bucket = self.buckets.get(index)
-                if bucket is not None:
-                    self._counts[size] -= bucket[0]
+        for size, running in self._counts.items():
+            self._counts[size] = self._slid(running, old, new, size)
 
     def totals(self, now: float, window: int) -> tuple[float, float]:
         """(count, amount sum) of the events in the window of ``window`` seconds ending at ``now``."""
