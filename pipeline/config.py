@@ -241,6 +241,12 @@ class Settings(BaseSettings):
     monitor_history_minutes: int = Field(
         default=24 * 60, ge=1, description="How much history the monitor keeps."
     )
+    monitor_dedup_minutes: int = Field(
+        default=15,
+        ge=1,
+        description="Minutes of decision time over which the monitor recognises a repeated decision "
+        "(a worker's replay after a crash) by its transaction id; older ids are forgotten.",
+    )
     monitor_max_alerts: int = Field(
         default=5000, ge=10, description="Most alerts the monitor keeps in memory (newest first)."
     )

@@ -2,6 +2,10 @@
 
 The rate charts, the headline row, the amounts at risk and the reports all read it. Pure and
 thread-safe: every public method takes the store's lock (one writer thread, many readers).
+
+Memory does not grow with the history: a minute of history is a fixed set of counts, whatever its
+traffic; transaction ids are kept only for the deduplication window (``dedup_minutes`` of decision
+time), which is where repeated decisions come from (a worker's replay after a crash).
 """
 
 from __future__ import annotations
@@ -80,7 +84,6 @@ class _Bucket:
     outcomes: dict[str, int] = field(default_factory=lambda: dict.fromkeys(DECISIONS, 0))
     flagged: dict[str, int] = field(default_factory=lambda: dict.fromkeys(FRAUD_TYPES, 0))
     blocked_amount: dict[str, float] = field(default_factory=dict)
-    transaction_ids: list[str] = field(default_factory=list)
     risk_counts: dict[tuple[str, str | None], int] = field(default_factory=dict)
     risk_amounts: dict[tuple[str, str | None, str], float] = field(default_factory=dict)
 
@@ -126,13 +129,48 @@ def _check_fraud_type(fraud_type: str) -> None:
         raise ValueError(f"unknown fraud type {fraud_type!r}; expected one of {FRAUD_TYPES}")
 
 
+class RecentIds:
+    """Transaction ids by the minute of their decision time, for the last ``minutes`` minutes
+    before the newest decision time seen (not thread-safe: the aggregator holds its lock)."""
+
+    def __init__(self, minutes: int) -> None:
+        if minutes < 1:
+            raise ValueError("dedup minutes must be at least 1")
+        self._minutes = minutes
+        self._minute_of: dict[str, int] = {}
+        self._by_minute: dict[int, list[str]] = {}
+        self._newest: int | None = None
+
+    def __contains__(self, transaction_id: str) -> bool:
+        return transaction_id in self._minute_of
+
+    def __len__(self) -> int:
+        return len(self._minute_of)
+
+    def add(self, transaction_id: str, decided_at: datetime) -> None:
+        minute = math.floor(decided_at.timestamp() / 60)
+        self._minute_of[transaction_id] = minute
+        self._by_minute.setdefault(minute, []).append(transaction_id)
+        if self._newest is None or minute > self._newest:
+            self._newest = minute
+            self._forget_before(minute - self._minutes + 1)
+
+    def _forget_before(self, first_kept: int) -> None:
+        for minute in [m for m in self._by_minute if m < first_kept]:
+            for transaction_id in self._by_minute.pop(minute):
+                if self._minute_of.get(transaction_id) == minute:
+                    del self._minute_of[transaction_id]
+
+
 class DecisionAggregator:
     """Per-minute counts of decisions, deduplicated by transaction id.
 
     Minutes are those of ``event_time`` in UTC. The history holds at most ``history_minutes``
-    minutes, ending with the newest event minute seen; older minutes are dropped together with
-    their transaction ids, so the deduplication set is bounded by the history too. Transactions
-    per second are counted by ``decided_at`` over the last ``rate_window_seconds`` of ``clock``.
+    minutes, ending with the newest event minute seen; older minutes are dropped. A minute is a
+    fixed set of counts, not a list of transactions: the ids that recognise a repeated decision
+    are kept for ``dedup_minutes`` of ``decided_at`` only (a worker's replay repeats decisions
+    within seconds to minutes; an id repeated later is counted again). Transactions per second
+    are counted by ``decided_at`` over the last ``rate_window_seconds`` of ``clock``.
     """
 
     def __init__(
@@ -141,6 +179,7 @@ class DecisionAggregator:
         *,
         clock: Callable[[], float] = time.time,
         rate_window_seconds: int = 60,
+        dedup_minutes: int = 15,
     ) -> None:
         if history_minutes < 1:
             raise ValueError("history_minutes must be at least 1")
@@ -151,7 +190,7 @@ class DecisionAggregator:
         self._window = rate_window_seconds
         self._lock = threading.Lock()
         self._buckets: dict[datetime, _Bucket] = {}
-        self._seen: set[str] = set()
+        self._recent = RecentIds(dedup_minutes)
         self._newest_minute: datetime | None = None
         self._per_second: dict[int, int] = {}
         self._last_decided_at: datetime | None = None
@@ -162,7 +201,9 @@ class DecisionAggregator:
         cls, settings: Settings, *, clock: Callable[[], float] = time.time
     ) -> DecisionAggregator:
         """An aggregator keeping ``settings.monitor_history_minutes`` of history."""
-        return cls(settings.monitor_history_minutes, clock=clock)
+        return cls(
+            settings.monitor_history_minutes, clock=clock, dedup_minutes=settings.monitor_dedup_minutes
+        )
 
     @property
     def version(self) -> int:
@@ -172,9 +213,15 @@ class DecisionAggregator:
 
     @property
     def transaction_count(self) -> int:
-        """Distinct transactions in the history."""
+        """Transactions counted in the history (each id once within the deduplication window)."""
         with self._lock:
-            return len(self._seen)
+            return sum(bucket.total for bucket in self._buckets.values())
+
+    @property
+    def remembered_ids(self) -> int:
+        """Transaction ids kept to recognise repeated decisions (bounded by the dedup window)."""
+        with self._lock:
+            return len(self._recent)
 
     @property
     def last_decision_at(self) -> datetime | None:
@@ -189,7 +236,7 @@ class DecisionAggregator:
         """
         d = _validate_decision(record)
         with self._lock:
-            if d.transaction_id in self._seen:
+            if d.transaction_id in self._recent:
                 return "duplicate"
             if self._newest_minute is not None and d.minute < self._cutoff(self._newest_minute):
                 return "too_old"
@@ -207,8 +254,7 @@ class DecisionAggregator:
                 bucket.risk_counts[key] = bucket.risk_counts.get(key, 0) + 1
                 money = (d.decision, d.fraud_type, d.currency)
                 bucket.risk_amounts[money] = bucket.risk_amounts.get(money, 0.0) + d.amount
-            bucket.transaction_ids.append(d.transaction_id)
-            self._seen.add(d.transaction_id)
+            self._recent.add(d.transaction_id, d.decided_at)
             if self._last_decided_at is None or d.decided_at > self._last_decided_at:
                 self._last_decided_at = d.decided_at
             self._count_second(d.decided_at)
@@ -304,7 +350,7 @@ class DecisionAggregator:
         assert self._newest_minute is not None
         cutoff = self._cutoff(self._newest_minute)
         for minute in [m for m in self._buckets if m < cutoff]:
-            self._seen.difference_update(self._buckets.pop(minute).transaction_ids)
+            del self._buckets[minute]
 
     def _count_second(self, decided_at: datetime) -> None:
         now = self._clock()

@@ -122,14 +122,16 @@ def test_flagged_without_type_counts_as_flagged_but_in_no_type(make_decision) ->
     assert sum(stats.flagged_by_type.values()) == 0
 
 
-def test_history_bound_drops_old_minutes_and_their_ids(make_decision, base_minute) -> None:
+def test_history_bound_drops_old_minutes(make_decision, base_minute) -> None:
     agg = DecisionAggregator(3)
     for minute in range(5):
         agg.add(make_decision(f"tx-{minute}", minute=minute))
     assert [s.minute for s in agg.minutes()] == [base_minute + timedelta(minutes=m) for m in (2, 3, 4)]
     assert agg.transaction_count == 3
-    # A redelivery of a dropped transaction is older than the history, not a new count.
-    assert agg.add(make_decision("tx-0", minute=0)) == "too_old"
+    # A redelivery of a dropped minute's transaction is no new count: a duplicate while its id is
+    # remembered, older than the history otherwise.
+    assert agg.add(make_decision("tx-0", minute=0)) == "duplicate"
+    assert agg.add(make_decision("tx-never-seen", minute=0)) == "too_old"
     assert agg.add(make_decision("tx-late", minute=1)) == "too_old"
     assert agg.add(make_decision("tx-late", minute=2)) == "added"
     assert agg.headline().total == 4
@@ -433,3 +435,50 @@ def test_a_decision_with_a_lower_case_timestamp_is_counted(make_decision, base_m
     record["event_time"] = record["event_time"].replace("T", "t").replace("+00:00", "z")
     assert agg.add(record) == "added"
     assert agg.fraud_rate_series("identity_theft").minutes == [base_minute]
+
+
+def test_a_replayed_decision_within_the_dedup_window_counts_once(make_decision) -> None:
+    agg = DecisionAggregator(24 * 60, dedup_minutes=10)
+    assert agg.add(make_decision("tx-replayed", minute=0)) == "added"
+    for minute in range(1, 10):  # traffic moves decision time on by 9 minutes
+        agg.add(make_decision(f"tx-{minute}", minute=minute))
+    assert agg.add(make_decision("tx-replayed", minute=0, second=30)) == "duplicate"
+    assert agg.transaction_count == 10
+
+
+def test_ids_older_than_the_dedup_window_are_forgotten(make_decision) -> None:
+    agg = DecisionAggregator(24 * 60, dedup_minutes=10)
+    for minute in range(120):
+        for index in range(20):
+            agg.add(make_decision(f"tx-{minute}-{index}", minute=minute, second=index))
+    assert agg.remembered_ids == 10 * 20  # the last 10 minutes of decisions
+    assert agg.transaction_count == 120 * 20  # the history keeps every minute's counts
+    assert agg.add(make_decision("tx-0-0", minute=0)) == "added"  # too late to be recognised
+
+
+def test_memory_stays_flat_while_the_history_fills(make_decision) -> None:
+    """Two hours of 30 decisions a minute into a 24-hour history: the second hour adds 60 minutes
+    of counts, not an entry per transaction (about 115 bytes each when ids were kept per minute)."""
+    import tracemalloc
+
+    agg = DecisionAggregator(24 * 60, dedup_minutes=15)
+
+    def feed(first_minute: int) -> None:
+        for minute in range(first_minute, first_minute + 60):
+            for index in range(30):
+                outcome = "review" if index % 10 == 0 else "allow"
+                fraud_type = FRAUD_TYPES[index % 3] if outcome == "review" else None
+                agg.add(make_decision(f"tx-{minute:04d}-{index:03d}-padding", minute=minute,
+                                      second=index, decision=outcome, fraud_type=fraud_type))  # fmt: skip
+
+    tracemalloc.start()
+    try:
+        feed(0)
+        after_first_hour = tracemalloc.get_traced_memory()[0]
+        feed(60)
+        growth = tracemalloc.get_traced_memory()[0] - after_first_hour
+    finally:
+        tracemalloc.stop()
+    assert agg.transaction_count == 2 * 60 * 30
+    per_minute = growth / 60
+    assert per_minute < 2_500, f"the history grew {per_minute:,.0f} bytes per minute of 30 decisions"
