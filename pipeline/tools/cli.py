@@ -6,6 +6,7 @@ fraud worker                    a pipeline worker (Faust)
 fraud simulate                  simulated upstream traffic and delayed labels
 fraud monitor                   the Dash monitor
 fraud demo                      all of the above, until Ctrl-C
+fraud soak                      a long run with kills and a broker restart, then every id counted
 fraud settings                  every setting, its environment variable and value
 
 The module is longer than 400 lines because it holds every subcommand's arguments in one parser,
@@ -222,6 +223,24 @@ def cmd_bench(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_soak(settings: Settings, args: argparse.Namespace) -> int:
+    from pipeline.tools.soak.runner import SoakOptions, run_soak
+
+    options = SoakOptions(
+        minutes=args.minutes,
+        rate=args.rate,
+        kill_every_minutes=args.kill_every,
+        restart_broker=not args.no_broker_restart,
+        partitions=args.partitions,
+        sample_seconds=args.sample_seconds,
+        progress_seconds=args.progress_seconds,
+        warmup_minutes=args.warmup_minutes,
+        out=args.out,
+    )
+    report = run_soak(settings, options)
+    return 0 if report["passed"] else 1
+
+
 def cmd_settings(settings: Settings, args: argparse.Namespace) -> int:
     for name, field in Settings.model_fields.items():
         value = getattr(settings, name)
@@ -377,6 +396,32 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bench.add_argument("--out", type=Path, default=Path("var/bench"), help="folder for the JSON and charts")
     bench.set_defaults(func=cmd_bench)
+
+    soak = sub.add_parser(
+        "soak",
+        help="two workers, the simulator and the monitor for M minutes under faults; every id counted",
+        description="Runs on topics of its own (soak-<time>-*). Every --kill-every minutes one worker gets "
+        "SIGKILL and is restarted; the local broker is restarted once halfway (not a cluster named by "
+        "KAFKA_BOOTSTRAP_SERVERS). At the end: produced ids against decided ids, duplicates, dead letters, "
+        "and every process's memory over time (soak.json, rss.svg, lag.svg in --out). Exit code 1 when "
+        "an id is missing, a message was dead-lettered or a process's memory grew after the warm-up.",
+    )
+    soak.add_argument("--minutes", type=float, default=60.0, help="length of the run (default 60)")
+    soak.add_argument("--rate", type=float, default=200.0, help="transactions per second (default 200)")
+    soak.add_argument(
+        "--kill-every", type=float, default=5.0, metavar="MINUTES", help="SIGKILL a worker this often (5)"
+    )
+    soak.add_argument(
+        "--no-broker-restart", action="store_true", help="do not restart the local broker halfway"
+    )
+    soak.add_argument("--partitions", type=int, default=4, help="partitions of the soak's topics (4)")
+    soak.add_argument("--sample-seconds", type=float, default=10.0, help="memory sampled this often (10)")
+    soak.add_argument("--progress-seconds", type=float, default=30.0, help="a progress line this often (30)")
+    soak.add_argument(
+        "--warmup-minutes", type=float, default=None, help="memory judged after this (a third, at most 15)"
+    )
+    soak.add_argument("--out", type=Path, default=Path("var/soak"), help="report folder (var/soak)")
+    soak.set_defaults(func=cmd_soak)
 
     show = sub.add_parser("settings", help="list every setting with its environment variable and value")
     show.set_defaults(func=cmd_settings)

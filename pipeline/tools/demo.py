@@ -11,14 +11,11 @@ import logging
 import os
 import signal
 import subprocess
-import sys
 import time
-from pathlib import Path
 from types import FrameType
 
-import requests
-
-from pipeline.config import REPO_ROOT, Settings
+from pipeline.config import Settings
+from pipeline.tools.children import fraud_command, spawn, stop_child, wait_for
 from pipeline.tools.local_kafka import LocalKafka
 from pipeline.worker.topics import ensure_topics
 
@@ -53,26 +50,19 @@ def run_demo(settings: Settings, rate: float | None = None) -> int:
         env["FRAUD_KAFKA_BOOTSTRAP_SERVERS"] = settings.bootstrap_servers
         if "FRAUD_SIMULATOR_RHYTHM" not in os.environ:  # a lively demo at any hour of the day
             env["FRAUD_SIMULATOR_RHYTHM"] = "false"
-        simulate = [
-            sys.executable,
-            "-m",
-            "pipeline",
-            "simulate",
-            "--metrics-port",
-            str(settings.simulator_metrics_port),
-        ]
+        simulate = fraud_command("simulate", "--metrics-port", str(settings.simulator_metrics_port))
         if rate:
             simulate += ["--rate", str(rate)]
         commands = {
-            "worker": [sys.executable, "-m", "pipeline", "worker", "--loglevel", "warning"],
-            "monitor": [sys.executable, "-m", "pipeline", "monitor"],
+            "worker": fraud_command("worker", "--loglevel", "warning"),
+            "monitor": fraud_command("monitor"),
             "simulator": simulate,
         }
         for name, command in commands.items():
-            children[name] = _spawn(command, env, logs_dir / f"{name}.log")
+            children[name] = spawn(command, env, logs_dir / f"{name}.log")
         url = f"http://{_display_host(settings.monitor_host)}:{settings.monitor_port}/"
-        _wait_for(f"{url}healthz", children, timeout=60)
-        _wait_for(f"http://127.0.0.1:{settings.worker_web_port}/readyz", children, timeout=120)
+        wait_for(f"{url}healthz", children, timeout=60)
+        wait_for(f"http://127.0.0.1:{settings.worker_web_port}/readyz", children, timeout=120)
         print(
             f"\nFraud monitor: {url}\n"
             f"Worker metrics: http://127.0.0.1:{settings.worker_web_port}/metrics   "
@@ -93,7 +83,7 @@ def run_demo(settings: Settings, rate: float | None = None) -> int:
         return 0
     finally:
         for name, child in reversed(list(children.items())):
-            _stop_child(name, child)
+            stop_child(name, child)
         if broker is not None:
             broker.stop()
             print("Local Kafka stopped.", flush=True)
@@ -101,36 +91,3 @@ def run_demo(settings: Settings, rate: float | None = None) -> int:
 
 def _display_host(host: str) -> str:
     return "127.0.0.1" if host in ("0.0.0.0", "") else host
-
-
-def _spawn(command: list[str], env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
-    with log_path.open("ab") as out:
-        return subprocess.Popen(
-            command, cwd=REPO_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-        )  # own group: Ctrl-C reaches only us, we stop them
-
-
-def _wait_for(url: str, children: dict[str, subprocess.Popen[bytes]], timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        for name, child in children.items():
-            if child.poll() is not None:
-                raise RuntimeError(f"{name} exited with {child.returncode} during start-up")
-        try:
-            if requests.get(url, timeout=1).status_code == 200:
-                return
-        except requests.RequestException:
-            pass
-        time.sleep(0.5)
-    raise RuntimeError(f"{url} did not answer within {timeout:.0f}s")
-
-
-def _stop_child(name: str, child: subprocess.Popen[bytes], timeout: float = 20.0) -> None:
-    if child.poll() is None:
-        child.send_signal(signal.SIGTERM)
-        try:
-            child.wait(timeout)
-        except subprocess.TimeoutExpired:
-            child.kill()
-            child.wait(5)
-    print(f"{name} stopped.", flush=True)

@@ -1,0 +1,51 @@
+"""The short soak: `fraud soak` as an operator runs it, for two minutes, with one SIGKILL of a worker
+and one restart of its own broker. Every produced id is decided, nothing is dead-lettered, the
+monitor counts each transaction once, and the report holds every process's memory over time."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pipeline.config import REPO_ROOT
+
+pytestmark = [pytest.mark.kafka, pytest.mark.slow]
+
+ROLES = {"worker-1", "worker-2", "simulator", "monitor", "broker"}
+
+
+def test_two_minute_soak_with_a_kill_and_a_broker_restart_loses_nothing(tmp_path: Path) -> None:
+    # The soak starts and restarts a broker of its own: the session's broker must not restart.
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith("FRAUD_") and k != "KAFKA_BOOTSTRAP_SERVERS"
+    }
+    env["FRAUD_DATA_DIR"] = str(tmp_path / "var")
+    out = tmp_path / "soak"
+    command = [sys.executable, "-m", "pipeline", "soak", "--minutes", "2", "--rate", "50",
+               "--kill-every", "1", "--progress-seconds", "15", "--sample-seconds", "5",
+               "--warmup-minutes", "2", "--out", str(out)]  # fmt: skip
+    result = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=540)
+    print(result.stdout[-3000:])
+    assert result.returncode == 0, f"{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
+
+    report = json.loads((out / "soak.json").read_text())
+    ids = report["ids"]
+    assert ids["missing"] == 0
+    assert ids["produced"] >= 0.9 * 50 * 120, "the simulator kept its rate through the faults"
+    assert ids["decided_distinct"] == ids["produced_distinct"] == ids["produced"]
+    assert report["dead_letters"] == 0
+    assert report["monitor_transactions"] == ids["decided_distinct"], "the monitor counts each id once"
+    assert (report["kills"], report["broker_restarts"], report["unexpected_exits"]) == (1, 1, 0)
+    [kill] = [event for event in report["events"] if event["action"] == "kill"]
+    assert kill["new_pid"] != kill["pid"] and kill.get("ready_after_s") is not None, kill
+    assert set(report["memory"]) == ROLES
+    assert len(report["memory"]["worker-2"]) == 2 and len(report["memory"]["broker"]) == 2
+    assert all(row["peak_mb"] > 0 for rows in report["memory"].values() for row in rows)
+    assert "input lag" in result.stdout and "[00:15/02:00]" in result.stdout, "progress lines"
+    chart = (out / "rss.svg").read_text()
+    assert chart.count("<polyline ") >= len(ROLES) + 2  # worker-2 and the broker restarted once each
