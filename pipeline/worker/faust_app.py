@@ -23,7 +23,6 @@ import logging
 from typing import Any
 
 import faust
-from faust.sensors.prometheus import setup_prometheus_sensors
 from prometheus_client import CollectorRegistry
 
 from pipeline.config import Settings
@@ -37,7 +36,7 @@ from pipeline.worker.producer import NativeProducer
 from pipeline.worker.stages import EntityStage, Learn, Score, StageContext, Validate
 from pipeline.worker.table_expiry import TableExpiry
 from pipeline.worker.tables import create_tables
-from pipeline.worker.telemetry import PipelineMetrics
+from pipeline.worker.telemetry import PipelineMetrics, install_faust_sensors
 from pipeline.worker.topics import STAGES, internal_topic_names
 from pipeline.worker.upkeep import ModelSnapshots, RuleReloader
 
@@ -123,7 +122,7 @@ class FraudPipeline:
             await self.native.flush()
 
         app.producer.flush = flush_all  # type: ignore[method-assign]
-        setup_prometheus_sensors(app, pattern="/metrics", registry=self.metrics.registry, name_prefix="faust")
+        install_faust_sensors(app, self.metrics.registry)
 
     def _deliver_everything(self) -> None:
         """Send every table's changes and wait until all the worker produced is acknowledged

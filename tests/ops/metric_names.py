@@ -2,8 +2,9 @@
 those a PromQL expression uses.
 
 The worker's names come from pipeline.worker.telemetry.PipelineMetrics in a fresh registry, plus the Faust
-sensor's metrics created the way pipeline/worker/faust_app.py does (``setup_prometheus_sensors(...,
-name_prefix="faust")``); the simulator's from SimulatorMetrics, the monitor's from MonitorMetrics.
+sensor's metrics created the way pipeline/worker/telemetry.py does (``install_faust_sensors``: Faust's
+sensor with ``name_prefix="faust"``, less ``faust_events_runtime_ms``); the simulator's from
+SimulatorMetrics, the monitor's from MonitorMetrics.
 Labelled families count even before their first child.
 """
 
@@ -47,7 +48,8 @@ def exposed_names(registry: CollectorRegistry) -> set[str]:
 def worker_sample_names() -> set[str]:
     registry = CollectorRegistry()
     PipelineMetrics(registry)
-    FaustMetrics.create(registry, "faust")
+    faust_metrics = FaustMetrics.create(registry, "faust")
+    registry.unregister(faust_metrics.events_runtime_latency)  # as install_faust_sensors does
     return exposed_names(registry)
 
 
