@@ -8,10 +8,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import NewTopic
 
 from pipeline.config import Settings
 from pipeline.detection.features import ENTITY_STAGES, KEY_SEPARATOR, Entity
+from pipeline.kafka.admin import BrokerUnavailableError, admin_client, check_broker, cluster_topic_names
+
+__all__ = ["BrokerUnavailableError", "check_broker", "ensure_topics", "topic_config"]
 
 log = logging.getLogger(__name__)
 
@@ -68,42 +71,28 @@ def changelog_topic_names(settings: Settings) -> list[str]:
     return [f"{settings.app_id}-{name}-changelog" for name in table_names()]
 
 
-class BrokerUnavailableError(RuntimeError):
-    """No broker of the configured cluster answered in time; the message names the address."""
-
-
-def _admin(settings: Settings, errors: list[KafkaError]) -> AdminClient:
-    """An admin client whose librdkafka errors are collected instead of printed to stderr."""
-    return AdminClient(settings.confluent_config(log_level=0, error_cb=errors.append))
-
-
-def _topic_names(
-    admin: AdminClient, errors: list[KafkaError], settings: Settings, timeout: float
-) -> set[str]:
-    try:
-        return set(admin.list_topics(timeout=timeout).topics)
-    except KafkaException as exc:
-        admin.poll(0)  # serves error_cb: the first error says why (refused, unknown host, auth)
-        causes = [e.str() for e in errors if e.code() != KafkaError._ALL_BROKERS_DOWN]
-        cause = causes[0] if causes else exc.args[0].str()
-        raise BrokerUnavailableError(
-            f"cannot reach Kafka at {settings.bootstrap_servers} within {timeout:g} s ({cause}); "
-            "check FRAUD_KAFKA_BOOTSTRAP_SERVERS / KAFKA_BOOTSTRAP_SERVERS"
-        ) from None
-
-
-def check_broker(settings: Settings, timeout: float | None = None) -> None:
-    """Raise BrokerUnavailableError unless the cluster answers within ``timeout`` seconds
-    (default ``settings.kafka_connect_timeout_seconds``)."""
-    errors: list[KafkaError] = []
-    _topic_names(
-        _admin(settings, errors), errors, settings, timeout or settings.kafka_connect_timeout_seconds
-    )
-
-
 def internal_topic_names(settings: Settings) -> list[str]:
     """Repartition topics between the worker's stages (see pipeline/worker/faust_app.py), in stage order."""
     return [f"{settings.app_id}-by-{stage.name}" for stage in STAGES] + [f"{settings.app_id}-by-card"]
+
+
+def min_insync_replicas(replication_factor: int) -> int:
+    """Replicas that must have a write before it is acknowledged (producers use acks=all): all but
+    one, so the cluster keeps accepting writes with one broker down, and at least one."""
+    return max(1, replication_factor - 1)
+
+
+def topic_config(settings: Settings, name: str) -> dict[str, str]:
+    """The configuration a topic of the pipeline is created with: compacted for the lists and the
+    tables' changelogs (the latest value of each key is kept for good), retained for
+    ``topic_retention_hours`` otherwise; ``min.insync.replicas`` from the replication factor."""
+    config = {
+        "max.message.bytes": str(1024 * 1024),
+        "min.insync.replicas": str(min_insync_replicas(settings.topic_replication_factor)),
+    }
+    if name == settings.topic_lists or name.endswith("-changelog"):
+        return {"cleanup.policy": "compact", **config}
+    return {"retention.ms": str(settings.topic_retention_hours * 3600 * 1000), **config}
 
 
 def ensure_topics(
@@ -114,24 +103,21 @@ def ensure_topics(
     All topics share one partition count so that Faust co-partitions them: the partition of a
     card's transactions is also the partition of its labels and of its table state. Raises
     BrokerUnavailableError when the cluster does not answer within ``timeout`` seconds (default
-    ``settings.kafka_connect_timeout_seconds``).
+    ``settings.kafka_connect_timeout_seconds``), or as soon as it refuses the client. Topics that
+    exist already are left as they are (their configuration too).
     """
     timeout = timeout or settings.kafka_connect_timeout_seconds
     errors: list[KafkaError] = []
-    admin = _admin(settings, errors)
+    admin = admin_client(settings, errors)
     internal = internal_topic_names(settings) + changelog_topic_names(settings) if include_internal else []
     names = settings.topic_names + internal
-    existing = _topic_names(admin, errors, settings, timeout)
-    retention_ms = str(settings.topic_retention_hours * 3600 * 1000)
-    retained = {"retention.ms": retention_ms, "max.message.bytes": str(1024 * 1024)}
-    # The lists topic is compacted: the latest update of each entry is kept for good.
-    compacted = {"cleanup.policy": "compact", "max.message.bytes": str(1024 * 1024)}
+    existing = cluster_topic_names(admin, errors, settings, timeout)
     wanted = [
         NewTopic(
             name,
             num_partitions=settings.topic_partitions,
             replication_factor=settings.topic_replication_factor,
-            config=compacted if name == settings.topic_lists or name.endswith("-changelog") else retained,
+            config=topic_config(settings, name),
         )
         for name in names
         if name not in existing

@@ -321,10 +321,15 @@ REFUSALS = {
 def test_confluent_clients_are_refused_with_a_clear_error(
     kind: str, secure_settings: Callable[..., Settings]
 ) -> None:
+    """Reported as soon as the broker refuses, not after the connect timeout: retrying with the
+    same credentials cannot succeed."""
     settings = secure_settings(kind)
+    started = time.monotonic()
     with pytest.raises(BrokerUnavailableError, match=REFUSALS[kind]) as refused:
         ensure_topics(settings)
+    elapsed = time.monotonic() - started
     assert PASSWORD not in str(refused.value)
+    assert elapsed < 1.5, f"refusal reported after {elapsed:.1f} s (connect timeout {REFUSAL_TIMEOUT:g} s)"
 
 
 AIOKAFKA_REASONS = {
