@@ -135,3 +135,25 @@ def test_monitor_runs_under_gunicorn(published: Settings, tmp_path: Path) -> Non
     assert "Traceback" not in text, text[-4000:]
     assert "monitor feed reading" in text
     assert "list feed caught up" in text, "the block/allow lists are read too"
+
+
+def test_gunicorn_stops_with_one_line_when_the_broker_does_not_answer(tmp_path: Path) -> None:
+    """As `fraud monitor` does: the broker is checked before the app is built; gunicorn stops."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FRAUD_")}
+    env.pop("KAFKA_BOOTSTRAP_SERVERS", None)
+    env.update(FRAUD_KAFKA_BOOTSTRAP_SERVERS="127.0.0.1:1", FRAUD_KAFKA_CONNECT_TIMEOUT_SECONDS="2",
+               FRAUD_DATA_DIR=str(tmp_path))  # fmt: skip
+    started = time.monotonic()
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{free_port()}", *GUNICORN_ARGS],
+            cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=45,
+        )  # fmt: skip
+    except subprocess.TimeoutExpired as exc:
+        tail = (exc.stderr or b"")[-2000:].decode(errors="replace")
+        raise AssertionError(f"gunicorn still serving after 45 s without a broker:\n{tail}") from None
+    elapsed = time.monotonic() - started
+    assert result.returncode == 4, result.stderr  # gunicorn's "App failed to load"
+    assert "fraud: cannot reach Kafka at 127.0.0.1:1 within 2 s" in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr, result.stderr
+    assert elapsed < 30
