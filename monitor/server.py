@@ -28,6 +28,21 @@ def monitor_url(settings: Settings) -> str:
     return f"http://{host}:{settings.monitor_port}/"
 
 
+QUIET_PATHS = ("/metrics",)
+"""Paths whose requests the server does not log: Prometheus scrapes them every few seconds."""
+
+
+class QuietScrapes(logging.Filter):
+    """Drops the access-log line of a request for one of ``QUIET_PATHS`` (werkzeug logs every
+    request as ``"GET /metrics HTTP/1.1" 200 -``, its request line the record's first argument)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not isinstance(record.args, tuple) or not record.args:
+            return True
+        words = str(record.args[0]).split()
+        return len(words) < 2 or words[1].split("?", 1)[0] not in QUIET_PATHS
+
+
 def default_registry() -> CollectorRegistry:
     """A fresh registry with the process, platform and GC collectors."""
     registry = CollectorRegistry()
@@ -105,6 +120,7 @@ def run_monitor(
                 "the demo logins are served on %s, not only on this machine", settings.monitor_host
             )
     monitor.start()
+    logging.getLogger("werkzeug").addFilter(QuietScrapes())
     try:
         logger.info("fraud monitor at %s (metrics at %smetrics)", url, url)
         print(f"Fraud monitor: {url}  (Prometheus metrics: {url}metrics)", flush=True)
