@@ -9,7 +9,8 @@ partition, so a stage passes its share of ``entities``) and the rest in its scor
 backtest``, ``fraud bench`` and the benchmarks run all of it in one process (``process``). The API
 is batch-first, a list in and a list out, so a batch can be computed as columns without changing
 the callers. States are reached through a lookup the caller provides (its tables, or dicts), so
-the detector holds no storage and no I/O.
+the detector holds no storage and no I/O. Each entity's state is a row (pipeline/detection/states.py):
+a batch's rows are gathered into a matrix and its features computed on it, column by column.
 """
 
 from __future__ import annotations
@@ -19,14 +20,20 @@ from dataclasses import dataclass
 from typing import Any
 
 from pipeline.detection.engine import Decision, DetectionEngine
-from pipeline.detection.features import ENTITY_STAGES, Entity, Features, observe, transaction_features
-from pipeline.detection.states import CardState, EntityState, LabelledActivityState
+from pipeline.detection.features import ENTITY_STAGES, Entity, Features, transaction_features
+from pipeline.detection.rows import MatrixRows, RowStore
+from pipeline.detection.states import (
+    CARD,
+    Columns,
+    LabelledActivityColumns,
+    TransactionColumns,
+    observe_in_rounds,
+    record_labels_in_rounds,
+)
 
 Transaction = Mapping[str, Any]
-StateOf = Callable[[Entity, str], EntityState]
-"""The state of an entity's key, created empty when the key is new; changes to it are kept."""
-CardOf = Callable[[str], CardState]
-"""The state of a card token, created empty when the card is new; changes to it are kept."""
+StoreOf = Callable[[Entity], RowStore]
+"""The state rows of an entity (pipeline/detection/rows.py)."""
 OnError = Callable[[int, Exception], None]
 """Told the index of an item whose step failed, and why; the batch goes on without it."""
 
@@ -81,7 +88,7 @@ class Detector:
     def __init__(self, engine: DetectionEngine, entities: tuple[Entity, ...] = ENTITY_STAGES) -> None:
         self.engine = engine
         self.entities = entities
-        self._labelled = tuple(e for e in entities if issubclass(e.state_type, LabelledActivityState))
+        self._labelled = tuple(e for e in entities if isinstance(e.columns, LabelledActivityColumns))
         self._by_name = {entity.name: entity for entity in entities}
 
     # --- scoring --------------------------------------------------------------------------------
@@ -89,47 +96,61 @@ class Detector:
         self,
         entities: Sequence[Entity],
         batch: Sequence[tuple[Transaction, float]],
-        state_of: StateOf,
+        store_of: StoreOf,
         on_error: OnError | None = None,
     ) -> list[Features | None]:
         """The features of each (transaction, event time) from ``entities``' states, each state then
-        observing the transaction; None for an item that failed (told to ``on_error``)."""
-        out: list[Features | None] = []
-        for index, (txn, at) in enumerate(batch):
+        counting the transaction; None for an item that failed (told to ``on_error``)."""
+        out: list[Features | None] = [None] * len(batch)
+        keys: list[tuple[str | None, ...]] = []
+        good: list[int] = []
+        for index, (txn, _) in enumerate(batch):
             try:
-                features: Features = {}
-                for entity in entities:
-                    key = entity.key(txn)
-                    if key:
-                        features.update(observe(state_of(entity, key), txn, at))
-                    else:  # e.g. no device for a card-present payment: neutral features
-                        features.update(entity.state_type().features(txn, at))
-                out.append(features)
+                item_keys = tuple(entity.key(txn) for entity in entities)
+                _check_fields(txn)
             except Exception as exc:
-                out.append(None)
                 _report(on_error, index, exc)
+                continue
+            keys.append(item_keys)
+            good.append(index)
+        if not good:
+            return out
+        txns = TransactionColumns.of([batch[i][0] for i in good], [batch[i][1] for i in good])
+        columns: Columns = {}
+        for position, entity in enumerate(entities):
+            entity_keys = [item_keys[position] for item_keys in keys]
+            columns.update(observe_in_rounds(entity.columns, entity_keys, txns, store_of(entity)))
+        for index, features in zip(good, _feature_dicts(columns, len(good)), strict=True):
+            out[index] = features
         return out
 
     def score(
         self,
         batch: Sequence[tuple[Transaction, float, Features]],
-        card_of: CardOf,
+        cards: RowStore,
         on_error: OnError | None = None,
     ) -> list[Scored | None]:
         """Decide each (transaction, event time, its entity features), in order: the transaction's
-        own features, the entities', the card's (the card then remembers the transaction), then the
+        own features, the entities', the card's (the card then counts the transaction), then the
         decisions of the whole batch at once (``DetectionEngine.decide_many``). None for an item
         that failed (told to ``on_error``)."""
         out: list[Scored | None] = [None] * len(batch)
         ready: list[tuple[int, Transaction, float, Features]] = []
         for index, (txn, at, entity_features) in enumerate(batch):
             try:
+                _check_fields(txn)
                 features = transaction_features(txn, at)
                 features.update(entity_features)
-                features.update(observe(card_of(txn["card_token"]), txn, at))
                 ready.append((index, txn, at, features))
             except Exception as exc:
                 _report(on_error, index, exc)
+        if not ready:
+            return out
+        txns = TransactionColumns.of([txn for _, txn, _, _ in ready], [at for _, _, at, _ in ready])
+        tokens = [txn["card_token"] for _, txn, _, _ in ready]
+        card = _feature_dicts(observe_in_rounds(CARD, tokens, txns, cards), len(ready))
+        for (_, _, _, features), card_features in zip(ready, card, strict=True):
+            features.update(card_features)
         decisions = self.engine.decide_many([(txn, features) for _, txn, _, features in ready])
         for (index, txn, at, features), decision in zip(ready, decisions, strict=True):
             if isinstance(decision, Exception):
@@ -138,15 +159,13 @@ class Detector:
                 out[index] = Scored(txn, at, features, decision)
         return out
 
-    def process(
-        self, batch: Sequence[tuple[Transaction, float]], state_of: StateOf, card_of: CardOf
-    ) -> list[Scored]:
+    def process(self, batch: Sequence[tuple[Transaction, float]], states: InMemoryStates) -> list[Scored]:
         """Every step for a batch in one process (backtest, bench): the worker's stages in a row."""
-        entity_features = self.observe_entities(self.entities, batch, state_of)
+        entity_features = self.observe_entities(self.entities, batch, states.store_of)
         items = [
             (txn, at, features or {}) for (txn, at), features in zip(batch, entity_features, strict=True)
         ]
-        return [scored for scored in self.score(items, card_of) if scored is not None]
+        return [scored for scored in self.score(items, states.cards) if scored is not None]
 
     # --- learning -------------------------------------------------------------------------------
     def entity_keys(self, txn: Transaction) -> dict[str, str]:
@@ -167,15 +186,42 @@ class Detector:
                     entity_labels.append(EntityLabel(entity.name, key, example.is_fraud, example.known_at))
         return Learnt(learnt, len(examples) - learnt, entity_labels)
 
-    def count_entity_labels(self, labels: Sequence[EntityLabel], state_of: StateOf) -> None:
-        """The labelled entities count ``labels`` in their confirmed-fraud rates."""
-        for label in labels:
-            state = state_of(self._by_name[label.entity], label.key)
-            assert isinstance(state, LabelledActivityState)
-            state.record_label(label.is_fraud, label.at)
+    def count_entity_labels(self, labels: Sequence[EntityLabel], store_of: StoreOf) -> None:
+        """The labelled entities count ``labels`` in their confirmed-fraud rates, in order."""
+        for entity in self._labelled:
+            mine = [label for label in labels if label.entity == entity.name]
+            if mine:
+                assert isinstance(entity.columns, LabelledActivityColumns)
+                record_labels_in_rounds(
+                    entity.columns,
+                    [label.key for label in mine],
+                    [label.is_fraud for label in mine],
+                    [label.at for label in mine],
+                    store_of(entity),
+                )
 
     def entity(self, name: str) -> Entity:
         return self._by_name[name]
+
+
+_REQUIRED = ("transaction_id", "card_token", "merchant_id", "country")
+
+
+def _check_fields(txn: Transaction) -> None:
+    """Raise for a transaction the state columns cannot read (a validated one always can)."""
+    float(txn["amount"])
+    for name in _REQUIRED:
+        if not isinstance(txn[name], str):
+            raise TypeError(f"{name} is not a string")
+
+
+def _feature_dicts(columns: Columns, count: int) -> list[Features]:
+    """One dict of features per item from a batch's feature columns."""
+    names = list(columns)
+    if not names:
+        return [{} for _ in range(count)]
+    values = zip(*(columns[name].tolist() for name in names), strict=True)
+    return [dict(zip(names, row, strict=True)) for row in values]
 
 
 def _report(on_error: OnError | None, index: int, exc: Exception) -> None:
@@ -185,21 +231,14 @@ def _report(on_error: OnError | None, index: int, exc: Exception) -> None:
 
 
 class InMemoryStates:
-    """Entity and card states in dicts, for offline replays (the worker keeps them in tables)."""
+    """Entity and card state rows in matrices, for offline replays (the worker keeps them in tables)."""
 
     def __init__(self) -> None:
-        self.entities: dict[str, dict[str, EntityState]] = {}
-        self.cards: dict[str, CardState] = {}
+        self.entities: dict[str, MatrixRows] = {}
+        self.cards = MatrixRows(CARD.empty())
 
-    def state_of(self, entity: Entity, key: str) -> EntityState:
-        known = self.entities.setdefault(entity.name, {})
-        state = known.get(key)
-        if state is None:
-            state = known[key] = entity.state_type()
-        return state
-
-    def card_of(self, token: str) -> CardState:
-        card = self.cards.get(token)
-        if card is None:
-            card = self.cards[token] = CardState()
-        return card
+    def store_of(self, entity: Entity) -> MatrixRows:
+        store = self.entities.get(entity.name)
+        if store is None:
+            store = self.entities[entity.name] = MatrixRows(entity.columns.empty())
+        return store

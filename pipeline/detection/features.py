@@ -1,9 +1,9 @@
 """The entities a transaction's features come from, and its own features: pure, no Kafka.
 
-Each entity (card, terminal, merchant, device, customer) has a small state object
-(pipeline/detection/states.py) that the worker stores as JSON in a Faust table. ``observe``
-computes the features of a transaction from the state as it was *before* the transaction (so a
-transaction never describes itself), then updates the state.
+Each entity (card, terminal, merchant, device, customer) keeps its state as one row
+(pipeline/detection/states.py) that the worker stores in a Faust table. A transaction's features
+come from the row as it was *before* the transaction (so a transaction never describes itself);
+the row then counts it.
 """
 
 from __future__ import annotations
@@ -13,16 +13,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from pipeline.detection.states import (
+    CARD,
     DAY,
     HOUR,
     SMALL_AMOUNT,
-    ActivityState,
-    CardState,
-    CustomerState,
-    DeviceState,
-    EntityState,
-    MerchantState,
-    TerminalState,
+    CustomerColumns,
+    DeviceColumns,
+    EntityColumns,
+    MerchantColumns,
+    TerminalColumns,
 )
 from pipeline.detection.vocabulary import Features, parse_timestamp
 
@@ -43,13 +42,13 @@ a terminal's key is ``<merchant>|<terminal>``."""
 @dataclass(frozen=True)
 class Entity:
     """An entity whose history gives features: its name, the transaction field that names it, its
-    state, and ``within``: the field of the entity it belongs to, when its name is only unique there
+    state's columns, and ``within``: the field of the entity it belongs to, when its name is only unique there
     (a terminal within its merchant). Its key then names both, and its state can live with that
     entity's (the pipeline keeps a terminal's state on its merchant's partition)."""
 
     name: str
     field: str
-    state_type: type[ActivityState] | type[CustomerState]
+    columns: EntityColumns
     within: str | None = None
 
     def key(self, txn: dict[str, Any]) -> str | None:
@@ -69,20 +68,11 @@ class Entity:
 # worker keeps each entity's state on the partitions of its owner (pipeline/worker/topics.py);
 # offline replays keep them in one process (pipeline/detection/detector.py).
 ENTITY_STAGES: tuple[Entity, ...] = (
-    Entity("terminal", "terminal_id", TerminalState, within="merchant_id"),
-    Entity("merchant", "merchant_id", MerchantState),
-    Entity("device", "device_id", DeviceState),
-    Entity("customer", "customer_id", CustomerState),
+    Entity("terminal", "terminal_id", TerminalColumns(), within="merchant_id"),
+    Entity("merchant", "merchant_id", MerchantColumns()),
+    Entity("device", "device_id", DeviceColumns()),
+    Entity("customer", "customer_id", CustomerColumns()),
 )
-
-
-def observe(state: EntityState, txn: dict[str, Any], at: float) -> Features:
-    """Features of ``txn`` from ``state`` as it was before, then ``txn`` joins the state (once per id,
-    so a redelivered transaction is not counted twice)."""
-    features = state.features(txn, at)
-    if not state.has_seen(txn["transaction_id"]):
-        state.update(txn, at)
-    return features
 
 
 UTC_OFFSET_HOURS: dict[str, float] = {
@@ -137,24 +127,8 @@ FEATURE_NAMES: tuple[str, ...] = tuple(
                 {"amount": 1, "channel": "atm", "account_age_days": 1, "country": "DE", "card_country": "DE"},
                 0.0,
             ),
-            *CardState().features({"amount": 1, "country": "DE", "merchant_id": "m"}, 0.0),
-            *TerminalState().features({}, 0.0),
-            *MerchantState().features({}, 0.0),
-            *DeviceState().features({}, 0.0),
-            *CustomerState().features({"amount": 1, "card_token": "tok_x"}, 0.0),
+            *CARD.names,
+            *(name for entity in ENTITY_STAGES for name in entity.columns.names),
         }
     )
 )
-
-
-def last_active(state: dict[str, Any]) -> float | None:
-    """When an entity's stored state (``to_state()`` of any entity) last saw a transaction."""
-    if state.get("last") is not None:  # CardState
-        return float(state["last"])
-    if state.get("recent_cards"):  # ActivityState
-        return float(state["recent_cards"][-1][1])
-    if state.get("recent"):  # ActivityState, earlier format
-        return float(state["recent"][-1][0])
-    buckets = state.get("window") or state.get("daily") or []
-    width = HOUR
-    return (max(index for index, _, _ in buckets) + 1) * width if buckets else None

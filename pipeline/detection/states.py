@@ -1,82 +1,188 @@
-"""The state each entity keeps of its history (card, terminal, merchant, device, customer) and the
-features it gives a transaction: pure, no Kafka. ``features`` describes a transaction from the
-state as it was before it; ``update`` then adds it. States are stored as ``to_state()`` JSON."""
+"""What each entity (card, terminal, merchant, device, customer) keeps of its history, and the
+features it gives a transaction: pure, no Kafka, a batch at a time.
+
+An entity's state is one row (pipeline/detection/rows.py); an ``EntityColumns`` knows its layout.
+``features`` describes each transaction of a batch from its entity's row as it was before it;
+``update`` then adds the transaction to the row. Both take a matrix of rows (one per transaction,
+each entity at most once: ``observe_in_rounds`` orders a batch where an entity comes back).
+"""
 
 from __future__ import annotations
 
 import math
-from collections import OrderedDict
-from dataclasses import dataclass, field
-from typing import Any, ClassVar, Self
+from collections.abc import Callable, Sequence
+from functools import cached_property
+from typing import Any, ClassVar
 
-from pipeline.detection.vocabulary import Features
-from pipeline.detection.windows import BucketedWindow
+import numpy as np
+
+from pipeline.detection.rows import IdRing, RowLayout, RowStore, key_hashes
 
 MINUTE, HOUR, DAY = 60, 3600, 86400
 SMALL_AMOUNT = 3.0
+Columns = dict[str, np.ndarray]
+"""Features of a batch: one array per feature name."""
 
 
-def _mean(total: float, count: float) -> float:
-    return total / count if count else 0.0
+def _hashes(values: Sequence[Any]) -> np.ndarray:
+    """``key_hashes`` of each value; 0 where it is missing or empty."""
+    present = [i for i, value in enumerate(values) if value]
+    if len(present) == len(values):
+        return key_hashes([str(value) for value in values])
+    hashes = np.zeros(len(values))
+    hashes[present] = key_hashes([str(values[i]) for i in present])
+    return hashes
 
 
-def _remember(seen: dict[str, float], key: str, at: float, limit: int) -> None:
-    """Mark ``key`` as seen at ``at``, keeping the ``limit`` most recently seen keys."""
-    seen.pop(key, None)
-    seen[key] = at
-    if len(seen) > limit:
-        del seen[next(iter(seen))]
+_KEY_FIELDS = {"ids": "transaction_id", "cards": "card_token", "countries": "country",
+               "merchants": "merchant_id", "devices": "device_id"}  # fmt: skip
 
 
-@dataclass
-class CardState:
-    """What a card has done so far: windows, amount statistics, and what it has seen."""
+class TransactionColumns:
+    """The fields of a batch of transactions that entity states use, as arrays. The hashes of a
+    key field are computed when first asked for, once per batch (a part asks its whole)."""
 
-    short: BucketedWindow = field(default_factory=lambda: BucketedWindow(5 * MINUTE, DAY))
-    long: BucketedWindow = field(default_factory=lambda: BucketedWindow(DAY, 30 * DAY))
-    count: int = 0
-    log_amount_mean: float = 0.0
-    log_amount_m2: float = 0.0
-    last_seen: float | None = None
-    countries: dict[str, float] = field(default_factory=dict)
-    country_counts: dict[str, int] = field(default_factory=dict)
-    merchants: dict[str, float] = field(default_factory=dict)
-    devices: dict[str, float] = field(default_factory=dict)
-    recent_ids: list[str] = field(default_factory=list)
+    def __init__(self, txns: Sequence[dict[str, Any]], at: np.ndarray, amount: np.ndarray) -> None:
+        self.txns, self.at, self.amount = txns, at, amount
+        self._whole: TransactionColumns | None = None
+        self._items: np.ndarray | None = None
+        self._hashes: dict[str, np.ndarray] = {}
 
-    MAX_MERCHANTS = 64
-    MAX_DEVICES = 16
-    MAX_COUNTRIES = 16
-    MAX_RECENT_IDS = 32
+    @classmethod
+    def of(cls, txns: Sequence[dict[str, Any]], at: Sequence[float]) -> TransactionColumns:
+        amount = np.array([float(txn["amount"]) for txn in txns])
+        return cls(txns, np.asarray(at, dtype=np.float64), amount)
+
+    def take(self, items: np.ndarray) -> TransactionColumns:
+        """The columns of ``items`` (indices), in that order."""
+        whole = self._whole or self
+        taken = TransactionColumns([self.txns[i] for i in items.tolist()], self.at[items], self.amount[items])
+        taken._whole, taken._items = whole, items if self._items is None else self._items[items]
+        return taken
+
+    def _hashed(self, name: str) -> np.ndarray:
+        hashes = self._hashes.get(name)
+        if hashes is None:
+            if self._whole is not None and self._items is not None:
+                hashes = self._whole._hashed(name)[self._items]
+            else:
+                hashes = _hashes([txn.get(_KEY_FIELDS[name]) for txn in self.txns])
+            self._hashes[name] = hashes
+        return hashes
 
     @property
-    def home_country(self) -> str | None:
-        if not self.country_counts:
-            return None
-        return max(self.country_counts.items(), key=lambda item: item[1])[0]
+    def ids(self) -> np.ndarray:
+        return self._hashed("ids")
 
-    def has_seen(self, transaction_id: str) -> bool:
-        return transaction_id in self.recent_ids
+    @property
+    def cards(self) -> np.ndarray:
+        return self._hashed("cards")
 
-    def features(self, txn: dict[str, Any], at: float) -> Features:
-        """Features of ``txn`` given this card's history (not including ``txn``)."""
-        amount = float(txn["amount"])
-        log_amount = math.log1p(amount)
-        count_1h, _ = self.short.totals(at, HOUR)
-        count_24h, sum_24h = self.short.totals(at, DAY)
-        count_7d, sum_7d = self.long.totals(at, 7 * DAY)
-        count_30d, sum_30d = self.long.totals(at, 30 * DAY)
-        if self.count >= 2:
-            std = math.sqrt(self.log_amount_m2 / (self.count - 1))
-            zscore = (log_amount - self.log_amount_mean) / max(std, 0.25)
-            ratio = amount / max(math.expm1(self.log_amount_mean), 1.0)
-        else:
-            zscore, ratio = 0.0, 1.0
-        since_prev = at - self.last_seen if self.last_seen is not None else 30 * DAY
-        device = txn.get("device_id")
+    @property
+    def countries(self) -> np.ndarray:
+        return self._hashed("countries")
+
+    @property
+    def merchants(self) -> np.ndarray:
+        return self._hashed("merchants")
+
+    @property
+    def devices(self) -> np.ndarray:
+        return self._hashed("devices")
+
+    @cached_property
+    def log_amount(self) -> np.ndarray:
+        if self._whole is not None and self._items is not None:
+            return self._whole.log_amount[self._items]
+        return np.array([math.log1p(amount) for amount in self.amount.tolist()])
+
+
+def _mean(total: np.ndarray, count: np.ndarray) -> np.ndarray:
+    return np.divide(total, count, out=np.zeros_like(total), where=count != 0)
+
+
+def _each(function: Callable[[float], float], values: np.ndarray) -> np.ndarray:
+    """``function`` (from ``math``: the same last bit as everywhere else) of each value."""
+    return np.array([function(value) for value in values.tolist()])
+
+
+class EntityColumns:
+    """The state layout of one kind of entity and its batch features and updates."""
+
+    names: ClassVar[tuple[str, ...]]
+    layout: RowLayout
+    ids: IdRing
+
+    @cached_property
+    def width(self) -> int:
+        return self.layout.width
+
+    def empty(self) -> np.ndarray:
+        return self.layout.empty()
+
+    def has_seen(self, rows: np.ndarray, txns: TransactionColumns) -> np.ndarray:
+        """Whether each row already counted its transaction (a redelivery)."""
+        return self.ids.contains(rows, txns.ids)
+
+    def has_seen_id(self, row: np.ndarray, transaction_id: str) -> bool:
+        """Whether one row has counted the transaction ``transaction_id``."""
+        return bool(self.ids.contains(row[None, :], key_hashes([transaction_id]))[0])
+
+    def features(self, rows: np.ndarray, txns: TransactionColumns) -> Columns:
+        raise NotImplementedError
+
+    def label_features(self, rows: np.ndarray, txns: TransactionColumns) -> Columns:
+        """The features that only labels change, not transactions (none by default): computed once
+        per batch, whatever the order of its transactions."""
+        return {}
+
+    def update(self, rows: np.ndarray, txns: TransactionColumns) -> None:
+        raise NotImplementedError
+
+    def last_active(self, row: np.ndarray) -> float | None:
+        """When the entity last saw a transaction (event time), None when never."""
+        raise NotImplementedError
+
+
+class CardColumns(EntityColumns):
+    """What a card has done so far: windows, amount statistics, and what it has seen."""
+
+    MAX_MERCHANTS, MAX_DEVICES, MAX_COUNTRIES, MAX_RECENT_IDS = 64, 16, 16, 32
+    names = (
+        "card_history_count", "card_count_1h", "card_count_24h", "card_amount_24h", "card_count_7d",
+        "card_count_30d", "card_amount_30d", "card_amount_7d", "card_mean_amount_24h",
+        "card_mean_amount_7d", "card_mean_amount_30d", "amount_zscore", "amount_to_card_mean",
+        "log_seconds_since_prev", "is_new_country", "is_new_merchant", "is_new_device",
+    )  # fmt: skip
+
+    def __init__(self) -> None:
+        layout = self.layout = RowLayout()
+        self.recent = layout.ring(5 * MINUTE, HOUR)
+        self.day = layout.ring(HOUR, DAY)
+        self.long = layout.ring(DAY, 30 * DAY)
+        self.count, self.log_mean, self.log_m2, self.last_seen = (layout.scalar() for _ in range(4))
+        self.countries = layout.slots(self.MAX_COUNTRIES, timed=False, ordered=True)
+        self.merchants = layout.slots(self.MAX_MERCHANTS, timed=False, ordered=True)
+        self.devices = layout.slots(self.MAX_DEVICES, timed=False, ordered=True)
+        self.ids = IdRing.of(layout, self.MAX_RECENT_IDS)
+
+    def features(self, rows: np.ndarray, txns: TransactionColumns) -> Columns:
+        at, amount = txns.at, txns.amount
+        count = rows[:, self.count]
+        count_24h, sum_24h = self.day.totals(rows, at, DAY)
+        count_7d, sum_7d = self.long.totals(rows, at, 7 * DAY)
+        count_30d, sum_30d = self.long.totals(rows, at, 30 * DAY)
+        known = count >= 2
+        std = np.sqrt(np.divide(rows[:, self.log_m2], count - 1, out=np.zeros(len(rows)), where=known))
+        zscore = np.where(known, (txns.log_amount - rows[:, self.log_mean]) / np.maximum(std, 0.25), 0.0)
+        typical = np.maximum(_each(math.expm1, rows[:, self.log_mean]), 1.0)
+        ratio = np.where(known, amount / typical, 1.0)
+        seen = count > 0
+        since_prev = np.where(seen, at - rows[:, self.last_seen], 30.0 * DAY)
+        has_device = txns.devices != 0.0
         return {
-            "card_history_count": float(min(self.count, 1000)),
-            "card_count_1h": count_1h,
+            "card_history_count": np.minimum(count, 1000.0),
+            "card_count_1h": self.recent.count(rows, at, HOUR),
             "card_count_24h": count_24h,
             "card_amount_24h": sum_24h,
             "card_count_7d": count_7d,
@@ -86,309 +192,280 @@ class CardState:
             "card_mean_amount_24h": _mean(sum_24h, count_24h),
             "card_mean_amount_7d": _mean(sum_7d, count_7d),
             "card_mean_amount_30d": _mean(sum_30d, count_30d),
-            "amount_zscore": max(-10.0, min(zscore, 10.0)),
-            "amount_to_card_mean": min(ratio, 1000.0),
-            "log_seconds_since_prev": math.log1p(max(since_prev, 0.0)),
-            "is_new_country": float(self.count > 0 and txn["country"] not in self.countries),
-            "is_new_merchant": float(self.count > 0 and txn["merchant_id"] not in self.merchants),
-            "is_new_device": float(device is not None and device not in self.devices),
+            "amount_zscore": np.clip(zscore, -10.0, 10.0),
+            "amount_to_card_mean": np.minimum(ratio, 1000.0),
+            "log_seconds_since_prev": _each(math.log1p, np.maximum(since_prev, 0.0)),
+            "is_new_country": (seen & ~self.countries.contains(rows, txns.countries)).astype(np.float64),
+            "is_new_merchant": (seen & ~self.merchants.contains(rows, txns.merchants)).astype(np.float64),
+            "is_new_device": (has_device & ~self.devices.contains(rows, txns.devices)).astype(np.float64),
         }
 
-    def update(self, txn: dict[str, Any], at: float) -> None:
-        """Add ``txn`` to the history."""
-        amount = float(txn["amount"])
-        self.short.add(at, amount)
-        self.long.add(at, amount)
-        self.count += 1
-        log_amount = math.log1p(amount)
-        delta = log_amount - self.log_amount_mean
-        self.log_amount_mean += delta / self.count
-        self.log_amount_m2 += delta * (log_amount - self.log_amount_mean)
-        self.last_seen = max(at, self.last_seen or at)
-        _remember(self.countries, txn["country"], at, self.MAX_COUNTRIES)
-        self.country_counts[txn["country"]] = self.country_counts.get(txn["country"], 0) + 1
-        if len(self.country_counts) > self.MAX_COUNTRIES:
-            rarest = min(self.country_counts.items(), key=lambda item: item[1])[0]
-            del self.country_counts[rarest]
-        _remember(self.merchants, txn["merchant_id"], at, self.MAX_MERCHANTS)
-        if txn.get("device_id"):
-            _remember(self.devices, txn["device_id"], at, self.MAX_DEVICES)
-        self.recent_ids.append(txn["transaction_id"])
-        del self.recent_ids[: -self.MAX_RECENT_IDS]
+    def update(self, rows: np.ndarray, txns: TransactionColumns) -> None:
+        at, amount = txns.at, txns.amount
+        self.recent.add(rows, at, amount)
+        self.day.add(rows, at, amount)
+        self.long.add(rows, at, amount)
+        seen = rows[:, self.count] > 0
+        count = rows[:, self.count] = rows[:, self.count] + 1.0
+        delta = txns.log_amount - rows[:, self.log_mean]
+        mean = rows[:, self.log_mean] = rows[:, self.log_mean] + delta / count
+        rows[:, self.log_m2] += delta * (txns.log_amount - mean)
+        rows[:, self.last_seen] = np.where(seen, np.maximum(at, rows[:, self.last_seen]), at)
+        self.countries.remember(rows, txns.countries, order=count)
+        self.merchants.remember(rows, txns.merchants, order=count)
+        with_device = np.flatnonzero(txns.devices != 0.0)
+        if len(with_device):
+            some = rows[with_device]
+            self.devices.remember(some, txns.devices[with_device], order=count[with_device])
+            rows[with_device] = some
+        self.ids.add(rows, txns.ids)
 
-    def to_state(self) -> dict[str, Any]:
-        return {
-            "short": self.short.to_state(),
-            "long": self.long.to_state(),
-            "count": self.count,
-            "mean": self.log_amount_mean,
-            "m2": self.log_amount_m2,
-            "last": self.last_seen,
-            "countries": self.countries,
-            "country_counts": self.country_counts,
-            "merchants": self.merchants,
-            "devices": self.devices,
-            "ids": self.recent_ids,
-        }
-
-    @classmethod
-    def from_state(cls, state: dict[str, Any] | None) -> CardState:
-        if not state:
-            return cls()
-        return cls(
-            short=BucketedWindow.from_state(5 * MINUTE, DAY, state["short"]),
-            long=BucketedWindow.from_state(DAY, 30 * DAY, state["long"]),
-            count=state["count"],
-            log_amount_mean=state["mean"],
-            log_amount_m2=state["m2"],
-            last_seen=state["last"],
-            countries=dict(state["countries"]),
-            country_counts=dict(state["country_counts"]),
-            merchants=dict(state["merchants"]),
-            devices=dict(state["devices"]),
-            recent_ids=list(state["ids"]),
-        )
+    def last_active(self, row: np.ndarray) -> float | None:
+        return float(row[self.last_seen]) if row[self.count] > 0 else None
 
 
-@dataclass
-class ActivityState:
+class ActivityColumns(EntityColumns):
     """Recent activity of an entity that many cards use (a terminal, a device): which cards paid
-    there and how much. Many distinct cards paying small amounts is card testing.
-
-    Every update and every feature costs O(1) amortised, whatever the entity's traffic: the cards
-    of the last 10 minutes are kept in the order they were last seen (so the stale ones are
-    dropped from the front), at most MAX_CARDS of them (the distinct-card features saturate
+    there and how much. Many distinct cards paying small amounts is card testing. The cards of the
+    last 10 minutes are kept, at most MAX_CARDS of them (the distinct-card features saturate
     there, far above any threshold that matters); counts are kept per minute and per hour."""
 
-    cards: OrderedDict[str, float] = field(default_factory=OrderedDict)  # card -> last seen, oldest first
-    small_cards: OrderedDict[str, float] = field(default_factory=OrderedDict)  # card -> last small payment
-    hourly: BucketedWindow = field(default_factory=lambda: BucketedWindow(MINUTE, HOUR))
-    daily: BucketedWindow = field(default_factory=lambda: BucketedWindow(HOUR, DAY))
-    recent_ids: list[str] = field(default_factory=list)
-
     PREFIX: ClassVar[str] = "entity"
-    MAX_CARDS: ClassVar[int] = 256
+    MAX_CARDS: ClassVar[int] = 64
     CARDS_SECONDS: ClassVar[int] = 10 * MINUTE
-    MAX_RECENT_IDS: ClassVar[int] = 64
+    MAX_RECENT_IDS: ClassVar[int] = 32
 
-    def has_seen(self, transaction_id: str) -> bool:
-        return transaction_id in self.recent_ids
+    def __init__(self) -> None:
+        layout = self.layout = RowLayout()
+        self.cards = layout.slots(self.MAX_CARDS, timed=True, ordered=False)  # card -> last seen
+        self.small_cards = layout.slots(self.MAX_CARDS, timed=True, ordered=False)  # -> last small payment
+        self.hourly = layout.ring(MINUTE, HOUR)
+        self.daily = layout.ring(HOUR, DAY)
+        self.ids = IdRing.of(layout, self.MAX_RECENT_IDS)
 
-    def features(self, txn: dict[str, Any], at: float) -> Features:
-        count_1h = self.hourly.count(at, HOUR)
-        count_24h = self.daily.count(at, DAY)
-        prefix = self.PREFIX
+    @property
+    def names(self) -> tuple[str, ...]:  # type: ignore[override]
+        return tuple(f"{self.PREFIX}_{name}" for name in self._names())
+
+    def _names(self) -> tuple[str, ...]:
+        return ("distinct_cards_10m", "small_amount_cards_10m", "count_1h", "count_24h")
+
+    def features(self, rows: np.ndarray, txns: TransactionColumns) -> Columns:
+        at, prefix = txns.at, self.PREFIX
+        # a card seen up to a minute after the transaction counts (frames of several partitions interleave)
+        since, until = at - self.CARDS_SECONDS, at + MINUTE
         return {
-            f"{prefix}_distinct_cards_10m": float(_seen_since(self.cards, at - self.CARDS_SECONDS, at)),
-            f"{prefix}_small_amount_cards_10m": float(
-                _seen_since(self.small_cards, at - self.CARDS_SECONDS, at)
+            f"{prefix}_distinct_cards_10m": self.cards.seen_between(rows, since, until).astype(np.float64),
+            f"{prefix}_small_amount_cards_10m": self.small_cards.seen_between(rows, since, until).astype(
+                np.float64
             ),
-            f"{prefix}_count_1h": count_1h,
-            f"{prefix}_count_24h": count_24h,
+            f"{prefix}_count_1h": self.hourly.count(rows, at, HOUR),
+            f"{prefix}_count_24h": self.daily.count(rows, at, DAY),
         }
 
-    def update(self, txn: dict[str, Any], at: float) -> None:
-        card, amount = txn["card_token"], float(txn["amount"])
-        _see(self.cards, card, at, at - self.CARDS_SECONDS, self.MAX_CARDS)
-        if amount < SMALL_AMOUNT:
-            _see(self.small_cards, card, at, at - self.CARDS_SECONDS, self.MAX_CARDS)
-        self.hourly.add(at, amount)
-        self.daily.add(at, amount)
-        self.recent_ids.append(txn["transaction_id"])
-        del self.recent_ids[: -self.MAX_RECENT_IDS]
+    def update(self, rows: np.ndarray, txns: TransactionColumns) -> None:
+        at, horizon = txns.at, txns.at - self.CARDS_SECONDS
+        self.cards.forget_before(rows, horizon)
+        self.cards.remember(rows, txns.cards, when=at)
+        small = np.flatnonzero(txns.amount < SMALL_AMOUNT)
+        if len(small):
+            some = rows[small]
+            self.small_cards.forget_before(some, horizon[small])
+            self.small_cards.remember(some, txns.cards[small], when=at[small])
+            rows[small] = some
+        self.hourly.add(rows, at, txns.amount)
+        self.daily.add(rows, at, txns.amount)
+        self.ids.add(rows, txns.ids)
 
-    def to_state(self) -> dict[str, Any]:
-        return {
-            "recent_cards": list(self.cards.items()),
-            "small": list(self.small_cards.items()),
-            "hourly": self.hourly.to_state(),
-            "daily": self.daily.to_state(),
-            "ids": self.recent_ids,
-        }
-
-    @classmethod
-    def from_state(cls, state: dict[str, Any] | None) -> Self:
-        if not state:
-            return cls()
-        entity = cls(
-            daily=BucketedWindow.from_state(HOUR, DAY, state["daily"]),
-            recent_ids=list(state["ids"]),
-        )
-        if "recent" in state:  # the earlier format: a list of (time, card, amount)
-            for at, card, amount in state["recent"]:
-                entity.hourly.add(float(at), float(amount))
-                _see(entity.cards, str(card), float(at), float(at) - cls.CARDS_SECONDS, cls.MAX_CARDS)
-                if float(amount) < SMALL_AMOUNT:
-                    _see(
-                        entity.small_cards, str(card), float(at), float(at) - cls.CARDS_SECONDS, cls.MAX_CARDS
-                    )
-            return entity
-        entity.cards = OrderedDict((str(card), float(at)) for card, at in state["recent_cards"])
-        entity.small_cards = OrderedDict((str(card), float(at)) for card, at in state["small"])
-        entity.hourly = BucketedWindow.from_state(MINUTE, HOUR, state["hourly"])
-        return entity
+    def last_active(self, row: np.ndarray) -> float | None:
+        return self.cards.latest(row) or self.daily.last_bucket_end(row)
 
 
-def _see(seen: OrderedDict[str, float], key: str, at: float, horizon: float, limit: int) -> None:
-    """Mark ``key`` seen at ``at`` (moved to the end: newest last), then drop from the front the
-    keys last seen before ``horizon`` and any beyond ``limit``."""
-    newest = seen[next(reversed(seen))] if seen else at
-    previous = seen.pop(key, None)
-    seen[key] = when = at if previous is None else max(previous, at)
-    if when < newest - MINUTE:  # far out of order (rare): restore the time order; a little out of
-        # order (frames from several partitions interleave) is fine: it only delays pruning
-        ordered = sorted(seen.items(), key=lambda item: item[1])
-        seen.clear()
-        seen.update(ordered)
-    while len(seen) > limit or seen[next(iter(seen))] < horizon:
-        seen.popitem(last=False)
-
-
-def _seen_since(seen: OrderedDict[str, float], since: float, at: float) -> int:
-    """How many keys were last seen in [since, at + 1 min]: the stale ones are at the front and
-    the ones from later events (out of order) at the end, so both ends are counted off lazily."""
-    count = len(seen)
-    for _, when in seen.items():
-        if when >= since:
-            break
-        count -= 1
-    for when in reversed(seen.values()):
-        if when <= at + MINUTE or count == 0:
-            break
-        count -= 1
-    return max(count, 0)
-
-
-@dataclass
-class LabelledActivityState(ActivityState):
+class LabelledActivityColumns(ActivityColumns):
     """Activity plus the confirmed-fraud count and rate over 1, 7 and 30 days, from labels already
     known: a label is recorded when it arrives, so no future label ever leaks into a score (a day
     is a calendar day in UTC: the windows slide a day at a time)."""
 
-    labelled: BucketedWindow = field(default_factory=lambda: BucketedWindow(DAY, 30 * DAY))
-    frauds: BucketedWindow = field(default_factory=lambda: BucketedWindow(DAY, 30 * DAY))
+    def __init__(self) -> None:
+        super().__init__()
+        self.labelled = self.layout.ring(DAY, 30 * DAY)
+        self.frauds = self.layout.ring(DAY, 30 * DAY)
 
-    def features(self, txn: dict[str, Any], at: float) -> Features:
-        features = super().features(txn, at)
+    def _names(self) -> tuple[str, ...]:
+        rates = (f"{kind}_{days}d" for days in (1, 7, 30) for kind in ("fraud_rate", "frauds"))
+        return (*super()._names(), *rates)
+
+    def label_features(self, rows: np.ndarray, txns: TransactionColumns) -> Columns:
+        features: Columns = {}
         for days in (1, 7, 30):
-            labelled = self.labelled.count(at, days * DAY)
-            frauds = self.frauds.count(at, days * DAY)
-            features[f"{self.PREFIX}_fraud_rate_{days}d"] = frauds / labelled if labelled else 0.0
+            labelled = self.labelled.count(rows, txns.at, days * DAY)
+            frauds = self.frauds.count(rows, txns.at, days * DAY)
+            features[f"{self.PREFIX}_fraud_rate_{days}d"] = _mean(frauds, labelled)
             features[f"{self.PREFIX}_frauds_{days}d"] = frauds
         return features
 
-    def record_label(self, is_fraud: bool, at: float) -> None:
-        """A label became known at ``at`` for a transaction of this entity."""
-        self.labelled.add(at, 1.0)
-        if is_fraud:
-            self.frauds.add(at, 1.0)
-
-    def to_state(self) -> dict[str, Any]:
-        return {**super().to_state(), "labelled": self.labelled.to_state(), "frauds": self.frauds.to_state()}
-
-    @classmethod
-    def from_state(cls, state: dict[str, Any] | None) -> Self:
-        entity = super().from_state(state)
-        if state:
-            entity.labelled = BucketedWindow.from_state(DAY, 30 * DAY, state.get("labelled"))
-            entity.frauds = BucketedWindow.from_state(DAY, 30 * DAY, state.get("frauds"))
-        return entity
+    def record_labels(self, rows: np.ndarray, is_fraud: np.ndarray, at: np.ndarray) -> None:
+        """Labels became known at ``at``, one for each row's entity (in place)."""
+        self.labelled.add(rows, at, np.ones(len(rows)))
+        frauds = np.flatnonzero(is_fraud)
+        if len(frauds):
+            some = rows[frauds]
+            self.frauds.add(some, at[frauds], np.ones(len(frauds)))
+            rows[frauds] = some
 
 
-@dataclass
-class TerminalState(LabelledActivityState):
+class TerminalColumns(LabelledActivityColumns):
     """A terminal's recent activity (card testing) and confirmed-fraud rate (a compromised terminal)."""
 
-    PREFIX: ClassVar[str] = "terminal"
+    PREFIX = "terminal"
 
 
-@dataclass
-class MerchantState(LabelledActivityState):
+class MerchantColumns(LabelledActivityColumns):
     """A merchant's activity over all its terminals and its confirmed-fraud rate."""
 
-    PREFIX: ClassVar[str] = "merchant"
+    PREFIX = "merchant"
 
 
-@dataclass
-class DeviceState(ActivityState):
+class DeviceColumns(ActivityColumns):
     """A device's recent activity: a bot tries many cards from one device."""
 
-    PREFIX: ClassVar[str] = "device"
+    PREFIX = "device"
 
 
-@dataclass
-class CustomerState:
+class CustomerColumns(EntityColumns):
     """A customer's (account's) activity across all their cards and devices."""
 
-    window: BucketedWindow = field(default_factory=lambda: BucketedWindow(HOUR, 7 * DAY))
-    month: BucketedWindow = field(default_factory=lambda: BucketedWindow(DAY, 30 * DAY))
-    devices: dict[str, float] = field(default_factory=dict)
-    cards: dict[str, float] = field(default_factory=dict)
-    count: int = 0
-    recent_ids: list[str] = field(default_factory=list)
+    MAX_DEVICES, MAX_CARDS, MAX_RECENT_IDS = 16, 8, 32
+    names = (
+        "customer_count_24h", "customer_amount_24h", "customer_count_7d", "customer_devices_7d",
+        "customer_is_new_device", "customer_cards", "customer_count_30d", "customer_mean_amount_24h",
+        "customer_mean_amount_7d", "customer_mean_amount_30d", "customer_amount_to_mean_30d",
+    )  # fmt: skip
 
-    MAX_DEVICES: ClassVar[int] = 16
-    MAX_CARDS: ClassVar[int] = 8
-    MAX_RECENT_IDS: ClassVar[int] = 32
+    def __init__(self) -> None:
+        layout = self.layout = RowLayout()
+        self.window = layout.ring(HOUR, DAY)
+        self.month = layout.ring(DAY, 30 * DAY)
+        self.devices = layout.slots(self.MAX_DEVICES, timed=True, ordered=True)
+        self.cards = layout.slots(self.MAX_CARDS, timed=False, ordered=True)
+        self.count = layout.scalar()
+        self.ids = IdRing.of(layout, self.MAX_RECENT_IDS)
 
-    def has_seen(self, transaction_id: str) -> bool:
-        return transaction_id in self.recent_ids
-
-    def features(self, txn: dict[str, Any], at: float) -> Features:
-        count_24h, amount_24h = self.window.totals(at, DAY)
-        count_7d, amount_7d = self.window.totals(at, 7 * DAY)
-        count_30d, amount_30d = self.month.totals(at, 30 * DAY)
+    def features(self, rows: np.ndarray, txns: TransactionColumns) -> Columns:
+        at = txns.at
+        count_24h, amount_24h = self.window.totals(rows, at, DAY)
+        count_7d, amount_7d = self.month.totals(rows, at, 7 * DAY)
+        count_30d, amount_30d = self.month.totals(rows, at, 30 * DAY)
         mean_30d = _mean(amount_30d, count_30d)
-        device = txn.get("device_id")
-        devices_7d = sum(1 for seen in self.devices.values() if at - seen <= 7 * DAY)
+        recent = (self.devices.keys(rows) != 0.0) & (at[:, None] - self.devices.when(rows) <= 7 * DAY)
+        new_device = (txns.devices != 0.0) & (rows[:, self.count] > 0)
+        new_device &= ~self.devices.contains(rows, txns.devices)
+        to_mean = np.divide(txns.amount, mean_30d, out=np.ones(len(rows)), where=mean_30d != 0)
         return {
             "customer_count_24h": count_24h,
             "customer_amount_24h": amount_24h,
             "customer_count_7d": count_7d,
-            "customer_devices_7d": float(devices_7d),
-            "customer_is_new_device": float(
-                device is not None and self.count > 0 and device not in self.devices
-            ),
-            "customer_cards": float(len(self.cards)),
+            "customer_devices_7d": recent.sum(axis=1).astype(np.float64),
+            "customer_is_new_device": new_device.astype(np.float64),
+            "customer_cards": self.cards.occupied(rows).astype(np.float64),
             "customer_count_30d": count_30d,
             "customer_mean_amount_24h": _mean(amount_24h, count_24h),
             "customer_mean_amount_7d": _mean(amount_7d, count_7d),
             "customer_mean_amount_30d": mean_30d,
-            "customer_amount_to_mean_30d": min(float(txn["amount"]) / mean_30d, 1000.0) if mean_30d else 1.0,
+            "customer_amount_to_mean_30d": np.where(mean_30d != 0, np.minimum(to_mean, 1000.0), 1.0),
         }
 
-    def update(self, txn: dict[str, Any], at: float) -> None:
-        self.window.add(at, float(txn["amount"]))
-        self.month.add(at, float(txn["amount"]))
-        self.count += 1
-        if txn.get("device_id"):
-            _remember(self.devices, txn["device_id"], at, self.MAX_DEVICES)
-        _remember(self.cards, txn["card_token"], at, self.MAX_CARDS)
-        self.recent_ids.append(txn["transaction_id"])
-        del self.recent_ids[: -self.MAX_RECENT_IDS]
+    def update(self, rows: np.ndarray, txns: TransactionColumns) -> None:
+        at = txns.at
+        self.window.add(rows, at, txns.amount)
+        self.month.add(rows, at, txns.amount)
+        count = rows[:, self.count] = rows[:, self.count] + 1.0
+        with_device = np.flatnonzero(txns.devices != 0.0)
+        if len(with_device):
+            some = rows[with_device]
+            self.devices.remember(some, txns.devices[with_device], at[with_device], count[with_device])
+            rows[with_device] = some
+        self.cards.remember(rows, txns.cards, order=count)
+        self.ids.add(rows, txns.ids)
 
-    def to_state(self) -> dict[str, Any]:
-        return {
-            "window": self.window.to_state(),
-            "month": self.month.to_state(),
-            "devices": self.devices,
-            "cards": self.cards,
-            "count": self.count,
-            "ids": self.recent_ids,
-        }
-
-    @classmethod
-    def from_state(cls, state: dict[str, Any] | None) -> CustomerState:
-        if not state:
-            return cls()
-        return cls(
-            window=BucketedWindow.from_state(HOUR, 7 * DAY, state["window"]),
-            month=BucketedWindow.from_state(DAY, 30 * DAY, state.get("month")),
-            devices=dict(state["devices"]),
-            cards=dict(state["cards"]),
-            count=int(state["count"]),
-            recent_ids=list(state["ids"]),
-        )
+    def last_active(self, row: np.ndarray) -> float | None:
+        return self.window.last_bucket_end(row)
 
 
-EntityState = CardState | ActivityState | CustomerState
+CARD = CardColumns()
+"""The one card layout (its rows are in the card table and every replay)."""
+
+
+def _rounds(keys: Sequence[str | None]) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """The distinct keys, each item's position among them (-1 for no key) and its round: the
+    number of items with its key before it."""
+    present = np.array([bool(key) for key in keys], dtype=bool)
+    positions = np.full(len(keys), -1, dtype=np.intp)
+    rounds = np.zeros(len(keys), dtype=np.intp)
+    given = np.flatnonzero(present)
+    if not len(given):
+        return [], positions, rounds
+    named = np.array([keys[i] for i in given.tolist()]) if len(given) < len(keys) else np.array(keys)
+    distinct, inverse = np.unique(named, return_inverse=True)
+    order = np.argsort(inverse, kind="stable")  # by key, in batch order within a key
+    grouped = inverse[order]
+    starts = np.flatnonzero(np.r_[True, grouped[1:] != grouped[:-1]])
+    first = np.repeat(starts, np.diff(np.r_[starts, len(grouped)]))
+    occurrence = np.empty(len(given), dtype=np.intp)
+    occurrence[order] = np.arange(len(given)) - first
+    positions[given], rounds[given] = inverse, occurrence
+    return distinct.tolist(), positions, rounds
+
+
+def observe_in_rounds(
+    columns: EntityColumns, keys: Sequence[str | None], txns: TransactionColumns, store: RowStore
+) -> Columns:
+    """Features of each transaction from its entity's row as it was before it, each row then
+    counting its transaction (once per id: a redelivery is not counted twice), in batch order.
+
+    An entity that comes back in the batch waits for the next round: round r takes every entity's
+    r-th transaction, so each round is a matrix with every entity at most once. Items without a
+    key (no device for a card-present payment) get the neutral features of an empty row."""
+    distinct, positions, rounds = _rounds(keys)
+    matrix = np.empty((len(distinct) + 1, columns.width))
+    matrix[: len(distinct)] = store.rows(distinct)
+    matrix[len(distinct)] = columns.empty()
+    positions[positions < 0] = len(distinct)  # the empty row, never written
+    out = columns.label_features(matrix[positions], txns)
+    out.update((name, np.empty(len(keys))) for name in columns.names if name not in out)
+    whole = not rounds.any()  # one round of every item
+    for round_ in range(int(rounds.max(initial=-1)) + 1):
+        items = np.arange(len(keys)) if whole else np.flatnonzero(rounds == round_)
+        rows, taken = matrix[positions[items]], txns if whole else txns.take(items)
+        for name, values in columns.features(rows, taken).items():
+            out[name][items] = values
+        counts = np.flatnonzero((positions[items] < len(distinct)) & ~columns.has_seen(rows, taken))
+        if len(counts):
+            changed = rows[counts]
+            columns.update(changed, taken.take(counts))
+            matrix[positions[items[counts]]] = changed
+    if distinct:
+        store.keep(distinct, matrix[: len(distinct)])
+    return out
+
+
+def record_labels_in_rounds(
+    columns: LabelledActivityColumns,
+    keys: Sequence[str],
+    is_fraud: Sequence[bool],
+    at: Sequence[float],
+    store: RowStore,
+) -> None:
+    """The entities of ``keys`` count their labels, in order (an entity that comes back waits for
+    the next round, as in ``observe_in_rounds``)."""
+    distinct, positions, rounds = _rounds(keys)
+    if not distinct:
+        return
+    matrix = store.rows(distinct)
+    frauds, times = np.array(is_fraud, dtype=bool), np.array(at, dtype=np.float64)
+    for round_ in range(int(rounds.max()) + 1):
+        items = np.flatnonzero(rounds == round_)
+        rows = matrix[positions[items]]
+        columns.record_labels(rows, frauds[items], times[items])
+        matrix[positions[items]] = rows
+    store.keep(distinct, matrix)

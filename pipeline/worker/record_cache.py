@@ -25,27 +25,29 @@ from collections.abc import Callable, Container, Iterable, Iterator
 from itertools import islice
 from typing import Any
 
+import numpy as np
 import orjson
 from faust.stores.rocksdb import Store as RocksDBStore
 from faust.streams import current_event
 from faust.types import TP, CollectionT, EventT
 
+from pipeline.detection.rows import encode_row
+
 _ABSENT = object()  # a key known not to exist (deleted, or read and not found)
-# As Faust's JSON codec (with orjson), except that dataclasses (entity states) go to _to_state.
+# As Faust's JSON codec (with orjson), except that entity state rows go to encode_row.
 _JSON_OPTIONS = orjson.OPT_NON_STR_KEYS | orjson.OPT_UTC_Z | orjson.OPT_PASSTHROUGH_DATACLASS
 
 
 def encode_value(value: Any) -> bytes:
-    """A table key or value as Faust's JSON codec writes it; objects with ``to_state()`` (entity
-    states) are written as that."""
-    return orjson.dumps(value, default=_to_state, option=_JSON_OPTIONS)
+    """A table key or value as Faust's JSON codec writes it; an entity's state row (a numpy array)
+    as its ``encode_row`` text."""
+    return orjson.dumps(value, default=_encode_row, option=_JSON_OPTIONS)
 
 
-def _to_state(value: Any) -> Any:
-    to_state = getattr(value, "to_state", None)
-    if to_state is None:
+def _encode_row(value: Any) -> Any:
+    if not isinstance(value, np.ndarray):
         raise TypeError(f"{type(value).__name__} is not JSON serializable")
-    return to_state()
+    return encode_row(value)
 
 
 def _event_partition() -> int:
@@ -58,8 +60,8 @@ def _event_partition() -> int:
 class CachedRocksDBStore(RocksDBStore):
     """Faust's RocksDB store with a bounded record cache and write-back (see the module's doc)."""
 
-    # Entries kept after a write-back, least recently used dropped first. Each cached state is tens
-    # of Python objects that the garbage collector walks, so the cache is for the hot set only.
+    # Entries kept after a write-back, least recently used dropped first (an entity's state row is
+    # a few kilobytes).
     cache_entries = 10_000
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:

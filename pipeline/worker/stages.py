@@ -5,7 +5,7 @@
         --Score--> decisions (every transaction) + alerts (review/block)
     labels --Learn--> the model; the labelled entities' counts --> <app>-by-merchant
 
-A stage reads the states of a batch's entities once per partition and writes each back once;
+A stage reads the state rows of a batch's entities once per partition and writes each back once;
 what it passes on goes into the batch's outbox as envelopes ``{"txn", "received", "features"}``
 (or ``{"kind": "label", ...}`` for an entity's label), sent as frames after the batch.
 """
@@ -13,11 +13,12 @@ what it passes on goes into the batch's outbox as envelopes ``{"txn", "received"
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import faust
+import numpy as np
 import orjson
 
 from pipeline.config import Settings
@@ -25,14 +26,14 @@ from pipeline.contracts.messages import alert_message, decision_message, utc_now
 from pipeline.contracts.validation import EventTimeWindow, Invalid, parse_message
 from pipeline.detection.detector import Detector, EntityLabel, Example, Scored
 from pipeline.detection.features import Entity, event_seconds
-from pipeline.detection.states import CardState, EntityState
+from pipeline.detection.states import CARD, EntityColumns
 from pipeline.detection.vocabulary import parse_timestamp
 from pipeline.worker.batching import Outbox, envelopes, partition_of
 from pipeline.worker.dead_letters import DeadLetters
 from pipeline.worker.faults import crash_point
 from pipeline.worker.producer import NativeProducer
 from pipeline.worker.table_expiry import TableExpiry
-from pipeline.worker.tables import WorkerTables, as_state
+from pipeline.worker.tables import WorkerTables, as_row
 from pipeline.worker.telemetry import PipelineMetrics
 from pipeline.worker.topics import STAGES, owner_key, routing_key
 
@@ -79,30 +80,51 @@ class Validate:
         outbox.add(c.stage_topics[0], c.partition(routing_key(txn, STAGES[0].routing_field)), envelope)
 
 
+class _TableRows:
+    """The rows of one table that a batch reads (each read once) and writes back (once, at the
+    end): the ``RowStore`` the detector reads and writes (pipeline/detection/rows.py)."""
+
+    def __init__(self, table: faust.Table, columns: EntityColumns) -> None:
+        self.table, self.columns = table, columns
+        self.read: dict[str, np.ndarray] = {}
+
+    def row(self, key: str) -> np.ndarray:
+        row = self.read.get(key)
+        if row is None:
+            row = self.read[key] = as_row(self.columns, self.table.get(key))
+        return row
+
+    def rows(self, keys: Sequence[str]) -> np.ndarray:
+        return np.array([self.row(key) for key in keys]).reshape(len(keys), self.columns.width)
+
+    def keep(self, keys: Sequence[str], rows: np.ndarray) -> None:
+        for key, row in zip(keys, rows, strict=True):
+            self.read[key] = row.copy()  # its own memory: the table keeps it
+
+    def write_back(self, partition: int, expiry: TableExpiry, touched: dict[str, float]) -> None:
+        for key, row in self.read.items():
+            self.table[key] = row
+            expiry.touch(self.table, partition, key, touched.get(key, 0.0))
+
+
 class _BatchStates:
-    """The states a batch of one partition reads, each read from its table once, and when each was
-    last active (to write them back once, with their expiry)."""
+    """The state rows a batch of one partition reads, per entity, and when each key was last
+    active (to write them back once, with their expiry)."""
 
-    def __init__(self, tables: dict[str, faust.Table]) -> None:
-        self.tables = tables
-        self.states: dict[tuple[str, str], Any] = {}
-        self.touched: dict[tuple[str, str], float] = {}
+    def __init__(self, tables: dict[str, faust.Table], entities: Sequence[Entity]) -> None:
+        self.stores = {e.name: _TableRows(tables[e.name], e.columns) for e in entities}
+        self.touched: dict[str, dict[str, float]] = {e.name: {} for e in entities}
 
-    def state_of(self, entity: Entity, key: str) -> EntityState:
-        state = self.states.get((entity.name, key))
-        if state is None:
-            stored = self.tables[entity.name].get(key)
-            state = self.states[entity.name, key] = as_state(entity.state_type, stored)
-        return state
+    def store_of(self, entity: Entity) -> _TableRows:
+        return self.stores[entity.name]
 
     def touch(self, entity: str, key: str, at: float) -> None:
-        self.touched[entity, key] = max(self.touched.get((entity, key), 0.0), at)
+        touched = self.touched[entity]
+        touched[key] = max(touched.get(key, 0.0), at)
 
     def write_back(self, partition: int, expiry: TableExpiry) -> None:
-        for (name, key), state in self.states.items():
-            table = self.tables[name]
-            table[key] = state
-            expiry.touch(table, partition, key, self.touched.get((name, key), 0.0))
+        for name, store in self.stores.items():
+            store.write_back(partition, expiry, self.touched[name])
 
 
 class EntityStage:
@@ -121,14 +143,14 @@ class EntityStage:
 
     async def __call__(self, partition: int, frames: list[faust.EventT], outbox: Outbox) -> None:
         c = self.context
-        states = _BatchStates(self.tables)
+        states = _BatchStates(self.tables, self.stage.entities)
         waiting: list[tuple[faust.EventT, dict[str, Any], float]] = []
         for frame, envelope in envelopes(frames, self.component, c.dead_letters.processing_error):
             try:
                 if envelope.get("kind") == "label":  # labels count from when they arrived, in order
                     self._observe(waiting, states, outbox)
                     label = _entity_label(envelope, self.stage.name)
-                    c.detector.count_entity_labels([label], states.state_of)
+                    c.detector.count_entity_labels([label], states.store_of)
                     states.touch(label.entity, label.key, label.at)
                     continue
                 waiting.append((frame, envelope, event_seconds(envelope["txn"])))
@@ -146,7 +168,7 @@ class EntityStage:
         def failed(index: int, exc: Exception) -> None:
             c.dead_letters.envelope(exc, waiting[index][1], waiting[index][0], self.component)
 
-        observed = c.detector.observe_entities(self.stage.entities, batch, states.state_of, failed)
+        observed = c.detector.observe_entities(self.stage.entities, batch, states.store_of, failed)
         for (frame, envelope, at), features in zip(waiting, observed, strict=True):
             if features is None:
                 continue
@@ -181,19 +203,12 @@ class Score:
 
     async def __call__(self, partition: int, frames: list[faust.EventT], outbox: Outbox) -> None:
         c = self.context
-        cards: dict[str, CardState] = {}
-
-        def card_of(token: str) -> CardState:
-            card = cards.get(token)
-            if card is None:
-                card = cards[token] = as_state(CardState, c.tables.cards.get(token))
-            return card
-
-        fresh, repeated = self._to_decide(frames, card_of)
+        cards = _TableRows(c.tables.cards, CARD)
+        fresh, repeated = self._to_decide(frames, cards)
         started = time.perf_counter()
         batch = [(envelope["txn"], at, envelope["features"]) for _, envelope, at in fresh]
         scored = c.detector.score(
-            batch, card_of, lambda i, exc: c.dead_letters.envelope(exc, fresh[i][1], fresh[i][0], "score")
+            batch, cards, lambda i, exc: c.dead_letters.envelope(exc, fresh[i][1], fresh[i][0], "score")
         )
         per_item = (time.perf_counter() - started) / max(len(batch), 1)
         decided = [
@@ -206,7 +221,7 @@ class Score:
             token = item.txn["card_token"]
             touched[token] = max(touched.get(token, 0.0), item.at)
         for token, at in touched.items():
-            c.tables.cards[token] = cards[token]
+            c.tables.cards[token] = cards.read[token]
             c.expiry.touch(c.tables.cards, partition, token, at)
         crash_point("after_card_state")  # the cards have seen the batch; none of its decisions is out
         for frame, envelope, item in decided:
@@ -221,7 +236,7 @@ class Score:
         c.metrics.pending_labels.set(c.expiry.pending_entries())
 
     def _to_decide(
-        self, frames: list[faust.EventT], card_of: Callable[[str], CardState]
+        self, frames: list[faust.EventT], cards: _TableRows
     ) -> tuple[list[tuple[faust.EventT, dict[str, Any], float]], list[str]]:
         """The envelopes of ``frames`` to decide, and the ids twice in them (decided once, their
         decision sent twice); those with a stored decision re-emit it."""
@@ -235,14 +250,14 @@ class Score:
                 transaction_id = txn["transaction_id"]
                 if transaction_id in fresh_ids:
                     repeated.append(transaction_id)
-                elif not self._already_decided(transaction_id, card_of(txn["card_token"])):
+                elif not self._already_decided(transaction_id, cards.row(txn["card_token"])):
                     fresh.append((frame, envelope, event_seconds(txn)))
                     fresh_ids.add(transaction_id)
             except Exception as exc:
                 c.dead_letters.envelope(exc, envelope, frame, "score")
         return fresh, repeated
 
-    def _already_decided(self, transaction_id: str, card: CardState | None) -> bool:
+    def _already_decided(self, transaction_id: str, card: np.ndarray | None) -> bool:
         """Whether the transaction's decision is stored (then it is sent again, unchanged). A card
         that has seen the id without a stored decision does not make it decided: a crash may have
         left the card's state in its changelog and neither the decision nor the stored copy, and
@@ -251,7 +266,7 @@ class Score:
         c = self.context
         stored = c.tables.pending.get(transaction_id)
         if stored is None:
-            if card is not None and card.has_seen(transaction_id):
+            if card is not None and CARD.has_seen_id(card, transaction_id):
                 c.metrics.duplicates.inc()
             return False
         c.metrics.duplicates.inc()

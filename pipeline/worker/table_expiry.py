@@ -4,12 +4,13 @@ the changelog), partition by partition, as event time moves on (pipeline/detecti
 from __future__ import annotations
 
 import faust
+import numpy as np
 
 from pipeline.config import Settings
 from pipeline.detection.expiry import ExpiryIndex
-from pipeline.detection.features import last_active
+from pipeline.detection.states import CARD
 from pipeline.worker.batching import partition_of
-from pipeline.worker.tables import WorkerTables
+from pipeline.worker.tables import WorkerTables, as_row
 from pipeline.worker.telemetry import PipelineMetrics
 from pipeline.worker.topics import owner_key
 
@@ -55,13 +56,15 @@ class TableExpiry:
         entries: dict[int, list[tuple[str, float]]] = {}
         entity = self.tables.entity_of(table)
         for key, value in table.items():
-            if not value:
+            if value is None or (not isinstance(value, np.ndarray) and not value):
                 continue
             if table is self.tables.pending:
                 owner, at = value.get("partition"), value.get("at")
             else:
                 routing = owner_key(entity, key) if entity is not None else key
-                owner, at = partition_of(routing, self.partitions), last_active(value)
+                columns = entity.columns if entity is not None else CARD
+                at = columns.last_active(as_row(columns, value))
+                owner = partition_of(routing, self.partitions)
             if owner is not None and at is not None:
                 entries.setdefault(int(owner), []).append((key, float(at)))
         return entries

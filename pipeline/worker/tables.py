@@ -2,7 +2,8 @@
 
 Each is a ``NativeChangelogTable``: its changelog is produced through librdkafka and its RocksDB
 store has a record cache (pipeline/worker/record_cache.py); reading, recovery and standbys are
-Faust's. Tables hold entity state objects; they are written as their ``to_state()`` JSON."""
+Faust's. Entity and card tables hold state rows (numpy arrays, pipeline/detection/rows.py),
+written as their ``encode_row`` text."""
 
 from __future__ import annotations
 
@@ -11,10 +12,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import faust
+import numpy as np
 from faust.types import TP, StoreT
 
 from pipeline.config import Settings
 from pipeline.detection.features import ENTITY_STAGES, Entity
+from pipeline.detection.rows import decode_row
+from pipeline.detection.states import EntityColumns
 from pipeline.worker.producer import NativeProducer
 from pipeline.worker.record_cache import CachedRocksDBStore, encode_value
 from pipeline.worker.topics import table_names
@@ -24,7 +28,7 @@ _DELETED = object()  # a table entry deleted since the last flush
 
 class NativeChangelogTable(faust.Table):
     """A Faust table whose changelog is produced through librdkafka (NativeProducer), in Faust's
-    own format (JSON; entity states as their ``to_state()``), and whose RocksDB store has a
+    own format (JSON; state rows as their ``encode_row`` text), and whose RocksDB store has a
     record cache (CachedRocksDBStore).
 
     A write changes the cache at once; the changelog gets each changed entry once per flush, with
@@ -151,7 +155,11 @@ def create_tables(app: faust.App, settings: Settings, producer: NativeProducer) 
     )
 
 
-def as_state(state_type: Any, stored: Any) -> Any:
-    """The entity state a table returned: the object itself while it is cached, else rebuilt from
-    its JSON (read from RocksDB, restored from the changelog)."""
-    return stored if isinstance(stored, state_type) else state_type.from_state(stored)
+def as_row(columns: EntityColumns, stored: Any) -> np.ndarray:
+    """The state row a table returned: the array itself while it is cached, else decoded from its
+    text (read from RocksDB, restored from the changelog); an empty row for a new key."""
+    if stored is None:
+        return columns.empty()
+    if isinstance(stored, np.ndarray):
+        return stored
+    return decode_row(stored, columns.width)

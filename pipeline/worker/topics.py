@@ -60,8 +60,10 @@ def owner_key(entity: Entity, key: str) -> str:
 
 
 def table_names() -> list[str]:
-    """The worker's Faust tables: one per entity, the cards' history, the pending labels."""
-    return [f"{entity.name}-state" for entity in ENTITY_STAGES] + ["card-state", "pending-labels"]
+    """The worker's Faust tables: one per entity, the cards' history, the pending labels. The
+    entity and card tables hold state rows (``-rows``); the ``-state`` tables of earlier versions
+    held JSON objects and are not read (their history starts afresh, docs/operations.md)."""
+    return [f"{entity.name}-rows" for entity in ENTITY_STAGES] + ["card-rows", "pending-labels"]
 
 
 def changelog_topic_names(settings: Settings) -> list[str]:

@@ -31,11 +31,11 @@ def test_idle_state_and_unlabelled_entries_expire(make_settings, start_worker) -
     produce(settings, settings.topic_transactions, [(t["card_token"], t) for t in txns])
     consume_until(settings, settings.topic_decisions, lambda got: len(got) >= len(txns))
     deadline = time.monotonic() + 30
-    while metric_value(worker.metrics(), "fraud_table_entries_expired_total", table="card-state") == 0:
+    while metric_value(worker.metrics(), "fraud_table_entries_expired_total", table="card-rows") == 0:
         assert time.monotonic() < deadline, worker.metrics()
         time.sleep(0.3)
     metrics = worker.metrics()
-    for table in ("card-state", "terminal-state", "device-state", "customer-state", "pending-labels"):
+    for table in ("card-rows", "terminal-rows", "device-rows", "customer-rows", "pending-labels"):
         expired = metric_value(metrics, "fraud_table_entries_expired_total", table=table)
         assert 15 <= expired <= 30, (table, expired)
     assert metric_value(metrics, "fraud_pending_label_entries") <= 10

@@ -5,9 +5,12 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+import numpy as np
 from hypothesis import HealthCheck, settings
 
-from pipeline.detection.features import FEATURE_NAMES, transaction_features
+from pipeline.detection.features import FEATURE_NAMES, event_seconds, transaction_features
+from pipeline.detection.rows import decode_row, encode_row
+from pipeline.detection.states import EntityColumns, LabelledActivityColumns, TransactionColumns
 
 # One Hypothesis profile for the pure tests: enough examples to find edge cases, no deadline
 # (CI machines stall), and no example database written into the repository.
@@ -76,3 +79,48 @@ def features_for(txn: dict[str, Any], at: float = T0, **overrides: float) -> dic
     assert not unknown, f"not feature names: {unknown}"
     features.update(overrides)
     return features
+
+
+class OneEntity:
+    """One entity's state row behind the one-transaction API of the reference objects
+    (tests/pipeline/reference/object_states.py), so that tests read like a story; the work is the
+    pipeline's batch code on a batch of one."""
+
+    def __init__(self, columns: EntityColumns, row: np.ndarray | None = None) -> None:
+        self.columns = columns
+        self.row = columns.empty() if row is None else row
+
+    def features(self, txn: dict[str, Any], at: float) -> dict[str, float]:
+        rows, txns = self.row[None, :].copy(), TransactionColumns.of([txn], [at])
+        columns = {**self.columns.label_features(rows, txns), **self.columns.features(rows, txns)}
+        return {name: float(values[0]) for name, values in columns.items()}
+
+    def update(self, txn: dict[str, Any], at: float) -> None:
+        rows = self.row[None, :].copy()
+        self.columns.update(rows, TransactionColumns.of([txn], [at]))
+        self.row = rows[0]
+
+    def observe(self, txn: dict[str, Any], at: float | None = None) -> dict[str, float]:
+        """Features before the transaction, then the row counts it once (what the pipeline does)."""
+        at = event_seconds(txn) if at is None else at
+        features = self.features(txn, at)
+        if not self.has_seen(txn["transaction_id"]):
+            self.update(txn, at)
+        return features
+
+    def has_seen(self, transaction_id: str) -> bool:
+        return self.columns.has_seen_id(self.row, transaction_id)
+
+    def record_label(self, is_fraud: bool, at: float) -> None:
+        assert isinstance(self.columns, LabelledActivityColumns)
+        rows = self.row[None, :].copy()
+        self.columns.record_labels(rows, np.array([is_fraud]), np.array([at]))
+        self.row = rows[0]
+
+    def stored(self) -> str:
+        """The row as a table stores it."""
+        return encode_row(self.row)
+
+    def restored(self) -> OneEntity:
+        """The entity read back from what a table stored."""
+        return OneEntity(self.columns, decode_row(self.stored(), self.columns.width))

@@ -6,9 +6,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pipeline.detection.expiry import ExpiryIndex
-from pipeline.detection.features import last_active
-from pipeline.detection.states import CardState, CustomerState, DeviceState
-from tests.pipeline.factories import T0, make_digital_txn, make_txn
+from pipeline.detection.states import CARD, CustomerColumns, DeviceColumns
+from tests.pipeline.factories import T0, OneEntity, make_digital_txn, make_txn
 
 
 def test_idle_keys_expire_and_active_ones_stay() -> None:
@@ -56,13 +55,15 @@ def test_never_expires_a_key_active_within_the_ttl(touches: list[tuple[str, int]
 
 
 def test_last_active_of_every_entity_state() -> None:
-    card = CardState()
+    card = OneEntity(CARD)
+    assert CARD.last_active(card.row) is None
     card.update(make_txn(T0), T0)
-    assert last_active(card.to_state()) == T0
-    device = DeviceState()
+    assert CARD.last_active(card.row) == T0
+    device = OneEntity(DeviceColumns())
+    assert device.columns.last_active(device.row) is None
     device.update(make_digital_txn(T0 + 60), T0 + 60)
-    assert last_active(device.to_state()) == T0 + 60
-    customer = CustomerState()
+    assert device.columns.last_active(device.row) == T0 + 60
+    customer = OneEntity(CustomerColumns())
+    assert customer.columns.last_active(customer.row) is None
     customer.update(make_txn(T0), T0)
-    assert T0 <= last_active(customer.to_state()) <= T0 + 3600
-    assert last_active({}) is None
+    assert T0 <= (customer.columns.last_active(customer.row) or 0) <= T0 + 3600

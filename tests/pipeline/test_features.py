@@ -1,11 +1,11 @@
-"""Card and terminal state, and the features computed from them."""
+"""Card, terminal, merchant, device and customer state rows, and the features computed from them
+(through ``OneEntity``: the pipeline's batch code on batches of one)."""
 
 from __future__ import annotations
 
 import math
 from typing import Any
 
-import orjson
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -18,17 +18,39 @@ from pipeline.detection.features import (
     transaction_features,
 )
 from pipeline.detection.states import (
+    CARD,
     DAY,
     HOUR,
     MINUTE,
-    CardState,
-    CustomerState,
-    DeviceState,
-    MerchantState,
-    TerminalState,
+    CardColumns,
+    CustomerColumns,
+    DeviceColumns,
+    MerchantColumns,
+    TerminalColumns,
 )
 from pipeline.worker.topics import STAGES, owner_key, routing_key
-from tests.pipeline.factories import PROPERTY, T0, make_digital_txn, make_txn
+from tests.pipeline.factories import PROPERTY, T0, OneEntity, make_digital_txn, make_txn
+
+
+def new_card() -> OneEntity:
+    return OneEntity(CARD)
+
+
+def new_terminal() -> OneEntity:
+    return OneEntity(TerminalColumns())
+
+
+def new_merchant() -> OneEntity:
+    return OneEntity(MerchantColumns())
+
+
+def new_device() -> OneEntity:
+    return OneEntity(DeviceColumns())
+
+
+def new_customer() -> OneEntity:
+    return OneEntity(CustomerColumns())
+
 
 CARD_FEATURES = {
     "card_history_count",
@@ -51,21 +73,14 @@ CARD_FEATURES = {
 }
 
 
-def observe(
-    state: CardState | TerminalState | DeviceState | CustomerState,
-    txn: dict[str, Any],
-    at: float | None = None,
-) -> dict[str, float]:
+def observe(state: OneEntity, txn: dict[str, Any], at: float | None = None) -> dict[str, float]:
     """Features before the transaction, then the update (what the pipeline does)."""
-    at = event_seconds(txn) if at is None else at
-    features = state.features(txn, at)
-    state.update(txn, at)
-    return features
+    return state.observe(txn, at)
 
 
-# --- CardState -------------------------------------------------------------------------------------
+# --- card ------------------------------------------------------------------------------------------
 def test_first_transaction_describes_an_empty_history() -> None:
-    card = CardState()
+    card = new_card()
     features = observe(card, make_txn(T0, amount=55.0))
     assert set(features) == CARD_FEATURES
     assert features["card_history_count"] == 0
@@ -87,7 +102,7 @@ def test_first_transaction_describes_an_empty_history() -> None:
 
 
 def test_features_do_not_include_the_transaction_itself() -> None:
-    card = CardState()
+    card = new_card()
     txn = make_txn(T0, amount=10.0)
     before = card.features(txn, T0)
     card.update(txn, T0)
@@ -98,7 +113,7 @@ def test_features_do_not_include_the_transaction_itself() -> None:
 
 
 def test_counts_and_sums_in_1h_24h_7d_30d() -> None:
-    card = CardState()
+    card = new_card()
     now = T0 + 40 * DAY + 12 * HOUR
     history = [
         (now - 20 * DAY, 100.0),  # in 30 d only
@@ -122,13 +137,13 @@ def test_counts_and_sums_in_1h_24h_7d_30d() -> None:
 
 
 def test_a_burst_is_counted_transaction_by_transaction() -> None:
-    card = CardState()
+    card = new_card()
     counts = [observe(card, make_txn(T0 + i * 30, amount=5.0))["card_count_1h"] for i in range(6)]
     assert counts == [0, 1, 2, 3, 4, 5]
 
 
 def test_outlier_amount_has_large_zscore_and_ratio() -> None:
-    card = CardState()
+    card = new_card()
     for i, amount in enumerate([18.0, 22.0, 20.0, 19.5, 21.0, 20.5, 19.0, 21.5]):
         observe(card, make_txn(T0 + i * HOUR, amount=amount))
     usual = card.features(make_txn(T0 + 9 * HOUR, amount=20.0), T0 + 9 * HOUR)
@@ -141,7 +156,7 @@ def test_outlier_amount_has_large_zscore_and_ratio() -> None:
 
 
 def test_zscore_and_ratio_are_capped() -> None:
-    card = CardState()
+    card = new_card()
     for i in range(5):
         observe(card, make_txn(T0 + i * HOUR, amount=1.0))
     features = card.features(make_txn(T0 + 6 * HOUR, amount=900_000.0), T0 + 6 * HOUR)
@@ -150,7 +165,7 @@ def test_zscore_and_ratio_are_capped() -> None:
 
 
 def test_new_country_merchant_and_device() -> None:
-    card = CardState()
+    card = new_card()
     observe(card, make_digital_txn(T0, country="DE", merchant_id="m-1", device_id="dev-a"))
     same = card.features(
         make_digital_txn(T0 + 60, country="DE", merchant_id="m-1", device_id="dev-a"), T0 + 60
@@ -164,16 +179,9 @@ def test_new_country_merchant_and_device() -> None:
     assert card.features(make_txn(T0 + 60, device_id=None), T0 + 60)["is_new_device"] == 0
 
 
-def test_home_country_is_the_most_frequent_one() -> None:
-    card = CardState()
-    assert card.home_country is None
-    for i, country in enumerate(["FR", "DE", "DE", "IT", "DE", "FR"]):
-        observe(card, make_txn(T0 + i * 60, country=country))
-    assert card.home_country == "DE"
-
-
 def test_memories_are_bounded_and_keep_the_most_recent() -> None:
-    card = CardState()
+    card = new_card()
+    width = len(card.row)
     for i in range(200):
         observe(
             card,
@@ -185,26 +193,29 @@ def test_memories_are_bounded_and_keep_the_most_recent() -> None:
                 country=f"C{chr(65 + i % 26)}",
             ),
         )
-        assert len(card.merchants) <= CardState.MAX_MERCHANTS
-        assert len(card.devices) <= CardState.MAX_DEVICES
-        assert len(card.countries) <= CardState.MAX_COUNTRIES
-        assert len(card.country_counts) <= CardState.MAX_COUNTRIES
-        assert len(card.recent_ids) <= CardState.MAX_RECENT_IDS
-    assert len(card.merchants) == CardState.MAX_MERCHANTS
-    assert set(card.merchants) == {f"m-{i:04d}" for i in range(200 - CardState.MAX_MERCHANTS, 200)}
-    assert card.recent_ids == [f"tx-{i:04d}" for i in range(200 - CardState.MAX_RECENT_IDS, 200)]
+    assert len(card.row) == width, "a row has a fixed width"
+    at = T0 + 200 * 60
+
+    def is_new(**fields: Any) -> tuple[float, float, float]:
+        features = card.features(make_digital_txn(at, **fields), at)
+        return features["is_new_merchant"], features["is_new_device"], features["is_new_country"]
+
+    newest = 200 - CardColumns.MAX_MERCHANTS
+    assert is_new(merchant_id=f"m-{newest:04d}", device_id="dev-0199", country="CR") == (0, 0, 0)
+    assert is_new(merchant_id=f"m-{newest - 1:04d}", device_id="dev-0000", country="CA")[:2] == (1, 1)
+    assert is_new(merchant_id="m-0199", device_id=f"dev-{200 - CardColumns.MAX_DEVICES:04d}")[:2] == (0, 0)
     assert card.has_seen("tx-0199")
+    assert card.has_seen(f"tx-{200 - CardColumns.MAX_RECENT_IDS:04d}")
+    assert not card.has_seen(f"tx-{199 - CardColumns.MAX_RECENT_IDS:04d}")
     assert not card.has_seen("tx-0000")
 
 
 def test_merchant_memory_is_least_recently_seen_out() -> None:
-    card = CardState()
-    for i in range(CardState.MAX_MERCHANTS):
+    card = new_card()
+    for i in range(CardColumns.MAX_MERCHANTS):
         observe(card, make_txn(T0 + i, merchant_id=f"m-{i}"))
     observe(card, make_txn(T0 + 100, merchant_id="m-0"))  # seen again: now the most recent
     observe(card, make_txn(T0 + 101, merchant_id="m-new"))  # evicts m-1, the least recent
-    assert "m-0" in card.merchants
-    assert "m-1" not in card.merchants
     assert card.features(make_txn(T0 + 102, merchant_id="m-0"), T0 + 102)["is_new_merchant"] == 0
     assert card.features(make_txn(T0 + 102, merchant_id="m-1"), T0 + 102)["is_new_merchant"] == 1
 
@@ -224,29 +235,33 @@ TXN_STEPS = st.lists(
 
 @PROPERTY
 @given(steps=TXN_STEPS, probe_amount=st.floats(0.5, 5000, allow_nan=False))
-def test_card_state_round_trips_through_json(steps: list[tuple[Any, ...]], probe_amount: float) -> None:
-    card = CardState()
+def test_card_row_round_trips_through_its_stored_text(
+    steps: list[tuple[Any, ...]], probe_amount: float
+) -> None:
+    card = new_card()
     at = T0
     for gap, amount, country, merchant, device in steps:
         at += gap
         observe(card, make_txn(at, amount=amount, country=country, merchant_id=merchant, device_id=device))
-    restored = CardState.from_state(orjson.loads(orjson.dumps(card.to_state())))
+    restored = card.restored()
     probe = make_digital_txn(at + 90, amount=probe_amount, device_id="dev-2", merchant_id="m-2")
     assert restored.features(probe, at + 90) == card.features(probe, at + 90)
-    assert restored.to_state() == card.to_state()
-    assert restored.home_country == card.home_country
+    assert restored.row.tobytes() == card.row.tobytes()
     # and both continue identically
     assert observe(restored, probe, at + 90) == observe(card, probe, at + 90)
 
 
-def test_empty_state_is_a_new_card() -> None:
-    assert CardState.from_state(None).to_state() == CardState().to_state()
-    assert TerminalState.from_state({}).to_state() == TerminalState().to_state()
+def test_an_empty_row_is_a_new_entity_and_stores_small() -> None:
+    assert new_card().restored().row.tobytes() == CARD.empty().tobytes()
+    for entity in ENTITY_STAGES:
+        empty = OneEntity(entity.columns)
+        assert empty.restored().row.tobytes() == entity.columns.empty().tobytes()
+        assert len(empty.stored()) < 100, "only the non-zero cells are stored"
 
 
-# --- TerminalState -------------------------------------------------------------------------------
+# --- terminal, merchant, device, customer --------------------------------------------------------
 def test_terminal_counts_distinct_cards_and_small_amount_cards_in_10_minutes() -> None:
-    terminal = TerminalState()
+    terminal = new_terminal()
     now = T0 + DAY
     for i in range(6):  # six cards testing with small amounts in the last 5 minutes
         observe(terminal, make_txn(now - 300 + i * 10, card_token=f"tok_small{i:05d}", amount=1.0))
@@ -261,7 +276,7 @@ def test_terminal_counts_distinct_cards_and_small_amount_cards_in_10_minutes() -
 
 
 def test_terminal_forgets_events_older_than_an_hour() -> None:
-    terminal = TerminalState()
+    terminal = new_terminal()
     for i in range(5):
         observe(terminal, make_txn(T0 + i, card_token=f"tok_card{i:05d}", amount=1.0))
     later = T0 + 2 * HOUR
@@ -269,57 +284,40 @@ def test_terminal_forgets_events_older_than_an_hour() -> None:
     assert features["terminal_count_1h"] == 0
     assert features["terminal_distinct_cards_10m"] == 0
     assert features["terminal_count_24h"] == 5  # the daily window still counts them
-    assert list(terminal.cards) == ["tok_cardlate1"]  # the rest fell out of the 10 minutes
+    after = terminal.features(make_txn(later + 1), later + 1)
+    assert after["terminal_distinct_cards_10m"] == 1  # the rest fell out of the 10 minutes
 
 
 def test_terminal_state_stays_small_however_busy() -> None:
-    terminal = TerminalState()
+    terminal = new_terminal()
     for i in range(5000):  # 5000 cards in 50 seconds
         observe(terminal, make_txn(T0 + i / 100, card_token=f"tok_busy{i:06d}", amount=1.0))
     features = terminal.features(make_txn(T0 + 50, amount=1.0), T0 + 50)
-    assert features["terminal_distinct_cards_10m"] == TerminalState.MAX_CARDS  # saturates
+    assert features["terminal_distinct_cards_10m"] == TerminalColumns.MAX_CARDS  # saturates
+    assert features["terminal_small_amount_cards_10m"] == TerminalColumns.MAX_CARDS
     assert features["terminal_count_1h"] == 5000  # counts do not
-    assert len(terminal.cards) == len(terminal.small_cards) == TerminalState.MAX_CARDS
-    assert len(orjson.dumps(terminal.to_state())) < 40_000
-
-
-def test_terminal_state_of_the_earlier_format_is_read() -> None:
-    earlier = {
-        "recent": [
-            [T0 - 2000, "tok_old000001", 1.0],
-            [T0 - 60, "tok_new000001", 1.0],
-            [T0 - 30, "tok_new000002", 90.0],
-        ],
-        "daily": [],
-        "ids": ["tx-1"],
-    }
-    terminal = TerminalState.from_state(earlier)
-    features = terminal.features(make_txn(T0, amount=1.0), T0)
-    assert features["terminal_distinct_cards_10m"] == 2
-    assert features["terminal_small_amount_cards_10m"] == 1
-    assert features["terminal_count_1h"] == 3
-    assert terminal.has_seen("tx-1")
+    assert len(terminal.stored()) < 12_000
 
 
 def test_terminal_recent_ids_are_bounded() -> None:
-    terminal = TerminalState()
+    terminal = new_terminal()
     for i in range(100):
         observe(terminal, make_txn(T0 + i, transaction_id=f"tx-{i:04d}"))
-    assert len(terminal.recent_ids) == TerminalState.MAX_RECENT_IDS
     assert terminal.has_seen("tx-0099")
+    assert terminal.has_seen(f"tx-{100 - TerminalColumns.MAX_RECENT_IDS:04d}")
+    assert not terminal.has_seen(f"tx-{99 - TerminalColumns.MAX_RECENT_IDS:04d}")
     assert not terminal.has_seen("tx-0000")
 
 
-def test_terminal_state_round_trips_through_json() -> None:
-    terminal = TerminalState()
+def test_terminal_row_round_trips_through_its_stored_text() -> None:
+    terminal = new_terminal()
     for i in range(20):
         observe(terminal, make_txn(T0 + i * 45, card_token=f"tok_card{i % 7:05d}", amount=0.5 + i))
-    restored = TerminalState.from_state(orjson.loads(orjson.dumps(terminal.to_state())))
+    terminal.record_label(True, T0 + 500)
+    restored = terminal.restored()
     probe = make_txn(T0 + 20 * 45, amount=1.0)
     assert restored.features(probe, T0 + 900) == terminal.features(probe, T0 + 900)
-    assert restored.cards == terminal.cards and restored.small_cards == terminal.small_cards
-    assert list(restored.cards) == list(terminal.cards)  # the order (oldest first) survives
-    assert restored.recent_ids == terminal.recent_ids
+    assert restored.row.tobytes() == terminal.row.tobytes()
 
 
 # --- transaction_features --------------------------------------------------------------------------
@@ -377,11 +375,11 @@ def test_feature_names_cover_exactly_the_features_produced() -> None:
     txn = make_digital_txn(hours_since_contact_change=3.0)
     produced = [
         *transaction_features(txn, T0),
-        *CardState().features(txn, T0),
-        *TerminalState().features(txn, T0),
-        *MerchantState().features(txn, T0),
-        *DeviceState().features(txn, T0),
-        *CustomerState().features(txn, T0),
+        *new_card().features(txn, T0),
+        *new_terminal().features(txn, T0),
+        *new_merchant().features(txn, T0),
+        *new_device().features(txn, T0),
+        *new_customer().features(txn, T0),
     ]
     assert len(produced) == len(set(produced)), "two feature families produce the same name"
     assert set(FEATURE_NAMES) == set(produced)
@@ -390,7 +388,7 @@ def test_feature_names_cover_exactly_the_features_produced() -> None:
 
 
 def test_device_state_counts_the_distinct_cards_a_device_pays_with() -> None:
-    device = DeviceState()
+    device = new_device()
     for index in range(6):
         txn = make_digital_txn(
             transaction_id=f"d{index}", card_token=f"tok_devicecard{index:04d}", amount=1.0
@@ -404,7 +402,7 @@ def test_device_state_counts_the_distinct_cards_a_device_pays_with() -> None:
 
 
 def test_customer_state_sees_a_new_device_across_all_the_customers_cards() -> None:
-    customer = CustomerState()
+    customer = new_customer()
     observe(
         customer, make_digital_txn(transaction_id="c1", device_id="dev-home", card_token="tok_cardone01"), T0
     )
@@ -416,34 +414,29 @@ def test_customer_state_sees_a_new_device_across_all_the_customers_cards() -> No
     features = observe(customer, new_device, T0 + 2 * HOUR)
     assert features["customer_is_new_device"] == 1
     assert features["customer_count_24h"] == 2 and features["customer_cards"] == 2
-    assert (
-        CustomerState.from_state(customer.to_state()).features(new_device, T0 + 3 * HOUR)[
-            "customer_devices_7d"
-        ]
-        == 2
-    )
+    assert customer.restored().features(new_device, T0 + 3 * HOUR)["customer_devices_7d"] == 2
 
 
 def test_terminal_fraud_rate_uses_only_labels_already_known() -> None:
-    terminal = TerminalState()
+    terminal = new_terminal()
     assert terminal.features(make_txn(), T0)["terminal_fraud_rate_30d"] == 0.0
     terminal.record_label(True, T0)
     terminal.record_label(False, T0 + HOUR)
     terminal.record_label(False, T0 + HOUR)
     terminal.record_label(False, T0 + HOUR)
-    restored = TerminalState.from_state(terminal.to_state())
+    restored = terminal.restored()
     features = restored.features(make_txn(), T0 + DAY)
     assert features["terminal_fraud_rate_30d"] == 0.25 and features["terminal_frauds_30d"] == 1
     assert restored.features(make_txn(), T0 + 40 * DAY)["terminal_fraud_rate_30d"] == 0.0
 
 
 def test_merchant_fraud_rate_counts_labels_of_all_its_terminals() -> None:
-    merchant = MerchantState()
+    merchant = new_merchant()
     for terminal in ("t-1", "t-2"):
         observe(merchant, make_txn(transaction_id=f"m-{terminal}", terminal_id=terminal), T0)
     merchant.record_label(True, T0 + HOUR)
     merchant.record_label(False, T0 + HOUR)
-    features = MerchantState.from_state(merchant.to_state()).features(make_txn(), T0 + 2 * HOUR)
+    features = merchant.restored().features(make_txn(), T0 + 2 * HOUR)
     assert features["merchant_fraud_rate_30d"] == 0.5 and features["merchant_count_24h"] == 2
 
 
@@ -476,7 +469,7 @@ def test_stages_group_the_entities_that_share_a_routing_field_in_feature_order()
 
 
 def test_card_and_customer_mean_amounts_over_one_seven_and_thirty_days() -> None:
-    card, customer = CardState(), CustomerState()
+    card, customer = new_card(), new_customer()
     for days_ago, amount in ((20, 100.0), (5, 40.0), (0.1, 10.0)):
         txn = make_txn(T0 - days_ago * DAY, amount=amount)
         observe(card, txn)
@@ -488,11 +481,11 @@ def test_card_and_customer_mean_amounts_over_one_seven_and_thirty_days() -> None
     assert card_features["card_mean_amount_24h"] == customer_features["customer_mean_amount_24h"] == 10.0
     assert customer_features["customer_count_30d"] == 3
     assert customer_features["customer_amount_to_mean_30d"] == 1.5
-    assert CustomerState().features(now, T0)["customer_amount_to_mean_30d"] == 1.0, "no history: neutral"
+    assert new_customer().features(now, T0)["customer_amount_to_mean_30d"] == 1.0, "no history: neutral"
 
 
 def test_terminal_fraud_counts_over_one_seven_and_thirty_days_use_only_labels_known_by_then() -> None:
-    terminal = TerminalState()
+    terminal = new_terminal()
     terminal.record_label(True, T0 - 20 * DAY)
     terminal.record_label(False, T0 - 3 * DAY)
     terminal.record_label(True, T0 - 3 * DAY)

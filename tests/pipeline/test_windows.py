@@ -1,16 +1,38 @@
-"""BucketedWindow: totals against a brute-force model of the documented bucket semantics."""
+"""Ring (a sliding window in a state row): totals against a brute-force model of the documented
+bucket semantics, and against the reference BucketedWindow in any order of events and queries."""
 
 from __future__ import annotations
 
 import math
 
-import orjson
+import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pipeline.detection.windows import BucketedWindow
+from pipeline.detection.rows import RowLayout
 from tests.pipeline.factories import PROPERTY
+from tests.pipeline.reference.bucketed_window import BucketedWindow
+
+
+class RingWindow:
+    """One row holding one Ring, behind BucketedWindow's API (a batch of one each call)."""
+
+    def __init__(self, width: int, horizon: int) -> None:
+        layout = RowLayout()
+        self.ring = layout.ring(width, horizon)
+        self.rows = layout.empty()[None, :]
+
+    def add(self, at: float, amount: float) -> None:
+        self.ring.add(self.rows, np.array([at]), np.array([amount]))
+
+    def totals(self, now: float, window: int) -> tuple[float, float]:
+        count, total = self.ring.totals(self.rows, np.array([now]), window)
+        return float(count[0]), float(total[0])
+
+    def count(self, now: float, window: int) -> float:
+        return float(self.ring.count(self.rows, np.array([now]), window)[0])
+
 
 WIDTHS = st.sampled_from([1, 5, 60, 300, 3600])
 AMOUNTS = st.floats(min_value=0.01, max_value=10_000, allow_nan=False, allow_infinity=False)
@@ -51,7 +73,7 @@ def window_cases(draw: st.DrawFn) -> tuple[int, int, int, list[tuple[float, floa
 @given(window_cases())
 def test_totals_match_brute_force(case: tuple[int, int, int, list[tuple[float, float]], float]) -> None:
     width, horizon, window, events, now = case
-    counter = BucketedWindow(width, horizon)
+    counter = RingWindow(width, horizon)
     for at, amount in events:
         counter.add(at, amount)
     count, total = counter.totals(now, window)
@@ -69,9 +91,9 @@ def test_totals_match_brute_force(case: tuple[int, int, int, list[tuple[float, f
 def test_totals_match_brute_force_for_in_order_streams_at_every_step(
     width: int, slots: int, steps: list[tuple[float, float]]
 ) -> None:
-    """The way CardState uses it: query at the event's time, then add it; times non-decreasing."""
+    """The way a card uses it: query at the event's time, then add it; times non-decreasing."""
     horizon = slots * width
-    counter = BucketedWindow(width, horizon)
+    counter = RingWindow(width, horizon)
     seen: list[tuple[float, float]] = []
     at = 1_000.0 * width
     for gap, amount in steps:
@@ -86,7 +108,7 @@ def test_totals_match_brute_force_for_in_order_streams_at_every_step(
 
 
 def test_window_boundaries_are_whole_buckets() -> None:
-    counter = BucketedWindow(60, 600)
+    counter = RingWindow(60, 600)
     counter.add(0.0, 1.0)  # bucket 0
     counter.add(59.9, 2.0)  # bucket 0
     counter.add(60.0, 4.0)  # bucket 1
@@ -101,75 +123,11 @@ def test_window_boundaries_are_whole_buckets() -> None:
     assert counter.totals(180.0, 180) == (2.0, 12.0)
 
 
-@PROPERTY
-@given(
-    width=WIDTHS,
-    slots=st.integers(min_value=1, max_value=6),
-    order=st.permutations(range(16)),
-    offset=st.floats(0, 1, exclude_max=True),
-)
-def test_bucket_count_is_bounded_by_horizon_in_any_order(
-    width: int, slots: int, order: list[int], offset: float
-) -> None:
-    """Module docstring: "Memory is bounded by horizon // width buckets whatever the traffic".
-    One event in each of 16 buckets, arriving in any order."""
-    counter = BucketedWindow(width, slots * width)
-    for index in order:
-        counter.add((index + offset) * width, 1.0)
-        assert len(counter.buckets) <= slots + 1, f"{len(counter.buckets)} buckets after {order}"
-
-
-@PROPERTY
-@given(
-    width=WIDTHS,
-    slots=st.integers(min_value=1, max_value=20),
-    gaps=st.lists(st.floats(0, 5, allow_nan=False), max_size=120),
-)
-def test_bucket_count_is_bounded_for_in_order_streams(width: int, slots: int, gaps: list[float]) -> None:
-    counter = BucketedWindow(width, slots * width)
-    at = 0.0
-    for gap in gaps:
-        at += gap * width
-        counter.add(at, 1.0)
-        assert len(counter.buckets) <= slots + 1
-        # and only buckets that can still be inside the horizon are kept
-        assert min(counter.buckets) > bucket(at, width) - slots
-
-
-def test_late_events_in_decreasing_time_order_do_not_grow_memory_without_bound() -> None:
-    """Regression for the bound above: one event per bucket, newest first (a replayed backlog
-    or late arrivals). The horizon is 2 buckets, so at most 3 buckets should be kept."""
-    counter = BucketedWindow(1, 2)
-    for at in range(1000, 0, -1):
+def test_late_events_older_than_the_horizon_are_dropped() -> None:
+    counter = RingWindow(1, 2)
+    for at in range(1000, 0, -1):  # newest first: a replayed backlog or late arrivals
         counter.add(float(at), 1.0)
-    assert len(counter.buckets) <= 3, f"{len(counter.buckets)} buckets kept for a 2-bucket horizon"
-
-
-@PROPERTY
-@given(
-    width=WIDTHS,
-    slots=st.integers(min_value=1, max_value=20),
-    events=st.lists(st.tuples(st.floats(0, 10_000, allow_nan=False), AMOUNTS), max_size=60),
-    now=st.floats(0, 12_000, allow_nan=False),
-)
-def test_state_round_trips_through_json(
-    width: int, slots: int, events: list[tuple[float, float]], now: float
-) -> None:
-    horizon = slots * width
-    counter = BucketedWindow(width, horizon)
-    for at, amount in events:
-        counter.add(at * width / 10, amount)
-    state = orjson.loads(orjson.dumps(counter.to_state()))
-    restored = BucketedWindow.from_state(width, horizon, state)
-    assert restored.buckets == counter.buckets
-    assert restored.to_state() == counter.to_state()
-    for window in range(width, horizon + 1, width):
-        assert restored.totals(now * width / 10, window) == counter.totals(now * width / 10, window)
-
-
-def test_from_state_of_nothing_is_empty() -> None:
-    assert BucketedWindow.from_state(5, 10, None).buckets == {}
-    assert BucketedWindow.from_state(5, 10, []).totals(100.0, 10) == (0.0, 0.0)
+    assert counter.totals(1000.0, 2) == (2.0, 2.0), "buckets 999 and 1000; the rest were too late"
 
 
 @pytest.mark.parametrize(
@@ -178,12 +136,12 @@ def test_from_state_of_nothing_is_empty() -> None:
 )
 def test_invalid_width_or_horizon_raises(width: int, horizon: int) -> None:
     with pytest.raises(ValueError, match="multiple of width"):
-        BucketedWindow(width, horizon)
+        RingWindow(width, horizon)
 
 
 @pytest.mark.parametrize("window", [1, 299, 301, 86_400 + 300, 2 * 86_400])
 def test_invalid_window_raises(window: int) -> None:
-    counter = BucketedWindow(300, 86_400)
+    counter = RingWindow(300, 86_400)
     with pytest.raises(ValueError, match=f"window {window}s must be a multiple of 300s up to 86400s"):
         counter.totals(0.0, window)
 
@@ -196,19 +154,23 @@ def test_invalid_window_raises(window: int) -> None:
         st.tuples(st.floats(-3, 5, allow_nan=False), st.floats(0, 4, allow_nan=False), AMOUNTS), max_size=80
     ),
 )
-def test_running_counts_equal_the_scan_in_any_order(
+def test_the_ring_counts_as_the_reference_window_in_any_order(
     width: int, slots: int, steps: list[tuple[float, float, float]]
 ) -> None:
-    """``count`` (running counts, kept up to date by ``add``) equals the scan's count exactly, for
-    events and queries in any order: late events, queries later than the newest event and before it."""
+    """Events and queries in any order (late events, queries later than the newest event and
+    before it): counts exactly the reference's, sums within a few units in the last place."""
     horizon = slots * width
-    counter = BucketedWindow(width, horizon)
+    ring, reference = RingWindow(width, horizon), BucketedWindow(width, horizon)
     at = 1_000.0 * width
     windows = sorted({width, horizon, (slots // 2 or 1) * width})
     for event_gap, query_gap, amount in steps:
         at += event_gap * width
-        counter.add(at, amount)
+        ring.add(at, amount)
+        reference.add(at, amount)
         now = at + query_gap * width
         for window in windows:
-            assert counter.count(now, window) == counter.totals(now, window)[0]
-            assert counter.count(now - width, window) == counter.totals(now - width, window)[0]
+            for moment in (now, now - width):
+                count, total = ring.totals(moment, window)
+                expected_count, expected_total = reference.totals(moment, window)
+                assert count == expected_count == ring.count(moment, window)
+                assert total == pytest.approx(expected_total, rel=1e-12, abs=1e-9)

@@ -13,6 +13,8 @@ import orjson
 import pytest
 import rocksdict
 
+from pipeline.detection.rows import decode_row
+from pipeline.detection.states import CARD
 from pipeline.worker.batching import partition_of
 from pipeline.worker.topics import changelog_topic_names
 from tests.e2e.test_restart import decisions_for, transaction
@@ -41,7 +43,7 @@ def test_card_state_is_written_back_and_survives_kill_9(make_settings, start_wor
     worker.stop(signal.SIGKILL)
 
     partition = partition_of(card, settings.topic_partitions)
-    [path] = settings.data_dir.glob(f"**/*card-state-{partition}.db")
+    [path] = settings.data_dir.glob(f"**/*card-rows-{partition}.db")
     db = rocksdict.Rdict(str(path), options=rocksdict.Options(raw_mode=True))
     try:
         stored = db.get(orjson.dumps(card))
@@ -49,7 +51,7 @@ def test_card_state_is_written_back_and_survives_kill_9(make_settings, start_wor
     finally:
         db.close()
     assert stored is not None, "the card's state was not written back to RocksDB before the kill"
-    assert "cache-1" in stored.decode()
+    assert CARD.has_seen_id(decode_row(orjson.loads(stored), CARD.width), "cache-1")
     assert persisted_offset is not None and int(persisted_offset) >= 0
 
     restarted = start_worker(settings)
@@ -79,9 +81,13 @@ def test_changelog_gets_an_entry_once_per_flush_with_its_latest_value(make_setti
     produce(settings, settings.topic_transactions, one_every_100_ms())
     decisions_for(settings, {p["transaction_id"] for p in payments})
 
-    [changelog] = [name for name in changelog_topic_names(settings) if name.endswith("-card-state-changelog")]
-    read = consume_until(settings, changelog, lambda got: any(s["count"] == len(payments) for s in got))
-    states = [state for state in read if "coalesce-warm-up" not in state["ids"]]  # the card's, in order
-    assert states[-1]["count"] == len(payments), states[-1]
-    assert "coalesce-19" in states[-1]["ids"]
-    assert len(states) <= len(payments) // 2, f"{len(states)} changelog messages for {len(payments)} payments"
+    [changelog] = [name for name in changelog_topic_names(settings) if name.endswith("-card-rows-changelog")]
+    def count(text: str) -> float:
+        return float(decode_row(text, CARD.width)[CARD.count])
+
+    read = consume_until(settings, changelog, lambda got: any(count(s) == len(payments) for s in got))
+    rows = [decode_row(text, CARD.width) for text in read]
+    rows = [row for row in rows if not CARD.has_seen_id(row, "coalesce-warm-up")]  # the card's, in order
+    assert rows[-1][CARD.count] == len(payments), rows[-1]
+    assert CARD.has_seen_id(rows[-1], "coalesce-19")
+    assert len(rows) <= len(payments) // 2, f"{len(rows)} changelog messages for {len(payments)} payments"

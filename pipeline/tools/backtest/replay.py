@@ -111,13 +111,13 @@ def _replay(
             while due and due[0][0] <= prepared[start][0]:
                 known.append(heapq.heappop(due)[2])
             learnt = detector.learn(known)
-            detector.count_entity_labels(learnt.entity_labels, states.state_of)
+            detector.count_entity_labels(learnt.entity_labels, states.store_of)
         horizon = min(due[0][0] if due else float("inf"), prepared[start][0] + delay) + lag
         end = start + 1
         while end < len(prepared) and end - start < BATCH and prepared[end][0] < horizon:
             end += 1
         batch = prepared[start:end]
-        decided = detector.process([(txn, at) for at, txn, _, _ in batch], states.state_of, states.card_of)
+        decided = detector.process([(txn, at) for at, txn, _, _ in batch], states)
         for order, ((at, txn, is_fraud, fraud_type), item) in enumerate(zip(batch, decided, strict=True)):
             example = Example(
                 txn["transaction_id"],

@@ -118,7 +118,7 @@ def logic_alone(settings: Settings, model: Any, values: list[bytes]) -> dict[str
             if isinstance(txn, Invalid):
                 raise ValueError(f"a simulated transaction was refused: {txn.reason}")
             batch.append((txn, event_seconds(txn)))
-        for item in detector.process(batch, states.state_of, states.card_of):
+        for item in detector.process(batch, states):
             decision = decision_message(item.txn, item.decision, utc_now_iso(), 0.0)
             orjson.dumps(decision)
             if item.decision.action != "allow":
@@ -143,7 +143,7 @@ def detector_alone(settings: Settings, model: Any, values: list[bytes], batch: i
     states = InMemoryStates()
     started = time.perf_counter()
     for start in range(0, len(items), batch):
-        detector.process(items[start : start + batch], states.state_of, states.card_of)
+        detector.process(items[start : start + batch], states)
     seconds = time.perf_counter() - started
     return {
         "transactions": len(items),

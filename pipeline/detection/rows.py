@@ -1,0 +1,329 @@
+"""Entity state as fixed-width numpy rows, and the batch operations on them: pure, no Kafka.
+
+An entity's state (a card, a terminal, a customer ...) is one float64 row laid out by a
+``RowLayout``: scalars, ``Ring``s (counts and amount sums in time buckets: sliding windows) and
+``KeySlots`` (a bounded set of keys, hashed, with when and in which order each was last seen). A
+batch's rows are gathered into one matrix, and every operation takes the whole matrix at once.
+
+Rows are stored as ``encode_row`` text: the non-zero cells only, so a quiet entity costs a few
+hundred bytes whatever its width.
+"""
+
+from __future__ import annotations
+
+import base64
+import struct
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+EMPTY_BUCKET = -(2.0**52)
+"""The newest bucket of a ring that has seen nothing (every bucket it could hold is then expired)."""
+_SLOT_NUMBERS = np.arange(4096)
+_HASH_WEIGHTS = np.random.default_rng(20261206).integers(1, 2**63, size=256, dtype=np.uint64) * 2 + 1
+"""Fixed forever: rows keep the hashes (one odd 64-bit weight per character position)."""
+
+
+def key_hashes(texts: Sequence[str]) -> np.ndarray:
+    """A stable, non-zero 52-bit hash of each text, as floats (exact in float64): the same in every
+    process and version, since rows keep them. Zero marks an empty slot. Texts longer than 256
+    characters hash their first 256."""
+    if not texts:
+        return np.zeros(0)
+    codes = np.array(texts, dtype="U").view(np.uint32).reshape(len(texts), -1)[:, :256].astype(np.uint64)
+    mixed = (codes * _HASH_WEIGHTS[: codes.shape[1]]).sum(axis=1, dtype=np.uint64)
+    mixed ^= mixed >> np.uint64(31)
+    mixed *= np.uint64(0x9E3779B97F4A7C15)
+    mixed ^= mixed >> np.uint64(29)
+    return ((mixed >> np.uint64(12)) | np.uint64(1)).astype(np.float64)
+
+
+def key_hash(text: str) -> float:
+    """``key_hashes`` of one text."""
+    return float(key_hashes([text])[0])
+
+
+class RowLayout:
+    """Hands out the cells of a row: ``scalar()``, ``ring(...)``, ``slots(...)``, in order."""
+
+    def __init__(self) -> None:
+        self.width = 0
+        self._initial: dict[int, float] = {}
+
+    def cells(self, count: int) -> int:
+        """The offset of ``count`` more cells."""
+        offset, self.width = self.width, self.width + count
+        return offset
+
+    def scalar(self) -> int:
+        return self.cells(1)
+
+    def ring(self, width: int, horizon: int) -> Ring:
+        if width <= 0 or horizon < width or horizon % width:
+            raise ValueError("horizon must be a positive multiple of width")
+        ring = Ring(width, horizon, self.cells(1 + 2 * (horizon // width)))
+        self._initial[ring.offset] = EMPTY_BUCKET
+        return ring
+
+    def slots(self, size: int, *, timed: bool, ordered: bool) -> KeySlots:
+        return KeySlots(size, self.cells(size * (1 + timed + ordered)), timed, ordered)
+
+    def empty(self) -> np.ndarray:
+        """The row of an entity that has seen nothing."""
+        row = np.zeros(self.width)
+        for offset, value in self._initial.items():
+            row[offset] = value
+        return row
+
+
+@dataclass(frozen=True)
+class Ring:
+    """Counts and amount sums in buckets of ``width`` seconds kept for ``horizon`` seconds: a window
+    of ``W`` seconds at time ``now`` covers the buckets in ``(bucket(now) - W // width,
+    bucket(now)]``, whole buckets, so it slides a bucket at a time. Cells: the newest bucket's
+    index, then a count and a sum per slot; bucket ``b`` lives in slot ``b mod size``."""
+
+    width: int
+    horizon: int
+    offset: int
+
+    @property
+    def size(self) -> int:
+        return self.horizon // self.width
+
+    def _newest(self, rows: np.ndarray) -> np.ndarray:
+        return rows[:, self.offset].astype(np.int64)
+
+    def _counts(self, rows: np.ndarray) -> np.ndarray:
+        return rows[:, self.offset + 1 : self.offset + 1 + self.size]
+
+    def _sums(self, rows: np.ndarray) -> np.ndarray:
+        return rows[:, self.offset + 1 + self.size : self.offset + 1 + 2 * self.size]
+
+    def _slots(self, first: np.ndarray, last: np.ndarray) -> np.ndarray:
+        """Per row, the slots of buckets ``first`` to ``last`` (both included): bucket ``b`` is in
+        slot ``b mod size``, so they are a circular run of slots from ``first mod size``."""
+        length = np.minimum(np.maximum(last - first + 1, 0), self.size)[:, None]
+        start = np.mod(first, self.size)[:, None]
+        slots = _SLOT_NUMBERS[: self.size]
+        end = start + length  # past the last slot when the run wraps around to slot 0
+        return ((slots >= start) & (slots < end)) | (slots < end - self.size)
+
+    def _window(self, newest: np.ndarray, now: np.ndarray, window: int) -> np.ndarray:
+        if window % self.width or window > self.horizon:
+            raise ValueError(f"window {window}s must be a multiple of {self.width}s up to {self.horizon}s")
+        last = np.floor_divide(now, self.width).astype(np.int64)
+        first = np.maximum(last - window // self.width, newest - self.size) + 1
+        return self._slots(first, np.minimum(last, newest))
+
+    def count(self, rows: np.ndarray, now: np.ndarray, window: int) -> np.ndarray:
+        """Events in the window of ``window`` seconds ending at ``now``, per row."""
+        inside = self._window(self._newest(rows), now, window)
+        return np.where(inside, self._counts(rows), 0.0).sum(axis=1)
+
+    def totals(self, rows: np.ndarray, now: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarray]:
+        """(count, amount sum) in the window of ``window`` seconds ending at ``now``, per row. The
+        sum adds the buckets' sums in slot order: within a few units in the last place of adding
+        them oldest first."""
+        inside = self._window(self._newest(rows), now, window)
+        counts = np.where(inside, self._counts(rows), 0.0).sum(axis=1)
+        return counts, np.where(inside, self._sums(rows), 0.0).sum(axis=1)
+
+    def add(self, rows: np.ndarray, at: np.ndarray, amount: np.ndarray) -> None:
+        """One event of ``amount`` at ``at`` per row (in place). An event older than every bucket
+        kept is dropped; a newer bucket expires the ones that leave the horizon."""
+        index = np.floor_divide(at, self.width).astype(np.int64)
+        before = self._newest(rows)
+        newest = np.maximum(before, index)
+        moved = np.flatnonzero(newest > before)
+        if len(moved):  # the buckets that leave: (before - size, newest - size], their slots emptied
+            expired = np.zeros((len(rows), self.size), dtype=bool)
+            expired[moved] = self._slots(before[moved] - self.size + 1, newest[moved] - self.size)
+            self._counts(rows)[expired] = 0.0
+            self._sums(rows)[expired] = 0.0
+            rows[moved, self.offset] = newest[moved]
+        kept = np.flatnonzero(index > newest - self.size)
+        slot = np.mod(index[kept], self.size)
+        self._counts(rows)[kept, slot] += 1.0
+        self._sums(rows)[kept, slot] += amount[kept]
+
+    def last_bucket_end(self, row: np.ndarray) -> float | None:
+        """The end (seconds) of the newest bucket of one row, None when empty."""
+        newest = float(row[self.offset])
+        return None if newest == EMPTY_BUCKET else (newest + 1) * self.width
+
+
+@dataclass(frozen=True)
+class KeySlots:
+    """At most ``size`` keys (``key_hash``es; 0 is an empty slot), each with when it was last seen
+    (``timed``) or a number that orders the insertions (``ordered``), or both. When full, a new key
+    takes the slot of the first inserted (``ordered``) or else of the least recently seen."""
+
+    size: int
+    offset: int
+    timed: bool
+    ordered: bool
+
+    def keys(self, rows: np.ndarray) -> np.ndarray:
+        return rows[:, self.offset : self.offset + self.size]
+
+    def when(self, rows: np.ndarray) -> np.ndarray:
+        if not self.timed:
+            raise TypeError("these slots keep no times")
+        return rows[:, self.offset + self.size : self.offset + 2 * self.size]
+
+    def _order(self, rows: np.ndarray) -> np.ndarray:
+        start = self.offset + self.size * (1 + self.timed)
+        return rows[:, start : start + self.size]
+
+    def contains(self, rows: np.ndarray, keys: np.ndarray) -> np.ndarray:
+        return ((self.keys(rows) == keys[:, None]) & (keys != 0.0)[:, None]).any(axis=1)
+
+    def occupied(self, rows: np.ndarray) -> np.ndarray:
+        """How many keys each row holds."""
+        return (self.keys(rows) != 0.0).sum(axis=1)
+
+    def seen_between(self, rows: np.ndarray, since: np.ndarray, until: np.ndarray) -> np.ndarray:
+        """How many keys each row last saw within [since, until]."""
+        when = self.when(rows)
+        inside = (self.keys(rows) != 0.0) & (when >= since[:, None]) & (when <= until[:, None])
+        return inside.sum(axis=1)
+
+    def remember(
+        self,
+        rows: np.ndarray,
+        keys: np.ndarray,
+        when: np.ndarray | None = None,
+        order: np.ndarray | None = None,
+    ) -> None:
+        """Each row sees its key (in place): a known key gets ``order`` and ``when`` (the later of
+        both when not ordered: a time-kept set); a new one takes a free slot, or, when full, the
+        slot of the first inserted key (or the least recently seen one)."""
+        held = self.keys(rows)
+        match = held == keys[:, None]
+        known = match.any(axis=1)
+        free = held == 0.0
+        oldest = (self._order(rows) if self.ordered else self.when(rows)).argmin(axis=1)
+        slot = np.where(known, match.argmax(axis=1), np.where(free.any(axis=1), free.argmax(axis=1), oldest))
+        every = np.arange(len(rows))
+        held[every, slot] = keys
+        if self.timed:
+            assert when is not None
+            seen = self.when(rows)
+            latest = np.where(known, np.maximum(seen[every, slot], when), when)
+            seen[every, slot] = when if self.ordered else latest
+        if self.ordered:
+            assert order is not None
+            self._order(rows)[every, slot] = order
+
+    def forget_before(self, rows: np.ndarray, horizon: np.ndarray) -> None:
+        """Drop the keys last seen before ``horizon`` (in place)."""
+        stale = (self.when(rows) < horizon[:, None]) & (self.keys(rows) != 0.0)
+        self.keys(rows)[stale] = 0.0
+        self.when(rows)[stale] = 0.0
+        if self.ordered:
+            self._order(rows)[stale] = 0.0
+
+    def latest(self, row: np.ndarray) -> float | None:
+        """When one row last saw any key, None when it holds none."""
+        held = row[self.offset : self.offset + self.size] != 0.0
+        seen = row[self.offset + self.size : self.offset + 2 * self.size]
+        return float(seen[held].max()) if held.any() else None
+
+
+@dataclass(frozen=True)
+class IdRing:
+    """The last ``size`` transaction ids (hashed) an entity counted: a redelivered transaction is
+    not counted twice. The ``position`` scalar counts the ids written."""
+
+    size: int
+    offset: int
+    position: int
+
+    @classmethod
+    def of(cls, layout: RowLayout, size: int) -> IdRing:
+        return cls(size, layout.cells(size), layout.scalar())
+
+    def contains(self, rows: np.ndarray, ids: np.ndarray) -> np.ndarray:
+        return (rows[:, self.offset : self.offset + self.size] == ids[:, None]).any(axis=1)
+
+    def add(self, rows: np.ndarray, ids: np.ndarray) -> None:
+        written = rows[:, self.position]
+        slot = self.offset + np.mod(written, self.size).astype(np.intp)
+        rows[np.arange(len(rows)), slot] = ids
+        rows[:, self.position] = written + 1
+
+
+_HEADER = struct.Struct("<HH")  # row width, cells stored
+
+
+def encode_row(row: np.ndarray) -> str:
+    """A row as compact text (base64 of its non-zero cells), for a table and its changelog."""
+    cells = np.flatnonzero(row)
+    header = _HEADER.pack(len(row), len(cells))
+    packed = header + cells.astype("<u2").tobytes() + row[cells].astype("<f8").tobytes()
+    return base64.b64encode(packed).decode("ascii")
+
+
+def decode_row(text: str, width: int) -> np.ndarray:
+    """The row ``encode_row`` wrote; ValueError when it is not a row of ``width`` cells."""
+    packed = base64.b64decode(text, validate=True)
+    if len(packed) < _HEADER.size:
+        raise ValueError(f"not a state row ({len(packed)} bytes)")
+    stored_width, count = _HEADER.unpack_from(packed)
+    if stored_width != width or len(packed) != _HEADER.size + 10 * count:
+        raise ValueError(f"not a state row of {width} cells (width {stored_width}, {len(packed)} bytes)")
+    cells = np.frombuffer(packed, "<u2", count, _HEADER.size).astype(np.intp)
+    row = np.zeros(width)
+    row[cells] = np.frombuffer(packed, "<f8", count, _HEADER.size + 2 * count)
+    return row
+
+
+class RowStore(Protocol):
+    """Where a batch's state rows come from and go back to (a dict for a replay, the worker's tables)."""
+
+    def rows(self, keys: Sequence[str]) -> np.ndarray:
+        """A copy of the rows of ``keys`` (distinct), an empty row for a key not seen before."""
+        ...
+
+    def keep(self, keys: Sequence[str], rows: np.ndarray) -> None:
+        """``rows`` are the new rows of ``keys``."""
+        ...
+
+
+class MatrixRows:
+    """Every key's row in one growing matrix, for offline replays: a batch's rows are gathered and
+    written back with one indexing operation each."""
+
+    def __init__(self, empty: np.ndarray) -> None:
+        self._empty = empty
+        self._index: dict[str, int] = {}
+        self._matrix = np.tile(empty, (256, 1))
+
+    def __len__(self) -> int:
+        return len(self._index)
+
+    def _positions(self, keys: Sequence[str]) -> np.ndarray:
+        index = self._index
+        positions = [index.setdefault(key, len(index)) for key in keys]
+        if len(index) > len(self._matrix):
+            grown = np.empty((2 * len(index), len(self._empty)))
+            grown[: len(self._matrix)] = self._matrix
+            grown[len(self._matrix) :] = self._empty
+            self._matrix = grown
+        return np.array(positions, dtype=np.intp)
+
+    def rows(self, keys: Sequence[str]) -> np.ndarray:
+        positions = self._positions(keys)  # first: it may grow the matrix
+        return self._matrix[positions]
+
+    def keep(self, keys: Sequence[str], rows: np.ndarray) -> None:
+        positions = self._positions(keys)
+        self._matrix[positions] = rows
+
+    def row(self, key: str) -> np.ndarray | None:
+        """The row of ``key`` (a view), None when it has none."""
+        position = self._index.get(key)
+        return None if position is None else self._matrix[position]
