@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import gc
 
-import faust
-
 from pipeline.config import Settings
 from pipeline.worker.faust_app import FraudPipeline
+from pipeline.worker.shutdown import BoundedStopWorker, StopWatchdog
 from pipeline.worker.topics import ensure_topics
 
 
@@ -16,7 +15,8 @@ def run_worker(settings: Settings, loglevel: str = "info") -> None:
     ensure_topics(settings)
     pipeline = FraudPipeline(settings)
     pipeline.worker_dir.mkdir(parents=True, exist_ok=True)
-    worker = faust.Worker(pipeline.app, loglevel=loglevel, quiet=True)
+    # With Kafka gone, Faust's own stop would wait for it: a watchdog bounds it (shutdown.py).
+    worker = BoundedStopWorker(pipeline.app, loglevel=loglevel, quiet=True, watchdog=StopWatchdog(settings))
     # The cyclic garbage collector walks every live object each time a generation fills; the
     # worker keeps many long-lived ones (models, indexes, buffers), so collect less often and
     # leave what exists at start-up out of it.
