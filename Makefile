@@ -3,6 +3,9 @@
 #   make test   set everything up, then run the whole test suite (it starts its own broker)
 .PHONY: demo test setup setup-test lint format clean
 
+# The recipe is one plain command: make runs it without a shell and passes a SIGTERM on to it, and
+# the demo stops everything it started (keep it so, or prefix `exec`: a shell in between would die
+# and leave the demo running). tests/e2e/test_demo.py stops `make demo` as `timeout` does.
 demo: setup
 	.venv/bin/fraud demo
 

@@ -27,7 +27,15 @@ class _Stop(Exception):
 
 
 def _raise_stop(signum: int, frame: FrameType | None) -> None:
+    _ignore_stop_signals()
     raise _Stop
+
+
+def _ignore_stop_signals() -> None:
+    """Once stopping, a second SIGTERM or Ctrl-C must not cut the stop short: `timeout make demo`
+    signals make's process group, so the demo gets SIGTERM from `timeout` and again from make."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def run_demo(settings: Settings, rate: float | None = None) -> int:
@@ -82,6 +90,7 @@ def run_demo(settings: Settings, rate: float | None = None) -> int:
         print("\nStopping ...", flush=True)
         return 0
     finally:
+        _ignore_stop_signals()
         for name, child in reversed(list(children.items())):
             stop_child(name, child)
         if broker is not None:

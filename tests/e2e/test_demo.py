@@ -104,3 +104,50 @@ def test_demo_shows_all_three_fraud_types_and_stops_cleanly(kafka_bootstrap: str
     text = output.read_text()
     for name in ("worker", "monitor", "simulator"):
         assert f"{name} stopped." in text
+
+
+def test_make_demo_stops_every_process_on_sigterm(kafka_bootstrap: str, tmp_path: Path) -> None:
+    """`timeout make demo` sends SIGTERM to make's process group: the demo gets it twice, from
+    `timeout` and passed on by make (its recipe is the demo itself, run without a shell). The
+    second must not cut short the stop of what the demo started."""
+    unique = f"mkdemo-{os.getpid()}-{int(time.time())}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FRAUD_")}
+    env.update(
+        KAFKA_BOOTSTRAP_SERVERS=kafka_bootstrap,
+        FRAUD_APP_ID=unique,
+        FRAUD_TOPIC_TRANSACTIONS=f"{unique}-transactions",
+        FRAUD_TOPIC_DECISIONS=f"{unique}-decisions",
+        FRAUD_TOPIC_ALERTS=f"{unique}-alerts",
+        FRAUD_TOPIC_LABELS=f"{unique}-labels",
+        FRAUD_TOPIC_DEAD_LETTER=f"{unique}-dead-letter",
+        FRAUD_TOPIC_LISTS=f"{unique}-list-updates",
+        FRAUD_DATA_DIR=str(tmp_path / "var"),
+        FRAUD_WORKER_WEB_PORT=str(free_port()),
+        FRAUD_MONITOR_PORT=str(free_port()),
+        FRAUD_SIMULATOR_METRICS_PORT=str(free_port()),
+    )
+    output = tmp_path / "make-demo.out"
+    with output.open("wb") as out:  # -o setup: the environment is set up already
+        make = subprocess.Popen(["make", "-o", "setup", "demo"], cwd=REPO_ROOT, env=env, stdout=out,
+                                stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+    started: list[psutil.Process] = []
+    try:
+        deadline = time.monotonic() + 180
+        while "Fraud monitor: http" not in output.read_text():
+            assert make.poll() is None and time.monotonic() < deadline, output.read_text()
+            time.sleep(0.5)
+        started = psutil.Process(make.pid).children(recursive=True)
+        names = " ".join(" ".join(p.cmdline()) for p in started)
+        assert all(f"pipeline {name}" in names for name in ("worker", "monitor", "simulate")), names
+        os.killpg(make.pid, signal.SIGTERM)  # as `timeout` does: make and the demo, not the children
+        make.wait(60)
+        _, alive = psutil.wait_procs(started, timeout=60)
+        left = [" ".join(p.cmdline()) for p in alive]
+    finally:
+        for process in started:  # whatever is left, killed for the next tests
+            if process.is_running():
+                process.kill()
+    assert not left, f"still running after SIGTERM to make: {left}\n{output.read_text()}"
+    text = output.read_text()
+    for name in ("worker", "monitor", "simulator"):
+        assert f"{name} stopped." in text, text
