@@ -3,7 +3,9 @@ accounting of ids, the judgement of memory over time and the chart."""
 
 from __future__ import annotations
 
+import json
 import re
+from pathlib import Path
 
 import pytest
 
@@ -19,8 +21,10 @@ from pipeline.tools.soak.figures import (
     latency_figures,
     line_chart_svg,
     memory_summary,
+    next_tick,
     rss_lines,
 )
+from pipeline.tools.soak.report import write_report
 
 
 def test_an_hour_kills_every_five_minutes_and_restarts_the_broker_once_between_two_kills() -> None:
@@ -107,3 +111,27 @@ def test_the_chart_breaks_a_line_where_its_process_restarted_and_marks_the_fault
     assert svg.startswith("<svg") and svg.rstrip().endswith("</svg>")
     assert len(re.findall(r"<polyline ", svg)) == 2
     assert ">kill</text>" in svg and ">worker-2</text>" in svg
+
+
+def test_missed_ticks_are_skipped_not_caught_up() -> None:
+    assert next_tick(30, 30, now=31) == 60
+    assert next_tick(30, 30, now=125) == 150  # three ticks missed while the broker restarted
+
+
+def test_the_report_is_written_as_json_and_two_charts(tmp_path: Path) -> None:
+    report = {
+        "app_id": "soak-test", "options": {"minutes": 2, "rate": 50}, "ran_seconds": 120.0,
+        "offered_rate": 50, "produced_rate": 50.5, "kills": 1, "broker_restarts": 1, "unexpected_exits": 0,
+        "ids": id_accounting(["a", "b"], ["a", "b", "b"]), "all_decided_after_stop_s": 1.0,
+        "dead_letters": 0, "monitor_transactions": 2, "latency": latency_figures([(1.0, 0.2)]),
+        "max_input_lag": 10, "passed": True,
+        "events": [{"at": 60.0, "action": KILL}, {"at": 90.0, "action": BROKER_RESTART}],
+        "memory": memory_summary([Sample(0, "monitor", 1, 100), Sample(10, "monitor", 1, 101)], 60),
+        "samples": [{"at": 0.0, "role": "monitor", "pid": 1, "rss_mb": 100.0, "cpu_seconds": 0.0}],
+        "offsets": [{"at": 30.0, "produced": 1500, "committed": 1490, "lag": 10}],
+    }  # fmt: skip
+    write_report(report, tmp_path)
+    assert json.loads((tmp_path / "soak.json").read_text())["ids"]["duplicate_decisions"] == 1
+    rss, lag = (tmp_path / "rss.svg").read_text(), (tmp_path / "lag.svg").read_text()
+    assert ">kill</text>" in rss and ">broker restart</text>" in rss and ">monitor</text>" in rss
+    assert "input lag" in lag

@@ -242,3 +242,11 @@ def _ticks(maximum: float, count: int = 6) -> list[float]:
     magnitude = 10 ** math.floor(math.log10(raw)) if raw > 0 else 1
     step = next(m * magnitude for m in (1, 2, 5, 10) if m * magnitude >= raw)
     return [step * n for n in range(int(maximum / step) + 1)]
+
+
+def next_tick(tick: float, step: float, now: float) -> float:
+    """The first tick of the grid ``tick + n * step`` after ``now`` (ticks missed while the soak
+    was busy, e.g. restarting the broker, are skipped, not caught up)."""
+    while tick <= now:
+        tick += step
+    return tick

@@ -13,8 +13,6 @@ none; everything else is the same.
 
 from __future__ import annotations
 
-import json
-import os
 import shutil
 import subprocess
 import time
@@ -37,17 +35,17 @@ from pipeline.tools.soak.figures import (
     BROKER_RESTART,
     KILL,
     Fault,
-    Marker,
     Sample,
     all_flat,
     fault_plan,
     id_accounting,
     latency_figures,
-    line_chart_svg,
     memory_summary,
-    rss_lines,
+    next_tick,
 )
 from pipeline.tools.soak.kafka import OffsetProbe, TopicReader
+from pipeline.tools.soak.report import clock, write_report
+from pipeline.tools.soak.sampling import resource_usage
 
 WORKERS = ("worker-1", "worker-2")
 KILLED = "worker-2"
@@ -70,10 +68,6 @@ class SoakOptions:
     def warmup_seconds(self) -> float:
         minutes = self.warmup_minutes if self.warmup_minutes is not None else min(15.0, self.minutes / 3)
         return minutes * 60
-
-
-class SoakError(RuntimeError):
-    """A process of the soak could not be started."""
 
 
 def run_soak(settings: Settings, options: SoakOptions) -> dict[str, Any]:
@@ -185,7 +179,7 @@ class Soak:
     def run(self) -> dict[str, Any]:
         options = self.options
         faults = fault_plan(options.minutes, options.kill_every_minutes, self.restartable is not None)
-        say("faults: " + (", ".join(f"{f.action} at {_clock(f.at)}" for f in faults) or "none"))
+        say("faults: " + (", ".join(f"{f.action} at {clock(f.at)}" for f in faults) or "none"))
         probe = OffsetProbe(self.settings)
         try:
             self._start_everything()
@@ -196,10 +190,10 @@ class Soak:
                     self._cause(faults.pop(0))
                 if now >= next_sample:
                     self._sample()
-                    next_sample = _next_tick(next_sample, options.sample_seconds, now)
+                    next_sample = next_tick(next_sample, options.sample_seconds, now)
                 if now >= next_progress:
                     self._progress(probe)
-                    next_progress = _next_tick(next_progress, options.progress_seconds, now)
+                    next_progress = next_tick(next_progress, options.progress_seconds, now)
                 self._check_ready()
                 time.sleep(0.5)
             report = self._finish(probe)
@@ -212,7 +206,7 @@ class Soak:
         for role, child in list(self.children.items()):
             if child.poll() is not None:
                 say(
-                    f"  {_clock(self.elapsed())} {role} exited by itself with {child.returncode}; "
+                    f"  {clock(self.elapsed())} {role} exited by itself with {child.returncode}; "
                     "restarting it"
                 )
                 self._record("unexpected_exit", role=role, pid=child.pid, returncode=child.returncode)
@@ -226,15 +220,15 @@ class Soak:
             new = self._start(KILLED)
             event = self._record(KILL, role=KILLED, pid=child.pid, new_pid=new.pid)
             self.awaiting_ready[KILLED] = event
-            say(f"  {_clock(event['at'])} SIGKILL to {KILLED} (pid {child.pid}); restarted as pid {new.pid}")
+            say(f"  {clock(event['at'])} SIGKILL to {KILLED} (pid {child.pid}); restarted as pid {new.pid}")
         elif fault.action == BROKER_RESTART and self.restartable is not None:
             stopping = self.elapsed()
-            say(f"  {_clock(stopping)} stopping the broker")
+            say(f"  {clock(stopping)} stopping the broker")
             self.restartable.stop()
             time.sleep(5)
             self.restartable.start(timeout=180)
             event = self._record(BROKER_RESTART, stopped_at=round(stopping, 1))
-            say(f"  {_clock(event['at'])} broker started again after {event['at'] - stopping:.0f} s")
+            say(f"  {clock(event['at'])} broker started again after {event['at'] - stopping:.0f} s")
 
     def _record(self, action: str, **detail: Any) -> dict[str, Any]:
         event = {"at": round(self.elapsed(), 1), "action": action, **detail}
@@ -279,7 +273,7 @@ class Soak:
         offsets = probe.lag()
         kills = sum(event["action"] == KILL for event in self.events)
         restarts = sum(event["action"] == BROKER_RESTART for event in self.events)
-        head = f"[{_clock(at)}/{_clock(self.options.minutes * 60)}]"
+        head = f"[{clock(at)}/{clock(self.options.minutes * 60)}]"
         if offsets is None:
             say(f"{head} Kafka does not answer | RSS MiB: {self._latest_rss()}")
             return
@@ -296,7 +290,7 @@ class Soak:
         s, options = self.settings, self.options
         ran = self.elapsed()
         self._sample()
-        say(f"{_clock(ran)}: stopping the simulator, then counting")
+        say(f"{clock(ran)}: stopping the simulator, then counting")
         simulator = self.children.pop("simulator")
         stop_child("simulator", simulator, timeout=60)
         produced_reader = TopicReader(s, s.topic_transactions, s.topic_partitions)
@@ -339,7 +333,7 @@ class Soak:
         report["passed"] = (
             accounting["missing"] == 0 and not report["dead_letters"] and report["rss_flat_after_warmup"]
         )
-        self._write(report)
+        write_report(report, self.options.out)
         return report
 
     def _read_decisions(
@@ -392,100 +386,3 @@ class Soak:
                 break
             time.sleep(2)
         return count
-
-    def _write(self, report: dict[str, Any]) -> None:
-        out = self.options.out
-        (out / "soak.json").write_text(json.dumps(report, indent=2) + "\n")
-        markers = [
-            Marker(
-                e["at"],
-                "kill" if e["action"] == KILL else "broker restart",
-                "#c0392b" if e["action"] == KILL else "#6a1b9a",
-            )
-            for e in self.events
-            if e["action"] in (KILL, BROKER_RESTART)
-        ]
-        title = (
-            f"Resident memory, soak of {self.options.minutes:g} min at {self.options.rate:g}/s "
-            f"({report['kills']} kills of {KILLED}, {report['broker_restarts']} broker restart)"
-        )
-        (out / "rss.svg").write_text(line_chart_svg(title, "RSS MiB", rss_lines(self.samples), markers))
-        lag = {"input lag (transactions)": [(o["at"], float(o["lag"])) for o in self.offsets]}
-        (out / "lag.svg").write_text(
-            line_chart_svg("Workers' uncommitted input", "transactions", lag, markers)
-        )
-        print_summary(report, out)
-
-
-def print_summary(report: dict[str, Any], out: Path) -> None:
-    ids = report["ids"]
-    say("")
-    say(
-        f"soak {report['app_id']}: {report['ran_seconds'] / 60:.1f} min, "
-        f"offered {report['offered_rate']:g}/s, "
-        f"produced {report['produced_rate']:,.1f}/s; {report['kills']} kills, "
-        f"{report['broker_restarts']} broker restarts, {report['unexpected_exits']} unexpected exits"
-    )
-    say(
-        f"produced {ids['produced']:,} ({ids['produced_distinct']:,} distinct), "
-        f"decided {ids['decided_distinct']:,}, "
-        f"missing {ids['missing']:,}, duplicate decisions {ids['duplicate_decisions']:,}, "
-        f"dead letters {report['dead_letters']:,}; "
-        f"all decided {report['all_decided_after_stop_s']} s after the stop; "
-        f"the monitor counts {report['monitor_transactions']}"
-    )
-    latency = report["latency"]
-    if latency:
-        say(
-            f"event to decision: p50 {latency['p50_s']:.2f} s, p99 {latency['p99_s']:.2f} s, "
-            f"max {latency['max_s']:.1f} s, worst minute's p99 {latency['worst_minute_p99_s']:.1f} s; "
-            f"largest input lag {report['max_input_lag']}"
-        )
-    for role, rows in report["memory"].items():
-        for row in rows:
-            judged = row.get("after_warmup")
-            verdict = (
-                f"after warm-up {judged['start_mb']:,.0f} -> {judged['end_mb']:,.0f} "
-                f"({'flat' if judged['flat'] else 'GROWING'})"
-                if judged
-                else "too short to judge"
-            )
-            say(
-                f"  {role:10} pid {row['pid']:>7}: {row['first_mb']:,.0f} -> {row['last_mb']:,.0f} MiB "
-                f"(peak {row['peak_mb']:,.0f}), {row['cpu_cores'] or 0:.2f} cores, "
-                f"over {_clock(row['from_s'])}-{_clock(row['to_s'])}; {verdict}"
-            )
-    say(
-        f"{'PASSED' if report['passed'] else 'FAILED'}; report: {out / 'soak.json'}, charts: "
-        f"{out / 'rss.svg'}, {out / 'lag.svg'}"
-    )
-
-
-def resource_usage(pid: int) -> tuple[float, float] | None:
-    """The process's resident memory (VmRSS) in MiB and CPU time (user + system) in seconds, or
-    None when it is gone."""
-    try:
-        status = Path(f"/proc/{pid}/status").read_text()
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except (FileNotFoundError, ProcessLookupError):
-        return None
-    rss = next(
-        (int(line.split()[1]) / 1024 for line in status.splitlines() if line.startswith("VmRSS:")), None
-    )
-    if rss is None:  # a zombie
-        return None
-    fields = stat.rsplit(")", 1)[1].split()  # after the command name, which may hold spaces
-    cpu = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
-    return rss, cpu
-
-
-def _next_tick(tick: float, step: float, now: float) -> float:
-    """The first tick of the grid ``tick + n * step`` after ``now`` (ticks missed while the soak
-    was busy, e.g. restarting the broker, are skipped, not caught up)."""
-    while tick <= now:
-        tick += step
-    return tick
-
-
-def _clock(seconds: float) -> str:
-    return f"{int(seconds // 60):02d}:{int(seconds % 60):02d}"
