@@ -112,6 +112,8 @@ class EntityColumns:
     names: ClassVar[tuple[str, ...]]
     layout: RowLayout
     ids: IdRing
+    labelled: ClassVar[bool] = False
+    """Whether labels count in the state (``label_features``, ``record_labels``)."""
 
     @cached_property
     def width(self) -> int:
@@ -286,9 +288,11 @@ class LabelledActivityColumns(ActivityColumns):
     known: a label is recorded when it arrives, so no future label ever leaks into a score (a day
     is a calendar day in UTC: the windows slide a day at a time)."""
 
+    labelled = True
+
     def __init__(self) -> None:
         super().__init__()
-        self.labelled = self.layout.ring(DAY, 30 * DAY)
+        self.labels = self.layout.ring(DAY, 30 * DAY)
         self.frauds = self.layout.ring(DAY, 30 * DAY)
 
     def _names(self) -> tuple[str, ...]:
@@ -298,7 +302,7 @@ class LabelledActivityColumns(ActivityColumns):
     def label_features(self, rows: np.ndarray, txns: TransactionColumns) -> Columns:
         features: Columns = {}
         for days in (1, 7, 30):
-            labelled = self.labelled.count(rows, txns.at, days * DAY)
+            labelled = self.labels.count(rows, txns.at, days * DAY)
             frauds = self.frauds.count(rows, txns.at, days * DAY)
             features[f"{self.PREFIX}_fraud_rate_{days}d"] = _mean(frauds, labelled)
             features[f"{self.PREFIX}_frauds_{days}d"] = frauds
@@ -306,7 +310,7 @@ class LabelledActivityColumns(ActivityColumns):
 
     def record_labels(self, rows: np.ndarray, is_fraud: np.ndarray, at: np.ndarray) -> None:
         """Labels became known at ``at``, one for each row's entity (in place)."""
-        self.labelled.add(rows, at, np.ones(len(rows)))
+        self.labels.add(rows, at, np.ones(len(rows)))
         frauds = np.flatnonzero(is_fraud)
         if len(frauds):
             some = rows[frauds]
@@ -431,7 +435,7 @@ def observe_in_rounds(
     matrix[: len(distinct)] = store.rows(distinct)
     matrix[len(distinct)] = columns.empty()
     positions[positions < 0] = len(distinct)  # the empty row, never written
-    out = columns.label_features(matrix[positions], txns)
+    out = columns.label_features(matrix[positions], txns) if columns.labelled else {}
     out.update((name, np.empty(len(keys))) for name in columns.names if name not in out)
     whole = not rounds.any()  # one round of every item
     for round_ in range(int(rounds.max(initial=-1)) + 1):
