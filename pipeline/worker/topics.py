@@ -84,15 +84,31 @@ def min_insync_replicas(replication_factor: int) -> int:
     return max(1, replication_factor - 1)
 
 
+CHANGELOG_COMPACTION: dict[str, str] = {
+    "segment.ms": str(3600 * 1000),
+    "segment.bytes": str(64 * 1024 * 1024),
+    "min.cleanable.dirty.ratio": "0.1",
+    "max.compaction.lag.ms": str(3600 * 1000),
+}
+"""How the tables' changelogs are compacted, so that a worker restoring a table reads about its live
+entries, not its history (docs/operations.md, "Table recovery"): Kafka never compacts the segment
+being written, and by default a segment closes after 7 days or 1 GiB and a log is cleaned once half
+of it is overwritten entries. Here a segment closes after an hour or 64 MiB, and is cleaned once a
+tenth of the log is dirty or an entry has waited an hour."""
+
+
 def topic_config(settings: Settings, name: str) -> dict[str, str]:
     """The configuration a topic of the pipeline is created with: compacted for the lists and the
-    tables' changelogs (the latest value of each key is kept for good), retained for
-    ``topic_retention_hours`` otherwise; ``min.insync.replicas`` from the replication factor."""
+    tables' changelogs (the latest value of each key is kept for good; the changelogs' compaction
+    tuned by CHANGELOG_COMPACTION), retained for ``topic_retention_hours`` otherwise;
+    ``min.insync.replicas`` from the replication factor."""
     config = {
         "max.message.bytes": str(1024 * 1024),
         "min.insync.replicas": str(min_insync_replicas(settings.topic_replication_factor)),
     }
-    if name == settings.topic_lists or name.endswith("-changelog"):
+    if name.endswith("-changelog"):
+        return {"cleanup.policy": "compact", **CHANGELOG_COMPACTION, **config}
+    if name == settings.topic_lists:
         return {"cleanup.policy": "compact", **config}
     return {"retention.ms": str(settings.topic_retention_hours * 3600 * 1000), **config}
 
