@@ -19,16 +19,15 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from pipeline.detection.columns import TransactionColumns
 from pipeline.detection.engine import Decision, DetectionEngine
 from pipeline.detection.features import ENTITY_STAGES, Entity, Features, transaction_features
+from pipeline.detection.rounds import observe_in_rounds, record_labels_in_rounds
 from pipeline.detection.rows import MatrixRows, RowStore
 from pipeline.detection.states import (
     CARD,
     Columns,
     LabelledActivityColumns,
-    TransactionColumns,
-    observe_in_rounds,
-    record_labels_in_rounds,
 )
 
 Transaction = Mapping[str, Any]

@@ -4,97 +4,25 @@ features it gives a transaction: pure, no Kafka, a batch at a time.
 An entity's state is one row (pipeline/detection/rows.py); an ``EntityColumns`` knows its layout.
 ``features`` describes each transaction of a batch from its entity's row as it was before it;
 ``update`` then adds the transaction to the row. Both take a matrix of rows (one per transaction,
-each entity at most once: ``observe_in_rounds`` orders a batch where an entity comes back).
+each entity at most once: pipeline/detection/rounds.py orders a batch where an entity comes back).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from functools import cached_property
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import numpy as np
 
-from pipeline.detection.rows import IdRing, RowLayout, RowStore, key_hashes
+from pipeline.detection.columns import TransactionColumns
+from pipeline.detection.rows import IdRing, RowLayout, key_hashes
 
 MINUTE, HOUR, DAY = 60, 3600, 86400
 SMALL_AMOUNT = 3.0
 Columns = dict[str, np.ndarray]
 """Features of a batch: one array per feature name."""
-
-
-def _hashes(values: Sequence[Any]) -> np.ndarray:
-    """``key_hashes`` of each value; 0 where it is missing or empty."""
-    present = [i for i, value in enumerate(values) if value]
-    if len(present) == len(values):
-        return key_hashes([str(value) for value in values])
-    hashes = np.zeros(len(values))
-    hashes[present] = key_hashes([str(values[i]) for i in present])
-    return hashes
-
-
-_KEY_FIELDS = {"ids": "transaction_id", "cards": "card_token", "countries": "country",
-               "merchants": "merchant_id", "devices": "device_id"}  # fmt: skip
-
-
-class TransactionColumns:
-    """The fields of a batch of transactions that entity states use, as arrays. The hashes of a
-    key field are computed when first asked for, once per batch (a part asks its whole)."""
-
-    def __init__(self, txns: Sequence[dict[str, Any]], at: np.ndarray, amount: np.ndarray) -> None:
-        self.txns, self.at, self.amount = txns, at, amount
-        self._whole: TransactionColumns | None = None
-        self._items: np.ndarray | None = None
-        self._hashes: dict[str, np.ndarray] = {}
-
-    @classmethod
-    def of(cls, txns: Sequence[dict[str, Any]], at: Sequence[float]) -> TransactionColumns:
-        amount = np.array([float(txn["amount"]) for txn in txns])
-        return cls(txns, np.asarray(at, dtype=np.float64), amount)
-
-    def take(self, items: np.ndarray) -> TransactionColumns:
-        """The columns of ``items`` (indices), in that order."""
-        whole = self._whole or self
-        taken = TransactionColumns([self.txns[i] for i in items.tolist()], self.at[items], self.amount[items])
-        taken._whole, taken._items = whole, items if self._items is None else self._items[items]
-        return taken
-
-    def _hashed(self, name: str) -> np.ndarray:
-        hashes = self._hashes.get(name)
-        if hashes is None:
-            if self._whole is not None and self._items is not None:
-                hashes = self._whole._hashed(name)[self._items]
-            else:
-                hashes = _hashes([txn.get(_KEY_FIELDS[name]) for txn in self.txns])
-            self._hashes[name] = hashes
-        return hashes
-
-    @property
-    def ids(self) -> np.ndarray:
-        return self._hashed("ids")
-
-    @property
-    def cards(self) -> np.ndarray:
-        return self._hashed("cards")
-
-    @property
-    def countries(self) -> np.ndarray:
-        return self._hashed("countries")
-
-    @property
-    def merchants(self) -> np.ndarray:
-        return self._hashed("merchants")
-
-    @property
-    def devices(self) -> np.ndarray:
-        return self._hashed("devices")
-
-    @cached_property
-    def log_amount(self) -> np.ndarray:
-        if self._whole is not None and self._items is not None:
-            return self._whole.log_amount[self._items]
-        return np.array([math.log1p(amount) for amount in self.amount.tolist()])
 
 
 def _mean(total: np.ndarray, count: np.ndarray) -> np.ndarray:
@@ -398,78 +326,3 @@ class CustomerColumns(EntityColumns):
 
 CARD = CardColumns()
 """The one card layout (its rows are in the card table and every replay)."""
-
-
-def _rounds(keys: Sequence[str | None]) -> tuple[list[str], np.ndarray, np.ndarray]:
-    """The distinct keys, each item's position among them (-1 for no key) and its round: the
-    number of items with its key before it."""
-    present = np.array([bool(key) for key in keys], dtype=bool)
-    positions = np.full(len(keys), -1, dtype=np.intp)
-    rounds = np.zeros(len(keys), dtype=np.intp)
-    given = np.flatnonzero(present)
-    if not len(given):
-        return [], positions, rounds
-    named = np.array([keys[i] for i in given.tolist()]) if len(given) < len(keys) else np.array(keys)
-    distinct, inverse = np.unique(named, return_inverse=True)
-    order = np.argsort(inverse, kind="stable")  # by key, in batch order within a key
-    grouped = inverse[order]
-    starts = np.flatnonzero(np.r_[True, grouped[1:] != grouped[:-1]])
-    first = np.repeat(starts, np.diff(np.r_[starts, len(grouped)]))
-    occurrence = np.empty(len(given), dtype=np.intp)
-    occurrence[order] = np.arange(len(given)) - first
-    positions[given], rounds[given] = inverse, occurrence
-    return distinct.tolist(), positions, rounds
-
-
-def observe_in_rounds(
-    columns: EntityColumns, keys: Sequence[str | None], txns: TransactionColumns, store: RowStore
-) -> Columns:
-    """Features of each transaction from its entity's row as it was before it, each row then
-    counting its transaction (once per id: a redelivery is not counted twice), in batch order.
-
-    An entity that comes back in the batch waits for the next round: round r takes every entity's
-    r-th transaction, so each round is a matrix with every entity at most once. Items without a
-    key (no device for a card-present payment) get the neutral features of an empty row."""
-    distinct, positions, rounds = _rounds(keys)
-    matrix = np.empty((len(distinct) + 1, columns.width))
-    matrix[: len(distinct)] = store.rows(distinct)
-    matrix[len(distinct)] = columns.empty()
-    positions[positions < 0] = len(distinct)  # the empty row, never written
-    out = columns.label_features(matrix[positions], txns) if columns.labelled else {}
-    out.update((name, np.empty(len(keys))) for name in columns.names if name not in out)
-    whole = not rounds.any()  # one round of every item
-    for round_ in range(int(rounds.max(initial=-1)) + 1):
-        items = np.arange(len(keys)) if whole else np.flatnonzero(rounds == round_)
-        rows, taken = matrix[positions[items]], txns if whole else txns.take(items)
-        for name, values in columns.features(rows, taken).items():
-            out[name][items] = values
-        counts = np.flatnonzero((positions[items] < len(distinct)) & ~columns.has_seen(rows, taken))
-        if len(counts):
-            changed = rows[counts]
-            columns.update(changed, taken.take(counts))
-            matrix[positions[items[counts]]] = changed
-    if distinct:
-        store.keep(distinct, matrix[: len(distinct)])
-    return out
-
-
-def record_labels_in_rounds(
-    columns: LabelledActivityColumns,
-    keys: Sequence[str],
-    is_fraud: Sequence[bool],
-    at: Sequence[float],
-    store: RowStore,
-) -> None:
-    """The entities of ``keys`` count their labels, in order (an entity that comes back waits for
-    the next round, as in ``observe_in_rounds``)."""
-    distinct, positions, rounds = _rounds(keys)
-    if not distinct:
-        return
-    matrix = store.rows(distinct)
-    frauds, times = np.array(is_fraud, dtype=bool), np.array(at, dtype=np.float64)
-    for round_ in range(int(rounds.max()) + 1):
-        items = np.flatnonzero(rounds == round_)
-        rows = matrix[positions[items]]
-        columns.record_labels(rows, frauds[items], times[items])
-        matrix[positions[items]] = rows
-    store.keep(distinct, matrix)

@@ -8,9 +8,10 @@ from typing import Any
 import numpy as np
 from hypothesis import HealthCheck, settings
 
+from pipeline.detection.columns import TransactionColumns
 from pipeline.detection.features import FEATURE_NAMES, event_seconds, transaction_features
 from pipeline.detection.rows import decode_row, encode_row
-from pipeline.detection.states import EntityColumns, LabelledActivityColumns, TransactionColumns
+from pipeline.detection.states import EntityColumns, LabelledActivityColumns
 
 # One Hypothesis profile for the pure tests: enough examples to find edge cases, no deadline
 # (CI machines stall), and no example database written into the repository.

@@ -12,8 +12,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from pipeline.detection.columns import TransactionColumns
 from pipeline.detection.detector import InMemoryStates
 from pipeline.detection.features import ENTITY_STAGES
+from pipeline.detection.rounds import observe_in_rounds, record_labels_in_rounds
 from pipeline.detection.rows import MatrixRows
 from pipeline.detection.states import (
     CARD,
@@ -21,9 +23,6 @@ from pipeline.detection.states import (
     HOUR,
     MINUTE,
     LabelledActivityColumns,
-    TransactionColumns,
-    observe_in_rounds,
-    record_labels_in_rounds,
 )
 from tests.pipeline.factories import PROPERTY, T0, make_digital_txn
 from tests.pipeline.reference import object_states as reference

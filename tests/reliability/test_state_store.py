@@ -82,6 +82,7 @@ def test_changelog_gets_an_entry_once_per_flush_with_its_latest_value(make_setti
     decisions_for(settings, {p["transaction_id"] for p in payments})
 
     [changelog] = [name for name in changelog_topic_names(settings) if name.endswith("-card-rows-changelog")]
+
     def count(text: str) -> float:
         return float(decode_row(text, CARD.width)[CARD.count])
 

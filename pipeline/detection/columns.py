@@ -1,0 +1,86 @@
+"""A batch of transactions as the arrays that entity states read (pipeline/detection/states.py):
+event times, amounts and the hashes of the keys, each computed once per batch. Pure, no Kafka."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from functools import cached_property
+from typing import Any
+
+import numpy as np
+
+from pipeline.detection.rows import key_hashes
+
+
+def _hashes(values: Sequence[Any]) -> np.ndarray:
+    """``key_hashes`` of each value; 0 where it is missing or empty."""
+    present = [i for i, value in enumerate(values) if value]
+    if len(present) == len(values):
+        return key_hashes([str(value) for value in values])
+    hashes = np.zeros(len(values))
+    hashes[present] = key_hashes([str(values[i]) for i in present])
+    return hashes
+
+
+_KEY_FIELDS = {"ids": "transaction_id", "cards": "card_token", "countries": "country",
+               "merchants": "merchant_id", "devices": "device_id"}  # fmt: skip
+
+
+class TransactionColumns:
+    """The fields of a batch of transactions that entity states use, as arrays. The hashes of a
+    key field are computed when first asked for, once per batch (a part asks its whole)."""
+
+    def __init__(self, txns: Sequence[dict[str, Any]], at: np.ndarray, amount: np.ndarray) -> None:
+        self.txns, self.at, self.amount = txns, at, amount
+        self._whole: TransactionColumns | None = None
+        self._items: np.ndarray | None = None
+        self._hashes: dict[str, np.ndarray] = {}
+
+    @classmethod
+    def of(cls, txns: Sequence[dict[str, Any]], at: Sequence[float]) -> TransactionColumns:
+        amount = np.array([float(txn["amount"]) for txn in txns])
+        return cls(txns, np.asarray(at, dtype=np.float64), amount)
+
+    def take(self, items: np.ndarray) -> TransactionColumns:
+        """The columns of ``items`` (indices), in that order."""
+        whole = self._whole or self
+        taken = TransactionColumns([self.txns[i] for i in items.tolist()], self.at[items], self.amount[items])
+        taken._whole, taken._items = whole, items if self._items is None else self._items[items]
+        return taken
+
+    def _hashed(self, name: str) -> np.ndarray:
+        hashes = self._hashes.get(name)
+        if hashes is None:
+            if self._whole is not None and self._items is not None:
+                hashes = self._whole._hashed(name)[self._items]
+            else:
+                hashes = _hashes([txn.get(_KEY_FIELDS[name]) for txn in self.txns])
+            self._hashes[name] = hashes
+        return hashes
+
+    @property
+    def ids(self) -> np.ndarray:
+        return self._hashed("ids")
+
+    @property
+    def cards(self) -> np.ndarray:
+        return self._hashed("cards")
+
+    @property
+    def countries(self) -> np.ndarray:
+        return self._hashed("countries")
+
+    @property
+    def merchants(self) -> np.ndarray:
+        return self._hashed("merchants")
+
+    @property
+    def devices(self) -> np.ndarray:
+        return self._hashed("devices")
+
+    @cached_property
+    def log_amount(self) -> np.ndarray:
+        if self._whole is not None and self._items is not None:
+            return self._whole.log_amount[self._items]
+        return np.array([math.log1p(amount) for amount in self.amount.tolist()])
