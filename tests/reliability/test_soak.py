@@ -47,5 +47,6 @@ def test_two_minute_soak_with_a_kill_and_a_broker_restart_loses_nothing(tmp_path
     assert len(report["memory"]["worker-2"]) == 2 and len(report["memory"]["broker"]) == 2
     assert all(row["peak_mb"] > 0 for rows in report["memory"].values() for row in rows)
     assert "input lag" in result.stdout and "[00:15/02:00]" in result.stdout, "progress lines"
+    assert not (out / "state").exists(), "the workers' state is removed at the end"
     chart = (out / "rss.svg").read_text()
     assert chart.count("<polyline ") >= len(ROLES) + 2  # worker-2 and the broker restarted once each

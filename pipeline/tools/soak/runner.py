@@ -200,6 +200,7 @@ class Soak:
         finally:
             probe.close()
             self._stop_everything()
+            shutil.rmtree(self.options.out / "state", ignore_errors=True)  # the workers' RocksDB
         return report
 
     def _check_children(self) -> None:
