@@ -140,6 +140,19 @@ class Settings(BaseSettings):
         ge=0,
         description="Entity states each table keeps in memory over RocksDB (the most recently used).",
     )
+    worker_rocksdb_write_buffer_mb: int = Field(
+        default=4,
+        ge=1,
+        le=256,
+        description="RocksDB memtable per table partition (two at most); Faust's default: three of 64 MiB.",
+    )
+    worker_rocksdb_block_cache_mb: int = Field(
+        default=8,
+        ge=1,
+        le=4096,
+        description="RocksDB block cache per table partition; Faust's default is 2 GiB. The record cache "
+        "(worker_table_cache_entries) keeps the hot entries in memory already.",
+    )
     table_store: Literal["rocksdb", "memory"] = Field(
         default="rocksdb",
         description="Faust table store: RocksDB on disk (state larger than memory) or memory.",

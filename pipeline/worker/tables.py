@@ -135,6 +135,7 @@ def create_tables(app: faust.App, settings: Settings, producer: NativeProducer) 
             schema=faust.Schema(key_serializer="json", value_serializer="json"),
             partitions=settings.topic_partitions,
             help=help_text,
+            options=rocksdb_options(settings),
         )
         created.native = producer
         created.cache_entries = cache_entries
@@ -153,6 +154,19 @@ def create_tables(app: faust.App, settings: Settings, producer: NativeProducer) 
         # A pending entry is read once, by its label, long after: caching it would only cost memory.
         pending=table(pending_table, "Features kept at scoring time, by transaction id", 0),
     )
+
+
+def rocksdb_options(settings: Settings) -> dict[str, int]:
+    """RocksDB's sizes for each table partition's database (Faust's RocksDBOptions). Faust's defaults
+    (three 64 MiB memtables and a 2 GiB block cache per database, for six tables of N partitions)
+    let a worker grow by the partitions it has held; the record cache keeps the hot entries anyway."""
+    mib = 1024 * 1024
+    return {
+        "write_buffer_size": settings.worker_rocksdb_write_buffer_mb * mib,
+        "max_write_buffer_number": 2,
+        "target_file_size_base": 4 * settings.worker_rocksdb_write_buffer_mb * mib,
+        "block_cache_size": settings.worker_rocksdb_block_cache_mb * mib,
+    }
 
 
 def as_row(columns: EntityColumns, stored: Any) -> np.ndarray:
