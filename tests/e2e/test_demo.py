@@ -27,8 +27,8 @@ def _monitor_log(env: dict[str, str]) -> str:
     return logs.read_text(errors="replace") if logs.exists() else ""
 
 
-def test_demo_shows_all_three_fraud_types_and_stops_cleanly(kafka_bootstrap: str, tmp_path: Path) -> None:
-    unique = f"demo-{os.getpid()}-{int(time.time())}"
+def _demo_env(unique: str, kafka_bootstrap: str, tmp_path: Path, **extra: str) -> dict[str, str]:
+    """The environment of a demo on topics, app id, data folder and ports of its own."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("FRAUD_")}
     env.update(
         KAFKA_BOOTSTRAP_SERVERS=kafka_bootstrap,
@@ -42,7 +42,14 @@ def test_demo_shows_all_three_fraud_types_and_stops_cleanly(kafka_bootstrap: str
         FRAUD_WORKER_WEB_PORT=str(free_port()),
         FRAUD_MONITOR_PORT=str(free_port()),
         FRAUD_SIMULATOR_METRICS_PORT=str(free_port()),
+        **extra,
     )
+    return env
+
+
+def test_demo_shows_all_three_fraud_types_and_stops_cleanly(kafka_bootstrap: str, tmp_path: Path) -> None:
+    unique = f"demo-{os.getpid()}-{int(time.time())}"
+    env = _demo_env(unique, kafka_bootstrap, tmp_path)
     output = tmp_path / "demo.out"
     with output.open("wb") as out:
         demo = subprocess.Popen(
@@ -111,21 +118,7 @@ def test_make_demo_stops_every_process_on_sigterm(kafka_bootstrap: str, tmp_path
     `timeout` and passed on by make (its recipe is the demo itself, run without a shell). The
     second must not cut short the stop of what the demo started."""
     unique = f"mkdemo-{os.getpid()}-{int(time.time())}"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FRAUD_")}
-    env.update(
-        KAFKA_BOOTSTRAP_SERVERS=kafka_bootstrap,
-        FRAUD_APP_ID=unique,
-        FRAUD_TOPIC_TRANSACTIONS=f"{unique}-transactions",
-        FRAUD_TOPIC_DECISIONS=f"{unique}-decisions",
-        FRAUD_TOPIC_ALERTS=f"{unique}-alerts",
-        FRAUD_TOPIC_LABELS=f"{unique}-labels",
-        FRAUD_TOPIC_DEAD_LETTER=f"{unique}-dead-letter",
-        FRAUD_TOPIC_LISTS=f"{unique}-list-updates",
-        FRAUD_DATA_DIR=str(tmp_path / "var"),
-        FRAUD_WORKER_WEB_PORT=str(free_port()),
-        FRAUD_MONITOR_PORT=str(free_port()),
-        FRAUD_SIMULATOR_METRICS_PORT=str(free_port()),
-    )
+    env = _demo_env(unique, kafka_bootstrap, tmp_path, FRAUD_TOPIC_LISTS=f"{unique}-list-updates")
     output = tmp_path / "make-demo.out"
     with output.open("wb") as out:  # -o setup: the environment is set up already
         make = subprocess.Popen(["make", "-o", "setup", "demo"], cwd=REPO_ROOT, env=env, stdout=out,
