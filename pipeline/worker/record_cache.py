@@ -167,6 +167,14 @@ class CachedRocksDBStore(RocksDBStore):
         self.send_changes()
         self.write_back()
         self._cache.clear()
+        # Faust drops a revoked partition's database without closing it (its close() is commented
+        # out), leaving its memtables and block cache to the garbage collector; close it here, so a
+        # worker that took over partitions during a failover gives their memory back.
+        for tp in tps:
+            if tp.topic in table.changelog_topic.topics:
+                db = self._dbs.pop(tp.partition, None)
+                if db is not None:
+                    db.close()
         super().revoke_partitions(table, tps)
 
     async def assign_partitions(self, table: CollectionT, tps: set[TP], generation_id: int = 0) -> None:

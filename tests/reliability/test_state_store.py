@@ -17,6 +17,7 @@ from pipeline.detection.rows import decode_row
 from pipeline.detection.states import CARD
 from pipeline.worker.batching import partition_of
 from pipeline.worker.topics import changelog_topic_names
+from tests.conftest import free_port
 from tests.e2e.test_restart import decisions_for, transaction
 from tests.support import abroad_card_present, consume_until, produce
 
@@ -92,3 +93,37 @@ def test_changelog_gets_an_entry_once_per_flush_with_its_latest_value(make_setti
     assert rows[-1][CARD.count] == len(payments), rows[-1]
     assert CARD.has_seen_id(rows[-1], "coalesce-19")
     assert len(rows) <= len(payments) // 2, f"{len(rows)} changelog messages for {len(payments)} payments"
+
+
+def test_a_revoked_partitions_database_is_closed(make_settings, start_worker, tmp_path) -> None:
+    """When a second worker joins, the first gives up partitions; their RocksDB databases must be
+    closed then (their memtables and block cache freed, their lock released), not left open until
+    the garbage collector happens on them. Each worker has its own data folder here, so a database
+    the first worker no longer holds opens from the test while the worker still runs."""
+    first_settings = make_settings(topic_partitions=2)
+    first = start_worker(first_settings)
+    warm = [transaction(f"revoke-warm-{i}", 5, card_token=f"tok_revokewarm{i:03d}") for i in range(20)]
+    produce(first_settings, first_settings.topic_transactions, [(t["card_token"], t) for t in warm])
+    decisions_for(first_settings, {t["transaction_id"] for t in warm})  # every partition's db opened
+    card_dbs = sorted(first_settings.data_dir.glob("**/*card-rows-*.db"))
+    assert len(card_dbs) == 2, card_dbs
+
+    second = start_worker(
+        first_settings.model_copy(update={"worker_web_port": free_port(), "data_dir": tmp_path / "var-2"})
+    )
+    first.wait_ready()  # again: the second worker's arrival rebalanced the group
+    second.wait_ready()
+    more = [transaction(f"revoke-more-{i}", 4, card_token=f"tok_revokemore{i:03d}") for i in range(20)]
+    produce(first_settings, first_settings.topic_transactions, [(t["card_token"], t) for t in more])
+    decisions_for(first_settings, {t["transaction_id"] for t in more})  # both workers hold partitions
+
+    def opens(path) -> bool:
+        try:
+            rocksdict.Rdict(str(path), options=rocksdict.Options(raw_mode=True)).close()
+        except Exception as exc:  # RocksDB: "lock ... Resource temporarily unavailable"
+            assert "lock" in str(exc).lower(), exc
+            return False
+        return True
+
+    released = [path.name for path in card_dbs if opens(path)]
+    assert len(released) == 1, f"databases of the first worker free to open: {released}\n{first.log()}"
