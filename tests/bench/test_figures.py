@@ -15,6 +15,7 @@ from pipeline.tools.bench.charts import (
     steady_rate,
     top_frames,
 )
+from pipeline.tools.bench.workers import bench_clock
 
 
 def test_percentile_interpolates_between_ranks() -> None:
@@ -69,3 +70,13 @@ def test_bar_chart_is_valid_svg_with_every_bar() -> None:
     assert any(t and "1,234 /s (2%)" in t for t in texts)
     widths = [float(r.get("width", 0)) for r in root.iter("{http://www.w3.org/2000/svg}rect")][1:]
     assert widths[0] > widths[1] * 30  # bars are to scale
+
+
+def test_bench_clock_is_the_same_time_of_week_whenever_the_bench_runs() -> None:
+    week = 7 * 86400
+    thursday = 1_796_256_000.0  # 2026-12-03 00:00 UTC, the start of an epoch week
+    for now in (thursday, thursday + 1, thursday + 3 * 86400 + 5_000, thursday + week - 1):
+        anchor = bench_clock(now)
+        assert anchor == thursday, now
+        assert 0 <= now - anchor < week
+    assert bench_clock(thursday + week) == thursday + week

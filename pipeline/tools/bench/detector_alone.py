@@ -11,6 +11,7 @@ from typing import Any
 import orjson
 
 from pipeline.config import Settings
+from pipeline.tools.bench.workers import bench_clock
 from pipeline.tools.simulator.generator import TrafficGenerator
 
 
@@ -23,7 +24,7 @@ def trained_model(
     from pipeline.wiring import build_detector
 
     rate = 200.0
-    start = time.time() - 3 * 86400
+    start = bench_clock() - 3 * 86400  # the same time of week as the bench's traffic
     generator = TrafficGenerator.from_settings(
         settings, rate=rate, start=start, rhythm=False, run_id="warm", seed=11
     )

@@ -74,6 +74,7 @@ def print_summary(results: dict[str, Any]) -> None:
         say(latency_line(row))
     duplicates = one["duplicates"] + two["duplicates"]
     say(f"decisions: every transaction decided in each run; {duplicates} duplicate decisions")
+    say(f"alerted (review or block): {one['alert_share']:.1%} with 1 worker, {two['alert_share']:.1%} with 2")
     if "profile_top" in one:
         say("\nwhere one worker spends its time (py-spy, self time):")
         for frame, share in one["profile_top"]:

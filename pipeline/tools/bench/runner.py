@@ -21,6 +21,7 @@ import shutil
 import subprocess
 import time
 import uuid
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -136,7 +137,8 @@ def _run(settings: Settings, options: BenchOptions) -> dict[str, Any]:
         one = results["workers_1"]
         say(
             f"      {one['rate']:,.0f} transactions/s, {one['cpu_cores_per_worker'][0]:.2f} cores, "
-            f"{one['duplicates']} duplicates; {one['rate'] / results['logic_alone']['rate']:.0%} of "
+            f"{one['duplicates']} duplicates, {one['alert_share']:.1%} alerted; "
+            f"{one['rate'] / results['logic_alone']['rate']:.0%} of "
             "the worker's own work alone"
         )
         for frame, share in one.get("profile_top", []):
@@ -237,7 +239,10 @@ def _pipeline_run(
             profiler = start_profiler(processes[0][0].pid, out)
         cpu_before = [cpu_seconds(psutil.Process(p.pid)) for p, _ in processes]
         wall_before = time.monotonic()
-        decisions = collect(settings, settings.topic_decisions, expected, f"{workers} worker(s)")
+        actions: Counter[str] = Counter()
+        decisions = collect(
+            settings, settings.topic_decisions, expected, f"{workers} worker(s)", actions=actions
+        )
         wall = time.monotonic() - wall_before
         cpu = [
             (cpu_seconds(psutil.Process(p.pid)) - before) / wall
@@ -261,6 +266,9 @@ def _pipeline_run(
         "decisions": len(ids),
         "distinct_transactions": len(set(ids)),
         "duplicates": len(ids) - len(set(ids)),
+        # How much alert work the bench's model gave the worker (an alert message, the fraud type
+        # model and the explanation per review or block): runs compare only with the same share.
+        "alert_share": (actions["review"] + actions["block"]) / max(len(ids), 1),
         "cpu_cores_per_worker": cpu,
         "peak_rss_mb_per_worker": peak,
         "per_second": per_second([at for at, _ in decisions]),

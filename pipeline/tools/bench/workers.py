@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -79,10 +80,17 @@ def start_profiler(pid: int, out: Path) -> subprocess.Popen[bytes]:
 
 
 def collect(
-    settings: Settings, topic: str, expected: int, label: str, key_only: bool = False, idle: float = 180.0
+    settings: Settings,
+    topic: str,
+    expected: int,
+    label: str,
+    key_only: bool = False,
+    idle: float = 180.0,
+    actions: Counter[str] | None = None,
 ) -> list[tuple[float, str]]:
     """(Kafka timestamp in seconds, transaction id or key) of the messages of ``topic``, read
-    from the start until ``expected`` distinct ones arrived; shows progress."""
+    from the start until ``expected`` distinct ones arrived; shows progress. ``actions`` (for a
+    decisions topic) counts each decision's action (allow, review, block)."""
     consumer = Consumer(
         settings.confluent_config(
             **{
@@ -106,7 +114,10 @@ def collect(
                 if key_only:
                     ident = f"{message.partition()}:{message.offset()}"
                 else:
-                    ident = orjson.loads(message.value())["transaction_id"]
+                    decoded = orjson.loads(message.value())
+                    ident = decoded["transaction_id"]
+                    if actions is not None:
+                        actions[decoded.get("decision", "?")] += 1
                 seen.append((message.timestamp()[1] / 1000, ident))
                 distinct.add(ident)
                 last_message = now
@@ -123,11 +134,24 @@ def collect(
     return seen
 
 
+WEEK_SECONDS = 7 * 86400
+
+
+def bench_clock(now: float | None = None) -> float:
+    """The event time the benchmark's traffic ends at: the start of the current epoch week (a
+    Thursday, 00:00 UTC), at most seven days ago. The bench's model is trained on traffic three days
+    before it (``trained_model``); anchored so, every run offers the model the same time of week it
+    was trained at, and the share of transactions it alerts on stops depending on the hour the bench
+    was started (it moved the one-worker figure by half between runs of the same code)."""
+    current = time.time() if now is None else now
+    return (current // WEEK_SECONDS) * WEEK_SECONDS
+
+
 def transactions(
     settings: Settings, count: int, run_id: str, rate: float = 400.0
 ) -> Iterator[tuple[str, bytes]]:
-    """(card token, JSON) of ``count`` simulated transactions whose event times end about now."""
-    start = time.time() - count / rate
+    """(card token, JSON) of ``count`` simulated transactions whose event times end at ``bench_clock()``."""
+    start = bench_clock() - count / rate
     generator = TrafficGenerator.from_settings(settings, rate=rate, start=start, rhythm=False, run_id=run_id)
     for item in generator.events(count=count):
         yield item.transaction["card_token"], orjson.dumps(item.transaction)
