@@ -164,6 +164,11 @@ class Settings(BaseSettings):
         f"it reaches that crash point ({', '.join(CRASH_POINTS)}; docs/reliability.md); unset: never.",
     )
     worker_web_port: int = Field(default=9101, description="Worker's HTTP port: /metrics, /healthz, /readyz.")
+    worker_recovery_log_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        description="How often a worker restoring its tables from their changelogs logs its progress.",
+    )
     metrics_bind: str = Field(
         default="127.0.0.1", description="Address the HTTP endpoints of every process bind to."
     )

@@ -33,6 +33,7 @@ from pipeline.worker.dead_letters import DeadLetters
 from pipeline.worker.faults import arm, crash_point
 from pipeline.worker.list_follower import install_lists
 from pipeline.worker.producer import NativeProducer
+from pipeline.worker.recovery_progress import RecoveryWatch
 from pipeline.worker.stages import EntityStage, Learn, Score, StageContext, Validate
 from pipeline.worker.table_expiry import TableExpiry
 from pipeline.worker.tables import create_tables
@@ -67,6 +68,16 @@ class FraudPipeline:
         self.dead_letters = DeadLetters(self.native, settings.topic_dead_letter, self.metrics)
         self.app = self._new_app()
         self.tables = create_tables(self.app, settings, self.native)
+        names = tuple(table.name for table in self.tables.all)
+        self.recovery = RecoveryWatch(
+            # Faust creates its recovery service when the tables start; not from this thread.
+            lambda: getattr(self.app.tables, "_recovery", None),
+            names,
+            lambda table: str(table.name),
+            settings.worker_recovery_log_seconds,
+            on_status=lambda status: self.metrics.show_recovery(names, status),
+        )
+        self.metrics.show_recovery(names, self.recovery.status)
         arm(settings.fault_crash_at, self._deliver_everything)
         self._flush_before_commit()
         self._install_stages()
@@ -197,9 +208,15 @@ class FraudPipeline:
 
         @app.page("/readyz")
         async def readyz(view: faust.web.View, request: faust.web.Request) -> faust.web.Response:
-            ready = self.is_ready()
+            state = self.readiness()
             return view.json(
-                {"ready": ready, "model": self.detector.engine.model.version}, status=200 if ready else 503
+                {
+                    "ready": state == "ready",
+                    "state": state,
+                    "model": self.detector.engine.model.version,
+                    "recovery": self.recovery.status.as_json(),
+                },
+                status=200 if state == "ready" else 503,
             )
 
         app.on_before_shutdown.connect(self._on_shutdown)
@@ -210,6 +227,19 @@ class FraudPipeline:
         if undelivered:
             log.error("%d messages still undelivered at shutdown (they will be produced again)", undelivered)
 
+    def readiness(self) -> str:
+        """``ready`` once the tables are restored, not rebalancing and holding partitions; else
+        what the worker is doing: ``recovering`` (its tables, from their changelogs; the web
+        server answers meanwhile), ``rebalancing``, ``starting`` (no partition yet) or ``no
+        partitions`` (more workers than partitions)."""
+        if self.recovery.status.state == "recovering" or self.app.in_recovery:
+            return "recovering"
+        if self.app.rebalancing:
+            return "rebalancing"
+        if not self.app.consumer.assignment():
+            return "starting" if self.recovery.status.state == "waiting" else "no partitions"
+        return "ready"
+
     def is_ready(self) -> bool:
-        """Recovered (the web server starts only after recovery), not rebalancing, holding partitions."""
-        return not self.app.rebalancing and bool(self.app.consumer.assignment())
+        """Recovered, not rebalancing, holding partitions."""
+        return self.readiness() == "ready"

@@ -15,6 +15,7 @@ def run_worker(settings: Settings, loglevel: str = "info") -> None:
     ensure_topics(settings)
     pipeline = FraudPipeline(settings)
     pipeline.worker_dir.mkdir(parents=True, exist_ok=True)
+    pipeline.recovery.start()  # logs and exposes the tables' recovery while Faust runs it
     # With Kafka gone, Faust's own stop would wait for it: a watchdog bounds it (shutdown.py).
     worker = BoundedStopWorker(pipeline.app, loglevel=loglevel, quiet=True, watchdog=StopWatchdog(settings))
     # The cyclic garbage collector walks every live object each time a generation fills; the

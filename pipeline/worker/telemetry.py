@@ -15,6 +15,7 @@ from pipeline.contracts.json_schemas import load_schema
 
 if TYPE_CHECKING:
     from pipeline.worker.producer import NativeProducer
+    from pipeline.worker.recovery_progress import RecoveryStatus
 
 DEAD_LETTER_REASONS: tuple[str, ...] = tuple(load_schema("dead_letter")["properties"]["reason_code"]["enum"])
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -109,6 +110,12 @@ class PipelineMetrics:
         self.pending_labels = Gauge(
             "fraud_pending_label_entries", "Scored transactions waiting for their label", registry=registry
         )
+        self.recovery_remaining = Gauge(
+            "fraud_table_recovery_remaining_records",
+            "Changelog records a table still has to restore before the worker is ready (0 once restored)",
+            ["table"],
+            registry=registry,
+        )
 
     def _zero_every_label(self) -> None:
         """Every label value exists from the start, so that rate() sees the first event of each."""
@@ -122,6 +129,12 @@ class PipelineMetrics:
             self.labels.labels(outcome)
         for outcome in ("loaded", "refused"):
             self.rule_reloads.labels(outcome)
+
+    def show_recovery(self, tables: tuple[str, ...], status: RecoveryStatus) -> None:
+        """Records each table still has to restore (0 for every table outside a recovery)."""
+        left = {t.table: t.remaining for t in status.tables} if status.state == "recovering" else {}
+        for table in tables:
+            self.recovery_remaining.labels(table).set(left.get(table, 0))
 
     def watch_producer(self, producer: NativeProducer) -> None:
         """Expose the worker's librdkafka producer: messages by topic, queue, failures (read at

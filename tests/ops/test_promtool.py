@@ -72,6 +72,7 @@ def test_every_alert_is_unit_tested_firing_and_some_not_firing() -> None:
         "SimulatorDown",
         "NoDecisions",
         "StaleDecisions",
+        "TableRecoverySlow",
     }
     cases = [
         case
