@@ -6,12 +6,13 @@ import textwrap
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from pipeline.config import FRAUD_TYPES
-from pipeline.detection.engine import RULE_SCORE, Decision, DetectionEngine
+from pipeline.detection.engine import COLUMNAR_RULES_FROM, RULE_SCORE, Decision, DetectionEngine
 from pipeline.detection.features import FEATURE_NAMES, Features
 from pipeline.detection.model import OnlineFraudModel
 from pipeline.detection.rules import parse_rules
@@ -280,3 +281,36 @@ def test_the_model_has_thresholds_of_its_own() -> None:
     eng = engine(score=0.85, labels=500, model_review_threshold=0.3, model_block_threshold=0.8)
     assert decide(eng, amount=20.0).action == "block"
     assert decide(engine(score=0.35, labels=500), amount=20.0).action == "allow", "default: review_threshold"
+
+
+def test_a_large_batch_decides_as_one_at_a_time() -> None:
+    """Batches of COLUMNAR_RULES_FROM or more evaluate the rules on columns, smaller ones row by
+    row: both give the decisions of one transaction at a time, a list match, a rule with a value
+    missing and a row whose rule divides by zero (only that row fails) included."""
+    ratio_rule = "  - id: R-ratio\n    fraud_type: identity_theft\n    action: review\n"
+    ratio_rule += "    when: amount / card_count_1h > 900\n    reason: ratio\n"
+    rules = RULES.replace("lists:", ratio_rule + "lists:")
+    assert "R-ratio" in [rule.id for rule in parse_rules(rules, FEATURE_NAMES).rules]
+    rng = np.random.default_rng(7)
+    items = []
+    for index in range(COLUMNAR_RULES_FROM + 44):
+        txn = make_txn(
+            amount=float(rng.choice([5.0, 999.0, 1200.0, 5500.0])),
+            country=str(rng.choice(["FR", "RO"])),
+            card_token="tok_blocked0001" if index % 97 == 0 else f"tok_card{index:07d}",
+        )
+        items.append((txn, features_for(txn, card_count_1h=float(rng.choice([0.0, 1.0, 2.0])))))
+
+    def fresh() -> DetectionEngine:
+        model = FixedModel(fixed_score=0.3, fixed_type="identity_theft", labels_learnt=10_000)
+        return DetectionEngine(parse_rules(rules, FEATURE_NAMES), model)
+
+    def outcome(decided: Decision | Exception) -> Any:
+        return type(decided).__name__ if isinstance(decided, Exception) else decided
+
+    one_at_a_time = [outcome(fresh().decide_many([item])[0]) for item in items]
+    whole = [outcome(d) for d in fresh().decide_many(items)]
+    assert whole == one_at_a_time
+    assert "ZeroDivisionError" in whole and any(
+        isinstance(d, Decision) and "R-ratio" in d.rule_hits for d in whole
+    ), "the batch must exercise the division and the extra rule"
