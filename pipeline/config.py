@@ -246,6 +246,14 @@ class Settings(BaseSettings):
     )
     simulator_rhythm: bool = Field(default=True, description="Follow a daily and weekly rhythm of activity.")
 
+    # --- Demo ----------------------------------------------------------------------------------
+    demo_no_progress_timeout_seconds: float = Field(
+        default=120.0,
+        gt=0,
+        description="`fraud demo` gives up when a process it waits for (the worker restoring its tables, "
+        "the monitor) shows no progress for this long.",
+    )
+
     # --- Backtest ------------------------------------------------------------------------------
     backtest_token_key: SecretStr | None = Field(
         default=None,

@@ -144,9 +144,13 @@ class LocalKafka:
     def is_answering(self) -> bool:
         return _port_open(self.port)
 
+    def running(self) -> bool:
+        """This broker runs already (its pid file names a live process, and its port answers)."""
+        return self.pid() is not None and self.is_answering()
+
     def start(self, timeout: float = 90.0) -> str:
         """Start the broker unless it already runs; return its bootstrap address."""
-        if self.pid() is not None and self.is_answering():
+        if self.running():
             log.info("local Kafka already running on %s", self.bootstrap_servers)
             return self.bootstrap_servers
         if self.is_answering():
