@@ -19,9 +19,14 @@ from pipeline.detection.states import Columns, EntityColumns, LabelledActivityCo
 def _rounds(keys: Sequence[str | None]) -> tuple[list[str], np.ndarray, np.ndarray]:
     """The distinct keys, each item's position among them (-1 for no key) and its round: the
     number of items with its key before it."""
+    rounds = np.zeros(len(keys), dtype=np.intp)
+    if all(keys) and len(set(keys)) == len(keys):  # every item its own key: one round, no sorting
+        order = sorted(range(len(keys)), key=keys.__getitem__)
+        positions = np.empty(len(keys), dtype=np.intp)
+        positions[order] = np.arange(len(keys))
+        return [str(keys[i]) for i in order], positions, rounds
     present = np.array([bool(key) for key in keys], dtype=bool)
     positions = np.full(len(keys), -1, dtype=np.intp)
-    rounds = np.zeros(len(keys), dtype=np.intp)
     given = np.flatnonzero(present)
     if not len(given):
         return [], positions, rounds

@@ -23,6 +23,7 @@ class FeatureRows(list[Features]):
         super().__init__(rows)
         self._keys: tuple[str, ...] | None = None
         self._base: np.ndarray | None = None
+        self._position: dict[str, int] = {}
         self._matrices: dict[tuple[str, ...], np.ndarray] = {}
 
     @classmethod
@@ -46,7 +47,8 @@ class FeatureRows(list[Features]):
             keys = self._keys or ()
             if self._base is None:
                 self._base = np.array([[row[key] for key in keys] for row in self], dtype=np.float64)
-            position = {key: i for i, key in enumerate(keys)}
+                self._position = {key: i for i, key in enumerate(keys)}
+            position = self._position
             at = [position.get(name, -1) for name in names]
             matrix = self._base[:, [i if i >= 0 else 0 for i in at]] if at else np.zeros((len(self), 0))
             missing = [j for j, i in enumerate(at) if i < 0]
