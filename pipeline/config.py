@@ -147,11 +147,19 @@ class Settings(BaseSettings):
         description="RocksDB memtable per table partition (two at most); Faust's default: three of 64 MiB.",
     )
     worker_rocksdb_block_cache_mb: int = Field(
-        default=8,
+        default=32,
         ge=1,
         le=4096,
-        description="RocksDB block cache per table partition; Faust's default is 2 GiB. The record cache "
-        "(worker_table_cache_entries) keeps the hot entries in memory already.",
+        description="RocksDB block cache of the whole worker, shared by every table partition (Faust's "
+        "default: 2 GiB per partition). The record cache (worker_table_cache_entries) keeps the hot "
+        "entries in memory already.",
+    )
+    worker_rocksdb_memtables_mb: int = Field(
+        default=64,
+        ge=4,
+        le=4096,
+        description="RocksDB memtables of the whole worker, all table partitions together; beyond it "
+        "RocksDB flushes them early.",
     )
     table_store: Literal["rocksdb", "memory"] = Field(
         default="rocksdb",

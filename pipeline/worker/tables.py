@@ -21,6 +21,7 @@ from pipeline.detection.rows import decode_row
 from pipeline.detection.states import EntityColumns
 from pipeline.worker.producer import NativeProducer
 from pipeline.worker.record_cache import CachedRocksDBStore, encode_value
+from pipeline.worker.rocksdb_memory import MIB, WorkerRocksDBMemory
 from pipeline.worker.topics import table_names
 
 _DELETED = object()  # a table entry deleted since the last flush
@@ -37,6 +38,8 @@ class NativeChangelogTable(faust.Table):
 
     native: NativeProducer
     cache_entries: int = 10_000
+    rocksdb_memory: WorkerRocksDBMemory | None = None
+    """The worker's RocksDB memory budget, shared by every table's databases."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self._unsent: dict[Any, tuple[int, Any]] = {}  # key -> (partition, value or _DELETED)
@@ -95,6 +98,8 @@ class NativeChangelogTable(faust.Table):
             options=self.options,
         )
         store.cache_entries = self.cache_entries
+        if self.rocksdb_memory is not None:
+            store.rocksdb_options = self.rocksdb_memory.options(dict(self.options or {}))
         store.pinned = self._unsent
         store.send_changes = self.send_changes
         return store
@@ -126,6 +131,10 @@ class WorkerTables:
 def create_tables(app: faust.App, settings: Settings, producer: NativeProducer) -> WorkerTables:
     """The worker's tables, registered with ``app``; their changelogs go through ``producer``."""
 
+    memory = WorkerRocksDBMemory(
+        settings.worker_rocksdb_block_cache_mb * MIB, settings.worker_rocksdb_memtables_mb * MIB
+    )
+
     def table(name: str, help_text: str, cache_entries: int) -> NativeChangelogTable:
         created = NativeChangelogTable(
             app,
@@ -138,6 +147,7 @@ def create_tables(app: faust.App, settings: Settings, producer: NativeProducer) 
             options=rocksdb_options(settings),
         )
         created.native = producer
+        created.rocksdb_memory = memory
         created.cache_entries = cache_entries
         producer.track_offsets(created.changelog_topic.get_topic_name(), created.persist_offset)
         app.tables.add(created)
@@ -157,15 +167,14 @@ def create_tables(app: faust.App, settings: Settings, producer: NativeProducer) 
 
 
 def rocksdb_options(settings: Settings) -> dict[str, int]:
-    """RocksDB's sizes for each table partition's database (Faust's RocksDBOptions). Faust's defaults
-    (three 64 MiB memtables and a 2 GiB block cache per database, for six tables of N partitions)
-    let a worker grow by the partitions it has held; the record cache keeps the hot entries anyway."""
-    mib = 1024 * 1024
+    """RocksDB's sizes for each table partition's database (Faust's RocksDBOptions): small memtables;
+    the block cache and the memtables' total are the worker's, shared (pipeline/worker/rocksdb_memory.py).
+    Faust's defaults (three 64 MiB memtables and a 2 GiB block cache per database, for six tables of
+    N partitions) let a worker grow by the partitions it has held."""
     return {
-        "write_buffer_size": settings.worker_rocksdb_write_buffer_mb * mib,
+        "write_buffer_size": settings.worker_rocksdb_write_buffer_mb * MIB,
         "max_write_buffer_number": 2,
-        "target_file_size_base": 4 * settings.worker_rocksdb_write_buffer_mb * mib,
-        "block_cache_size": settings.worker_rocksdb_block_cache_mb * mib,
+        "target_file_size_base": 4 * settings.worker_rocksdb_write_buffer_mb * MIB,
     }
 
 
