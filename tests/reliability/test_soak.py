@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
 
+import psutil
 import pytest
 
 from pipeline.config import REPO_ROOT
@@ -50,3 +52,40 @@ def test_two_minute_soak_with_a_kill_and_a_broker_restart_loses_nothing(tmp_path
     assert not (out / "state").exists(), "the workers' state is removed at the end"
     chart = (out / "rss.svg").read_text()
     assert chart.count("<polyline ") >= len(ROLES) + 2  # worker-2 and the broker restarted once each
+
+
+def test_an_interrupted_soak_stops_every_child_and_its_broker(tmp_path: Path) -> None:
+    """Started as under nohup or ``&`` (SIGINT ignored), then Ctrl-C'd once its workers are ready:
+    the soak stops its workers, simulator, monitor and broker and says so (before, SIGINT did
+    nothing and SIGTERM left all of them running)."""
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith("FRAUD_") and k != "KAFKA_BOOTSTRAP_SERVERS"
+    }
+    env["FRAUD_DATA_DIR"] = str(tmp_path / "var")
+    command = [sys.executable, "-m", "pipeline", "soak", "--minutes", "5", "--rate", "20",
+               "--no-broker-restart", "--out", str(tmp_path / "soak")]  # fmt: skip
+    soak = subprocess.Popen(
+        command,
+        cwd=REPO_ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
+    )
+    assert soak.stdout is not None
+    seen: list[str] = []
+    for line in soak.stdout:
+        seen.append(line)
+        if "workers ready" in line:
+            break
+    else:
+        pytest.fail("the soak never got ready:\n" + "".join(seen[-40:]))
+    children = psutil.Process(soak.pid).children(recursive=True)
+    assert len(children) >= 5, children  # two workers, the simulator, the monitor, the broker's JVM
+    soak.send_signal(signal.SIGINT)
+    rest, _ = soak.communicate(timeout=120)
+    assert soak.returncode == 1
+    assert "soak interrupted by SIGINT" in rest, rest[-3000:]
+    _, alive = psutil.wait_procs(children, timeout=10)
+    assert not alive, [p.cmdline() for p in alive]
