@@ -7,11 +7,11 @@ from __future__ import annotations
 import numpy as np
 import orjson
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pipeline.detection.features import ENTITY_STAGES
-from pipeline.detection.rows import decode_row, encode_row, key_hash, key_hashes
+from pipeline.detection.rows import SMALL_HASH_BATCH, decode_row, encode_row, key_hash, key_hashes
 from pipeline.detection.states import CARD, EntityColumns
 from pipeline.worker.record_cache import encode_value
 from pipeline.worker.tables import as_row
@@ -72,3 +72,13 @@ def test_plain_values_are_written_as_faust_writes_them() -> None:
     assert encode_value({"features": {"amount": 1.5}, "at": 3}) == b'{"features":{"amount":1.5},"at":3}'
     with pytest.raises(TypeError):
         encode_value(object())
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.text(min_size=1, max_size=300), min_size=1, max_size=12))
+def test_small_batches_hash_in_python_as_numpy_does(texts: list[str]) -> None:
+    """``key_hashes`` takes Python's integers for a few texts and numpy's arrays for more: the same
+    bits either way, for any text (non-ASCII, astral, NUL characters, longer than 256)."""
+    in_numpy = key_hashes(texts * (SMALL_HASH_BATCH + 1))[: len(texts)]
+    in_python = [key_hash(text) for text in texts]
+    assert in_numpy.tolist() == in_python
