@@ -28,6 +28,7 @@ from prometheus_client import CollectorRegistry
 from pipeline.config import Settings
 from pipeline.wiring import build_detector, snapshot_store
 from pipeline.worker.batching import batch_agent, by_partition, each_event
+from pipeline.worker.bulk_restore import BulkRecovery
 from pipeline.worker.credentials import faust_credentials
 from pipeline.worker.dead_letters import DeadLetters
 from pipeline.worker.faults import arm, crash_point
@@ -68,6 +69,7 @@ class FraudPipeline:
         self.dead_letters = DeadLetters(self.native, settings.topic_dead_letter, self.metrics)
         self.app = self._new_app()
         self.tables = create_tables(self.app, settings, self.native)
+        self._bulk_recovery()
         names = tuple(table.name for table in self.tables.all)
         self.recovery = RecoveryWatch(
             # Faust creates its recovery service when the tables start; not from this thread.
@@ -115,6 +117,17 @@ class FraudPipeline:
             broker_heartbeat_interval=min(3.0, s.worker_session_timeout_seconds / 3),
             consumer_auto_offset_reset="earliest",
         )
+
+    def _bulk_recovery(self) -> None:
+        """Faust's table recovery, with the bulk of each changelog read by librdkafka (bulk_restore.py):
+        set as the table manager's recovery service before Faust creates its own."""
+        tables = self.app.tables
+        recovery = BulkRecovery(self.app, tables, beacon=tables.beacon)
+        recovery.consumer_config = self.settings.confluent_config(
+            **{"fetch.max.bytes": 64 * 1024 * 1024, "max.partition.fetch.bytes": 16 * 1024 * 1024}
+        )
+        recovery.min_records = self.settings.worker_bulk_restore_min_records
+        tables._recovery = recovery  # type: ignore[attr-defined]  # TableManager.recovery creates it lazily
 
     def _flush_before_commit(self) -> None:
         """Faust flushes its producer before it commits offsets; the tables' changes and the output

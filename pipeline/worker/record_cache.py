@@ -32,6 +32,7 @@ from faust.streams import current_event
 from faust.types import TP, CollectionT, EventT
 
 from pipeline.detection.rows import encode_row
+from pipeline.worker.bulk_restore import RestoreGuard
 
 _ABSENT = object()  # a key known not to exist (deleted, or read and not found)
 # As Faust's JSON codec (with orjson), except that entity state rows go to encode_row.
@@ -72,6 +73,7 @@ class CachedRocksDBStore(RocksDBStore):
         # what sends them (before anything reads RocksDB past the cache, or forgets the cache).
         self.pinned: Container[Any] = ()
         self.send_changes: Callable[[], object] = lambda: None
+        self.restore_guard = RestoreGuard()  # a bulk restore's writes (bulk_restore.py) stop at a rebalance
 
     # --- the mapping, as the table uses it --------------------------------------------------------
     def __getitem__(self, key: Any) -> Any:
@@ -161,9 +163,24 @@ class CachedRocksDBStore(RocksDBStore):
             self._cache.pop(self._decode_key(event.message.key), None)
         super().apply_changelog_batch(events, to_key, to_value)
 
+    def write_raw(self, tp: TP, records: list[tuple[bytes, bytes | None, int]]) -> None:
+        """Changelog records of ``tp`` (key, value or None, offset), in offset order, written as
+        Faust's recovery writes them, then their last offset recorded (a bulk restore, from its
+        thread: bulk_restore.py; the cache holds nothing of a partition being restored, it was
+        cleared when the partition was assigned)."""
+        batch = self._new_batch()
+        for key, value, _ in records:
+            if value is None:
+                batch.delete(key)
+            else:
+                batch.put(key, value)
+        self._db_for_partition(tp.partition).write(batch)
+        self.set_persisted_offset(tp, records[-1][2])
+
     def revoke_partitions(self, table: CollectionT, tps: set[TP]) -> None:
         # Faust flushed and committed before revoking; another worker may now change these
         # partitions, so no cached value can be trusted afterwards.
+        self.restore_guard.stop()
         self.send_changes()
         self.write_back()
         self._cache.clear()
@@ -178,6 +195,7 @@ class CachedRocksDBStore(RocksDBStore):
         super().revoke_partitions(table, tps)
 
     async def assign_partitions(self, table: CollectionT, tps: set[TP], generation_id: int = 0) -> None:
+        self.restore_guard.stop()
         self.send_changes()
         self.write_back()
         self._cache.clear()

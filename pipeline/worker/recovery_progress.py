@@ -103,7 +103,7 @@ class RecoveryTracker:
 
     tables: tuple[str, ...]
     window: float = RATE_WINDOW_SECONDS
-    _started_at: float | None = None
+    _run: Hashable = None
     _started_seen_at: float = 0.0
     _start: dict[Hashable, int] = field(default_factory=dict)
     _samples: deque[tuple[float, dict[str, int]]] = field(default_factory=deque)
@@ -113,21 +113,22 @@ class RecoveryTracker:
         self,
         now: float,
         in_recovery: bool,
-        started_at: float | None,
+        run: Hashable,
         offsets: Mapping[Hashable, int | None],
         highwaters: Mapping[Hashable, int | None],
         table_of: Mapping[Hashable, str],
     ) -> RecoveryStatus:
-        """The status after one look at Faust's recovery: whether it runs, when it (last)
-        started, the offset read so far and the highwater of each active changelog partition,
-        and each partition's table. A new ``started_at`` starts the count afresh from the
-        offsets read by then."""
+        """The status after one look at Faust's recovery: whether it runs, which one it is (the
+        rebalance's generation), the offset read so far and the highwater of each active
+        changelog partition, and each partition's table. A new recovery (another ``run``, or one
+        after the last ended) counts afresh; a partition counts from the first offset seen with
+        its highwater."""
         if not in_recovery:
             if self._last.state == "recovering":
                 self._last = self._finished()
             return self._last
-        if started_at != self._started_at:
-            self._started_at, self._started_seen_at = started_at, now
+        if run != self._run or self._last.state != "recovering":
+            self._run, self._started_seen_at = run, now
             self._start.clear()
             self._samples.clear()
         restored = dict.fromkeys(self.tables, 0)
@@ -245,7 +246,7 @@ class RecoveryWatch:
         self.status = self.tracker.observe(
             now,
             bool(recovery.in_recovery),
-            getattr(recovery, "_recovery_started_at", None),
+            getattr(recovery, "_generation_id", None),
             {tp: offsets.get(tp) for tp in recovery.active_tps.copy()},
             highwaters,
             table_of,

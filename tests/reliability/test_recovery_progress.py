@@ -1,7 +1,8 @@
 """Table recovery you can see (issue 22, item 3), on a real broker and real worker processes: a
 worker whose local state is gone restores its tables from their changelogs, logs its progress per
 table, answers /readyz with 503 and the figures until it is ready, and its gauge
-``fraud_table_recovery_remaining_records`` falls to 0."""
+``fraud_table_recovery_remaining_records`` falls to 0. Restored in bulk (bulk_restore.py), the
+tables hold the same history."""
 
 from __future__ import annotations
 
@@ -15,8 +16,8 @@ from confluent_kafka import Producer
 
 from pipeline.worker.topics import changelog_topic_names
 from tests.e2e.test_pipeline import metric_value, simulated
-from tests.e2e.test_restart import decisions_for
-from tests.support import produce
+from tests.e2e.test_restart import decisions_for, transaction
+from tests.support import abroad_card_present, produce
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
@@ -44,8 +45,11 @@ def _remaining(worker) -> dict[str, float]:
 
 
 def test_a_worker_without_its_state_shows_its_recovery_until_ready(make_settings, start_worker) -> None:
-    settings = make_settings(worker_recovery_log_seconds=1.0)
-    history = simulated(1500)
+    # Faust's own recovery (bulk restore off): slow enough to be watched.
+    settings = make_settings(worker_recovery_log_seconds=1.0, worker_bulk_restore_min_records=10**9)
+    card = "tok_recoverybulk01"
+    abroad = abroad_card_present(card)
+    history = [*simulated(1500), transaction("bulk-1", 20, merchant_id="m-1", terminal_id="t-1", **abroad)]
     first = start_worker(settings)
     produce(settings, settings.topic_transactions, [(t["card_token"], t) for t in history])
     decisions_for(settings, {t["transaction_id"] for t in history})
@@ -92,3 +96,18 @@ def test_a_worker_without_its_state_shows_its_recovery_until_ready(make_settings
     assert "table recovery: all tables" in log and "s left" in log, log
     assert f"table recovery done: {recovered['total']:,} records in" in log, log
     print(f"recovered {recovered['total']:,} records in {recovered['seconds']} s; {len(recovering)} 503s")
+
+    # The same changelogs restored in bulk: ready at once, and the card's history is back.
+    worker.stop(signal.SIGKILL)
+    shutil.rmtree(settings.data_dir / settings.app_id)
+    bulk = start_worker(settings.model_copy(update={"worker_bulk_restore_min_records": 1}))
+    ready = requests.get(f"{bulk.url}/readyz", timeout=2).json()["recovery"]
+    assert ready["total"] >= recovered["total"] and ready["restored"] == ready["total"], ready
+    bulk.log()
+    log = bulk.log_path.read_text(errors="replace")
+    assert "restored in bulk in" in log, log
+    second = transaction("bulk-2", 10, merchant_id="m-2", terminal_id="t-2", **abroad)
+    produce(settings, settings.topic_transactions, [(card, second)])
+    after = decisions_for(settings, {"bulk-2"})["bulk-2"]
+    assert "UT-burst-abroad" in after["rule_hits"], (after, bulk.log())
+    print(f"in bulk: {ready['total']:,} records in {ready['seconds']} s")
