@@ -2,6 +2,7 @@
 # Installs everything the project needs, idempotently:
 #   - a Python 3.11 virtual environment in .venv with the project and its dev extras;
 #   - the Apache Kafka broker's jars (Maven Central, cached in ~/.cache/fraud-detection);
+#   - with --test: Apicurio Registry, built by Maven from deploy/registry (Maven Central, same cache);
 #   - with --test: Debian's chromium and chromium-driver for the browser tests, and prometheus
 #     (prometheus and promtool) for the rule and scrape tests in tests/ops.
 # Usage: deploy/bootstrap.sh [--test]
@@ -55,6 +56,11 @@ fi
 
 # --- Kafka broker jars ------------------------------------------------------------------------------
 say "Kafka broker jars: $(.venv/bin/fraud kafka fetch)"
+
+# --- Schema registry for the wire-format tests (Apicurio, built with Maven from deploy/registry) -----------
+if $want_test; then
+  say "schema registry: $(.venv/bin/fraud registry fetch)"
+fi
 
 # --- Browser for the UI tests, Prometheus and promtool for tests/ops --------------------------------------
 # The prometheus package may start a system service on :9090 where systemd runs; the tests do not use

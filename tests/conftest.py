@@ -8,6 +8,7 @@ unless KAFKA_BOOTSTRAP_SERVERS names an existing cluster.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -23,6 +24,7 @@ import requests
 
 from pipeline.config import REPO_ROOT, Settings, load_settings
 from pipeline.tools.local_kafka import LocalKafka
+from pipeline.tools.local_registry import LocalRegistry
 from pipeline.worker.topics import ensure_topics
 
 
@@ -46,6 +48,18 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     finally:
         broker.stop()
         broker.wipe()
+
+
+@pytest.fixture(scope="session")
+def schema_registry_url() -> Iterator[str]:
+    """The Confluent-compatible API of a real schema registry for the whole session: the project's
+    local Apicurio Registry (pipeline/tools/local_registry.py), in memory, on a free port."""
+    registry = LocalRegistry(free_port(), Settings().local_kafka_home)
+    try:
+        yield registry.start()
+    finally:
+        registry.stop()
+        shutil.rmtree(registry.instance_dir, ignore_errors=True)
 
 
 @pytest.fixture
