@@ -26,7 +26,8 @@ from monitor.metrics import MonitorMetrics
 from monitor.state import MonitorState
 from monitor.state.records import AddResult, InvalidRecordError
 from pipeline.config import Settings
-from pipeline.contracts.validation import redact_card_numbers
+from pipeline.contracts.validation import Invalid, redact_card_numbers
+from pipeline.contracts.wire_format import is_framed, unwrap
 
 logger = logging.getLogger(__name__)
 
@@ -190,6 +191,11 @@ class KafkaFeed:
                 raise InvalidRecordError(f"unexpected topic {topic!r}")
             if value is None:
                 raise InvalidRecordError("empty message")
+            if is_framed(value):  # Confluent wire format (upstream's labels, or framed outputs)
+                framed = unwrap(value)
+                if isinstance(framed, Invalid):
+                    raise InvalidRecordError(framed.reason)
+                value = framed.payload
             if topic == self.settings.topic_labels:  # upstream's too: a card number is never shown
                 value = redact_card_numbers(value)
             record = orjson.loads(value)

@@ -108,6 +108,31 @@ class Settings(BaseSettings):
         default=168, ge=1, description="Retention of the non-compacted topics."
     )
 
+    # --- Schema registry (Confluent wire format; docs/operations.md, "Upstream producers") -------
+    schema_registry_url: str | None = Field(
+        default=None,
+        pattern=r"^https?://\S+$",
+        description="Base URL of a registry's Confluent-compatible API (Apicurio: http://host:port/apis/"
+        "ccompat/v7); unset: wire-format input is dead-lettered and outputs stay plain JSON.",
+    )
+    schema_registry_timeout_seconds: float = Field(
+        default=5.0, gt=0, le=120, description="Timeout of one request to the schema registry."
+    )
+    schema_registry_compatibility: Literal["BACKWARD", "BACKWARD_TRANSITIVE", "FULL", "FULL_TRANSITIVE"] = (
+        Field(
+            default="BACKWARD",
+            description="Compatibility level `fraud schemas register` sets on the subjects it creates.",
+        )
+    )
+    output_wire_format: bool = Field(
+        default=False,
+        description="Produce decisions, alerts and dead letters in the Confluent wire format (magic byte, "
+        "schema id of <topic>-value, JSON); needs schema_registry_url and `fraud schemas register`.",
+    )
+    local_registry_port: int = Field(
+        default=18081, description="Port of the local Apicurio Registry (`fraud registry start`)."
+    )
+
     # --- Pipeline worker -----------------------------------------------------------------------
     app_id: str = Field(default="fraud-pipeline", description="Faust app id = consumer group.")
     data_dir: Path = Field(default=REPO_ROOT / "var", description="Worker state and model snapshots.")
@@ -369,10 +394,36 @@ class Settings(BaseSettings):
             raise ValueError("a client certificate needs both kafka_ssl_certfile and kafka_ssl_keyfile")
         return self
 
+    @model_validator(mode="after")
+    def _check_wire_format(self) -> Settings:
+        """Output in wire format needs the registry that holds the outputs' schema ids."""
+        if self.output_wire_format and not self.schema_registry_url:
+            raise ValueError("output_wire_format needs schema_registry_url")
+        return self
+
     @property
     def bootstrap_servers(self) -> str:
         """The Kafka address every client uses."""
         return self.kafka_bootstrap_servers or f"127.0.0.1:{self.local_kafka_port}"
+
+    @property
+    def topic_kinds(self) -> dict[str, str]:
+        """Each topic of the project's messages with its schema's kind (schemas/<kind>.v1.schema.json)."""
+        return {
+            self.topic_transactions: "transaction",
+            self.topic_labels: "label",
+            **self.output_topic_kinds,
+            self.topic_lists: "list_update",
+        }
+
+    @property
+    def output_topic_kinds(self) -> dict[str, str]:
+        """The worker's outputs, which output_wire_format frames."""
+        return {
+            self.topic_decisions: "decision",
+            self.topic_alerts: "alert",
+            self.topic_dead_letter: "dead_letter",
+        }
 
     @property
     def topic_names(self) -> list[str]:

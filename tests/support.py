@@ -58,8 +58,10 @@ def consume_until(
     topic: str,
     done: Callable[[list[dict[str, Any]]], bool],
     timeout: float = 90.0,
+    decode: Callable[[bytes], Any] = orjson.loads,
 ) -> list[dict[str, Any]]:
-    """Read ``topic`` from the start, decoding JSON, until ``done(messages)`` or the timeout."""
+    """Read ``topic`` from the start, decoding JSON (or with ``decode``), until ``done(messages)``
+    or the timeout."""
     consumer = Consumer(
         settings.confluent_config(
             **{
@@ -77,7 +79,7 @@ def consume_until(
             for message in consumer.consume(500, timeout=0.5):
                 if message.error():
                     continue
-                messages.append(orjson.loads(message.value()))
+                messages.append(decode(message.value()))
             if done(messages):
                 return messages
     finally:

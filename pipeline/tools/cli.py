@@ -1,6 +1,8 @@
 """The ``fraud`` command: one entry point for every process of the system.
 
 fraud kafka start|stop|status   local single-node KRaft broker
+fraud registry start|stop       local schema registry (Apicurio, for the wire format)
+fraud schemas register          register schemas/ with the schema registry, checked first
 fraud topics                    create the topics
 fraud worker                    a pipeline worker (Faust)
 fraud simulate                  simulated upstream traffic and delayed labels
@@ -47,6 +49,56 @@ def cmd_kafka(settings: Settings, args: argparse.Namespace) -> int:
         pid = broker.pid()
         print(f"running on {broker.bootstrap_servers} (pid {pid})" if pid else "not running")
         return 0 if pid else 3
+    return 0
+
+
+def _local_registry(settings: Settings):  # type: ignore[no-untyped-def]
+    from pipeline.tools.local_registry import LocalRegistry
+
+    return LocalRegistry(settings.local_registry_port, settings.local_kafka_home)
+
+
+def cmd_registry(settings: Settings, args: argparse.Namespace) -> int:
+    registry = _local_registry(settings)
+    if args.action == "start":
+        print(registry.start())
+    elif args.action == "stop":
+        print("stopped" if registry.stop() else "not running")
+    elif args.action == "fetch":
+        print(registry.fetch())
+    else:
+        pid = registry.pid()
+        print(f"running at {registry.url} (pid {pid})" if pid else "not running")
+        return 0 if pid else 3
+    return 0
+
+
+def cmd_schemas(settings: Settings, args: argparse.Namespace) -> int:
+    import json
+
+    from pipeline.contracts.registration import plan, register
+    from pipeline.contracts.schema_registry import RegistryError, SchemaRegistry
+
+    if not settings.schema_registry_url:
+        raise RegistryError("set FRAUD_SCHEMA_REGISTRY_URL (the registry's Confluent-compatible API)")
+    registry = SchemaRegistry(settings.schema_registry_url, settings.schema_registry_timeout_seconds)
+    kinds = set(settings.topic_kinds.values())
+    schemas = {
+        kind: json.loads(path.read_text(encoding="utf-8"))
+        for kind in kinds
+        if args.dir and (path := args.dir / f"{kind}.v1.schema.json").exists()
+    }
+    steps = plan(registry, settings.topic_kinds, schemas)
+    for step in steps:
+        print(f"{step.subject}: {step.state}" + (f": {step.reason}" if step.reason else ""))
+    if any(step.state == "refused" for step in steps):
+        print("fraud schemas: nothing registered: a change above breaks compatibility", file=sys.stderr)
+        return 1
+    if args.check:
+        return 0
+    for step in register(registry, steps, settings.schema_registry_compatibility):
+        if step.state == "registered":
+            print(f"{step.subject}: registered (id {step.schema_id})")
     return 0
 
 
@@ -262,6 +314,20 @@ def build_parser() -> argparse.ArgumentParser:
     kafka.add_argument("action", choices=["start", "stop", "status", "fetch"])
     kafka.set_defaults(func=cmd_kafka)
 
+    registry = sub.add_parser("registry", help="manage the local schema registry (Apicurio)")
+    registry.add_argument("action", choices=["start", "stop", "status", "fetch"])
+    registry.set_defaults(func=cmd_registry)
+
+    schemas = sub.add_parser(
+        "schemas", help="register schemas/ with the schema registry (subject <topic>-value), checked first"
+    )
+    schemas.add_argument("action", choices=["register"])
+    schemas.add_argument("--check", action="store_true", help="only say what registering would do")
+    schemas.add_argument(
+        "--dir", type=Path, help="take <kind>.v1.schema.json from DIR where it has one (a change to try)"
+    )
+    schemas.set_defaults(func=cmd_schemas)
+
     topics = sub.add_parser("topics", help="create the pipeline's topics (idempotent)")
     topics.set_defaults(func=cmd_topics)
 
@@ -446,10 +512,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:  # one clear line for known start-up failures
         from confluent_kafka import KafkaException
 
+        from pipeline.contracts.schema_registry import RegistryError
         from pipeline.detection.rules import RuleError
         from pipeline.detection.snapshots import SnapshotError
         from pipeline.tools.backtest import BacktestError
         from pipeline.tools.local_kafka import LocalKafkaError
+        from pipeline.tools.local_registry import LocalRegistryError
         from pipeline.worker.topics import BrokerUnavailableError
 
         if isinstance(
@@ -459,7 +527,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             | BacktestError
             | BrokerUnavailableError
             | SnapshotError
-            | PortInUseError,
+            | PortInUseError
+            | RegistryError
+            | LocalRegistryError,
         ):
             print(f"fraud: {exc}", file=sys.stderr)
             return 2

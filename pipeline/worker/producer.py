@@ -44,6 +44,12 @@ class NativeProducer:
         self._acknowledged: dict[tuple[str, int], int] = {}
         self.sent_by_topic: dict[str, int] = {}
         self.failures = 0
+        self._headers: dict[str, bytes] = {}
+
+    def frame(self, headers: dict[str, bytes]) -> None:
+        """Put ``headers[topic]`` (a wire-format header, pipeline/contracts/wire_format.py) before
+        every value sent to that topic."""
+        self._headers = dict(headers)
 
     def track_offsets(self, topic: str, persist: PersistOffset) -> None:
         """Call ``persist(tp, offset)`` with the newest acknowledged offset of each partition of
@@ -53,6 +59,8 @@ class NativeProducer:
     def send(self, topic: str, value: bytes | None, key: bytes | None = None, partition: int = -1) -> None:
         """Hand a message to librdkafka (returns at once). Without ``partition``, the key picks it
         with murmur2, as Faust's and the other clients' partitioner does."""
+        if self._headers and value is not None and topic in self._headers:
+            value = self._headers[topic] + value
         while True:
             try:
                 self._producer.produce(topic, value, key, partition)

@@ -24,6 +24,7 @@ import orjson
 from pipeline.config import Settings
 from pipeline.contracts.messages import alert_message, decision_message, utc_now_iso
 from pipeline.contracts.validation import EventTimeWindow, Invalid, parse_message
+from pipeline.contracts.wire_format import is_framed
 from pipeline.detection.detector import Detector, EntityLabel, Example, Scored
 from pipeline.detection.features import Entity, event_seconds
 from pipeline.detection.states import CARD, EntityColumns
@@ -36,6 +37,7 @@ from pipeline.worker.table_expiry import TableExpiry
 from pipeline.worker.tables import WorkerTables, as_row
 from pipeline.worker.telemetry import PipelineMetrics
 from pipeline.worker.topics import STAGES, owner_key, routing_key
+from pipeline.worker.wire import frame_outputs, wire_reader
 
 
 @dataclass
@@ -65,14 +67,19 @@ class Validate:
         self.window = EventTimeWindow(
             context.settings.max_event_time_skew_hours * 3600, context.settings.max_event_age_days * 86400
         )
+        self.wire = wire_reader(context.settings)
+        frame_outputs(context.producer, context.settings)  # once per worker, before anything is sent
 
     async def __call__(self, event: faust.EventT, outbox: Outbox) -> None:
         c = self.context
         c.metrics.transactions_consumed.inc()
         received = time.time()
-        txn = parse_message(
-            event.value, "transaction", c.settings.max_message_bytes, event_time_window=self.window
-        )
+        raw = event.value
+        if is_framed(raw):  # Confluent wire format: the payload after the schema id
+            raw = await self.wire.payload(raw, event.message.topic)
+        txn = raw if isinstance(raw, Invalid) else parse_message(
+            raw, "transaction", c.settings.max_message_bytes, event_time_window=self.window
+        )  # fmt: skip
         if isinstance(txn, Invalid):
             c.dead_letters.invalid(txn, event, "validate")
             return
@@ -307,10 +314,11 @@ class Learn:
     def __init__(self, context: StageContext) -> None:
         self.context = context
         self.stage_of = {e.name: i for i, stage in enumerate(STAGES) for e in stage.entities}
+        self.wire = wire_reader(context.settings)
 
     async def __call__(self, partition: int, events: list[faust.EventT], outbox: Outbox) -> None:
         c = self.context
-        examples = self._examples(events)
+        examples = await self._examples(events)
         if not examples:
             return
         model = c.detector.engine.model
@@ -330,7 +338,7 @@ class Learn:
             del c.tables.pending[example.transaction_id]
             c.expiry.forget(c.tables.pending, partition, example.transaction_id)
 
-    def _examples(self, events: list[faust.EventT]) -> list[Example]:
+    async def _examples(self, events: list[faust.EventT]) -> list[Example]:
         """The labels of ``events`` joined with their pending entries, in order; an invalid label is
         dead-lettered, one without a pending entry (or a second in the batch) is counted as unknown."""
         c = self.context
@@ -338,7 +346,12 @@ class Learn:
         taken: set[str] = set()
         for event in events:
             try:
-                label = parse_message(event.value, "label", c.settings.max_message_bytes)
+                raw = event.value
+                if is_framed(raw):
+                    raw = await self.wire.payload(raw, event.message.topic)
+                label = raw if isinstance(raw, Invalid) else parse_message(
+                    raw, "label", c.settings.max_message_bytes
+                )  # fmt: skip
                 if isinstance(label, Invalid):
                     c.dead_letters.invalid(label, event, "learn")
                     continue
