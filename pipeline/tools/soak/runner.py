@@ -14,14 +14,12 @@ none; everything else is the same.
 from __future__ import annotations
 
 import shutil
-import signal
 import subprocess
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 import orjson
@@ -48,6 +46,7 @@ from pipeline.tools.soak.figures import (
 from pipeline.tools.soak.kafka import OffsetProbe, TopicReader
 from pipeline.tools.soak.report import clock, write_report
 from pipeline.tools.soak.sampling import resource_usage
+from pipeline.tools.stop_signals import Stopped, stop_signals_raise
 
 WORKERS = ("worker-1", "worker-2")
 KILLED = "worker-2"
@@ -72,30 +71,15 @@ class SoakOptions:
         return minutes * 60
 
 
-class SoakInterrupted(Exception):
-    """SIGTERM or Ctrl-C: the soak stops its children and its broker, and writes no report."""
-
-
-def _interrupt(signum: int, frame: FrameType | None) -> None:
-    # Once stopping, a second signal must not cut the stop short (children left running).
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    raise SoakInterrupted(signal.Signals(signum).name)
-
-
 def run_soak(settings: Settings, options: SoakOptions) -> dict[str, Any]:
     """Run the soak; write its report into ``options.out``; return the report. SIGTERM or Ctrl-C
-    (even when started with SIGINT ignored, as under nohup or ``&``) stops every child and the
-    soak's own broker before it returns ``{"passed": False, "interrupted": <signal>}``."""
-    previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGTERM, signal.SIGINT)}
+    stops every child and the soak's broker first (pipeline/tools/stop_signals.py)."""
     try:
-        return _run_soak(settings, options)
-    except SoakInterrupted as stop:
+        with stop_signals_raise():
+            return _run_soak(settings, options)
+    except Stopped as stop:
         say(f"soak interrupted by {stop}: every child and the soak's broker stopped; no report")
         return {"passed": False, "interrupted": str(stop)}
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
 
 
 def _run_soak(settings: Settings, options: SoakOptions) -> dict[str, Any]:
