@@ -14,7 +14,8 @@ offset restored and reads the rest (a few records) as it always does.
 ``BulkRecovery`` is Faust's ``Recovery`` with one step added: once the offsets to read from are
 known (``_build_offsets`` of the active partitions), the partitions with at least ``min_records``
 records to read (FRAUD_WORKER_BULK_RESTORE_MIN_RECORDS) are restored in bulk, for at most
-``TIME_BUDGET`` seconds (Faust waits at most ``broker_request_timeout``, 90 s, for that step),
+``TIME_BUDGET`` seconds (Faust's wait for that step, ``broker_request_timeout``, 90 s, is extended
+by as much),
 and their offsets in Faust's ``active_offsets`` move with each batch, which is what /readyz and
 the progress lines show. A rebalance stops the thread between two batches (``RestoreGuard``): the
 store's revoke and assign wait for the batch being written. Standby partitions are read by Faust
@@ -39,7 +40,7 @@ from faust.types import TP
 log = logging.getLogger("pipeline.worker.recovery_progress")  # its lines show at any --loglevel
 
 MIN_RECORDS = 1000
-TIME_BUDGET = 60.0
+TIME_BUDGET = 600.0
 BATCH = 5000
 
 
@@ -124,6 +125,14 @@ class BulkRecovery(Recovery):
 
     consumer_config: Mapping[str, Any] = {}
     min_records: int = MIN_RECORDS
+
+    async def _wait(self, coro: Any, timeout: Any = None) -> None:
+        """Faust's wait for one recovery step; the step that builds the offsets, which now
+        restores in bulk, may take ``TIME_BUDGET`` longer (the restore stops by then, so Faust never
+        goes on while it writes)."""
+        if timeout is not None and getattr(getattr(coro, "cr_code", None), "co_name", "") == "_build_offsets":
+            timeout = float(timeout) + TIME_BUDGET
+        await super()._wait(coro, timeout=timeout)
 
     async def _build_offsets(self, consumer: Any, tps: Any, destination: Any, title: str) -> None:
         await super()._build_offsets(consumer, tps, destination, title)

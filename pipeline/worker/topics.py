@@ -89,12 +89,17 @@ CHANGELOG_COMPACTION: dict[str, str] = {
     "segment.bytes": str(64 * 1024 * 1024),
     "min.cleanable.dirty.ratio": "0.1",
     "max.compaction.lag.ms": str(3600 * 1000),
+    "delete.retention.ms": str(3600 * 1000),
 }
 """How the tables' changelogs are compacted, so that a worker restoring a table reads about its live
-entries, not its history (docs/operations.md, "Table recovery"): Kafka never compacts the segment
+entries, not its history (docs/reliability.md, "Table recovery"): Kafka never compacts the segment
 being written, and by default a segment closes after 7 days or 1 GiB and a log is cleaned once half
 of it is overwritten entries. Here a segment closes after an hour or 64 MiB, and is cleaned once a
-tenth of the log is dirty or an entry has waited an hour."""
+tenth of the log is dirty or an entry has waited an hour. A deletion's tombstone is kept an hour
+after its segment is cleaned (Kafka's default is a day): every scored transaction's pending entry
+is deleted when its label comes, so for a day the pending-labels changelog kept one tombstone per
+transaction. An hour is far longer than a restore takes (a reader that saw the value before the
+tombstone went would keep a deleted entry)."""
 
 
 def topic_config(settings: Settings, name: str) -> dict[str, str]:
