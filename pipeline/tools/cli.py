@@ -250,6 +250,8 @@ def _rates(text: str) -> tuple[float, ...]:
 
 
 def cmd_bench(settings: Settings, args: argparse.Namespace) -> int:
+    if args.recovery:
+        return _bench_recovery(settings, args)
     from pipeline.tools.bench.runner import BenchOptions, run_benchmark
 
     options = BenchOptions(
@@ -272,6 +274,15 @@ def cmd_bench(settings: Settings, args: argparse.Namespace) -> int:
             f"charts: {args.out / 'throughput.svg'}, {args.out / 'latency.svg'}, "
             f"{args.out / 'latency-by-rate.svg'}"
         )
+    return 0
+
+
+def _bench_recovery(settings: Settings, args: argparse.Namespace) -> int:
+    from pipeline.tools.bench.recovery import RecoveryOptions, run_recovery_benchmark
+
+    options = RecoveryOptions(counts=args.recovery_counts, partitions=args.partitions, out=args.out)
+    run_recovery_benchmark(settings, options)
+    print(f"figures: {args.out / 'recovery.json'}, chart: {args.out / 'recovery.svg'}")
     return 0
 
 
@@ -459,6 +470,19 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         metavar="RATE",
         help="only the latency run, at RATE transactions/s (a quick look while tuning)",
+    )
+    bench.add_argument(
+        "--recovery",
+        action="store_true",
+        help="instead: time to ready of a worker that lost its state, after each of --recovery-counts "
+        "transactions (docs/reliability.md, 'Table recovery')",
+    )
+    bench.add_argument(
+        "--recovery-counts",
+        type=lambda text: tuple(int(float(n)) for n in text.split(",")),
+        default=(50_000, 200_000, 1_000_000),
+        metavar="N1,N2,...",
+        help="transactions seen before each measurement, increasing (default 50000,200000,1000000)",
     )
     bench.add_argument("--out", type=Path, default=Path("var/bench"), help="folder for the JSON and charts")
     bench.set_defaults(func=cmd_bench)
