@@ -125,6 +125,10 @@ class BulkRecovery(Recovery):
 
     consumer_config: Mapping[str, Any] = {}
     min_records: int = MIN_RECORDS
+    run = 0
+    """Recoveries so far (each rebalance's), and where the last one started reading each active
+    partition: exact figures for the progress (recovery_progress.py), however short it was."""
+    read_from: Mapping[TP, int] = {}
 
     async def _wait(self, coro: Any, timeout: Any = None) -> None:
         """Faust's wait for one recovery step; the step that builds the offsets, which now
@@ -138,6 +142,8 @@ class BulkRecovery(Recovery):
         await super()._build_offsets(consumer, tps, destination, title)
         if title != "active":
             return
+        self.read_from = {tp: destination[tp] for tp in tps}
+        self.run += 1
         targets = []
         for tp in tps:
             table = self.tp_to_table.get(tp)

@@ -53,6 +53,8 @@ class RecoveryStatus:
     seconds: float = 0.0
     """Since the recovery started (its whole length once recovered)."""
     records_per_second: float | None = None
+    run: Hashable = None
+    """Which recovery (they are counted, or the rebalance's generation)."""
 
     @property
     def restored(self) -> int:
@@ -80,6 +82,7 @@ class RecoveryStatus:
             "records_per_second": _rounded(self.records_per_second),
             "seconds_left": _rounded(self.seconds_left),
             "seconds": round(self.seconds, 1),
+            "run": self.run,
             "tables": {
                 t.table: {"restored": t.restored, "total": t.total, "remaining": t.remaining}
                 for t in self.tables
@@ -104,6 +107,7 @@ class RecoveryTracker:
     tables: tuple[str, ...]
     window: float = RATE_WINDOW_SECONDS
     _run: Hashable = None
+    _counting: bool = False
     _started_seen_at: float = 0.0
     _start: dict[Hashable, int] = field(default_factory=dict)
     _samples: deque[tuple[float, dict[str, int]]] = field(default_factory=deque)
@@ -117,20 +121,21 @@ class RecoveryTracker:
         offsets: Mapping[Hashable, int | None],
         highwaters: Mapping[Hashable, int | None],
         table_of: Mapping[Hashable, str],
+        starts: Mapping[Hashable, int | None] | None = None,
     ) -> RecoveryStatus:
-        """The status after one look at Faust's recovery: whether it runs, which one it is (the
-        rebalance's generation), the offset read so far and the highwater of each active
-        changelog partition, and each partition's table. A new recovery (another ``run``, or one
-        after the last ended) counts afresh; a partition counts from the first offset seen with
-        its highwater."""
-        if not in_recovery:
-            if self._last.state == "recovering":
-                self._last = self._finished()
-            return self._last
-        if run != self._run or self._last.state != "recovering":
-            self._run, self._started_seen_at = run, now
-            self._start.clear()
+        """The status after one look at Faust's recovery: whether it runs, which one it is, the
+        offset read so far and the highwater of each active changelog partition, and each
+        partition's table. ``starts``: where this recovery started reading each partition, when
+        the recovery service says so (BulkRecovery.read_from: exact, and a recovery over between
+        two looks is still counted); without it, a new recovery (another ``run``, or one after the
+        last ended) counts each partition from the first offset seen with its highwater."""
+        told = bool(starts) and run != self._run  # BulkRecovery: {} before its first recovery
+        if told or (starts is None and in_recovery and (not self._counting or run != self._run)):
+            self._run, self._started_seen_at, self._counting = run, now, True
+            self._start = {tp: offset for tp, offset in (starts or {}).items() if offset is not None}
             self._samples.clear()
+        if not self._counting:
+            return self._last
         restored = dict.fromkeys(self.tables, 0)
         totals = dict.fromkeys(self.tables, 0)
         for tp, highwater in highwaters.items():
@@ -138,8 +143,24 @@ class RecoveryTracker:
             if highwater is None or offset is None or table is None:
                 continue
             start = self._start.setdefault(tp, offset)
-            restored[table] = restored.get(table, 0) + max(0, offset - start)
+            restored[table] = restored.get(table, 0) + max(0, min(offset, highwater) - start)
             totals[table] = totals.get(table, 0) + max(0, highwater - start)
+        seconds = now - self._started_seen_at
+        if not in_recovery:  # over: every table read to its highwater
+            self._counting = False
+            if self._last.state == "recovering" and self._last.run == run:
+                seconds = self._last.seconds  # the last look while it ran
+                if not highwaters:
+                    totals = {t.table: t.total for t in self._last.tables}
+            total = sum(totals.values())
+            self._last = RecoveryStatus(
+                "recovered",
+                tuple(TableRecovery(t, totals[t], totals[t]) for t in totals),
+                seconds,
+                total / seconds if seconds else None,
+                run,
+            )
+            return self._last
         self._samples.append((now, restored))
         while len(self._samples) > 2 and now - self._samples[1][0] >= self.window:
             self._samples.popleft()
@@ -156,17 +177,11 @@ class RecoveryTracker:
         self._last = RecoveryStatus(
             "recovering",
             tuple(TableRecovery(t, restored[t], totals[t], rate(t)) for t in restored),
-            now - self._started_seen_at,
+            seconds,
             rate(None),
+            run,
         )
         return self._last
-
-    def _finished(self) -> RecoveryStatus:
-        """Recovery ended: every table read to its highwater."""
-        last = self._last
-        tables = tuple(TableRecovery(t.table, t.total, t.total) for t in last.tables)
-        rate = sum(t.total for t in tables) / last.seconds if last.seconds else None
-        return RecoveryStatus("recovered", tables, last.seconds, rate)
 
 
 def progress_lines(status: RecoveryStatus) -> list[str]:
@@ -240,16 +255,19 @@ class RecoveryWatch:
         recovery = self._recovery()
         if recovery is None:  # Faust has not created it yet
             return self.status
+        run = getattr(recovery, "run", None)  # BulkRecovery counts its recoveries and says where each
+        starts = getattr(recovery, "read_from", None)  # started reading; Faust's own does not
         highwaters = dict(recovery.active_highwaters)
         offsets = dict(recovery.active_offsets)
         table_of = {tp: self._table_name(table) for tp, table in dict(recovery.tp_to_table).items()}
         self.status = self.tracker.observe(
             now,
             bool(recovery.in_recovery),
-            getattr(recovery, "_generation_id", None),
+            getattr(recovery, "_generation_id", None) if run is None else run,
             {tp: offsets.get(tp) for tp in recovery.active_tps.copy()},
             highwaters,
             table_of,
+            None if starts is None else dict(starts),
         )
         self._on_status(self.status)
         return self.status

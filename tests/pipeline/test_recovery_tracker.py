@@ -56,3 +56,13 @@ def test_the_rate_is_over_the_last_ten_seconds() -> None:
         offset = 1000 * min(second, 20) + 100 * max(0, second - 20)
         status = tracker.observe(float(second), True, 0.0, {("c", 0): offset}, highwaters, TABLE_OF)
     assert status.records_per_second == 100.0
+
+
+def test_a_recovery_that_says_where_it_started_is_counted_even_when_over_between_two_looks() -> None:
+    tracker = RecoveryTracker(TABLES)
+    starts = {("c", 0): 100, ("p", 0): -1}
+    before = tracker.observe(0.0, True, 0, {("c", 0): 100}, HIGHWATERS, TABLE_OF, starts={})
+    assert before.state == "waiting"  # Faust's recovery runs, but the bulk one has not started
+    done = tracker.observe(0.1, False, 1, {("c", 0): 1000, ("p", 0): 2000}, HIGHWATERS, TABLE_OF, starts)
+    assert (done.state, done.run, done.restored, done.total) == ("recovered", 1, 900 + 2001, 2901)
+    assert tracker.observe(0.2, False, 1, {("c", 0): 1000}, HIGHWATERS, TABLE_OF, starts) is done
