@@ -197,6 +197,12 @@ class Settings(BaseSettings):
         f"it reaches that crash point ({', '.join(CRASH_POINTS)}; docs/reliability.md); unset: never.",
     )
     worker_web_port: int = Field(default=9101, description="Worker's HTTP port: /metrics, /healthz, /readyz.")
+    worker_bulk_restore_min_records: int = Field(
+        default=1000,
+        ge=1,
+        description="A changelog partition with at least this many records to restore is read in bulk "
+        "by librdkafka before Faust's own recovery reads the rest (docs/reliability.md, 'Table recovery').",
+    )
     worker_recovery_log_seconds: float = Field(
         default=5.0,
         gt=0,
@@ -221,12 +227,6 @@ class Settings(BaseSettings):
     )
     block_threshold: float = Field(
         default=0.9, gt=0, le=1, description="Score from which a transaction is blocked."
-    )
-    worker_bulk_restore_min_records: int = Field(
-        default=1000,
-        ge=1,
-        description="A changelog partition with at least this many records to restore is read in bulk "
-        "by librdkafka before Faust's own recovery reads the rest (docs/reliability.md, 'Table recovery').",
     )
     model_review_threshold: float = Field(
         default=0.2,
