@@ -136,31 +136,10 @@ class RecoveryTracker:
             self._samples.clear()
         if not self._counting:
             return self._last
-        restored = dict.fromkeys(self.tables, 0)
-        totals = dict.fromkeys(self.tables, 0)
-        for tp, highwater in highwaters.items():
-            offset, table = offsets.get(tp), table_of.get(tp)
-            if highwater is None or offset is None or table is None:
-                continue
-            start = self._start.setdefault(tp, offset)
-            restored[table] = restored.get(table, 0) + max(0, min(offset, highwater) - start)
-            totals[table] = totals.get(table, 0) + max(0, highwater - start)
+        restored, totals = self._figures(offsets, highwaters, table_of)
         seconds = now - self._started_seen_at
         if not in_recovery:  # over: every table read to its highwater
-            self._counting = False
-            if self._last.state == "recovering" and self._last.run == run:
-                seconds = self._last.seconds  # the last look while it ran
-                if not highwaters:
-                    totals = {t.table: t.total for t in self._last.tables}
-            total = sum(totals.values())
-            self._last = RecoveryStatus(
-                "recovered",
-                tuple(TableRecovery(t, totals[t], totals[t]) for t in totals),
-                seconds,
-                total / seconds if seconds else None,
-                run,
-            )
-            return self._last
+            return self._finished(run, seconds, totals if highwaters else None)
         self._samples.append((now, restored))
         while len(self._samples) > 2 and now - self._samples[1][0] >= self.window:
             self._samples.popleft()
@@ -179,6 +158,42 @@ class RecoveryTracker:
             tuple(TableRecovery(t, restored[t], totals[t], rate(t)) for t in restored),
             seconds,
             rate(None),
+            run,
+        )
+        return self._last
+
+    def _figures(
+        self,
+        offsets: Mapping[Hashable, int | None],
+        highwaters: Mapping[Hashable, int | None],
+        table_of: Mapping[Hashable, str],
+    ) -> tuple[dict[str, int], dict[str, int]]:
+        """Records restored and to restore, by table, from where each partition started."""
+        restored = dict.fromkeys(self.tables, 0)
+        totals = dict.fromkeys(self.tables, 0)
+        for tp, highwater in highwaters.items():
+            offset, table = offsets.get(tp), table_of.get(tp)
+            if highwater is None or offset is None or table is None:
+                continue
+            start = self._start.setdefault(tp, offset)
+            restored[table] = restored.get(table, 0) + max(0, min(offset, highwater) - start)
+            totals[table] = totals.get(table, 0) + max(0, highwater - start)
+        return restored, totals
+
+    def _finished(self, run: Hashable, seconds: float, totals: dict[str, int] | None) -> RecoveryStatus:
+        """The recovery is over: every table read to its highwater (the last look's figures when
+        there are no new ones; its time when it was seen running)."""
+        self._counting = False
+        if self._last.state == "recovering" and self._last.run == run:
+            seconds = self._last.seconds
+            totals = totals if totals is not None else {t.table: t.total for t in self._last.tables}
+        totals = totals or {}
+        total = sum(totals.values())
+        self._last = RecoveryStatus(
+            "recovered",
+            tuple(TableRecovery(t, totals[t], totals[t]) for t in totals),
+            seconds,
+            total / seconds if seconds else None,
             run,
         )
         return self._last
