@@ -84,6 +84,8 @@ def test_a_second_demo_waits_for_recovery_and_leaves_the_broker_it_found(
     assert broker.running(), "the demo stopped a broker it had not started"
 
     shutil.rmtree(tmp_path / "var")  # a fresh checkout: the worker restores every table
+    # Through Faust's own recovery, slow enough for the bar to show (in bulk it takes a blink).
+    env["FRAUD_WORKER_BULK_RESTORE_MIN_RECORDS"] = str(10**9)
     second = _start(env, tmp_path / "second.out")
     try:
         url = _monitor_url(second, tmp_path / "second.out")
