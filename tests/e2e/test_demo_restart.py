@@ -77,7 +77,7 @@ def test_a_second_demo_waits_for_recovery_and_leaves_the_broker_it_found(
     broker = LocalKafka(Settings().local_kafka_version, port, Settings().local_kafka_home)
 
     first = _start(env, tmp_path / "first.out", "--rate", "400")
-    _decisions(_monitor_url(first, tmp_path / "first.out"), at_least=2000)
+    _decisions(_monitor_url(first, tmp_path / "first.out"), at_least=1000)
     text = _stop(first, tmp_path / "first.out")
     assert f"Local Kafka already running on 127.0.0.1:{port}: used, and left running." in text, text
     assert "Local Kafka stopped." not in text, text

@@ -49,7 +49,7 @@ def test_a_worker_without_its_state_shows_its_recovery_until_ready(make_settings
     settings = make_settings(worker_recovery_log_seconds=1.0, worker_bulk_restore_min_records=10**9)
     card = "tok_recoverybulk01"
     abroad = abroad_card_present(card)
-    history = [*simulated(1500), transaction("bulk-1", 20, merchant_id="m-1", terminal_id="t-1", **abroad)]
+    history = [*simulated(800), transaction("bulk-1", 20, merchant_id="m-1", terminal_id="t-1", **abroad)]
     first = start_worker(settings)
     produce(settings, settings.topic_transactions, [(t["card_token"], t) for t in history])
     decisions_for(settings, {t["transaction_id"] for t in history})
