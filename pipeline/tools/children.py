@@ -140,7 +140,7 @@ def wait_until_ready(
             last, moved_at = readiness.progress, now
         elif now - moved_at > no_progress_timeout:
             raise StartupError(
-                f"{name} made no progress for {no_progress_timeout:.0f} s ({readiness.summary}){hint}; "
+                f"{name} made no progress for {no_progress_timeout:g} s ({readiness.summary}){hint}; "
                 "FRAUD_DEMO_NO_PROGRESS_TIMEOUT_SECONDS sets how long to wait"
             )
         time.sleep(0.5)

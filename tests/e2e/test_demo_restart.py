@@ -94,8 +94,11 @@ def test_a_second_demo_waits_for_recovery_and_leaves_the_broker_it_found(
         children = psutil.Process(second.pid).children(recursive=True)
     finally:
         text = _stop(second, tmp_path / "second.out")
-    assert "worker: [" in text and "restoring its tables" in text, text  # the progress bar
-    assert re.search(r"restoring its tables [\d,]+ of [\d,]+ records", text), text
+    # The demo waited through the recovery: its bar when the restore lasted past the first redraw,
+    # else at least the worker's "recovering" state (on a quiet machine Faust's path can be that fast;
+    # the bar itself is tested offline).
+    bar = "worker: [" in text and re.search(r"restoring its tables [\d,]+ of [\d,]+ records", text)
+    assert bar or "worker: recovering" in text, text
     assert "Traceback" not in text
     assert not [p for p in children if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
     assert broker.running()
@@ -105,15 +108,22 @@ def test_a_second_demo_waits_for_recovery_and_leaves_the_broker_it_found(
 
 def test_the_demo_gives_up_in_one_line_when_nothing_moves(kafka_bootstrap: str, tmp_path: Path) -> None:
     unique = f"demo3-{os.getpid()}-{int(time.time())}"
-    env = _demo_env(unique, kafka_bootstrap, tmp_path, FRAUD_DEMO_NO_PROGRESS_TIMEOUT_SECONDS="2")
+    # Less than the readiness poll's half second: the first two answers of a starting process are
+    # always the same ("not answering yet"), however fast the machine (with 2 s, a quiet machine's
+    # demo came up without a stall and never gave up).
+    env = _demo_env(unique, kafka_bootstrap, tmp_path, FRAUD_DEMO_NO_PROGRESS_TIMEOUT_SECONDS="0.3")
     output = tmp_path / "demo.out"
     demo = _start(env, output)
-    assert demo.wait(120) == 1, output.read_text()
+    try:
+        assert demo.wait(120) == 1, output.read_text()
+    finally:
+        if demo.poll() is None:
+            _stop(demo, output)  # Ctrl-C: the demo stops its children
     text = output.read_text()
     assert "Traceback" not in text, text
     [line] = [line for line in text.splitlines() if line.startswith("fraud demo:")]
     assert re.fullmatch(
-        r"fraud demo: (monitor|worker) made no progress for 2 s \(.+\); see .+demo-logs; "
+        r"fraud demo: (monitor|worker) made no progress for 0.3 s \(.+\); see .+demo-logs; "
         r"FRAUD_DEMO_NO_PROGRESS_TIMEOUT_SECONDS sets how long to wait",
         line,
     ), line
