@@ -160,10 +160,12 @@ class Settings(BaseSettings):
     worker_producer_linger_ms: float = Field(
         default=1.0, ge=0, le=1000, description="How long the worker's producer waits to fill a batch."
     )
-    worker_table_cache_entries: int = Field(
-        default=10_000,
+    worker_record_cache_mb: int = Field(
+        default=64,
         ge=0,
-        description="Entity states each table keeps in memory over RocksDB (the most recently used).",
+        le=65536,
+        description="Memory of the worker's record caches: the most recently used entity states kept over "
+        "RocksDB, all tables together (each entity table and the cards' an equal share).",
     )
     worker_rocksdb_write_buffer_mb: int = Field(
         default=4,
@@ -176,7 +178,7 @@ class Settings(BaseSettings):
         ge=1,
         le=4096,
         description="RocksDB block cache of the whole worker, shared by every table partition (Faust's "
-        "default: 2 GiB per partition). The record cache (worker_table_cache_entries) keeps the hot "
+        "default: 2 GiB per partition). The record cache (worker_record_cache_mb) keeps the hot "
         "entries in memory already.",
     )
     worker_rocksdb_memtables_mb: int = Field(

@@ -16,13 +16,18 @@ changed entries are pinned in the cache (never evicted), so reads see them.
 RocksDB's persisted changelog offset (from which a restart replays the changelog) is set only after
 the entries written so far were written back, so after a crash RocksDB is never ahead of what the
 offset says, and the replay brings it up to date.
+
+The cache is bounded in bytes (``RecordCache``), not in entries: a state row costs its cells (8 B
+each: 1.7-4.6 kB by entity) plus about 250 B of key, array header and dict entry (measured with
+tracemalloc and as RSS, tests/reliability/test_record_cache.py), and a worker's memory is stated
+as RocksDB's budget plus ``FRAUD_WORKER_RECORD_CACHE_MB`` plus the rest.
 """
 
 from __future__ import annotations
 
+import sys
 from collections import OrderedDict
 from collections.abc import Callable, Container, Iterable, Iterator
-from itertools import islice
 from typing import Any
 
 import numpy as np
@@ -35,6 +40,7 @@ from pipeline.detection.rows import encode_row
 from pipeline.worker.bulk_restore import RestoreGuard
 
 _ABSENT = object()  # a key known not to exist (deleted, or read and not found)
+_MISSING = object()
 # As Faust's JSON codec (with orjson), except that entity state rows go to encode_row.
 _JSON_OPTIONS = orjson.OPT_NON_STR_KEYS | orjson.OPT_UTC_Z | orjson.OPT_PASSTHROUGH_DATACLASS
 
@@ -51,6 +57,85 @@ def _encode_row(value: Any) -> Any:
     return encode_row(value)
 
 
+ENTRY_OVERHEAD_BYTES = 100
+"""An entry's place in the cache's ordered dict, beyond its key and value (measured: 60-120 B
+with the dict's spare room)."""
+ARRAY_OVERHEAD_BYTES = 112
+"""A numpy array's object (header, shape, strides) beyond its cells."""
+
+
+def entry_bytes(key: Any, value: Any) -> int:
+    """What one cached entry holds in memory, as counted against the budget: its key, its value
+    (a state row: its cells and header; text read from RocksDB: the string) and its dict entry."""
+    if isinstance(value, np.ndarray):
+        held = value.nbytes + ARRAY_OVERHEAD_BYTES
+    elif value is _ABSENT:
+        held = 0
+    else:
+        held = sys.getsizeof(value)  # text, numbers; a container's own size only
+    return sys.getsizeof(key) + held + ENTRY_OVERHEAD_BYTES
+
+
+class RecordCache:
+    """Values by key, least recently used first, with the bytes they hold (``entry_bytes``); what is
+    over ``budget_bytes`` is dropped by ``evict``, never an entry that must stay (``pinned``)."""
+
+    def __init__(self, budget_bytes: int) -> None:
+        self.budget_bytes = budget_bytes
+        self.bytes = 0
+        self._entries: OrderedDict[Any, Any] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._entries
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self._entries)
+
+    def get(self, key: Any) -> Any:
+        """The value of ``key`` (KeyError if not cached), now the most recently used."""
+        value = self._entries[key]
+        self._entries.move_to_end(key)
+        return value
+
+    def put(self, key: Any, value: Any) -> None:
+        """``key`` holds ``value``, the most recently used."""
+        old = self._entries.pop(key, _MISSING)
+        if old is not _MISSING:
+            self.bytes -= entry_bytes(key, old)
+        self._entries[key] = value
+        self.bytes += entry_bytes(key, value)
+
+    def pop(self, key: Any) -> None:
+        """Forget ``key`` if cached."""
+        old = self._entries.pop(key, _MISSING)
+        if old is not _MISSING:
+            self.bytes -= entry_bytes(key, old)
+
+    def clear(self) -> None:
+        self._entries.clear()
+        self.bytes = 0
+
+    def evict(self, pinned: Container[Any] = ()) -> int:
+        """Drop the least recently used entries not in ``pinned`` until the cache holds at most
+        ``budget_bytes``; return how many were dropped."""
+        if self.bytes <= self.budget_bytes:
+            return 0
+        dropped: list[Any] = []
+        over = self.bytes - self.budget_bytes
+        for key, value in self._entries.items():  # least recent first
+            if over <= 0:
+                break
+            if key not in pinned:
+                dropped.append(key)
+                over -= entry_bytes(key, value)
+        for key in dropped:
+            self.pop(key)
+        return len(dropped)
+
+
 def _event_partition() -> int:
     event = current_event()
     if event is None:
@@ -61,19 +146,25 @@ def _event_partition() -> int:
 class CachedRocksDBStore(RocksDBStore):
     """Faust's RocksDB store with a bounded record cache and write-back (see the module's doc)."""
 
-    # Entries kept after a write-back, least recently used dropped first (an entity's state row is
-    # a few kilobytes).
-    cache_entries = 10_000
-
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._cache: OrderedDict[Any, Any] = OrderedDict()
+        self._cache = RecordCache(16 * 1024 * 1024)
         self._dirty: dict[int, dict[Any, bytes | None]] = {}  # partition -> key -> JSON (None: deleted)
         # Set by the table: keys changed but not yet sent to the changelog (kept in the cache), and
         # what sends them (before anything reads RocksDB past the cache, or forgets the cache).
         self.pinned: Container[Any] = ()
         self.send_changes: Callable[[], object] = lambda: None
         self.restore_guard = RestoreGuard()  # a bulk restore's writes (bulk_restore.py) stop at a rebalance
+
+    @property
+    def cache_bytes(self) -> int:
+        """Bytes the cache keeps after a write-back, least recently used dropped first (the table
+        sets its share of the worker's FRAUD_WORKER_RECORD_CACHE_MB)."""
+        return self._cache.budget_bytes
+
+    @cache_bytes.setter
+    def cache_bytes(self, budget: int) -> None:
+        self._cache.budget_bytes = budget
 
     # --- the mapping, as the table uses it --------------------------------------------------------
     def __getitem__(self, key: Any) -> Any:
@@ -95,8 +186,7 @@ class CachedRocksDBStore(RocksDBStore):
 
     def remember(self, key: Any, value: Any) -> None:
         """Reads of ``key`` return ``value`` from now on (RocksDB gets it with ``stage``)."""
-        self._cache[key] = value
-        self._cache.move_to_end(key)
+        self._cache.put(key, value)
 
     def forget(self, key: Any) -> None:
         """``key`` is deleted, for reads; RocksDB forgets it with ``stage(key, None, ...)``."""
@@ -109,19 +199,17 @@ class CachedRocksDBStore(RocksDBStore):
 
     def _cached(self, key: Any) -> Any:
         try:
-            value = self._cache[key]
+            return self._cache.get(key)
         except KeyError:
             raw = self._get(self._encode_key(key))
             value = _ABSENT if raw is None else self._decode_value(raw)
-            self._cache[key] = value
+            self._cache.put(key, value)
             return value
-        self._cache.move_to_end(key)
-        return value
 
     # --- write-back -------------------------------------------------------------------------------
     def write_back(self) -> None:
         """Write every entry changed since the last write-back to RocksDB (one batch per
-        partition), then drop the least recently used clean entries beyond ``cache_entries``."""
+        partition), then drop the least recently used clean entries beyond ``cache_bytes``."""
         for partition, entries in self._dirty.items():
             db = self._db_for_partition(partition)
             batch = self._new_batch()
@@ -135,11 +223,7 @@ class CachedRocksDBStore(RocksDBStore):
                     self._key_index[encoded_key] = partition
             db.write(batch)
         self._dirty.clear()
-        excess = len(self._cache) - self.cache_entries
-        if excess > 0:
-            unpinned = (key for key in self._cache if key not in self.pinned)  # least recent first
-            for key in list(islice(unpinned, excess)):
-                del self._cache[key]
+        self._cache.evict(self.pinned)
 
     def persist(self, tp: TP, offset: int) -> None:
         """The changelog of ``tp`` is acknowledged up to ``offset``: write back, then record it."""
@@ -160,7 +244,7 @@ class CachedRocksDBStore(RocksDBStore):
         """Recovery and standby replicas write RocksDB directly; forget those keys' cached values."""
         events = list(batch)
         for event in events:
-            self._cache.pop(self._decode_key(event.message.key), None)
+            self._cache.pop(self._decode_key(event.message.key))
         super().apply_changelog_batch(events, to_key, to_value)
 
     def write_raw(self, tp: TP, records: list[tuple[bytes, bytes | None, int]]) -> None:

@@ -37,7 +37,8 @@ class NativeChangelogTable(faust.Table):
     durable). A value is encoded once per flush, for both the changelog and RocksDB."""
 
     native: NativeProducer
-    cache_entries: int = 10_000
+    cache_bytes: int = 0
+    """Bytes its record cache keeps (its share of FRAUD_WORKER_RECORD_CACHE_MB)."""
     rocksdb_memory: WorkerRocksDBMemory | None = None
     """The worker's RocksDB memory budget, shared by every table's databases."""
 
@@ -97,7 +98,7 @@ class NativeChangelogTable(faust.Table):
             loop=self.loop,
             options=self.options,
         )
-        store.cache_entries = self.cache_entries
+        store.cache_bytes = self.cache_bytes
         if self.rocksdb_memory is not None:
             store.rocksdb_options = self.rocksdb_memory.options(dict(self.options or {}))
         store.pinned = self._unsent
@@ -135,7 +136,7 @@ def create_tables(app: faust.App, settings: Settings, producer: NativeProducer) 
         settings.worker_rocksdb_block_cache_mb * MIB, settings.worker_rocksdb_memtables_mb * MIB
     )
 
-    def table(name: str, help_text: str, cache_entries: int) -> NativeChangelogTable:
+    def table(name: str, help_text: str, cache_bytes: int) -> NativeChangelogTable:
         created = NativeChangelogTable(
             app,
             name=name,
@@ -148,13 +149,13 @@ def create_tables(app: faust.App, settings: Settings, producer: NativeProducer) 
         )
         created.native = producer
         created.rocksdb_memory = memory
-        created.cache_entries = cache_entries
+        created.cache_bytes = cache_bytes
         producer.track_offsets(created.changelog_topic.get_topic_name(), created.persist_offset)
         app.tables.add(created)
         return created
 
     *entity_tables, card_table, pending_table = table_names()
-    cache = settings.worker_table_cache_entries
+    cache = record_cache_share(settings)
     return WorkerTables(
         entities={
             entity.name: table(name, f"State per {entity.name}", cache)
@@ -164,6 +165,12 @@ def create_tables(app: faust.App, settings: Settings, producer: NativeProducer) 
         # A pending entry is read once, by its label, long after: caching it would only cost memory.
         pending=table(pending_table, "Features kept at scoring time, by transaction id", 0),
     )
+
+
+def record_cache_share(settings: Settings) -> int:
+    """Each cached table's bytes: the worker's record cache budget shared equally by the entity
+    tables and the cards' (the pending-labels table has no cache)."""
+    return settings.worker_record_cache_mb * MIB // (len(ENTITY_STAGES) + 1)
 
 
 def rocksdb_options(settings: Settings) -> dict[str, int]:
