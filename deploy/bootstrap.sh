@@ -54,6 +54,10 @@ if [ ! -f "$stamp" ]; then
   touch "$stamp"
 fi
 
+# --- The detector's compiled walks (numba; cached beside their source, seconds the first time) --------
+say "compiling the detector's walks over entity states"
+.venv/bin/python -c "from pipeline.detection.states import compile_walks; compile_walks()"
+
 # --- Kafka broker jars ------------------------------------------------------------------------------
 say "Kafka broker jars: $(.venv/bin/fraud kafka fetch)"
 

@@ -29,12 +29,10 @@ _KEY_FIELDS = {"ids": "transaction_id", "cards": "card_token", "countries": "cou
 
 class TransactionColumns:
     """The fields of a batch of transactions that entity states use, as arrays. The hashes of a
-    key field are computed when first asked for, once per batch (a part asks its whole)."""
+    key field are computed when first asked for, once per batch."""
 
     def __init__(self, txns: Sequence[dict[str, Any]], at: np.ndarray, amount: np.ndarray) -> None:
         self.txns, self.at, self.amount = txns, at, amount
-        self._whole: TransactionColumns | None = None
-        self._items: np.ndarray | None = None
         self._hashes: dict[str, np.ndarray] = {}
 
     @classmethod
@@ -42,21 +40,10 @@ class TransactionColumns:
         amount = np.array([float(txn["amount"]) for txn in txns])
         return cls(txns, np.asarray(at, dtype=np.float64), amount)
 
-    def take(self, items: np.ndarray) -> TransactionColumns:
-        """The columns of ``items`` (indices), in that order."""
-        whole = self._whole or self
-        taken = TransactionColumns([self.txns[i] for i in items.tolist()], self.at[items], self.amount[items])
-        taken._whole, taken._items = whole, items if self._items is None else self._items[items]
-        return taken
-
     def _hashed(self, name: str) -> np.ndarray:
         hashes = self._hashes.get(name)
         if hashes is None:
-            if self._whole is not None and self._items is not None:
-                hashes = self._whole._hashed(name)[self._items]
-            else:
-                hashes = _hashes([txn.get(_KEY_FIELDS[name]) for txn in self.txns])
-            self._hashes[name] = hashes
+            hashes = self._hashes[name] = _hashes([txn.get(_KEY_FIELDS[name]) for txn in self.txns])
         return hashes
 
     @property
@@ -81,6 +68,4 @@ class TransactionColumns:
 
     @cached_property
     def log_amount(self) -> np.ndarray:
-        if self._whole is not None and self._items is not None:
-            return self._whole.log_amount[self._items]
         return np.array([math.log1p(amount) for amount in self.amount.tolist()])

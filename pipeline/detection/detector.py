@@ -22,7 +22,7 @@ from typing import Any
 from pipeline.detection.columns import TransactionColumns
 from pipeline.detection.engine import Decision, DetectionEngine
 from pipeline.detection.features import ENTITY_STAGES, Entity, Features, transaction_features
-from pipeline.detection.rounds import observe_in_rounds, record_labels_in_rounds
+from pipeline.detection.in_order import observe_in_order, record_labels_in_order
 from pipeline.detection.rows import MatrixRows, RowStore
 from pipeline.detection.states import (
     CARD,
@@ -118,7 +118,7 @@ class Detector:
         columns: Columns = {}
         for position, entity in enumerate(entities):
             entity_keys = [item_keys[position] for item_keys in keys]
-            columns.update(observe_in_rounds(entity.columns, entity_keys, txns, store_of(entity)))
+            columns.update(observe_in_order(entity.columns, entity_keys, txns, store_of(entity)))
         for index, features in zip(good, _feature_dicts(columns, len(good)), strict=True):
             out[index] = features
         return out
@@ -147,7 +147,7 @@ class Detector:
             return out
         txns = TransactionColumns.of([txn for _, txn, _, _ in ready], [at for _, _, at, _ in ready])
         tokens = [txn["card_token"] for _, txn, _, _ in ready]
-        card = _feature_dicts(observe_in_rounds(CARD, tokens, txns, cards), len(ready))
+        card = _feature_dicts(observe_in_order(CARD, tokens, txns, cards), len(ready))
         for (_, _, _, features), card_features in zip(ready, card, strict=True):
             features.update(card_features)
         decisions = self.engine.decide_many([(txn, features) for _, txn, _, features in ready])
@@ -191,7 +191,7 @@ class Detector:
             mine = [label for label in labels if label.entity == entity.name]
             if mine:
                 assert isinstance(entity.columns, LabelledActivityColumns)
-                record_labels_in_rounds(
+                record_labels_in_order(
                     entity.columns,
                     [label.key for label in mine],
                     [label.is_fraud for label in mine],

@@ -20,9 +20,10 @@ from typing import Protocol
 
 import numpy as np
 
+from pipeline.detection import kernels
+
 EMPTY_BUCKET = -(2.0**52)
 """The newest bucket of a ring that has seen nothing (every bucket it could hold is then expired)."""
-_SLOT_NUMBERS = np.arange(4096)
 _HASH_WEIGHTS = np.random.default_rng(20261206).integers(1, 2**63, size=256, dtype=np.uint64) * 2 + 1
 """Fixed forever: rows keep the hashes (one odd 64-bit weight per character position)."""
 
@@ -87,6 +88,8 @@ class RowLayout:
     def ring(self, width: int, horizon: int) -> Ring:
         if width <= 0 or horizon < width or horizon % width:
             raise ValueError("horizon must be a positive multiple of width")
+        if horizon // width > kernels.SCRATCH:
+            raise ValueError(f"a ring holds at most {kernels.SCRATCH} buckets")
         ring = Ring(width, horizon, self.cells(1 + 2 * (horizon // width)))
         self._initial[ring.offset] = EMPTY_BUCKET
         return ring
@@ -117,61 +120,37 @@ class Ring:
     def size(self) -> int:
         return self.horizon // self.width
 
-    def _newest(self, rows: np.ndarray) -> np.ndarray:
-        return rows[:, self.offset].astype(np.int64)
-
-    def _counts(self, rows: np.ndarray) -> np.ndarray:
-        return rows[:, self.offset + 1 : self.offset + 1 + self.size]
-
-    def _sums(self, rows: np.ndarray) -> np.ndarray:
-        return rows[:, self.offset + 1 + self.size : self.offset + 1 + 2 * self.size]
-
-    def _slots(self, first: np.ndarray, last: np.ndarray) -> np.ndarray:
-        """Per row, the slots of buckets ``first`` to ``last`` (both included): bucket ``b`` is in
-        slot ``b mod size``, so they are a circular run of slots from ``first mod size``."""
-        length = np.minimum(np.maximum(last - first + 1, 0), self.size)[:, None]
-        start = np.mod(first, self.size)[:, None]
-        slots = _SLOT_NUMBERS[: self.size]
-        end = start + length  # past the last slot when the run wraps around to slot 0
-        return ((slots >= start) & (slots < end)) | (slots < end - self.size)
-
-    def _window(self, newest: np.ndarray, now: np.ndarray, window: int) -> np.ndarray:
-        if window % self.width or window > self.horizon:
-            raise ValueError(f"window {window}s must be a multiple of {self.width}s up to {self.horizon}s")
-        last = np.floor_divide(now, self.width).astype(np.int64)
-        first = np.maximum(last - window // self.width, newest - self.size) + 1
-        return self._slots(first, np.minimum(last, newest))
-
     def count(self, rows: np.ndarray, now: np.ndarray, window: int) -> np.ndarray:
         """Events in the window of ``window`` seconds ending at ``now``, per row."""
-        inside = self._window(self._newest(rows), now, window)
-        return np.where(inside, self._counts(rows), 0.0).sum(axis=1)
+        return self.totals(rows, now, window)[0]
 
     def totals(self, rows: np.ndarray, now: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarray]:
-        """(count, amount sum) in the window of ``window`` seconds ending at ``now``, per row. The
-        sum adds the buckets' sums in slot order: within a few units in the last place of adding
-        them oldest first."""
-        inside = self._window(self._newest(rows), now, window)
-        counts = np.where(inside, self._counts(rows), 0.0).sum(axis=1)
-        return counts, np.where(inside, self._sums(rows), 0.0).sum(axis=1)
+        """(count, amount sum) in the window of ``window`` seconds ending at ``now``, per row, one row
+        at a time (the walks of pipeline/detection/kernels.py read the rings inside their loop)."""
+        if window % self.width or window > self.horizon:
+            raise ValueError(f"window {window}s must be a multiple of {self.width}s up to {self.horizon}s")
+        scratch = np.empty(self.size)
+        place = (self.offset, self.size, self.width)
+        counts = [
+            kernels.ring_window(row, *place, t, window, 1, scratch)
+            for row, t in zip(rows, now.tolist(), strict=True)
+        ]
+        sums = [
+            kernels.ring_window(row, *place, t, window, 1 + self.size, scratch)
+            for row, t in zip(rows, now.tolist(), strict=True)
+        ]
+        return np.array(counts, dtype=np.float64), np.array(sums, dtype=np.float64)
 
     def add(self, rows: np.ndarray, at: np.ndarray, amount: np.ndarray) -> None:
         """One event of ``amount`` at ``at`` per row (in place). An event older than every bucket
         kept is dropped; a newer bucket expires the ones that leave the horizon."""
-        index = np.floor_divide(at, self.width).astype(np.int64)
-        before = self._newest(rows)
-        newest = np.maximum(before, index)
-        moved = np.flatnonzero(newest > before)
-        if len(moved):  # the buckets that leave: (before - size, newest - size], their slots emptied
-            expired = np.zeros((len(rows), self.size), dtype=bool)
-            expired[moved] = self._slots(before[moved] - self.size + 1, newest[moved] - self.size)
-            self._counts(rows)[expired] = 0.0
-            self._sums(rows)[expired] = 0.0
-            rows[moved, self.offset] = newest[moved]
-        kept = np.flatnonzero(index > newest - self.size)
-        slot = np.mod(index[kept], self.size)
-        self._counts(rows)[kept, slot] += 1.0
-        self._sums(rows)[kept, slot] += amount[kept]
+        for row, t, value in zip(rows, at.tolist(), amount.tolist(), strict=True):
+            kernels.ring_add(row, self.offset, self.size, self.width, t, value)
+
+    @property
+    def params(self) -> tuple[int, int, int]:
+        """Where a walk finds the ring: (offset, slot count, bucket width)."""
+        return self.offset, self.size, self.width
 
     def last_bucket_end(self, row: np.ndarray) -> float | None:
         """The end (seconds) of the newest bucket of one row, None when empty."""
@@ -198,57 +177,10 @@ class KeySlots:
             raise TypeError("these slots keep no times")
         return rows[:, self.offset + self.size : self.offset + 2 * self.size]
 
-    def _order(self, rows: np.ndarray) -> np.ndarray:
-        start = self.offset + self.size * (1 + self.timed)
-        return rows[:, start : start + self.size]
-
-    def contains(self, rows: np.ndarray, keys: np.ndarray) -> np.ndarray:
-        return ((self.keys(rows) == keys[:, None]) & (keys != 0.0)[:, None]).any(axis=1)
-
-    def occupied(self, rows: np.ndarray) -> np.ndarray:
-        """How many keys each row holds."""
-        return (self.keys(rows) != 0.0).sum(axis=1)
-
-    def seen_between(self, rows: np.ndarray, since: np.ndarray, until: np.ndarray) -> np.ndarray:
-        """How many keys each row last saw within [since, until]."""
-        when = self.when(rows)
-        inside = (self.keys(rows) != 0.0) & (when >= since[:, None]) & (when <= until[:, None])
-        return inside.sum(axis=1)
-
-    def remember(
-        self,
-        rows: np.ndarray,
-        keys: np.ndarray,
-        when: np.ndarray | None = None,
-        order: np.ndarray | None = None,
-    ) -> None:
-        """Each row sees its key (in place): a known key gets ``order`` and ``when`` (the later of
-        both when not ordered: a time-kept set); a new one takes a free slot, or, when full, the
-        slot of the first inserted key (or the least recently seen one)."""
-        held = self.keys(rows)
-        match = held == keys[:, None]
-        known = match.any(axis=1)
-        free = held == 0.0
-        oldest = (self._order(rows) if self.ordered else self.when(rows)).argmin(axis=1)
-        slot = np.where(known, match.argmax(axis=1), np.where(free.any(axis=1), free.argmax(axis=1), oldest))
-        every = np.arange(len(rows))
-        held[every, slot] = keys
-        if self.timed:
-            assert when is not None
-            seen = self.when(rows)
-            latest = np.where(known, np.maximum(seen[every, slot], when), when)
-            seen[every, slot] = when if self.ordered else latest
-        if self.ordered:
-            assert order is not None
-            self._order(rows)[every, slot] = order
-
-    def forget_before(self, rows: np.ndarray, horizon: np.ndarray) -> None:
-        """Drop the keys last seen before ``horizon`` (in place)."""
-        stale = (self.when(rows) < horizon[:, None]) & (self.keys(rows) != 0.0)
-        self.keys(rows)[stale] = 0.0
-        self.when(rows)[stale] = 0.0
-        if self.ordered:
-            self._order(rows)[stale] = 0.0
+    @property
+    def params(self) -> tuple[int, int]:
+        """Where a walk finds the slots: (offset, size)."""
+        return self.offset, self.size
 
     def latest(self, row: np.ndarray) -> float | None:
         """When one row last saw any key, None when it holds none."""
@@ -270,14 +202,10 @@ class IdRing:
     def of(cls, layout: RowLayout, size: int) -> IdRing:
         return cls(size, layout.cells(size), layout.scalar())
 
-    def contains(self, rows: np.ndarray, ids: np.ndarray) -> np.ndarray:
-        return (rows[:, self.offset : self.offset + self.size] == ids[:, None]).any(axis=1)
-
-    def add(self, rows: np.ndarray, ids: np.ndarray) -> None:
-        written = rows[:, self.position]
-        slot = self.offset + np.mod(written, self.size).astype(np.intp)
-        rows[np.arange(len(rows)), slot] = ids
-        rows[:, self.position] = written + 1
+    @property
+    def params(self) -> tuple[int, int, int]:
+        """Where a walk finds the ring: (offset, size, the cell counting the ids written)."""
+        return self.offset, self.size, self.position
 
 
 _HEADER = struct.Struct("<HH")  # row width, cells stored

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 
 from pipeline.config import Settings
+from pipeline.detection.states import compile_walks
 from pipeline.worker.faust_app import FraudPipeline
 from pipeline.worker.shutdown import BoundedStopWorker, StopWatchdog
 from pipeline.worker.topics import ensure_topics
@@ -13,6 +14,7 @@ from pipeline.worker.topics import ensure_topics
 def run_worker(settings: Settings, loglevel: str = "info") -> None:
     """Create the topics if needed, build the app and run it until SIGINT/SIGTERM."""
     ensure_topics(settings)
+    compile_walks()  # before the first batch (numba compiles them once, then loads them from its cache)
     pipeline = FraudPipeline(settings)
     pipeline.worker_dir.mkdir(parents=True, exist_ok=True)
     pipeline.recovery.start()  # logs and exposes the tables' recovery while Faust runs it

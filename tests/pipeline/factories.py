@@ -93,7 +93,7 @@ class OneEntity:
 
     def features(self, txn: dict[str, Any], at: float) -> dict[str, float]:
         rows, txns = self.row[None, :].copy(), TransactionColumns.of([txn], [at])
-        columns = {**self.columns.label_features(rows, txns), **self.columns.features(rows, txns)}
+        columns = self.columns.features(rows, txns)
         return {name: float(values[0]) for name, values in columns.items()}
 
     def update(self, txn: dict[str, Any], at: float) -> None:
