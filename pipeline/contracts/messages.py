@@ -7,8 +7,10 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from pipeline.contracts.json_schemas import latest_version
 from pipeline.contracts.validation import Invalid, mask_card_numbers, redact_card_numbers
 from pipeline.detection.engine import Decision
+from pipeline.detection.explanations import explanation_of
 from pipeline.detection.features import Features
 
 _COPIED = (
@@ -50,13 +52,19 @@ def decision_message(
 
 
 def alert_message(decision: dict[str, Any], txn: Mapping[str, Any], features: Features) -> dict[str, Any]:
-    """The alert for a review/block decision; its id is the transaction id."""
+    """The alert for a review/block decision; its id is the transaction id. With the explanation
+    the detector gave its features (``pipeline.detection.explanations``): why the model scored it
+    so, as plain-language factors of feature values (never identifiers or card numbers)."""
     alert = {key: value for key, value in decision.items() if key not in ("model_score", "processing_ms")}
+    alert["schema_version"] = latest_version("alert")  # 2: v1 and the optional explanation
     alert["alert_id"] = decision["transaction_id"]
     alert["device_id"] = txn.get("device_id")
     if not alert["reasons"]:
         alert["reasons"] = [f"Score {decision['score']:.2f} above the review threshold"]
     alert["features"] = {name: round(value, 4) for name, value in features.items()}
+    explanation = explanation_of(features)
+    if explanation is not None:
+        alert["explanation"] = explanation.message()
     return alert
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
+from pipeline.contracts.json_schemas import latest_version
 from pipeline.contracts.schema_registry import RegistryError, SchemaRegistry, registered_text, subject_of
 from pipeline.contracts.wire_format import header
 
@@ -64,14 +65,15 @@ def register(registry: SchemaRegistry, steps: list[Registration], compatibility:
 
 
 def output_headers(registry: SchemaRegistry, topics: dict[str, str]) -> dict[str, bytes]:
-    """The wire-format header of each output topic (topic -> kind): the id that topic's schema
-    has under its subject, which `fraud schemas register` must have registered."""
+    """The wire-format header of each output topic (topic -> kind): the id that topic's schema (its
+    latest version) has under its subject, which `fraud schemas register` must have registered."""
     headers = {}
     for topic, kind in topics.items():
         schema_id = registry.lookup(subject_of(topic), registered_text(kind))
         if schema_id is None:
             raise RegistryError(
-                f"{subject_of(topic)} has no {kind}.v1 schema in {registry.url}: run `fraud schemas register`"
+                f"{subject_of(topic)} has no {kind}.v{latest_version(kind)} schema in {registry.url}: "
+                "run `fraud schemas register`"
             )
         headers[topic] = header(schema_id)
     return headers

@@ -8,7 +8,10 @@
   a window of recent labelled examples (every fraud, a stable sample of the legitimate ones), then
   scoring whole batches at once; its probability is corrected for the sampling.
 
-Both give a calibrated fraud probability from a transaction's features; both pickle (snapshots).
+Both give a calibrated fraud probability from a transaction's features, and split it over the
+features (``attributions_many``, for the explanations of alerts); both pickle (snapshots). The module
+is longer than 400 lines because each learner keeps together how it learns, scores and splits a
+score, which all read its internals.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import math
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
 from river import base, compose
@@ -38,6 +41,14 @@ class Clip(base.Transformer):
     def transform_one(self, x: dict) -> dict:
         limit = self.limit
         return {name: -limit if v < -limit else limit if v > limit else v for name, v in x.items()}
+
+
+class Attribution(NamedTuple):
+    """A row's score split over its features on the log-odds scale: ``base`` plus the sum of
+    ``contributions`` is the log-odds of the candidate's (corrected) probability."""
+
+    base: float
+    contributions: dict[str, float]
 
 
 def _uncorrect(probabilities: np.ndarray, odds_factor: float) -> np.ndarray:
@@ -63,6 +74,8 @@ class LogisticCandidate:
     numpy's (a different order of additions: results agree to float rounding, a test). It scores
     a whole batch as one matrix product.
     """
+
+    ATTRIBUTION: ClassVar[str] = "linear"  # how attributions_many splits a score
 
     fraud_weight: float = 10.0
     learning_rate: float = 0.02
@@ -195,16 +208,23 @@ class LogisticCandidate:
 
     def explain(self, features: Features, top: int = 3) -> list[tuple[str, float]]:
         """The features that pushed the log-odds up most: weight times scaled value, largest first."""
-        if not self.learnt:
-            return []
-        names, at, scaled = self._learnt_part(features)
-        contributions = sorted(
-            zip(names, (scaled * self.weights[at]).tolist(), strict=True), key=lambda i: -i[1]
-        )
-        return [(name, value) for name, value in contributions[:top] if value > 0]
+        return self.explain_many([features], top)[0]
 
     def explain_many(self, rows: Sequence[Features], top: int = 3) -> list[list[tuple[str, float]]]:
-        return [self.explain(features, top) for features in rows]
+        if not self.learnt:
+            return [[] for _ in rows]
+        return [_strongest(attribution.contributions, top) for attribution in self.attributions_many(rows)]
+
+    def attributions_many(self, rows: Sequence[Features]) -> list[Attribution]:
+        """Each row's log-odds split over its features: weight times scaled value of every learnt
+        feature (one not learnt yet counts for nothing); the base is the intercept less the fraud
+        weight's correction (``_uncorrect``)."""
+        base = self.intercept - math.log(self.fraud_weight)
+        out = []
+        for features in rows:
+            names, at, scaled = self._learnt_part(features)
+            out.append(Attribution(base, dict(zip(names, (scaled * self.weights[at]).tolist(), strict=True))))
+        return out
 
 
 def _log_loss_gradient(is_fraud: bool, raw: float) -> float:
@@ -283,6 +303,8 @@ class ExampleWindow:
 @dataclass
 class BoostingCandidate:
     """Gradient-boosted trees, retrained from a window of recent labelled examples."""
+
+    ATTRIBUTION: ClassVar[str] = "tree_shap"  # LightGBM's pred_contrib: TreeSHAP along the trees' paths
 
     columns: tuple[str, ...]
     retrain_every: int = 5_000
@@ -367,16 +389,28 @@ class BoostingCandidate:
     def explain_many(self, rows: Sequence[Features], top: int = 3) -> list[list[tuple[str, float]]]:
         """``explain`` of each row, the trees' contributions computed for the whole batch in one call
         (a call costs milliseconds whatever its size)."""
+        return [_strongest(attribution.contributions, top) for attribution in self.attributions_many(rows)]
+
+    def attributions_many(self, rows: Sequence[Features]) -> list[Attribution]:
+        """Each row's log-odds split over the features by the trees (TreeSHAP: LightGBM follows every
+        tree's decision paths, ``pred_contrib``), in one call for the batch; the base is the trees'
+        expected value plus the sampling's correction (``_uncorrect``). Features that no path of the
+        row depends on contribute 0 and are left out."""
         if self.booster is None or not rows:
-            return [[] for _ in rows]
+            return [Attribution(0.0, {}) for _ in rows]
         matrix = FeatureRows.of(rows).matrix(self.columns).astype(np.float32)
+        shift = math.log(self.legit_keep_ratio)
         out = []
-        for contributions in self.booster.predict(matrix, pred_contrib=True, num_threads=1):
-            ranked = sorted(
-                zip(self.columns, (float(c) for c in contributions[:-1]), strict=True), key=lambda i: -i[1]
-            )
-            out.append([(name, value) for name, value in ranked[:top] if value > 0 and not math.isnan(value)])
+        for contributions in self.booster.predict(matrix, pred_contrib=True, num_threads=1).tolist():
+            split = {name: c for name, c in zip(self.columns, contributions, strict=False) if c and c == c}
+            out.append(Attribution(contributions[-1] + shift, split))
         return out
+
+
+def _strongest(contributions: dict[str, float], top: int) -> list[tuple[str, float]]:
+    """The ``top`` largest contributions, those above 0 (which pushed the score up), largest first."""
+    ranked = sorted(contributions.items(), key=lambda item: -item[1])[:top]
+    return [(name, value) for name, value in ranked if value > 0]
 
 
 def keep(transaction_id: str, ratio: float) -> bool:

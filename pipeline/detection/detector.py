@@ -21,6 +21,7 @@ from typing import Any
 
 from pipeline.detection.columns import TransactionColumns
 from pipeline.detection.engine import Decision, DetectionEngine
+from pipeline.detection.explanations import explain_alerts
 from pipeline.detection.features import ENTITY_STAGES, Entity, Features, transaction_features
 from pipeline.detection.in_order import observe_in_order, record_labels_in_order
 from pipeline.detection.rows import MatrixRows, RowStore
@@ -151,7 +152,9 @@ class Detector:
         for (_, _, _, features), card_features in zip(ready, card, strict=True):
             features.update(card_features)
         decisions = self.engine.decide_many([(txn, features) for _, txn, _, features in ready])
-        for (index, txn, at, features), decision in zip(ready, decisions, strict=True):
+        # The alerts' features carry the explanation of their scores (the allowed rows' none).
+        explained = explain_alerts(self.engine, [features for *_, features in ready], decisions)
+        for (index, txn, at, _), features, decision in zip(ready, explained, decisions, strict=True):
             if isinstance(decision, Exception):
                 _report(on_error, index, decision)
             else:

@@ -76,6 +76,7 @@ def cmd_registry(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_schemas(settings: Settings, args: argparse.Namespace) -> int:
     import json
 
+    from pipeline.contracts.json_schemas import latest_version
     from pipeline.contracts.registration import plan, register
     from pipeline.contracts.schema_registry import RegistryError, SchemaRegistry
 
@@ -86,7 +87,7 @@ def cmd_schemas(settings: Settings, args: argparse.Namespace) -> int:
     schemas = {
         kind: json.loads(path.read_text(encoding="utf-8"))
         for kind in kinds
-        if args.dir and (path := args.dir / f"{kind}.v1.schema.json").exists()
+        if args.dir and (path := args.dir / f"{kind}.v{latest_version(kind)}.schema.json").exists()
     }
     steps = plan(registry, settings.topic_kinds, schemas)
     for step in steps:
@@ -335,7 +336,9 @@ def build_parser() -> argparse.ArgumentParser:
     schemas.add_argument("action", choices=["register"])
     schemas.add_argument("--check", action="store_true", help="only say what registering would do")
     schemas.add_argument(
-        "--dir", type=Path, help="take <kind>.v1.schema.json from DIR where it has one (a change to try)"
+        "--dir",
+        type=Path,
+        help="take <kind>.v<latest>.schema.json from DIR where it has one (a change to try)",
     )
     schemas.set_defaults(func=cmd_schemas)
 

@@ -7,12 +7,14 @@ import textwrap
 from typing import Any
 
 import jsonschema
+import orjson
 import pytest
 
 from pipeline.contracts.json_schemas import load_schema, validator
 from pipeline.contracts.messages import alert_message, dead_letter_message, decision_message, utc_now_iso
-from pipeline.contracts.validation import Invalid
+from pipeline.contracts.validation import Invalid, contains_card_number
 from pipeline.detection.engine import Decision, DetectionEngine
+from pipeline.detection.explanations import ExplainedFeatures, explain
 from pipeline.detection.features import FEATURE_NAMES
 from pipeline.detection.model import OnlineFraudModel
 from pipeline.detection.rules import parse_rules
@@ -88,6 +90,27 @@ def test_alert_message_validates(decision: str, digital: bool) -> None:
     assert set(alert["features"]) == set(FEATURE_NAMES)
     assert alert["features"]["amount"] == AMOUNT_FOR[decision]
     assert alert["reasons"] == list(decided.reasons)
+
+
+def test_an_alert_carries_the_explanation_its_features_carry() -> None:
+    """An alert is written as version 2; with the detector's explanation (explain_alerts) it carries
+    the factors, values of features only: the card's token appears where v1 had it, nowhere else."""
+    txn, decided, features = scored("block")
+    txn["card_token"] = "tok_4111111111111111x"  # a token that embeds a card number
+    explanation = explain("linear", -2.0, {"amount": 1.5, "is_foreign": 0.7, "hour_sin": 0.2}, features)
+    decision = decision_message(txn, decided, utc_now_iso(), 1.0)
+    plain = alert_message(decision, txn, features)
+    alert = alert_message(decision, txn, ExplainedFeatures(features, explanation))
+    check("alert", alert)
+    check("alert", plain)
+    assert alert["schema_version"] == plain["schema_version"] == 2
+    assert "explanation" not in plain
+    assert alert["explanation"] == explanation.message()
+    assert [f["feature"] for f in alert["explanation"]["factors"]] == ["amount", "is_foreign", "time_of_day"]
+    assert alert["features"] == plain["features"]
+    del alert["card_token"]
+    assert not contains_card_number(orjson.dumps(alert), alert)
+    assert "tok_" not in orjson.dumps(alert["explanation"]).decode()
 
 
 def test_alert_without_reasons_gets_one() -> None:
