@@ -48,6 +48,8 @@ def test_two_minute_soak_with_a_kill_and_a_broker_restart_loses_nothing(tmp_path
     assert set(report["memory"]) == ROLES
     assert len(report["memory"]["worker-2"]) == 2 and len(report["memory"]["broker"]) == 2
     assert all(row["peak_mb"] > 0 for rows in report["memory"].values() for row in rows)
+    # Its broker has its whole heap (768 MiB) from the start, each side of its restart.
+    assert all(row["first_mb"] > 768 for row in report["memory"]["broker"]), report["memory"]["broker"]
     assert "input lag" in result.stdout and "[00:15/02:00]" in result.stdout, "progress lines"
     assert not (out / "state").exists(), "the workers' state is removed at the end"
     chart = (out / "rss.svg").read_text()

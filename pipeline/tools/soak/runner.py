@@ -7,8 +7,8 @@ the local broker is stopped and started once. Every process's resident memory is
 end the simulator stops, every produced id is looked for among the decisions, and the figures go
 to ``soak.json`` with two charts (``rss.svg``, ``lag.svg``) in the report folder.
 
-Against a cluster named by ``KAFKA_BOOTSTRAP_SERVERS`` (staging) it starts no broker and restarts
-none; everything else is the same.
+Against a staging cluster (``KAFKA_BOOTSTRAP_SERVERS``) it starts and restarts no broker; a broker
+of its own gets its whole heap at start (local_kafka.WHOLE_HEAP_AT_START).
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from pipeline.tools.bench.processes import free_port, machine
 from pipeline.tools.bench.report import say
 from pipeline.tools.bench.workers import app_settings
 from pipeline.tools.children import answers, fraud_command, spawn, stop_child, wait_for
-from pipeline.tools.local_kafka import LocalKafka
+from pipeline.tools.local_kafka import WHOLE_HEAP_AT_START, LocalKafka
 from pipeline.tools.soak.figures import (
     BROKER_RESTART,
     KILL,
@@ -85,8 +85,9 @@ def run_soak(settings: Settings, options: SoakOptions) -> dict[str, Any]:
 def _run_soak(settings: Settings, options: SoakOptions) -> dict[str, Any]:
     broker: LocalKafka | None = None
     if not settings.kafka_bootstrap_servers:  # a broker of its own, which it may restart
+        version, home = settings.local_kafka_version, settings.local_kafka_home
         broker = LocalKafka(
-            settings.local_kafka_version, free_port(), settings.local_kafka_home, controller_port=free_port()
+            version, free_port(), home, controller_port=free_port(), jvm_options=WHOLE_HEAP_AT_START
         )
         say(f"starting a Kafka {broker.version} broker for the soak on {broker.bootstrap_servers}")
         settings = settings.model_copy(update={"kafka_bootstrap_servers": broker.start()})
@@ -110,9 +111,7 @@ class Soak:
         restartable: LocalKafka | None,
         local_broker: LocalKafka | None,
     ) -> None:
-        self.options = options
-        self.restartable = restartable
-        self.local_broker = local_broker
+        self.options, self.restartable, self.local_broker = options, restartable, local_broker
         app_id = f"soak-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}"
         out = options.out
         for folder in (out / "logs", out / "state"):
