@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import plotly.graph_objects as go
 
+from monitor.state.alerts import Factor
 from monitor.state.decisions import RateSeries
 from pipeline.config import FRAUD_TYPE_NAMES, FRAUD_TYPES
 
@@ -96,4 +97,58 @@ def fraud_rate_figure(series: RateSeries, fraud_type: str, *, dark: bool = False
     fig.add_trace(_trace(series, fraud_type, LINE_COLOR))
     fig.update_xaxes(title_text="Minute of event time (UTC)")
     fig.update_yaxes(title_text="Fraud rate", tickformat=".1%", rangemode="tozero")
+    return fig
+
+
+FACTOR_COLOR = "#c0392b"
+EXPLANATION_FONT = "#8a939b"
+"""A grey readable on the light and the dark page (the chart's background is transparent)."""
+_LABEL_WIDTH = 44
+
+
+def _wrapped(name: str, width: int = _LABEL_WIDTH) -> str:
+    """A factor's name over lines of about ``width`` characters (plotly breaks lines at <br>)."""
+    lines: list[str] = []
+    for word in name.split():
+        if lines and len(lines[-1]) + 1 + len(word) <= width:
+            lines[-1] += " " + word
+        else:
+            lines.append(word)
+    return "<br>".join(lines)
+
+
+def explanation_figure(factors: Sequence[Factor]) -> go.Figure:
+    """The factors of an alert's score as horizontal bars, largest on top: each named in plain
+    language, its length what it added to the score's log-odds, its value and the typical one on
+    hover."""
+    names = [_wrapped(f.name) for f in factors]
+    hover = [
+        f"value {f.value:,.4g}" + ("" if f.typical is None else f" · typical here {f.typical:,.4g}")
+        for f in factors
+    ]
+    fig = go.Figure(
+        go.Bar(
+            x=[f.contribution for f in factors],
+            y=names,
+            orientation="h",
+            marker={"color": FACTOR_COLOR},
+            text=[f"+{f.contribution:.2f}" for f in factors],
+            textposition="auto",
+            customdata=hover,
+            hovertemplate="%{customdata}<br>+%{x:.3f} log-odds<extra></extra>",
+        )
+    )
+    lines = sum(name.count("<br>") + 1 for name in names)
+    fig.update_layout(
+        template="plotly_white",
+        paper_bgcolor="rgba(0,0,0,0)",
+        plot_bgcolor="rgba(0,0,0,0)",
+        font={"color": EXPLANATION_FONT, "size": 11},
+        height=60 + 18 * lines + 8 * len(factors),
+        margin={"l": 10, "r": 10, "t": 10, "b": 40},
+        showlegend=False,
+        bargap=0.25,
+    )
+    fig.update_yaxes(autorange="reversed", automargin=True)
+    fig.update_xaxes(title_text="Added to the score (log-odds)", rangemode="tozero", gridcolor="#8a939b44")
     return fig

@@ -31,6 +31,40 @@ def alert_score(alert: Mapping[str, Any]) -> float | None:
     return float(score)
 
 
+class Factor(NamedTuple):
+    """One factor of an alert's explanation (alert v2's ``explanation.factors``)."""
+
+    name: str
+    value: float
+    typical: float | None
+    contribution: float
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        return None
+    return float(value)
+
+
+def alert_factors(alert: Mapping[str, Any]) -> list[Factor]:
+    """The factors of the alert's explanation, in its order (largest first); none for an alert v1
+    or one the model did not explain. A factor without a name or a numeric contribution is skipped."""
+    explanation = alert.get("explanation")
+    factors = explanation.get("factors") if isinstance(explanation, Mapping) else None
+    if not isinstance(factors, list):
+        return []
+    out = []
+    for factor in factors:
+        if not isinstance(factor, Mapping):
+            continue
+        name, contribution = factor.get("name"), _number(factor.get("contribution"))
+        value = _number(factor.get("value"))
+        if isinstance(name, str) and name and contribution is not None:
+            typical = _number(factor.get("typical"))
+            out.append(Factor(name, value if value is not None else math.nan, typical, contribution))
+    return out
+
+
 def _by_score(alert: Mapping[str, Any]) -> tuple[bool, float]:
     """Sort key, highest score first; alerts without a score last."""
     score = alert_score(alert)
@@ -103,7 +137,7 @@ class AlertStore:
             return len(self._alerts)
 
     def add(self, record: Mapping[str, Any]) -> AddResult:
-        """Store one alert record (a decoded ``alert.v1`` message).
+        """Store one alert record (a decoded alert message, v1 or v2).
 
         Raises InvalidRecordError when ``alert_id`` or ``event_time`` is missing or invalid.
         """

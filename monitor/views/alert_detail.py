@@ -1,5 +1,6 @@
-"""The alert detail panel: the chosen alert's transaction, reasons, features, the card's other
-alerts, and the verdict buttons ("Confirm fraud", "Mark legitimate") for analysts.
+"""The alert detail panel: the chosen alert's transaction, reasons, the factors of its score (a bar
+chart, alerts v2), features, the card's other alerts, and the verdict buttons ("Confirm fraud",
+"Mark legitimate") for analysts.
 
 ``give_verdict`` is the server-side path of a verdict: ``monitor.verdict_labels.build_label``
 refuses anyone but an analyst, whatever the page shows, and the label is published before the
@@ -18,8 +19,10 @@ from dash.exceptions import PreventUpdate
 
 from monitor.auth import current_user
 from monitor.feedback import FeedbackError
+from monitor.figures import explanation_figure
 from monitor.formatting import format_amount, format_time, fraud_type_name, shorten_token, verdict_text
 from monitor.state import MonitorState
+from monitor.state.alerts import alert_factors
 from monitor.state.verdicts import Verdict
 from monitor.users import User
 from monitor.verdict_labels import InvalidVerdictError, VerdictNotAllowedError, build_label
@@ -45,6 +48,7 @@ CONFIRM_ID = "confirm-fraud"
 LEGITIMATE_ID = "mark-legitimate"
 VERDICT_STATUS_ID = "verdict-status"
 VERDICT_NOTE_ID = "verdict-note"
+EXPLANATION_ID = "alert-explanation"
 
 CARD_ALERTS = 10
 
@@ -161,6 +165,22 @@ def transaction_fields(alert: Mapping[str, Any]) -> list[tuple[str, str]]:
     ]
 
 
+def explanation_section(alert: Mapping[str, Any]) -> html.Div:
+    """What pushed the score up: the factors of the alert's explanation as a bar chart, or why
+    there is none."""
+    factors = alert_factors(alert)
+    heading = html.H4("Why the model scored it", style={"margin": "10px 0 4px"})
+    if not factors:
+        note = "No explanation: an alert v1, or the model had not learnt enough labels to score yet."
+        return html.Div([heading, html.P(note, style={"color": "#888"})], id=EXPLANATION_ID)
+    graph = dcc.Graph(
+        figure=explanation_figure(factors),
+        config={"displayModeBar": False, "responsive": True},
+        style={"width": "100%"},
+    )
+    return html.Div([heading, graph], id=EXPLANATION_ID)
+
+
 def alert_detail(
     alert: Mapping[str, Any] | None,
     transaction_id: str,
@@ -168,7 +188,8 @@ def alert_detail(
     card_alerts: Sequence[Mapping[str, Any]],
     verdicts: Mapping[str, Verdict],
 ) -> list[Any]:
-    """Children of the detail panel: verdict, transaction fields, reasons, features, the card's alerts."""
+    """Children of the detail panel: verdict, transaction fields, reasons, the factors of the score,
+    features, the card's alerts."""
     if alert is None:
         return [html.P(f"Alert {transaction_id} is no longer kept by the monitor.", style={"color": "#888"})]
     reasons = alert.get("reasons")
@@ -187,6 +208,7 @@ def alert_detail(
         _field_table(transaction_fields(alert), "alert-fields"),
         html.H4("Reasons", style={"margin": "10px 0 4px"}),
         html.Ul([html.Li(str(r)) for r in reasons] if isinstance(reasons, list) else [], id="alert-reasons"),
+        explanation_section(alert),
         html.H4("Features scored", style={"margin": "10px 0 4px"}),
         _field_table(feature_rows, "alert-features") if feature_rows else html.P("None."),
         html.H4("Other recent alerts of this card", style={"margin": "10px 0 4px"}),

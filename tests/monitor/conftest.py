@@ -57,8 +57,43 @@ def decision_record(
     }
 
 
-def alert_record(decision: dict[str, Any], *, features: dict[str, float] | None = None) -> dict[str, Any]:
-    """The alert.v1 record of a flagged decision."""
+EXPLANATION: dict[str, Any] = {
+    "method": "linear",
+    "base": -2.6151,
+    "factors": [
+        {
+            "feature": "amount",
+            "name": "5.2× this card's 30-day mean amount",
+            "value": 70.0,
+            "typical": 13.4615,
+            "contribution": 2.3104,
+        },
+        {
+            "feature": "terminal_frauds_7d",
+            "name": "terminal had 3 confirmed frauds in 7 days (30-day pace 1.4)",
+            "value": 3.0,
+            "typical": 1.4,
+            "contribution": 1.2407,
+        },
+        {
+            "feature": "is_new_device",
+            "name": "first payment of this card from this device",
+            "value": 1.0,
+            "typical": None,
+            "contribution": 0.4562,
+        },
+    ],
+}
+"""The explanation of an alert v2 (pipeline/detection/explanations.py builds them)."""
+
+
+def alert_record(
+    decision: dict[str, Any],
+    *,
+    features: dict[str, float] | None = None,
+    explanation: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The alert record of a flagged decision: v1, or v2 with ``explanation``."""
     alert = {k: v for k, v in decision.items() if k not in ("model_score", "processing_ms")}
     alert.update(
         alert_id=decision["transaction_id"],
@@ -66,6 +101,8 @@ def alert_record(decision: dict[str, Any], *, features: dict[str, float] | None 
         reasons=decision["reasons"] or ["test reason"],
         features=features or {"amount": float(decision["amount"])},
     )
+    if explanation is not None:
+        alert.update(schema_version=2, explanation=explanation)
     return alert
 
 
@@ -77,7 +114,8 @@ def make_decision() -> DecisionFactory:
 
 @pytest.fixture(scope="session")
 def make_alert() -> Callable[..., dict[str, Any]]:
-    """``make_alert(decision_record)``: the alert of a flagged decision."""
+    """``make_alert(decision_record, explanation=None)``: the alert (v1, or v2 with an explanation)
+    of a flagged decision."""
     return alert_record
 
 

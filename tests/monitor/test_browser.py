@@ -1,5 +1,6 @@
 """The monitor in a real headless Chromium, fed from the real broker: login, the fraud-rate chart
-per type (kept in the URL), analyst verdicts on the alert queue, and the report downloads."""
+per type (kept in the URL), an alert's explanation and analyst verdicts on the alert queue, and the
+report downloads."""
 
 from __future__ import annotations
 
@@ -31,6 +32,7 @@ from monitor.views.rates import update_graph
 from pipeline.config import FRAUD_TYPE_NAMES, REPO_ROOT, Settings
 from pipeline.contracts.json_schemas import validator
 from tests.conftest import free_port
+from tests.monitor.conftest import EXPLANATION
 from tests.monitor.logins import ANALYST, VIEWER, login_browser, make_accounts
 from tests.monitor.test_feed_kafka import _all_read, published  # noqa: F401 - fixture reused
 from tests.support import consume_until
@@ -198,6 +200,21 @@ def _pick_radio(dash_duo, label: str) -> None:
     raise AssertionError(f"no radio option {label!r}")
 
 
+EXPLANATION_BARS = [
+    "5.2× this card's 30-day mean amount",
+    "terminal had 3 confirmed frauds in 7 days<br>(30-day pace 1.4)",
+    "first payment of this card from this device",
+]
+
+
+def _explained(dash_duo) -> list[list[Any]] | None:
+    """The names and lengths of the bars of the alert's explanation, as plotted."""
+    return dash_duo.driver.execute_script(
+        "const g = document.querySelector('#alert-explanation .js-plotly-plot');"
+        "return g && g.data ? [Array.from(g.data[0].y), Array.from(g.data[0].x)] : null;"
+    )
+
+
 def _analyst_labels(messages: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     return {m["transaction_id"]: m for m in messages if m.get("source") == "analyst"}
 
@@ -215,6 +232,16 @@ def test_analyst_confirms_an_alert_and_the_label_is_published(dash_duo, publishe
         for needle in ("tok_4f9a…3e", "cust-000123", "t-00042-web", "test reason", "amount", "u1"):
             assert needle in detail, needle
         assert "tok_4f9a2c1b7d3e" not in detail
+        # u2 is an alert v2: its factors as bars, named in plain language, largest first
+        dash_duo.wait_for_element("#alert-explanation .js-plotly-plot", timeout=20)
+        lengths = [factor["contribution"] for factor in EXPLANATION["factors"]]
+        wait.until(lambda _: _explained(dash_duo) == [EXPLANATION_BARS, lengths])
+        shown = dash_duo.find_element("#alert-explanation").text
+        assert "5.2× this card's 30-day mean amount" in shown and "+2.31" in shown, shown
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        section = dash_duo.find_element("#alert-explanation")
+        dash_duo.driver.execute_script("arguments[0].scrollIntoView({block: 'center'});", section)
+        section.screenshot(str(SCREENSHOTS / "monitor-alert-explanation.png"))
         wait.until(lambda d: d.find_element(By.ID, "confirm-fraud").is_enabled())
         checked = dash_duo.find_element("#verdict-fraud-type input:checked")
         assert checked.get_attribute("value") == "Unauthorized Transactions", (

@@ -13,7 +13,12 @@ from confluent_kafka import OFFSET_INVALID, KafkaError
 
 from monitor.consumer import FeedError, KafkaFeed, caught_up, partition_lag
 from monitor.metrics import MonitorMetrics
+from monitor.state.alerts import alert_factors
 from pipeline.config import load_settings
+from pipeline.contracts.json_schemas import SchemaViolation, validator
+from pipeline.contracts.messages import alert_message
+from pipeline.detection.explanations import ExplainedFeatures, explain
+from tests.monitor.conftest import EXPLANATION
 
 
 @dataclass
@@ -238,3 +243,34 @@ def test_a_feed_never_assigned_is_not_ready(settings) -> None:
         assert not feed.wait_until(lambda: feed.ready, 0.5)
         assert feed.running and feed.failure is None
     assert feed.metrics.registry.get_sample_value("fraud_monitor_feed_ready") == 0
+
+
+def test_the_monitor_reads_alerts_v1_and_v2(settings, make_decision, make_alert) -> None:
+    """Alert v2 is a minor version: the monitor's reader takes a retained v1 alert and a v2 alert
+    as the pipeline writes it alike; the v2 schema accepts both, and the v1 schema (a strict v1
+    consumer) refuses only the new field."""
+    old = make_alert(make_decision("tx-v1", decision="review", fraud_type="identity_theft"))
+    flagged = make_decision("tx-v2", second=1, decision="block", fraud_type="malicious_behavior", amount=70)
+    features = {"amount": 70.0, "card_count_30d": 13.0, "card_mean_amount_30d": 13.4615}
+    explained = ExplainedFeatures(features, explain("linear", -2.6, {"amount": 2.3}, features))
+    new = alert_message(flagged, {"device_id": None}, explained)
+    assert (old["schema_version"], new["schema_version"]) == (1, 2)
+    assert new == make_alert(flagged, features=features, explanation=new["explanation"])
+    validator("alert", 2)(old)
+    validator("alert", 2)(new)
+    validator("alert", 1)(old)
+    with pytest.raises(SchemaViolation):
+        validator("alert", 1)(new)
+
+    feed, _ = make_feed(settings, [])
+    assert feed.process("alr-t", orjson.dumps(old)) == "added"
+    assert feed.process("alr-t", orjson.dumps(new)) == "added"
+    assert feed.process("alr-t", orjson.dumps(make_alert(flagged, explanation=EXPLANATION))) == "duplicate"
+    assert alert_factors(feed.state.alerts.get("tx-v1") or {}) == []
+    (factor,) = alert_factors(feed.state.alerts.get("tx-v2") or {})
+    assert (factor.name, factor.value, factor.typical, factor.contribution) == (
+        "5.2× this card's 30-day mean amount",
+        70.0,
+        13.4615,
+        2.3,
+    )

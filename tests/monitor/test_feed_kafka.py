@@ -13,8 +13,10 @@ from confluent_kafka import Producer
 from monitor.app import create_app
 from monitor.consumer import BATCH_SIZE, KafkaFeed
 from monitor.metrics import MonitorMetrics
+from monitor.state.alerts import alert_factors
 from monitor.views.rates import update_graph
 from pipeline.config import FRAUD_TYPE_NAMES, Settings
+from tests.monitor.conftest import EXPLANATION
 from tests.monitor.logins import ANALYST, login_client, make_accounts
 
 pytestmark = pytest.mark.kafka
@@ -22,8 +24,8 @@ pytestmark = pytest.mark.kafka
 TIMEOUT = 60.0
 
 
-def _validator(settings: Settings, name: str):
-    schema = json.loads((settings.schemas_dir / f"{name}.v1.schema.json").read_text("utf-8"))
+def _validator(settings: Settings, name: str, version: int = 1):
+    schema = json.loads((settings.schemas_dir / f"{name}.v{version}.schema.json").read_text("utf-8"))
     return fastjsonschema.compile(schema, formats={})
 
 
@@ -40,7 +42,8 @@ def _produce(settings: Settings, topic: str, values: list[bytes], key: bytes = b
 
 @pytest.fixture
 def published(make_settings, make_decision, make_alert) -> Settings:
-    """Two minutes of decisions and their alerts, with redeliveries and one malformed message.
+    """Two minutes of decisions and their alerts, with redeliveries and one malformed message; the
+    alerts are v1 but u2's, a v2 alert with an explanation.
 
     minute 0: 10 transactions, 2 unauthorized (20 %), 1 identity theft (10 %), one allowed with a type;
     minute 1: 4 transactions, 1 malicious (25 %).
@@ -56,8 +59,8 @@ def published(make_settings, make_decision, make_alert) -> Settings:
     allowed += [make_decision(f"a{i}", second=10 + i) for i in range(1, 7)]
     allowed += [make_decision(f"b{i}", minute=1, second=i) for i in range(3)]
     decisions = flagged + allowed
-    alerts = [make_alert(d) for d in flagged]
-    check_decision, check_alert = _validator(settings, "decision"), _validator(settings, "alert")
+    alerts = [make_alert(d, explanation=EXPLANATION if d is flagged[1] else None) for d in flagged]
+    check_decision, check_alert = _validator(settings, "decision"), _validator(settings, "alert", 2)
     for record in decisions:
         check_decision(record)
     for record in alerts:
@@ -100,6 +103,7 @@ def test_feed_rebuilds_exact_counts_from_the_topics(published: Settings, base_mi
     assert dict(headline.outcomes) == {"allow": 10, "review": 2, "block": 2}
     assert dict(headline.blocked_amount) == {"EUR": 71.0}
     assert [a["alert_id"] for a in feed.state.alerts.newest()] == ["m1", "i1", "u2", "u1"]
+    assert [len(alert_factors(a)) for a in feed.state.alerts.newest()] == [0, 0, 3, 0], "v1 and v2 alike"
 
     registry = feed.metrics.registry
     assert _consumed(feed, published.topic_decisions) == 18

@@ -6,7 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from monitor.figures import EMPTY_MESSAGE, fraud_rate_figure
+from monitor.figures import EMPTY_MESSAGE, explanation_figure, fraud_rate_figure
+from monitor.state.alerts import Factor, alert_factors
 from monitor.state.decisions import DecisionAggregator, RateSeries
 from pipeline.config import FRAUD_TYPE_NAMES, FRAUD_TYPES
 
@@ -56,3 +57,39 @@ def test_figure_serialises_to_json() -> None:
 def test_unknown_fraud_type_is_an_error() -> None:
     with pytest.raises(KeyError):
         fraud_rate_figure(RateSeries([], []), "Identity Theft")
+
+
+def test_explanation_is_a_bar_per_factor_largest_on_top() -> None:
+    factors = [
+        Factor("5.2× this card's 30-day mean amount", 70.0, 13.46, 2.31),
+        Factor("terminal had 3 confirmed frauds in 7 days (30-day pace 1.4)", 3.0, 1.4, 1.24),
+        Factor("first payment of this card from this device", 1.0, None, 0.46),
+    ]
+    fig = explanation_figure(factors)
+    [bar] = fig.data
+    assert (bar.type, bar.orientation) == ("bar", "h")
+    assert list(bar.x) == [2.31, 1.24, 0.46]
+    assert list(bar.y) == [
+        "5.2× this card's 30-day mean amount",
+        "terminal had 3 confirmed frauds in 7 days<br>(30-day pace 1.4)",
+        "first payment of this card from this device",
+    ]
+    assert list(bar.text) == ["+2.31", "+1.24", "+0.46"]
+    assert list(bar.customdata) == ["value 70 · typical here 13.46", "value 3 · typical here 1.4", "value 1"]
+    assert fig.layout.yaxis.autorange == "reversed", "the first (largest) factor on top"
+    assert fig.layout.paper_bgcolor == "rgba(0,0,0,0)", "readable on the light and the dark page"
+
+
+def test_alert_factors_read_v2_leniently() -> None:
+    assert alert_factors({"schema_version": 1}) == []
+    assert alert_factors({"explanation": "nonsense"}) == []
+    explanation = {
+        "factors": [
+            {"name": "ok", "value": 1, "typical": None, "contribution": 0.5},
+            {"name": "", "value": 1, "typical": None, "contribution": 0.4},
+            {"name": "no contribution", "value": 1, "typical": 2},
+            {"name": "bad typical", "value": 2, "typical": "x", "contribution": True},
+            "not a factor",
+        ]
+    }
+    assert alert_factors({"explanation": explanation}) == [Factor("ok", 1.0, None, 0.5)]

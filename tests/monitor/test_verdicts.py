@@ -13,7 +13,7 @@ import jsonschema
 import orjson
 import pytest
 from confluent_kafka import KafkaError
-from dash import no_update
+from dash import dcc, no_update
 from dash.exceptions import PreventUpdate
 
 from monitor.feedback import FeedbackError, LabelPublisher
@@ -23,11 +23,18 @@ from monitor.state.decisions import DecisionAggregator
 from monitor.state.verdicts import VerdictStore
 from monitor.users import Accounts, User, demo_notice, hash_password
 from monitor.verdict_labels import InvalidVerdictError, VerdictNotAllowedError, build_label
-from monitor.views.alert_detail import give_verdict, update_detail
+from monitor.views.alert_detail import (
+    EXPLANATION_ID,
+    alert_detail,
+    explanation_section,
+    give_verdict,
+    update_detail,
+)
 from monitor.views.alert_queue import clicked_alert
 from monitor.views.page import ViewControls, sync_url, type_from_search
 from monitor.views.shared import ERROR_STYLE, OK_STYLE
 from pipeline.config import REPO_ROOT, ConfigurationError, load_settings
+from tests.monitor.conftest import EXPLANATION
 
 NOW = datetime(2026, 11, 28, 9, 30, tzinfo=UTC)
 ALICE = User("alice", "analyst")
@@ -200,6 +207,20 @@ def test_detail_shows_fields_reasons_features_card_alerts_and_verdict(state) -> 
     again = update_detail(state, ALICE, "tx-0042", view.key, selection_changed=False)
     assert "Confirmed fraud (Identity Theft) by alice at 2026-11-28 09:30:00 UTC." in _texts(again.children)
     assert again.verdict_type is no_update
+
+
+def test_detail_shows_the_factors_of_an_alert_v2_as_bars(make_decision, make_alert) -> None:
+    v2 = make_alert(make_decision("tx-v2", decision="block", amount=70), explanation=EXPLANATION)
+    section = explanation_section(v2)
+    heading, graph = section.children
+    assert section.id == EXPLANATION_ID and _texts(heading) == ["Why the model scored it"]
+    assert isinstance(graph, dcc.Graph)
+    assert list(graph.figure.data[0].x) == [f["contribution"] for f in EXPLANATION["factors"]]
+    assert graph.figure.data[0].y[0] == "5.2× this card's 30-day mean amount"
+    v1 = explanation_section(make_alert(make_decision("tx-v1", decision="review")))
+    assert v1.id == EXPLANATION_ID and "No explanation" in _texts(v1)[1]
+    children = alert_detail(v2, "tx-v2", None, [], {})
+    assert any(getattr(c, "id", None) == EXPLANATION_ID for c in children), "shown in the detail"
 
 
 def test_detail_buttons_are_off_for_viewers_and_without_an_alert(state) -> None:

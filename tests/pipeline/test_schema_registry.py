@@ -60,6 +60,24 @@ def test_schemas_are_registered_once_and_a_breaking_change_is_refused_with_the_r
     }
 
 
+def test_alert_v2_registers_as_a_compatible_version_of_v1(schema_registry_url: str) -> None:
+    """A subject holding alert v1 (registered before explanations) takes v2 under BACKWARD: the
+    registry's own checker agrees that v2 is a minor version; the worker then frames with v2's id."""
+    registry = SchemaRegistry(schema_registry_url)
+    topic = f"t{uuid.uuid4().hex[:8]}-alerts"
+    old = register(registry, plan(registry, {topic: "alert"}, {"alert": load_schema("alert", 1)}), "BACKWARD")
+    assert [step.state for step in old] == ["registered"]
+    steps = plan(registry, {topic: "alert"})
+    assert [(step.state, step.reason) for step in steps] == [("compatible", None)]
+    (new,) = register(registry, steps, "BACKWARD")
+    assert new.schema_id != old[0].schema_id
+    assert output_headers(registry, {topic: "alert"}) == {topic: header(new.schema_id)}
+    # FULL also asks old readers to read new alerts: v1 is closed (no additional properties)
+    strict = f"t{uuid.uuid4().hex[:8]}-alerts"
+    register(registry, plan(registry, {strict: "alert"}, {"alert": load_schema("alert", 1)}), "FULL")
+    assert [step.state for step in plan(registry, {strict: "alert"})] == ["refused"]
+
+
 def test_fraud_schemas_register_refuses_a_breaking_change_in_one_line(
     schema_registry_url: str, tmp_path: Path
 ) -> None:
