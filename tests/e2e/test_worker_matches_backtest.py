@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from pipeline.contracts.json_schemas import validator
 from pipeline.tools.backtest import replay
 from pipeline.tools.simulator.generator import FraudRates, TrafficGenerator
 from pipeline.wiring import build_detector
@@ -108,3 +109,15 @@ def test_worker_and_backtest_score_every_transaction_alike(make_settings, start_
     )
     assert len({d["model_score"] for d in later}) > PHASE // 10, "the model scores phase two, not a constant"
     assert sum(d["decision"] != "allow" for d in online.values()) >= 20, "rules and model must fire"
+
+    # Phase two is scored by the trained model: its alerts say why, as the alert v2's factors.
+    flagged = {d["transaction_id"] for d in later if d["decision"] != "allow"}
+    assert flagged
+    got = consume_until(settings, settings.topic_alerts, lambda m: flagged <= {a["alert_id"] for a in m})
+    alerts = [a for a in got if a["alert_id"] in flagged]
+    for alert in alerts:
+        validator("alert")(alert)
+    assert all(a["schema_version"] == 2 and "explanation" in a for a in alerts)
+    explained = [a for a in alerts if a["explanation"]["factors"]]
+    assert len(explained) >= 0.9 * len(alerts), f"{len(explained)} of {len(alerts)} alerts have factors"
+    assert all(f["name"] and f["contribution"] > 0 for a in explained for f in a["explanation"]["factors"])
