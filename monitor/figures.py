@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Mapping, Sequence
 
 import plotly.graph_objects as go
 
-from monitor.state.alerts import Factor
 from monitor.state.decisions import RateSeries
 from pipeline.config import FRAUD_TYPE_NAMES, FRAUD_TYPES
+from pipeline.detection.explanations import Factor
 
 EMPTY_MESSAGE = "Waiting for decisions…"
 LINE_COLOR = "#c0392b"
@@ -107,14 +108,8 @@ _LABEL_WIDTH = 44
 
 
 def _wrapped(name: str, width: int = _LABEL_WIDTH) -> str:
-    """A factor's name over lines of about ``width`` characters (plotly breaks lines at <br>)."""
-    lines: list[str] = []
-    for word in name.split():
-        if lines and len(lines[-1]) + 1 + len(word) <= width:
-            lines[-1] += " " + word
-        else:
-            lines.append(word)
-    return "<br>".join(lines)
+    """A factor's name over lines of at most ``width`` characters (plotly breaks lines at <br>)."""
+    return "<br>".join(textwrap.wrap(name, width, break_long_words=False))
 
 
 def explanation_figure(factors: Sequence[Factor]) -> go.Figure:

@@ -17,33 +17,23 @@ from typing import Any, Literal, NamedTuple, get_args
 from monitor.state.records import AddResult, InvalidRecordError, record_time, require_id
 from monitor.timerange import EVERYTHING, TimeRange
 from pipeline.config import Settings
+from pipeline.detection.explanations import Factor
 
 AlertOrder = Literal["newest", "score"]
 """The queue's order: newest event time first, or highest score first (newest first among equal scores)."""
 ALERT_ORDERS: tuple[AlertOrder, ...] = get_args(AlertOrder)
 
 
-def alert_score(alert: Mapping[str, Any]) -> float | None:
-    """The alert's ``score`` (the detector's fraud probability), None when it is not a finite number."""
-    score = alert.get("score")
-    if isinstance(score, bool) or not isinstance(score, int | float) or not math.isfinite(score):
-        return None
-    return float(score)
-
-
-class Factor(NamedTuple):
-    """One factor of an alert's explanation (alert v2's ``explanation.factors``)."""
-
-    name: str
-    value: float
-    typical: float | None
-    contribution: float
-
-
 def _number(value: Any) -> float | None:
+    """``value`` as a float, None when it is not a finite number."""
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
         return None
     return float(value)
+
+
+def alert_score(alert: Mapping[str, Any]) -> float | None:
+    """The alert's ``score`` (the detector's fraud probability), None when it is not a finite number."""
+    return _number(alert.get("score"))
 
 
 def alert_factors(alert: Mapping[str, Any]) -> list[Factor]:
@@ -60,8 +50,9 @@ def alert_factors(alert: Mapping[str, Any]) -> list[Factor]:
         name, contribution = factor.get("name"), _number(factor.get("contribution"))
         value = _number(factor.get("value"))
         if isinstance(name, str) and name and contribution is not None:
+            feature = factor.get("feature") if isinstance(factor.get("feature"), str) else ""
             typical = _number(factor.get("typical"))
-            out.append(Factor(name, value if value is not None else math.nan, typical, contribution))
+            out.append(Factor(feature, name, math.nan if value is None else value, typical, contribution))
     return out
 
 

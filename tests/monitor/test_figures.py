@@ -7,9 +7,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from monitor.figures import EMPTY_MESSAGE, explanation_figure, fraud_rate_figure
-from monitor.state.alerts import Factor, alert_factors
+from monitor.state.alerts import alert_factors
 from monitor.state.decisions import DecisionAggregator, RateSeries
 from pipeline.config import FRAUD_TYPE_NAMES, FRAUD_TYPES
+from pipeline.detection.explanations import Factor
 
 T0 = datetime(2026, 11, 28, 9, 0, tzinfo=UTC)
 
@@ -61,9 +62,15 @@ def test_unknown_fraud_type_is_an_error() -> None:
 
 def test_explanation_is_a_bar_per_factor_largest_on_top() -> None:
     factors = [
-        Factor("5.2× this card's 30-day mean amount", 70.0, 13.46, 2.31),
-        Factor("terminal had 3 confirmed frauds in 7 days (30-day pace 1.4)", 3.0, 1.4, 1.24),
-        Factor("first payment of this card from this device", 1.0, None, 0.46),
+        Factor("amount", "5.2× this card's 30-day mean amount", 70.0, 13.46, 2.31),
+        Factor(
+            "terminal_frauds_7d",
+            "terminal had 3 confirmed frauds in 7 days (30-day pace 1.4)",
+            3.0,
+            1.4,
+            1.24,
+        ),
+        Factor("is_new_device", "first payment of this card from this device", 1.0, None, 0.46),
     ]
     fig = explanation_figure(factors)
     [bar] = fig.data
@@ -85,11 +92,11 @@ def test_alert_factors_read_v2_leniently() -> None:
     assert alert_factors({"explanation": "nonsense"}) == []
     explanation = {
         "factors": [
-            {"name": "ok", "value": 1, "typical": None, "contribution": 0.5},
+            {"feature": "amount", "name": "ok", "value": 1, "typical": None, "contribution": 0.5},
             {"name": "", "value": 1, "typical": None, "contribution": 0.4},
             {"name": "no contribution", "value": 1, "typical": 2},
             {"name": "bad typical", "value": 2, "typical": "x", "contribution": True},
             "not a factor",
         ]
     }
-    assert alert_factors({"explanation": explanation}) == [Factor("ok", 1.0, None, 0.5)]
+    assert alert_factors({"explanation": explanation}) == [Factor("amount", "ok", 1.0, None, 0.5)]
