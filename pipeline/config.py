@@ -157,6 +157,22 @@ class Settings(BaseSettings):
     worker_frame_items: int = Field(
         default=250, ge=1, le=2000, description="Most transactions in one message between two stages."
     )
+    worker_fetch_min_bytes: int = Field(
+        default=1024 * 1024,
+        ge=1,
+        le=64 * 1024 * 1024,
+        description="Bytes a fetch of the worker's consumer asks the broker for before it answers; "
+        "under load they are there at once, at a low rate the fetch waits worker_fetch_max_wait_ms "
+        "(pipeline/worker/fetching.py).",
+    )
+    worker_fetch_max_wait_ms: int = Field(
+        default=10,
+        ge=0,
+        le=10_000,
+        description="How long the broker may hold a fetch for those bytes: at most this much latency "
+        "per stage, for far fewer fetches at low rates; 0 answers every fetch at once (Faust's own "
+        "behaviour: a fetch per frame).",
+    )
     worker_producer_linger_ms: float = Field(
         default=1.0, ge=0, le=1000, description="How long the worker's producer waits to fill a batch."
     )
