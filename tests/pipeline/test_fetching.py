@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 from pipeline.worker import fetching
 
 
-def _created_consumer(min_bytes: int, max_wait_ms: int):  # noqa: ANN202 (aiokafka's consumer)
-    async def create():  # noqa: ANN202
+def _created_consumer(min_bytes: int, max_wait_ms: int) -> Any:
+    async def create() -> Any:
         app = fetching.app_class(min_bytes, max_wait_ms)("fetch-test", broker="kafka://127.0.0.1:1")
         thread = app.consumer._thread
         return thread._create_worker_consumer(app.transport)
