@@ -129,6 +129,16 @@ class BulkRecovery(Recovery):
     """Recoveries so far (each rebalance's), and where the last one started reading each active
     partition: exact figures for the progress (recovery_progress.py), however short it was."""
     read_from: Mapping[TP, int] = {}
+    on_change: Callable[[], object] = staticmethod(lambda: None)
+    """Told when a recovery starts, knows where it reads from, and ends (RecoveryWatch.wake)."""
+
+    def _set_recovery_started(self) -> None:
+        super()._set_recovery_started()
+        self.on_change()
+
+    def _set_recovery_ended(self) -> None:
+        super()._set_recovery_ended()
+        self.on_change()
 
     async def _wait(self, coro: Any, timeout: Any = None) -> None:
         """Faust's wait for one recovery step; the step that builds the offsets, which now
@@ -144,6 +154,7 @@ class BulkRecovery(Recovery):
             return
         self.read_from = {tp: destination[tp] for tp in tps}
         self.run += 1
+        self.on_change()
         targets = []
         for tp in tps:
             table = self.tp_to_table.get(tp)

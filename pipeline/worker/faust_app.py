@@ -27,7 +27,6 @@ from prometheus_client import CollectorRegistry
 
 from pipeline.config import Settings
 from pipeline.wiring import build_detector, snapshot_store
-from pipeline.worker import fetching
 from pipeline.worker.batching import batch_agent, by_partition, each_event
 from pipeline.worker.bulk_restore import BulkRecovery
 from pipeline.worker.credentials import faust_credentials
@@ -70,7 +69,7 @@ class FraudPipeline:
         self.dead_letters = DeadLetters(self.native, settings.topic_dead_letter, self.metrics)
         self.app = self._new_app()
         self.tables = create_tables(self.app, settings, self.native)
-        self._bulk_recovery()
+        bulk = self._bulk_recovery()
         names = tuple(table.name for table in self.tables.all)
         self.recovery = RecoveryWatch(
             # Faust creates its recovery service when the tables start; not from this thread.
@@ -80,6 +79,7 @@ class FraudPipeline:
             settings.worker_recovery_log_seconds,
             on_status=lambda status: self.metrics.show_recovery(names, status),
         )
+        bulk.on_change = self.recovery.wake  # the watch samples often only while one runs
         self.metrics.show_recovery(names, self.recovery.status)
         arm(settings.fault_crash_at, self._deliver_everything)
         self._flush_before_commit()
@@ -88,8 +88,7 @@ class FraudPipeline:
 
     def _new_app(self) -> faust.App:
         s = self.settings
-        app_class = fetching.app_class(s.worker_fetch_min_bytes, s.worker_fetch_max_wait_ms)
-        return app_class(
+        return faust.App(
             s.app_id,
             broker=";".join(f"kafka://{server}" for server in s.bootstrap_servers.split(",")),
             broker_credentials=faust_credentials(s),
@@ -120,7 +119,7 @@ class FraudPipeline:
             consumer_auto_offset_reset="earliest",
         )
 
-    def _bulk_recovery(self) -> None:
+    def _bulk_recovery(self) -> BulkRecovery:
         """Faust's table recovery, with the bulk of each changelog read by librdkafka (bulk_restore.py):
         set as the table manager's recovery service before Faust creates its own."""
         tables = self.app.tables
@@ -130,6 +129,7 @@ class FraudPipeline:
         )
         recovery.min_records = self.settings.worker_bulk_restore_min_records
         tables._recovery = recovery  # type: ignore[attr-defined]  # TableManager.recovery creates it lazily
+        return recovery
 
     def _flush_before_commit(self) -> None:
         """Faust flushes its producer before it commits offsets; the tables' changes and the output

@@ -235,8 +235,11 @@ def _pace(rate: float | None, seconds_left: float | None) -> str:
 
 
 class RecoveryWatch:
-    """Samples Faust's recovery service every ``interval`` seconds from a daemon thread, logs the
-    progress every ``log_seconds`` and keeps the latest status (``status``)."""
+    """Samples Faust's recovery service every ``interval`` seconds from a daemon thread while a
+    recovery runs, logs the progress every ``log_seconds`` and keeps the latest status
+    (``status``). Between recoveries it waits for ``wake`` (or ``idle_interval`` seconds): ten
+    looks a second whatever happened were a fifth of an idle worker's CPU (0.0073 cores against
+    0.0058 without)."""
 
     def __init__(
         self,
@@ -246,6 +249,7 @@ class RecoveryWatch:
         log_seconds: float,
         on_status: Callable[[RecoveryStatus], object] = lambda status: None,
         interval: float = 0.1,
+        idle_interval: float = 10.0,
     ) -> None:
         self._recovery = recovery
         self._on_status = on_status
@@ -254,7 +258,9 @@ class RecoveryWatch:
         self.status = RecoveryStatus("waiting")
         self.log_seconds = log_seconds
         self.interval = interval
+        self.idle_interval = idle_interval
         self._stopped = threading.Event()
+        self._woken = threading.Event()
         self._thread = threading.Thread(target=self._run, name="recovery-watch", daemon=True)
 
     def start(self) -> None:
@@ -263,6 +269,21 @@ class RecoveryWatch:
 
     def stop(self) -> None:
         self._stopped.set()
+        self._woken.set()
+
+    def wake(self) -> None:
+        """A recovery started or ended: look now (thread-safe; the recovery service calls it)."""
+        self._woken.set()
+
+    def _wait(self, recovering: bool) -> bool:
+        """Until the next look: ``interval`` while recovering, else until woken or
+        ``idle_interval``. False once stopped."""
+        if recovering:
+            self._stopped.wait(self.interval)
+        else:
+            self._woken.wait(self.idle_interval)
+        self._woken.clear()  # before the look: a wake after this is seen by the next one
+        return not self._stopped.is_set()
 
     def sample(self, now: float) -> RecoveryStatus:
         """Look at Faust's recovery once. Its counters are copied first: dict() of a dict copies
@@ -290,7 +311,7 @@ class RecoveryWatch:
     def _run(self) -> None:
         logged_at = 0.0
         was = "waiting"
-        while not self._stopped.wait(self.interval):
+        while self._wait(was == "recovering"):
             now = time.monotonic()
             try:
                 status = self.sample(now)

@@ -3,7 +3,10 @@ recovery, without a broker: what is counted as restored and left, the rate, the 
 
 from __future__ import annotations
 
-from pipeline.worker.recovery_progress import RecoveryTracker, done_line, progress_lines
+import time
+from types import SimpleNamespace
+
+from pipeline.worker.recovery_progress import RecoveryTracker, RecoveryWatch, done_line, progress_lines
 
 TABLES = ("card-rows", "pending-labels")
 TABLE_OF = {("c", 0): "card-rows", ("c", 1): "card-rows", ("p", 0): "pending-labels"}
@@ -66,3 +69,39 @@ def test_a_recovery_that_says_where_it_started_is_counted_even_when_over_between
     done = tracker.observe(0.1, False, 1, {("c", 0): 1000, ("p", 0): 2000}, HIGHWATERS, TABLE_OF, starts)
     assert (done.state, done.run, done.restored, done.total) == ("recovered", 1, 900 + 2001, 2901)
     assert tracker.observe(0.2, False, 1, {("c", 0): 1000}, HIGHWATERS, TABLE_OF, starts) is done
+
+
+def test_the_watch_looks_often_only_while_a_recovery_runs() -> None:
+    """An idle worker's watch sleeps until the recovery service wakes it (it looked ten times a
+    second, whatever happened: most of an idle worker's CPU)."""
+    service = SimpleNamespace(
+        in_recovery=False, run=0, read_from={}, active_highwaters={}, active_offsets={}, tp_to_table={},
+        active_tps=set(),
+    )  # fmt: skip
+    looks: list[float] = []
+
+    def recovery() -> SimpleNamespace:
+        looks.append(time.monotonic())
+        return service
+
+    watch = RecoveryWatch(recovery, TABLES, str, log_seconds=60, interval=0.01, idle_interval=60)
+    watch.start()
+    try:
+        time.sleep(0.3)
+        assert looks == []  # no recovery yet: not a look
+        service.in_recovery, service.run, service.read_from = True, 1, {("c", 0): -1}
+        service.active_tps, service.active_highwaters = {("c", 0)}, {("c", 0): 999}
+        service.active_offsets, service.tp_to_table = {("c", 0): 499}, {("c", 0): "card-rows"}
+        watch.wake()  # the recovery service: a recovery started
+        time.sleep(0.3)
+        assert len(looks) >= 10 and watch.status.state == "recovering"
+        assert watch.status.restored == 500
+        service.in_recovery, service.active_offsets = False, {("c", 0): 999}
+        watch.wake()  # it ended
+        time.sleep(0.1)
+        assert watch.status.state == "recovered" and watch.status.restored == 1000
+        seen = len(looks)
+        time.sleep(0.3)
+        assert len(looks) == seen  # idle again
+    finally:
+        watch.stop()
