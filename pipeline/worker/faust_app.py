@@ -27,6 +27,7 @@ from prometheus_client import CollectorRegistry
 
 from pipeline.config import Settings
 from pipeline.wiring import build_detector, snapshot_store
+from pipeline.worker import fetching
 from pipeline.worker.batching import batch_agent, by_partition, each_event
 from pipeline.worker.bulk_restore import BulkRecovery
 from pipeline.worker.credentials import faust_credentials
@@ -88,7 +89,8 @@ class FraudPipeline:
 
     def _new_app(self) -> faust.App:
         s = self.settings
-        return faust.App(
+        app_class = fetching.app_class(s.worker_fetch_min_bytes, s.worker_fetch_max_wait_ms)
+        return app_class(
             s.app_id,
             broker=";".join(f"kafka://{server}" for server in s.bootstrap_servers.split(",")),
             broker_credentials=faust_credentials(s),
