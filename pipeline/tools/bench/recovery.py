@@ -2,10 +2,12 @@
 how much traffic the system has seen (issue 22, item 5; docs/reliability.md, "Table recovery").
 
 Over the demo's fixed population (the simulator's customers, cards, merchants), one worker
-processes N transactions in all; then it is killed (SIGKILL), its state folder deleted, and a new
-worker started: the time from its start to /readyz 200, and the changelog records it restored (its
-/readyz figures), are measured for each N, the traffic adding up from one N to the next.
-Writes recovery.json and recovery.svg.
+processes N transactions in all; then it is killed (SIGKILL), its state folder deleted, ``waiting``
+more transactions arrive meanwhile (as they would while a worker is down), and a new worker is
+started: the time from its start to /readyz 200, to its first decision and to the last of the
+waiting transactions' decisions, and the changelog records it restored (its /readyz figures), are
+measured for each N, the traffic adding up from one N to the next. Writes recovery.json and
+recovery.svg.
 """
 
 from __future__ import annotations
@@ -40,6 +42,8 @@ RATE = 400.0  # transactions per second of event time
 class RecoveryOptions:
     counts: tuple[int, ...] = (50_000, 200_000, 1_000_000)
     partitions: int = 4
+    waiting: int = 5_000
+    """Transactions that arrive while the worker is down, decided by the new one."""
     out: Path = Path("var/bench")
 
 
@@ -98,14 +102,14 @@ def _measure(
     out, run, work = options.out, base.app_id.removeprefix("benchrec-"), base.data_dir
     worker, port = _ready_worker(base, out, 0)[:2]
     workers.append(worker)
-    produced = 0
-    start = time.time() - max(options.counts) / RATE
+    produced = sent = decided_before = 0  # N so far; all sent (N and the waiting); decided before N
+    start = time.time() - (max(options.counts) + len(options.counts) * options.waiting) / RATE
     for index, count in enumerate(options.counts, start=1):
         say(f"[{index}/{len(options.counts)}] {count - produced:,} more transactions ({count:,} in all)")
-        size, begin, run_id = count - produced, start + produced / RATE, f"{run}n{count}"
+        size, begin, run_id = count - produced, start + sent / RATE, f"{run}n{count}"
         traffic = _traffic(base, size, begin, run_id)
         produce_all(base, base.topic_transactions, ((t["card_token"], orjson.dumps(t)) for t, _ in traffic))
-        _wait_processed(port, size, ("fraud_decisions_total{", "fraud_dead_letters_total{"))
+        _wait_processed(port, decided_before + size, ("fraud_decisions_total{", "fraud_dead_letters_total{"))
         # Then their labels, as the demo's simulator sends them: their pending entries go.
         labelled = time.time()
         labels = (
@@ -114,16 +118,22 @@ def _measure(
         )
         produce_all(base, base.topic_labels, labels)
         _wait_processed(port, size, ("fraud_labels_total{",))
-        produced = count
+        produced, sent = count, sent + size
         time.sleep(3)  # a few commits: the changelogs have the last changes
         changelog = _changelog_records(base)
         worker.send_signal(signal.SIGKILL)
         worker.wait(30)
         shutil.rmtree(work / base.app_id, ignore_errors=True)  # its disk is gone (and the model's)
+        waiting = _traffic(base, options.waiting, start + sent / RATE, f"{run_id}w")
+        produce_all(base, base.topic_transactions, ((t["card_token"], orjson.dumps(t)) for t, _ in waiting))
+        sent += options.waiting
+        started = time.monotonic()
         worker, port, ready = _ready_worker(base, out, index)
         workers.append(worker)
+        decided = _decisions_after(port, started, options.waiting)
+        decided_before = options.waiting  # the new worker's counters include them
         read = _records_read_in_bulk(out / "logs" / f"{base.app_id}-{index}.log")
-        row = {"transactions": count, **changelog, **ready, "records_read_in_bulk": read}
+        row = {"transactions": count, **changelog, **ready, **decided, "records_read_in_bulk": read}
         row["broker_log_mb"] = _log_mb(broker, base)
         rows.append(row)
         say(_line(row))
@@ -161,6 +171,34 @@ def _ready_worker(
             "records_by_table": {name: t["restored"] for name, t in recovery["tables"].items()},
         },
     )
+
+
+def _decisions_after(port: int, started: float, waiting: int, limit: float = 900.0) -> dict[str, Any]:
+    """Seconds from ``started`` (the worker's start) to its first decision and to the decision of
+    the last of the ``waiting`` transactions (None: not within ``limit``)."""
+    first = last = None
+    while time.monotonic() - started < limit:
+        try:
+            text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=30).text
+        except requests.RequestException:  # a busy worker: ask again
+            continue
+        done = sum(
+            float(line.rsplit(" ", 1)[1])
+            for line in text.splitlines()
+            if line.startswith("fraud_decisions_total{")
+        )
+        now = round(time.monotonic() - started, 1)
+        if done and first is None:
+            first = now
+        if done >= waiting:
+            last = now
+            break
+        time.sleep(0.2)
+    return {
+        "waiting_transactions": waiting,
+        "seconds_to_first_decision": first,
+        "seconds_to_decide_waiting": last,
+    }
 
 
 def _traffic(
@@ -230,13 +268,16 @@ def _log_mb(broker: LocalKafka | None, settings: Settings) -> float | None:
 def _line(row: dict[str, Any]) -> str:
     return (
         f"      after {row['transactions']:,} transactions: ready {row['seconds_to_ready']} s after start "
-        f"(restoring {row['recovery_seconds']} s), {row['records_restored']:,} records restored; "
+        f"(restoring {row['recovery_seconds']} s), first decision {row['seconds_to_first_decision']} s, "
+        f"the {row['waiting_transactions']:,} waiting decided after {row['seconds_to_decide_waiting']} s; "
+        f"{row['records_restored']:,} records restored; "
         f"changelogs {row['changelog_offsets']:,} offsets, {row['broker_log_mb']} MB on disk"
     )
 
 
 def recovery_chart_svg(rows: list[dict[str, Any]]) -> str:
-    """Two bar panels against the transactions seen: seconds to ready, records restored."""
+    """Two bar panels against the transactions seen: seconds to ready (and, when measured, to the
+    first decision beside it), records restored."""
     width, height, left, panel = 640, 300, 60, 270
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
@@ -244,30 +285,36 @@ def recovery_chart_svg(rows: list[dict[str, Any]]) -> str:
         f'<text x="{width / 2}" y="16" text-anchor="middle" font-size="13">'
         "A worker without its state: time to ready and records restored, by transactions seen</text>",
     ]
-    for index, (key, title, unit) in enumerate(
-        (("seconds_to_ready", "seconds to ready", "s"), ("records_restored", "records restored", ""))
-    ):
+    seconds = [("seconds_to_ready", "#4472c4")]
+    if any(row.get("seconds_to_first_decision") is not None for row in rows):
+        seconds.append(("seconds_to_first_decision", "#70ad47"))
+    title = "seconds to ready" + (" / to the first decision" if len(seconds) > 1 else "")
+    panels = ((seconds, title, "s"), ([("records_restored", "#ed7d31")], "records restored", ""))
+    for index, (series, title, unit) in enumerate(panels):
         x0 = left + index * (panel + 40)
         top, bottom = 40, height - 40
-        peak = max((row[key] for row in rows), default=1) or 1
+        peak = max((row.get(key) or 0 for row in rows for key, _ in series), default=1) or 1
         parts.append(f'<text x="{x0 + panel / 2}" y="32" text-anchor="middle">{title}</text>')
         parts.append(f'<line x1="{x0}" y1="{bottom}" x2="{x0 + panel}" y2="{bottom}" stroke="#444"/>')
         step = panel / max(1, len(rows))
+        each = step * 0.6 / len(series)
         for i, row in enumerate(rows):
-            bar = (bottom - top) * row[key] / peak
-            x = x0 + i * step + step * 0.2
-            colour = "#4472c4" if index == 0 else "#ed7d31"
+            for j, (key, colour) in enumerate(series):
+                if row.get(key) is None:
+                    continue
+                bar = (bottom - top) * row[key] / peak
+                x = x0 + i * step + step * 0.2 + j * each
+                parts.append(
+                    f'<rect x="{x:.1f}" y="{bottom - bar:.1f}" width="{each:.1f}" height="{bar:.1f}" '
+                    f'fill="{colour}"/>'
+                )
+                value = f"{row[key]:,.0f}{unit}" if index else f"{row[key]:.0f}{unit}"
+                label_y = bottom - bar - 4
+                parts.append(
+                    f'<text x="{x + each / 2:.1f}" y="{label_y:.1f}" text-anchor="middle">{value}</text>'
+                )
             parts.append(
-                f'<rect x="{x:.1f}" y="{bottom - bar:.1f}" width="{step * 0.6:.1f}" height="{bar:.1f}" '
-                f'fill="{colour}"/>'
-            )
-            value = f"{row[key]:,.0f}{unit}" if index else f"{row[key]:.0f}{unit}"
-            middle = x + step * 0.3
-            parts.append(
-                f'<text x="{middle:.1f}" y="{bottom - bar - 4:.1f}" text-anchor="middle">{value}</text>'
-            )
-            parts.append(
-                f'<text x="{x + step * 0.3:.1f}" y="{bottom + 14}" text-anchor="middle">'
+                f'<text x="{x0 + i * step + step * 0.5:.1f}" y="{bottom + 14}" text-anchor="middle">'
                 f"{row['transactions']:,}</text>"
             )
     parts.append("</svg>")
