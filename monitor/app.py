@@ -18,6 +18,7 @@ from monitor.auth import PUBLIC_PATHS, current_user, install_login
 from monitor.feedback import LabelPublisher
 from monitor.lists_feed import ListPublisher
 from monitor.metrics import MonitorMetrics
+from monitor.rules_file import RulesFile
 from monitor.state import MonitorState
 from monitor.state.shared_lists import SharedLists
 from monitor.users import Accounts
@@ -42,6 +43,7 @@ def create_app(
     metrics: MonitorMetrics | None = None,
     lists: SharedLists | None = None,
     publish_list: PublishList | None = None,
+    rules: RulesFile | None = None,
 ) -> Dash:
     """The dashboard over ``feed_state`` (filled by a ``KafkaFeed``); serves ``registry`` at /metrics.
 
@@ -50,6 +52,8 @@ def create_app(
     and Dash route needs a login (``accounts``, default from the settings); /healthz, /readyz,
     /metrics and /api/summary do not. With a ``feed``, /healthz fails once its thread has died and
     /readyz answers 200 only once it has caught up; ``metrics`` also counts the active sessions.
+    Rules enabled in the rule what-if go to ``rules`` (default: ``settings.rules_file``, the file
+    the workers reload).
     """
     if registry is None:
         registry = metrics.registry if metrics is not None else MonitorMetrics().registry
@@ -74,6 +78,7 @@ def create_app(
         publish=publish,
         lists_state=SharedLists() if lists is None else lists,
         publish_list=publish_list,
+        rules=RulesFile(settings.rules_file) if rules is None else rules,
     )
     _add_routes(app.server, registry, feed_state)
     _add_health_routes(app.server, feed)

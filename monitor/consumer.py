@@ -25,6 +25,7 @@ from confluent_kafka import OFFSET_INVALID, Consumer, KafkaError, KafkaException
 from monitor.metrics import MonitorMetrics
 from monitor.state import MonitorState
 from monitor.state.records import AddResult, InvalidRecordError
+from monitor.state.scored import pending_labels_topic
 from pipeline.config import Settings
 from pipeline.contracts.validation import Invalid, redact_card_numbers
 from pipeline.contracts.wire_format import is_framed, unwrap
@@ -103,10 +104,14 @@ class KafkaFeed:
         self.metrics = metrics if metrics is not None else MonitorMetrics()
         self.group_id = f"{group_prefix or settings.app_id}-monitor-{uuid.uuid4().hex}"
         self.topics = [settings.topic_decisions, settings.topic_alerts, settings.topic_labels]
+        # The features each transaction was scored on, for the rule what-if: read as well, but
+        # readiness waits for the three topics above only (a deleted entry's tombstone is skipped).
+        self.scored_topic = pending_labels_topic(settings)
         self._handlers: Mapping[str, Callable[[Mapping[str, Any]], AddResult]] = {
             settings.topic_decisions: self.state.decisions.add,
             settings.topic_alerts: self.state.alerts.add,
-            settings.topic_labels: self.state.verdicts.add,
+            settings.topic_labels: self._label,
+            self.scored_topic: self.state.scored.add_pending,
         }
         self._consumer_factory = consumer_factory
         self._stop_event = threading.Event()
@@ -151,7 +156,7 @@ class KafkaFeed:
         if self._thread is not None:
             raise FeedError("the feed was already started")
         consumer = self._consumer_factory(self.consumer_config())
-        consumer.subscribe(self.topics)
+        consumer.subscribe([*self.topics, self.scored_topic])
         self._thread = threading.Thread(
             target=self._run, args=(consumer,), name="monitor-kafka-feed", daemon=True
         )
@@ -190,6 +195,8 @@ class KafkaFeed:
             if handler is None:
                 raise InvalidRecordError(f"unexpected topic {topic!r}")
             if value is None:
+                if topic == self.scored_topic:
+                    return "deleted"  # the label came: the worker's entry goes, the what-if keeps it
                 raise InvalidRecordError("empty message")
             if is_framed(value):  # Confluent wire format (upstream's labels, or framed outputs)
                 framed = unwrap(value)
@@ -208,6 +215,15 @@ class KafkaFeed:
             return None
         if result != "added":
             self.metrics.ignored_messages.labels(topic=topic, reason=result).inc()
+        return result
+
+    def _label(self, record: Mapping[str, Any]) -> AddResult:
+        """A label: every source's for the what-if's precision, an analyst's verdict for the queue."""
+        result = self.state.verdicts.add(record)
+        try:
+            self.state.scored.add_label(record)
+        except InvalidRecordError as exc:
+            logger.debug("label not kept for the what-if: %s", exc)
         return result
 
     def _run(self, consumer: ConsumerLike) -> None:

@@ -2,7 +2,8 @@
 
 The stores: ``decisions`` (per-minute counts of decisions: the rates, headline figures and
 amounts at risk), ``alerts`` (the alert queue, with the filter of the queue), ``verdicts`` (the
-analysts' verdicts) and ``shared_lists`` (the block and allow lists). ``totals`` holds the figures
+analysts' verdicts), ``scored`` (decided transactions with their features and labels, for the
+rule what-if) and ``shared_lists`` (the block and allow lists). ``totals`` holds the figures
 summed from the counts (``Headline``, ``AtRisk``), ``records`` what every store checks in a record
 (ids, timestamps by the pipeline's parser, ``InvalidRecordError``). ``MonitorState`` puts the
 decisions, alerts and verdicts together: the feed (``monitor.consumer``) writes it, the views read it.
@@ -16,6 +17,7 @@ from dataclasses import dataclass, field
 
 from monitor.state.alerts import AlertStore
 from monitor.state.decisions import DecisionAggregator
+from monitor.state.scored import ScoredStore
 from monitor.state.verdicts import VerdictStore
 from pipeline.config import Settings
 
@@ -29,6 +31,7 @@ class MonitorState:
     decisions: DecisionAggregator
     alerts: AlertStore
     verdicts: VerdictStore = field(default_factory=VerdictStore)
+    scored: ScoredStore = field(default_factory=ScoredStore)
 
     @classmethod
     def from_settings(cls, settings: Settings, *, clock: Callable[[], float] = time.time) -> MonitorState:
@@ -37,4 +40,5 @@ class MonitorState:
             DecisionAggregator.from_settings(settings, clock=clock),
             AlertStore.from_settings(settings),
             VerdictStore.from_settings(settings),
+            ScoredStore(),
         )

@@ -20,9 +20,10 @@ DECISIONS: tuple[str, ...] = ("allow", "review", "block")
 FLAGGED_DECISIONS: frozenset[str] = frozenset({"review", "block"})
 """The decisions that raise an alert."""
 
-AddResult = Literal["added", "duplicate", "too_old", "other_source"]
+AddResult = Literal["added", "duplicate", "too_old", "other_source", "deleted"]
 """What became of a record: counted, a redelivery of one already counted, older than the history
-(or than the verdict already known), or a label that is not an analyst's verdict."""
+(or than the verdict already known), a label that is not an analyst's verdict, or the tombstone of
+a worker's table entry (kept by the monitor all the same)."""
 
 
 class InvalidRecordError(ValueError):

@@ -14,11 +14,22 @@ from dash import Dash, Input, Output, ctx, dcc, html, no_update
 from dash.exceptions import PreventUpdate
 
 from monitor.auth import current_user
+from monitor.rules_file import RulesFile
 from monitor.state import MonitorState
 from monitor.state.shared_lists import SharedLists
 from monitor.timerange import CUSTOM, DEFAULT_RANGE, RANGE_LABELS
 from monitor.users import User
-from monitor.views import alert_detail, alert_queue, at_risk, headline, lists, rates, time_range, toolbar
+from monitor.views import (
+    alert_detail,
+    alert_queue,
+    at_risk,
+    headline,
+    lists,
+    rates,
+    rule_whatif,
+    time_range,
+    toolbar,
+)
 from monitor.views.shared import (
     FRAUD_TYPE_CODES,
     PAGE_ID,
@@ -60,6 +71,7 @@ def build_layout(settings: Settings) -> html.Div:
                 style={"fontSize": "11px", "color": "#888"},
             ),
             lists.lists_section(),
+            rule_whatif.whatif_section(),
             dcc.Interval(id=REFRESH_ID, interval=REFRESH_MS),
             dcc.Store(id=rates.GRAPH_RENDERED_ID),
             dcc.Store(id=alert_queue.ALERTS_RENDERED_ID),
@@ -163,8 +175,10 @@ def register_callbacks(
     publish: alert_detail.Publish,
     lists_state: SharedLists,
     publish_list: lists.PublishList,
+    rules: RulesFile,
 ) -> None:
-    """Wire every section of the page to ``state`` (and the lists section to ``lists_state``)."""
+    """Wire every section of the page to ``state`` (the lists section to ``lists_state``, the rule
+    what-if to ``rules``)."""
     rates.register_rates_callbacks(app, state)
     _register_url_callback(app)
     headline.register_headline_callbacks(app, state, stale_after)
@@ -178,6 +192,7 @@ def register_callbacks(
     lists.register_list_callbacks(
         app, lists_state, publish_list, refresh_id=REFRESH_ID, url_id=URL_ID, alerts=state.alerts
     )
+    rule_whatif.register_whatif_callbacks(app, state.scored, rules, url_id=URL_ID)
 
 
 def _register_url_callback(app: Dash) -> None:

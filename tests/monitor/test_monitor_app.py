@@ -79,8 +79,8 @@ def test_layout_has_the_seed_components(app) -> None:
     components = list(_walk(app.layout))
     [h1] = [c for c in components if isinstance(c, html.H1)]
     assert h1.children == "Fraud Detection Dashboard"
-    [graph] = [c for c in components if isinstance(c, dcc.Graph)]
-    assert graph.id == "fraud-graph"
+    graphs = [c for c in components if isinstance(c, dcc.Graph)]
+    assert [graph.id for graph in graphs] == ["fraud-graph", "whatif-graph"]
     labels = [c for c in components if isinstance(c, html.Label) and c.htmlFor == "fraud-type"]
     assert [label.children for label in labels] == ["Select fraud type:"]
     [dropdown] = [c for c in components if isinstance(c, dcc.Dropdown) and c.id == "fraud-type"]
