@@ -16,7 +16,6 @@ from typing import Any
 
 import faust
 import orjson
-from faust.types import TP
 
 from pipeline.config import Settings
 from pipeline.detection.expiry import ExpiryIndex
@@ -42,16 +41,17 @@ class TableExpiry:
             table.name: ExpiryIndex(entity_ttl) for table in (*tables.entities.values(), tables.cards)
         }
         self._index[tables.pending.name] = ExpiryIndex(settings.pending_label_ttl_hours * 3600)
-        self._indexing: dict[str, asyncio.Task[None]] = {}
+        self._indexing: dict[tuple[str, int], asyncio.Task[None]] = {}
 
     def touch(self, table: faust.Table, partition: int, key: str, at: float) -> None:
         """Record that ``key`` of ``table`` was written at event time ``at``, and delete the keys of
         the same partition idle for longer than the table's TTL."""
         index = self._index[table.name]
-        if not index.knows(partition):  # first write since start: index what was restored, aside
+        if not index.knows(partition):  # its first write here: index what was restored, aside
             index.load(partition, [])
-            if table.name not in self._indexing:
-                self._indexing[table.name] = asyncio.ensure_future(self.index_restored(table))
+            self._indexing[table.name, partition] = asyncio.ensure_future(
+                self.index_restored(table, partition)
+            )
         index.touch(partition, key, at)
         for stale in index.expired(partition, at):
             if table.get(stale) is not None:
@@ -65,30 +65,28 @@ class TableExpiry:
     def pending_entries(self) -> int:
         return len(self._index[self.tables.pending.name])
 
-    async def index_restored(self, table: faust.Table) -> None:
-        """Index the (key, last activity) of every entry restored in ``table`` (its active
-        partitions), ``CHUNK`` entries at a time; entries written since keep their later activity."""
+    async def index_restored(self, table: faust.Table, partition: int) -> None:
+        """Index the (key, last activity) of every entry restored in ``partition`` of ``table``,
+        ``CHUNK`` entries at a time; entries written since keep their later activity."""
         found: dict[int, dict[str, float]] = {}
-        store, topic = table.data, table.changelog_topic.get_topic_name()
-        actives = table.app.assignor.assigned_actives()
-        for partition in [p for p in getattr(store, "_dbs", {}) if TP(topic, p) in actives]:
-            after: bytes | None = b""
-            while after is not None:
-                db = store._dbs.get(partition)  # revoked meanwhile: its database is closed
-                if db is None:
-                    break
-                entries, after = _chunk(db, after or None, store.offset_key)
-                for raw_key, raw_value in entries:
-                    owner, key, at = self._activity(table, raw_key, raw_value)
-                    if owner is not None:
-                        found.setdefault(owner, {})[key] = at
-                await asyncio.sleep(0)
+        store = table.data
+        after: bytes | None = b""
+        while after is not None:
+            db = getattr(store, "_dbs", {}).get(partition)  # revoked meanwhile: its database is closed
+            if db is None:
+                break
+            entries, after = _chunk(db, after or None, store.offset_key)
+            for raw_key, raw_value in entries:
+                owner, key, at = self._activity(table, raw_key, raw_value)
+                if owner is not None:
+                    found.setdefault(owner, {})[key] = at
+            await asyncio.sleep(0)
         index = self._index[table.name]
-        for owner, entries in found.items():
+        for owner, restored in found.items():
             since = index._partitions.get(owner, {})  # written since the start: the later activity
             for key, at in since.items():
-                entries[key] = max(at, entries.get(key, at))
-            index.load(owner, entries.items())
+                restored[key] = max(at, restored.get(key, at))
+            index.load(owner, restored.items())
 
     def _activity(self, table: faust.Table, raw_key: bytes, raw_value: bytes) -> tuple[Any, str, float]:
         """(owner partition, key, last activity) of one stored entry; owner None: nothing to index."""

@@ -90,8 +90,8 @@ def test_restored_entries_are_indexed_aside_and_then_expire(monkeypatch) -> None
         expiry.touch(pending, 0, "txn-new", 2000.0)  # the first write: returns at once
         assert expiry.pending_entries() == 1
         await asyncio.sleep(0)
-        assert expiry.pending_entries() == 1 and not expiry._indexing["pending-labels"].done()
-        await expiry._indexing["pending-labels"]
+        assert expiry.pending_entries() == 1 and not expiry._indexing["pending-labels", 0].done()
+        await expiry._indexing["pending-labels", 0]
         assert expiry.pending_entries() == 451  # the offset's key is not an entry
         # An hour of event time later the restored entries go, up to 100 a write, oldest first.
         expiry.touch(pending, 0, "txn-new", 1000.0 + hour + 150.5)
