@@ -10,6 +10,7 @@ import os
 import shutil
 import time
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -28,13 +29,18 @@ from selenium.webdriver.support.ui import WebDriverWait
 
 from monitor.app import create_app
 from monitor.consumer import KafkaFeed
+from monitor.rules_file import RulesFile
+from monitor.state.scored import pending_labels_topic
 from monitor.views.rates import update_graph
 from pipeline.config import FRAUD_TYPE_NAMES, REPO_ROOT, Settings
 from pipeline.contracts.json_schemas import validator
+from pipeline.detection.features import FEATURE_NAMES
+from pipeline.detection.rules import load_rules
 from tests.conftest import free_port
 from tests.monitor.conftest import EXPLANATION
 from tests.monitor.logins import ANALYST, VIEWER, login_browser, make_accounts
-from tests.monitor.test_feed_kafka import _all_read, published  # noqa: F401 - fixture reused
+from tests.monitor.test_feed_kafka import _all_read, _produce, published  # noqa: F401 - fixture reused
+from tests.monitor.test_rule_whatif import entry
 from tests.support import consume_until
 
 pytestmark = [pytest.mark.kafka, pytest.mark.browser]
@@ -379,4 +385,78 @@ def test_both_exports_download_valid_files(dash_duo, published: Settings) -> Non
         for name in FRAUD_TYPE_NAMES.values():
             assert f"{name}: fraud rate per minute" in text
         assert "u2" in text and "tok_4f9a…3e" in text and "tok_4f9a2c1b7d3e" not in text
+        _no_browser_errors(dash_duo)
+
+
+DRAFT = (
+    "id: WHATIF-large-abroad\nfraud_type: unauthorized_transactions\naction: block\n"
+    "when: amount >= 500 and is_foreign == 1\nreason: '{amount:.0f} {currency} abroad'\n"
+)
+
+
+def _type_draft(dash_duo, text: str) -> None:
+    box = dash_duo.find_element("#rule-draft")
+    box.send_keys(Keys.CONTROL, "a")  # the whole text (clear_input selects one word of a textarea)
+    box.send_keys(Keys.DELETE)
+    box.send_keys(text)
+
+
+def test_an_analyst_tries_a_rule_on_past_transactions_and_enables_it(
+    dash_duo, make_settings, tmp_path
+) -> None:
+    """The what-if over transactions the worker's pending-labels changelog carries (produced here as
+    the worker writes them), labels from the labels topic; the rule enabled into the rule file."""
+    settings = make_settings()
+    now = datetime.now(UTC)
+    entries = [entry(f"w{i}", hours_ago=20 - i, amount=100 + 60 * i, now=now) for i in range(20)]
+    entries += [entry("w-alerted", hours_ago=2, amount=900, decision="block", rule_hits=["R"], now=now)]
+    entries += [entry("w-old", hours_ago=30, amount=900, now=now)]  # beyond the last day
+    _produce(settings, pending_labels_topic(settings), [orjson.dumps(e) for e in entries])
+    labels = [{"transaction_id": tx, "card_token": "tok_4f9a2c1b7d3e", "is_fraud": fraud,
+               "source": "chargeback", "labelled_at": now.isoformat(),
+               "fraud_type": "unauthorized_transactions" if fraud else None}
+              for tx, fraud in (("w15", True), ("w16", True), ("w17", False), ("w1", True))]  # fmt: skip
+    _produce(settings, settings.topic_labels, [orjson.dumps(label) for label in labels])
+    rules = RulesFile(tmp_path / "rules.yaml")
+    rules.path.write_text((REPO_ROOT / "pipeline" / "detection" / "rules.yaml").read_text())
+    with KafkaFeed(settings) as feed:
+        assert feed.wait_until(lambda: len(feed.state.scored) == 22 and feed.ready, 60), feed.failure
+        app = create_app(feed.state, settings, accounts=make_accounts(), rules=rules)
+        dash_duo.start_server(app, navigate=False, port=free_port())
+        dash_duo.driver.set_window_size(1400, 1500)
+        login_browser(dash_duo.driver, f"{dash_duo.server.url}/", *ANALYST)
+        wait = WebDriverWait(dash_duo.driver, 20, ignored_exceptions=RERENDERED)
+        wait.until(lambda d: d.find_element(By.ID, "whatif-enable").is_enabled())
+
+        _type_draft(dash_duo, DRAFT.replace("amount >= 500", "amount >= "))
+        dash_duo.find_element("#whatif-run").click()
+        dash_duo.wait_for_contains_text(
+            "#whatif-status", "Draft refused. Line 4: cannot parse when", timeout=20
+        )
+
+        _type_draft(dash_duo, DRAFT)
+        dash_duo.find_element("#whatif-run").click()
+        # amounts 520..1240 are hits (w7..w19) and the alerted one; w-old is outside the day
+        dash_duo.wait_for_contains_text(
+            "#whatif-status", "WHATIF-large-abroad: 14 hits in 21 transactions", 20
+        )
+        table = dash_duo.find_element("#whatif-table").text
+        assert "Labelled precision 66.7% (2 frauds of 3 labelled hits)" in table
+        assert "Labelled frauds caught 2 of 3" in table
+        assert "1 already alerted (0 by the model alone, no rule)" in table and "New alerts 13" in table
+        traces = dash_duo.driver.execute_script(
+            "const g = document.querySelector('#whatif-graph .js-plotly-plot');"
+            "return g && g.data ? g.data.map(t => [t.name, Array.from(t.y).reduce((a, b) => a + b, 0)])"
+            " : null;"
+        )
+        assert traces == [["New alerts", 13], ["Already alerted", 1]]
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        section = dash_duo.find_element("#whatif-section")
+        dash_duo.driver.execute_script("arguments[0].scrollIntoView();", section)
+
+        dash_duo.find_element("#whatif-enable").click()
+        dash_duo.wait_for_contains_text("#whatif-enable-status", "Enabled: WHATIF-large-abroad", timeout=20)
+        section.screenshot(str(SCREENSHOTS / "monitor-rule-whatif.png"))
+        in_force = load_rules(rules.path, FEATURE_NAMES)  # as the workers' RuleReloader loads it
+        assert in_force.rules[-1].id == "WHATIF-large-abroad"
         _no_browser_errors(dash_duo)

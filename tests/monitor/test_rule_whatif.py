@@ -42,9 +42,9 @@ BIG = """\
 
 
 def entry(tx: str, *, hours_ago: float, amount: float, foreign: float = 1.0, decision: str = "allow",
-          rule_hits: list[str] | None = None) -> dict[str, Any]:  # fmt: skip
+          rule_hits: list[str] | None = None, now: datetime = NOW) -> dict[str, Any]:  # fmt: skip
     """A pending-labels entry as the worker writes it: the features and the decision."""
-    base = NOW - timedelta(hours=hours_ago)
+    base = now - timedelta(hours=hours_ago)
     record = decision_record(tx, decision=decision, amount=amount, base=base)
     record["rule_hits"] = rule_hits or []
     features = dict.fromkeys(FEATURE_NAMES, 0.0) | {"is_foreign": foreign, "amount": amount}
