@@ -51,6 +51,17 @@ def _ignore_stop_signals() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
+def demo_rules_file(settings: Settings) -> Path:
+    """The rule file of the demo's worker and monitor: a copy of the configured one in the data
+    dir, made when missing, so a rule an analyst enables in the monitor changes the copy (and
+    stays for the next demo), never the repository's file. Delete it to start from the shipped rules."""
+    copy = settings.data_dir / "demo-rules.yaml"
+    if not copy.exists():
+        copy.parent.mkdir(parents=True, exist_ok=True)
+        copy.write_text(settings.rules_file.read_text(encoding="utf-8"), encoding="utf-8")
+    return copy
+
+
 def run_demo(settings: Settings, rate: float | None = None) -> int:
     broker: LocalKafka | None = None
     children: dict[str, subprocess.Popen[bytes]] = {}
@@ -75,6 +86,9 @@ def run_demo(settings: Settings, rate: float | None = None) -> int:
         env["FRAUD_KAFKA_BOOTSTRAP_SERVERS"] = settings.bootstrap_servers
         if "FRAUD_SIMULATOR_RHYTHM" not in os.environ:  # a lively demo at any hour of the day
             env["FRAUD_SIMULATOR_RHYTHM"] = "false"
+        if "rules_file" not in settings.model_fields_set:  # not chosen (environment, .env)
+            env["FRAUD_RULES_FILE"] = str(demo_rules_file(settings))
+            print(f"Rules: {env['FRAUD_RULES_FILE']} (rules enabled in the monitor go there)", flush=True)
         simulate = fraud_command("simulate", "--metrics-port", str(settings.simulator_metrics_port))
         if rate:
             simulate += ["--rate", str(rate)]
