@@ -26,6 +26,7 @@ import pytest
 import requests
 import yaml
 
+from monitor.state.scored import pending_labels_topic
 from pipeline.config import REPO_ROOT, Settings
 from pipeline.worker.telemetry import DEAD_LETTER_REASONS
 from tests.conftest import free_port
@@ -298,7 +299,12 @@ def test_prometheus_scrapes_worker_simulator_and_monitor_and_sees_what_went_thro
         "monitor lag": 0.0,
         "monitor lag partitions": {
             (topic, str(p))
-            for topic in (settings.topic_decisions, settings.topic_alerts, settings.topic_labels)
+            for topic in (
+                settings.topic_decisions,
+                settings.topic_alerts,
+                settings.topic_labels,
+                pending_labels_topic(settings),  # read for the rule what-if
+            )
             for p in range(settings.topic_partitions)
         },
     }
