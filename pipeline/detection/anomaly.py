@@ -2,9 +2,10 @@
 has shown yet. It needs no labels: it scores each transaction against the recent traffic, then adds
 it to what it knows.
 
-The trees are held as numpy arrays so that a whole batch is scored and learnt at once, with the
-same results as river's ``MinMaxScaler() | HalfSpaceTrees(...)`` fed the rows one by one (Tan, Ting
-& Liu 2011): the same trees for the same seed, the same running min-max scaling, the same scores.
+The trees are held as numpy arrays and a compiled walk scores and learns a batch's rows in order
+(pipeline/detection/kernels.py), with the same results as river's ``MinMaxScaler() |
+HalfSpaceTrees(...)`` fed the rows one by one (Tan, Ting & Liu 2011): the same trees for the same
+seed, the same running min-max scaling, the same scores.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from pipeline.detection import kernels
 from pipeline.detection.features import Features
 from pipeline.detection.vocabulary import FeatureRows
 
@@ -68,14 +70,6 @@ def _grow(
     limits[on] = (at, hi)
     _grow(rng, limits, depth_left - 1, 2 * node + 2, feature, threshold)
     limits[on] = (lo, hi)
-
-
-def _scaled(x: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
-    """river's MinMaxScaler.transform_one row by row: (x - lo) / (hi - lo), 0 where hi == lo."""
-    span = hi - lo
-    with np.errstate(invalid="ignore", divide="ignore"):
-        out = (x - lo) / span
-    return np.where(span != 0, out, 0.0)
 
 
 @dataclass(eq=False)
@@ -137,102 +131,20 @@ class AnomalyDetector:
 
     def score_and_learn_many(self, matrix: np.ndarray) -> np.ndarray:
         """Each row's anomaly score (NaN while warming up), learning the rows in order: the same as
-        ``score_and_learn`` row by row. ``matrix`` is (n, len(ANOMALY_FEATURES)) in ANOMALY_FEATURES order."""
-        x = np.asarray(matrix, dtype=np.float64)
+        ``score_and_learn`` row by row. ``matrix`` is (n, len(ANOMALY_FEATURES)) in ANOMALY_FEATURES order.
+        A compiled walk (pipeline/detection/kernels.py) takes the rows one at a time: a few
+        microseconds each, where numpy's calls cost a fixed hundred or more per batch."""
+        x = np.ascontiguousarray(matrix, dtype=np.float64)
         if x.ndim != 2 or x.shape[1] != len(ANOMALY_FEATURES):
             raise ValueError(f"expected shape (n, {len(ANOMALY_FEATURES)}), got {x.shape}")
-        n = len(x)
-        scores = np.full(n, np.nan)
-        if n == 0:
-            return scores
-        # river's Pipeline scores a row with the scaler as it was before the row, and learns it by updating
-        # the scaler first and then passing the row scaled by it to the trees. fmin/fmax skip NaN as river's
-        # Min/Max do.
-        lo_after = np.fmin(np.fmin.accumulate(x, axis=0), self._lo)
-        hi_after = np.fmax(np.fmax.accumulate(x, axis=0), self._hi)
-        learn_leaf = self._leaves(_scaled(x, lo_after, hi_after))
-        first = min(n, max(0, self.warmup - self.seen))
-        if first < n:
-            lo_before = np.vstack([self._lo, lo_after[:-1]])[first:]
-            hi_before = np.vstack([self._hi, hi_after[:-1]])[first:]
-            # A row is walked the same way for its score as for its learning unless it moved the scaler.
-            moved = first + np.flatnonzero(
-                ((lo_before != lo_after[first:]) | (hi_before != hi_after[first:])).any(axis=1)
-            )
-            score_leaf = learn_leaf.copy()
-            if len(moved):
-                score_leaf[:, moved] = self._leaves(
-                    _scaled(x[moved], lo_before[moved - first], hi_before[moved - first])
-                )
-
-        # The reference mass only changes when a window fills up: score and learn a window's share at once.
-        start = 0
-        while start < n:
-            stop = min(n, start + self.window_size - self._counter)
-            begin = max(start, first)
-            if begin < stop:
-                # river scores 0 until its first window has filled (reachable only if warmup < window_size).
-                scores[begin:stop] = 0.0 if self._first_window else self._scores(score_leaf[:, begin:stop])
-            self._learn(learn_leaf[:, start:stop])
-            self._counter += stop - start
-            if self._counter == self.window_size:
-                self._r_mass, self._l_mass = self._l_mass, np.zeros_like(self._l_mass)
-                self._leaf_score = self._path_scores()
-                self._counter, self._first_window = 0, False
-            start = stop
-        self._lo, self._hi = lo_after[-1], hi_after[-1]
-        self.seen += n
+        scores = np.empty(len(x))
+        state = np.array([self.seen, self._counter, int(self._first_window)], dtype=np.int64)
+        kernels.walk_half_space_trees(
+            x, self._lo, self._hi, self._feature, self._threshold, self._r_mass, self._l_mass,
+            self._leaf_score, state, self.warmup, self.window_size, self.height, scores,
+        )  # fmt: skip
+        self.seen, self._counter, self._first_window = int(state[0]), int(state[1]), bool(state[2])
         return scores
-
-    def _leaves(self, scaled: np.ndarray) -> np.ndarray:
-        """The leaf (0 .. 2**height - 1) each scaled row reaches in each tree: (n_trees, n)."""
-        n_internal = 2**self.height - 1
-        n, width = scaled.shape
-        values = scaled.ravel()
-        row_base = np.arange(n) * width
-        features, thresholds = self._feature.ravel(), self._threshold.ravel()
-        # ``at`` is the node's index in the flattened (n_trees, n_internal) split arrays: tree * n_internal
-        # + node, so the child 2 * node + 2 - left is 2 * at + step - left with a per-tree step.
-        tree_base = (np.arange(self.n_trees) * n_internal)[:, None]
-        at = np.repeat(tree_base, n, axis=1)
-        step = 2 - tree_base
-        for _ in range(self.height):
-            # ``<`` and not ``>=``: a NaN goes right, as in river's ``left if x < t else right``.
-            left = values.take(features.take(at) + row_base) < thresholds.take(at)
-            at = 2 * at + step - left
-        return at - tree_base - n_internal
-
-    def _learn(self, leaves: np.ndarray) -> None:
-        """Add the rows that reached ``leaves`` to the latest-window mass of every node on their paths."""
-        n_leaves = 2**self.height
-        base = (np.arange(self.n_trees) * n_leaves)[:, None]
-        counts = np.bincount((leaves + base).ravel(), minlength=self.n_trees * n_leaves)
-        level = counts.reshape(self.n_trees, n_leaves)
-        # Heap order: level d holds nodes 2**d - 1 .. 2**(d + 1) - 2; a node's mass is its children's sum.
-        for depth in range(self.height, -1, -1):
-            self._l_mass[:, 2**depth - 1 : 2 ** (depth + 1) - 1] += level
-            level = level[:, 0::2] + level[:, 1::2]
-
-    def _path_scores(self) -> np.ndarray:
-        """river's per-tree score of the path to each leaf: the sum of r_mass * 2**depth along it, stopping
-        after the first node whose r_mass is under 0.1 * window_size. (n_trees, 2**height)."""
-        leaf_nodes = np.arange(2**self.height) + 2**self.height - 1
-        depths = np.arange(self.height + 1)
-        ancestors = ((leaf_nodes[None, :] + 1) >> (self.height - depths)[:, None]) - 1
-        mass = self._r_mass[:, ancestors]  # (n_trees, height + 1, n_leaves)
-        reached = np.ones_like(mass, dtype=bool)
-        reached[:, 1:] = np.logical_and.accumulate(mass[:, :-1] >= 0.1 * self.window_size, axis=1)
-        weights = (1 << depths.astype(np.int64))[None, :, None]
-        return np.where(reached, mass * weights, 0).sum(axis=1)
-
-    def _scores(self, leaves: np.ndarray) -> np.ndarray:
-        """The normalised score of rows that reached ``leaves``: 1 - mass score / its maximum (high:
-        anomalous)."""
-        n_leaves = 2**self.height
-        base = (np.arange(self.n_trees) * n_leaves)[:, None]
-        total = self._leaf_score.ravel().take(leaves + base).sum(axis=0)
-        max_score = self.n_trees * self.window_size * (2 ** (self.height + 1) - 1)
-        return 1.0 - total / max_score
 
 
 def likely_fraud_type(features: Features) -> str:

@@ -456,3 +456,128 @@ def walk_labels(
         ring_add(row, labels[0], labels[1], labels[2], at[i], 1.0)
         if is_fraud[i]:
             ring_add(row, frauds[0], frauds[1], frauds[2], at[i], 1.0)
+
+
+# --- half-space trees (pipeline/detection/anomaly.py) ------------------------------------------------
+@_jit
+def _fmin(a: float, b: float) -> float:
+    """numpy's fmin: the smaller, ignoring a NaN (river's running Min skips NaN)."""
+    if a != a:
+        return b
+    if b != b:
+        return a
+    return min(a, b)
+
+
+@_jit
+def _fmax(a: float, b: float) -> float:
+    if a != a:
+        return b
+    if b != b:
+        return a
+    return max(a, b)
+
+
+@_jit
+def _leaf(
+    x: np.ndarray,
+    lo: np.ndarray,
+    hi: np.ndarray,
+    feature: np.ndarray,
+    threshold: np.ndarray,
+    tree: int,
+    height: int,
+) -> int:
+    """The leaf (0 .. 2**height - 1) the row ``x``, min-max scaled by ``lo`` and ``hi`` as river's
+    MinMaxScaler does (0 where hi == lo), reaches in ``tree``."""
+    node = 0
+    for _ in range(height):
+        column = feature[tree, node]
+        span = hi[column] - lo[column]
+        scaled = (x[column] - lo[column]) / span if span != 0.0 else 0.0
+        # ``<`` and not ``>=``: a NaN goes right, as in river's ``left if x < t else right``.
+        node = 2 * node + 1 if scaled < threshold[tree, node] else 2 * node + 2
+    return node - (2**height - 1)
+
+
+@_jit
+def _path_scores(r_mass: np.ndarray, leaf_score: np.ndarray, height: int, window_size: int) -> None:
+    """river's score of the path to each leaf of each tree: the sum of mass * 2**depth along it,
+    stopping after the first node whose reference mass is under 0.1 * window_size."""
+    limit = 0.1 * window_size
+    for tree in range(r_mass.shape[0]):
+        for leaf in range(2**height):
+            node_of_leaf = leaf + 2**height - 1
+            total, reached = 0, True
+            for depth in range(height + 1):
+                node = ((node_of_leaf + 1) >> (height - depth)) - 1
+                mass = r_mass[tree, node]
+                if reached:
+                    total += mass * (1 << depth)
+                reached = reached and mass >= limit
+            leaf_score[tree, leaf] = total
+
+
+@_jit
+def walk_half_space_trees(
+    x: np.ndarray,
+    lo: np.ndarray,
+    hi: np.ndarray,
+    feature: np.ndarray,
+    threshold: np.ndarray,
+    r_mass: np.ndarray,
+    l_mass: np.ndarray,
+    leaf_score: np.ndarray,
+    state: np.ndarray,
+    warmup: int,
+    window_size: int,
+    height: int,
+    scores: np.ndarray,
+) -> None:
+    """Each row's anomaly score (NaN while warming up), learning the rows in order, as river's
+    ``MinMaxScaler() | HalfSpaceTrees()`` one row at a time: a row is scored with the scaler as it
+    was before it and the reference mass of the last full window, then the scaler and the latest
+    window's mass learn it; a full window becomes the reference. ``state`` is (rows seen, rows in
+    the latest window, 1 while the first window fills), updated in place with everything else."""
+    n_trees = feature.shape[0]
+    max_score = n_trees * window_size * (2 ** (height + 1) - 1)
+    for i in range(x.shape[0]):
+        row = x[i]
+        if state[0] >= warmup:
+            if state[2] == 1:
+                scores[i] = 0.0  # river scores 0 until its first window has filled
+            else:
+                total = 0
+                for tree in range(n_trees):
+                    total += leaf_score[tree, _leaf(row, lo, hi, feature, threshold, tree, height)]
+                scores[i] = 1.0 - total / max_score
+        else:
+            scores[i] = np.nan
+        for column in range(row.shape[0]):
+            lo[column] = _fmin(lo[column], row[column])
+            hi[column] = _fmax(hi[column], row[column])
+        for tree in range(n_trees):
+            node = _leaf(row, lo, hi, feature, threshold, tree, height) + 2**height - 1
+            while True:
+                l_mass[tree, node] += 1
+                if node == 0:
+                    break
+                node = (node - 1) // 2
+        state[0] += 1
+        state[1] += 1
+        if state[1] == window_size:
+            r_mass[:] = l_mass
+            l_mass[:] = 0
+            _path_scores(r_mass, leaf_score, height, window_size)
+            state[1], state[2] = 0, 0
+
+
+def compile_trees() -> None:
+    """Compile ``walk_half_space_trees`` (or load it from numba's cache) with the argument types the
+    anomaly detector passes."""
+    height, masses = 1, np.zeros((1, 3), dtype=np.int64)
+    walk_half_space_trees(
+        np.zeros((1, 1)), np.zeros(1), np.zeros(1), np.zeros((1, 1), dtype=np.intp), np.zeros((1, 1)),
+        masses, masses.copy(), np.zeros((1, 2), dtype=np.int64), np.zeros(3, dtype=np.int64), 0, 1, height,
+        np.zeros(1),
+    )  # fmt: skip

@@ -267,7 +267,9 @@ CARD = CardColumns()
 
 def compile_walks() -> None:
     """Compile every walk (or load it from numba's cache) now, on a batch of one, so that a
-    process's first real batch does not wait for the compiler (seconds, the first time)."""
+    process's first real batch does not wait for the compiler (seconds, the first time): the
+    entities' walks and the anomaly trees'."""
+    kernels.compile_trees()
     txn = {"transaction_id": "t", "card_token": "c", "country": "GB", "merchant_id": "m", "device_id": "d"}
     txns = TransactionColumns.of([{**txn, "amount": 1.0}], [0.0])
     for columns in (CARD, TerminalColumns(), DeviceColumns(), CustomerColumns()):
