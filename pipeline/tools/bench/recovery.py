@@ -33,7 +33,7 @@ from pipeline.tools.bench.report import say
 from pipeline.tools.bench.workers import app_settings, produce_all, start_worker
 from pipeline.tools.local_kafka import LocalKafka
 from pipeline.tools.simulator.generator import SimulatedTransaction, TrafficGenerator, label_for
-from pipeline.worker.topics import changelog_topic_names
+from pipeline.worker.topics import changelog_topic_names, internal_topic_names
 
 RATE = 400.0  # transactions per second of event time
 
@@ -119,6 +119,10 @@ def _measure(
         produce_all(base, base.topic_labels, labels)
         _wait_processed(port, size, ("fraud_labels_total{",))
         produced, sent = count, sent + size
+        # The later stages too: the labels' frames are still counted by the merchant stage after the
+        # learn stage has them all (a worker killed before would leave that work to the next one,
+        # ahead of the waiting transactions' frames).
+        _wait_drained(base)
         time.sleep(3)  # a few commits: the changelogs have the last changes
         changelog = _changelog_records(base)
         worker.send_signal(signal.SIGKILL)
@@ -171,6 +175,31 @@ def _ready_worker(
             "records_by_table": {name: t["restored"] for name, t in recovery["tables"].items()},
         },
     )
+
+
+def _wait_drained(settings: Settings, limit: float = 1800.0) -> None:
+    """Until the worker's group has committed every message of its input, labels and stage topics."""
+    topics = [settings.topic_transactions, settings.topic_labels, *internal_topic_names(settings)]
+    consumer = Consumer(
+        settings.confluent_config(**{"group.id": settings.app_id, "enable.auto.commit": False})
+    )
+    parts = [TopicPartition(t, p) for t in topics for p in range(settings.topic_partitions)]
+    deadline, last = time.monotonic() + limit, time.monotonic()
+    try:
+        while time.monotonic() < deadline:
+            committed = consumer.committed(parts, timeout=10)
+            left = sum(
+                max(0, consumer.get_watermark_offsets(tp, timeout=10)[1] - max(tp.offset, 0))
+                for tp in committed
+            )
+            if left == 0:
+                return
+            if time.monotonic() - last >= 30:
+                say(f"      {left:,} messages of the input, labels and stage topics not committed yet")
+                last = time.monotonic()
+            time.sleep(1)
+    finally:
+        consumer.close()
 
 
 def _decisions_after(port: int, started: float, waiting: int, limit: float = 900.0) -> dict[str, Any]:
