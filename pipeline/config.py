@@ -140,7 +140,7 @@ class Settings(BaseSettings):
         default=20.0, ge=6, description="A worker silent this long is dropped and its partitions move."
     )
     worker_standby_replicas: int = Field(
-        default=1,
+        default=0,
         ge=0,
         le=8,
         description="Warm copies of each table partition kept by other workers (at most one per other "
