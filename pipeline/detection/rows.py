@@ -130,13 +130,12 @@ class Ring:
         if window % self.width or window > self.horizon:
             raise ValueError(f"window {window}s must be a multiple of {self.width}s up to {self.horizon}s")
         scratch = np.empty(self.size)
-        place = (self.offset, self.size, self.width)
         counts = [
-            kernels.ring_window(row, *place, t, window, 1, scratch)
+            kernels.ring_window(row, *self.params, t, window, 1, scratch)
             for row, t in zip(rows, now.tolist(), strict=True)
         ]
         sums = [
-            kernels.ring_window(row, *place, t, window, 1 + self.size, scratch)
+            kernels.ring_window(row, *self.params, t, window, 1 + self.size, scratch)
             for row, t in zip(rows, now.tolist(), strict=True)
         ]
         return np.array(counts, dtype=np.float64), np.array(sums, dtype=np.float64)
@@ -145,7 +144,7 @@ class Ring:
         """One event of ``amount`` at ``at`` per row (in place). An event older than every bucket
         kept is dropped; a newer bucket expires the ones that leave the horizon."""
         for row, t, value in zip(rows, at.tolist(), amount.tolist(), strict=True):
-            kernels.ring_add(row, self.offset, self.size, self.width, t, value)
+            kernels.ring_add(row, *self.params, t, value)
 
     @property
     def params(self) -> tuple[int, int, int]:
@@ -168,14 +167,6 @@ class KeySlots:
     offset: int
     timed: bool
     ordered: bool
-
-    def keys(self, rows: np.ndarray) -> np.ndarray:
-        return rows[:, self.offset : self.offset + self.size]
-
-    def when(self, rows: np.ndarray) -> np.ndarray:
-        if not self.timed:
-            raise TypeError("these slots keep no times")
-        return rows[:, self.offset + self.size : self.offset + 2 * self.size]
 
     @property
     def params(self) -> tuple[int, int]:
