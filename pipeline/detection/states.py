@@ -17,7 +17,7 @@ import numpy as np
 from pipeline.detection import kernels
 from pipeline.detection.columns import TransactionColumns
 from pipeline.detection.kernels import COUNT, DESCRIBE, OBSERVE
-from pipeline.detection.rows import IdRing, RowLayout, key_hashes
+from pipeline.detection.rows import IdRing, RowLayout, key_hash
 
 MINUTE, HOUR, DAY = kernels.MINUTE, kernels.HOUR, kernels.DAY
 SMALL_AMOUNT = kernels.SMALL_AMOUNT
@@ -75,7 +75,7 @@ class EntityColumns:
 
     def has_seen_id(self, row: np.ndarray, transaction_id: str) -> bool:
         """Whether one row has counted the transaction ``transaction_id``."""
-        return bool(kernels.ids_contain(row, self.ids.offset, self.ids.size, key_hashes([transaction_id])[0]))
+        return bool(kernels.ids_contain(row, self.ids.offset, self.ids.size, key_hash(transaction_id)))
 
     def last_active(self, row: np.ndarray) -> float | None:
         """When the entity last saw a transaction (event time), None when never."""
