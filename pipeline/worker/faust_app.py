@@ -34,6 +34,7 @@ from pipeline.worker.credentials import faust_credentials
 from pipeline.worker.dead_letters import DeadLetters
 from pipeline.worker.faults import arm, crash_point
 from pipeline.worker.list_follower import install_lists
+from pipeline.worker.process_memory import TRIM_SECONDS, release_free_memory, restore_consumer_config
 from pipeline.worker.producer import NativeProducer
 from pipeline.worker.recovery_progress import RecoveryWatch
 from pipeline.worker.stages import EntityStage, Learn, Score, StageContext, Validate
@@ -126,9 +127,9 @@ class FraudPipeline:
         set as the table manager's recovery service before Faust creates its own."""
         tables = self.app.tables
         recovery = BulkRecovery(self.app, tables, beacon=tables.beacon)
-        recovery.consumer_config = self.settings.confluent_config(
-            **{"fetch.max.bytes": 64 * 1024 * 1024, "max.partition.fetch.bytes": 16 * 1024 * 1024}
-        )
+        # Its fetches and prefetch queue bounded (process_memory.py): librdkafka's defaults held
+        # 200-350 MiB more at the peak of a restore, for no faster restore.
+        recovery.consumer_config = restore_consumer_config(self.settings.confluent_config())
         recovery.min_records = self.settings.worker_bulk_restore_min_records
         tables._recovery = recovery  # type: ignore[attr-defined]  # TableManager.recovery creates it lazily
         return recovery
@@ -218,6 +219,9 @@ class FraudPipeline:
         app = self.app
         app.timer(self.settings.model_snapshot_interval_seconds)(self.snapshots.save_if_changed)
         app.timer(self.settings.rules_reload_seconds)(self.rules.reload_if_changed)
+        # Free malloc memory back to the system (process_memory.py): what a bulk restore or a
+        # takeover freed stays resident otherwise.
+        app.timer(TRIM_SECONDS)(self._release_free_memory)
 
         @app.page("/healthz")
         async def healthz(view: faust.web.View, request: faust.web.Request) -> faust.web.Response:
@@ -237,6 +241,9 @@ class FraudPipeline:
             )
 
         app.on_before_shutdown.connect(self._on_shutdown)
+
+    async def _release_free_memory(self) -> None:
+        release_free_memory()
 
     async def _on_shutdown(self, app: faust.App, **_: Any) -> None:
         await self.snapshots.save_if_changed()
