@@ -18,6 +18,12 @@ memtables, and all of it is freed within a minute but stays resident. So the wor
   up to 64 MiB on top).
 
 On a C library other than glibc the malloc calls do nothing.
+
+To find what a worker's Python code keeps, ``TRACEMALLOC_DUMP_MINUTES=N`` in its environment (not a
+FRAUD_ setting, so that ``fraud soak`` passes it to its workers) starts tracemalloc once the worker
+has warmed up (``TRACEMALLOC_DELAY_SECONDS``, 200) and logs, every N minutes, the allocations
+alive that grew most since the first look, with malloc's and /proc's figures (``AllocationProbe``).
+It slows the worker and costs memory of its own: for diagnosis only.
 """
 
 from __future__ import annotations
@@ -25,7 +31,11 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import logging
+import os
+import threading
 import time
+import tracemalloc
+from pathlib import Path
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -81,3 +91,95 @@ def release_free_memory() -> float | None:
 def restore_consumer_config(config: dict[str, Any]) -> dict[str, Any]:
     """The bulk restore consumer's librdkafka settings: ``config`` with its buffers bounded."""
     return {**config, **RESTORE_CONSUMER_BOUNDS}
+
+
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [
+        (name, ctypes.c_size_t)
+        for name in (
+            "arena",
+            "ordblks",
+            "smblks",
+            "hblks",
+            "hblkhd",
+            "usmblks",
+            "fsmblks",
+            "uordblks",
+            "fordblks",
+            "keepcost",
+        )
+    ]
+
+
+def malloc_figures() -> str:
+    """The main malloc arena's size, in use and free (glibc's mallinfo2), in MiB."""
+    if _LIBC is None or not hasattr(_LIBC, "mallinfo2"):
+        return "mallinfo2 not available"
+    _LIBC.mallinfo2.restype = _MallInfo2
+    info = _LIBC.mallinfo2()
+    return (
+        f"main arena {info.arena / MIB:.1f} MiB (in use {info.uordblks / MIB:.1f}, "
+        f"free {info.fordblks / MIB:.1f}), mmapped {info.hblkhd / MIB:.1f} MiB"
+    )
+
+
+def rss_by_mapping(pid: int | str = "self", top: int = 6) -> str:
+    """Resident MiB by kind of mapping ([heap], [anon], each file), largest first."""
+    kinds: dict[str, int] = {}
+    name = "?"
+    for line in Path(f"/proc/{pid}/smaps").read_text().splitlines():
+        parts = line.split()
+        if parts and not parts[0].endswith(":"):
+            name = parts[5] if len(parts) > 5 else "[anon]"
+            name = name if name.startswith("[") else os.path.basename(name)
+        elif parts and parts[0] == "Rss:":
+            kinds[name] = kinds.get(name, 0) + int(parts[1])
+    largest = sorted(kinds.items(), key=lambda kv: -kv[1])[:top]
+    return ", ".join(f"{kind} {kb / 1024:.0f}" for kind, kb in largest)
+
+
+class AllocationProbe:
+    """tracemalloc started after a warm-up, its growth logged every ``minutes`` (see the module doc)."""
+
+    def __init__(self, minutes: float, delay_seconds: float = 200.0, frames: int = 5, top: int = 15) -> None:
+        self.every, self.delay, self.frames, self.top = minutes * 60, delay_seconds, frames, top
+        self._stop = threading.Event()
+
+    @classmethod
+    def from_environment(cls) -> AllocationProbe | None:
+        minutes = os.environ.get("TRACEMALLOC_DUMP_MINUTES")
+        if not minutes:
+            return None
+        return cls(float(minutes), float(os.environ.get("TRACEMALLOC_DELAY_SECONDS", "200")))
+
+    def start(self) -> None:
+        threading.Thread(target=self._run, name="allocation-probe", daemon=True).start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _run(self) -> None:
+        if self._stop.wait(self.delay):
+            return
+        tracemalloc.start(self.frames)
+        first = None
+        while not self._stop.wait(self.every):
+            snapshot = tracemalloc.take_snapshot()
+            traced, _ = tracemalloc.get_traced_memory()
+            lines = [
+                f"allocations: traced {traced / MIB:.1f} MiB; {malloc_figures()}; "
+                f"RSS MiB by mapping: {rss_by_mapping()}"
+            ]
+            if first is None:
+                first = snapshot
+                stats = [(s.size, s.size, s.traceback) for s in snapshot.statistics("traceback")[: self.top]]
+            else:
+                stats = [
+                    (s.size_diff, s.size, s.traceback)
+                    for s in snapshot.compare_to(first, "traceback")[: self.top]
+                ]
+            for grew, size, traceback in stats:
+                where = " <- ".join(f"{os.path.basename(f.filename)}:{f.lineno}" for f in traceback)
+                lines.append(f"  {grew / MIB:+8.2f} MiB (now {size / MIB:7.2f}) {where}")
+            log.warning("\n".join(lines))
+        tracemalloc.stop()

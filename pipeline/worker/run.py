@@ -7,7 +7,7 @@ import gc
 from pipeline.config import Settings
 from pipeline.detection.states import compile_walks
 from pipeline.worker.faust_app import FraudPipeline
-from pipeline.worker.process_memory import limit_arenas
+from pipeline.worker.process_memory import AllocationProbe, limit_arenas
 from pipeline.worker.shutdown import BoundedStopWorker, StopWatchdog
 from pipeline.worker.topics import ensure_topics
 
@@ -15,6 +15,8 @@ from pipeline.worker.topics import ensure_topics
 def run_worker(settings: Settings, loglevel: str = "info") -> None:
     """Create the topics if needed, build the app and run it until SIGINT/SIGTERM."""
     limit_arenas()  # before librdkafka, RocksDB and Faust start their threads (process_memory.py)
+    if (probe := AllocationProbe.from_environment()) is not None:
+        probe.start()  # diagnosis only: TRACEMALLOC_DUMP_MINUTES
     ensure_topics(settings)
     compile_walks()  # before the first batch (numba compiles them once, then loads them from its cache)
     pipeline = FraudPipeline(settings)

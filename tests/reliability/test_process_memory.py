@@ -38,3 +38,29 @@ def test_restore_consumer_is_bounded() -> None:
     assert config["fetch.max.bytes"] == RESTORE_CONSUMER_BOUNDS["fetch.max.bytes"] <= 16 << 20
     assert config["queued.max.messages.kbytes"] <= 16 * 1024
     assert config["queued.min.messages"] <= 10_000
+
+
+def test_allocation_probe_logs_what_grew(caplog, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import time
+
+    from pipeline.worker.process_memory import AllocationProbe
+
+    monkeypatch.setenv("TRACEMALLOC_DUMP_MINUTES", "0.005")
+    monkeypatch.setenv("TRACEMALLOC_DELAY_SECONDS", "0")
+    probe = AllocationProbe.from_environment()
+    assert probe is not None and probe.every == 0.3
+    kept = []
+    with caplog.at_level("WARNING", logger="pipeline.worker.process_memory"):
+        probe.start()
+        try:
+            for _ in range(300):  # two looks at least (slow on a loaded machine)
+                kept.append(bytearray(20_000))
+                time.sleep(0.1)
+                if len(caplog.records) >= 2:
+                    break
+        finally:
+            probe.stop()
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) >= 2, lines
+    assert "main arena" in lines[-1] and "RSS MiB by mapping" in lines[-1]
+    assert "test_process_memory.py" in lines[-1]  # the bytearrays kept here, at the top of the growth
