@@ -260,6 +260,19 @@ class Settings(BaseSettings):
     model_block_threshold: float = Field(
         default=0.9, gt=0, le=1, description="Fraud probability from which the model alone blocks."
     )
+    model_health_interval_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        description="How often each worker publishes its model's health to '<app id>-model-health' "
+        "(labels learnt, label delays, champion and challengers' recent precision).",
+    )
+    model_health_min_precision: float = Field(
+        default=0.1,
+        ge=0,
+        le=1,
+        description="The champion's recent precision at the model review threshold below which the "
+        "FraudModelPrecisionLow alert fires (exported as fraud_model_precision_floor).",
+    )
     alert_budget: float = Field(
         default=0.05, gt=0, lt=1, description="Largest share of transactions the model alone may flag."
     )
@@ -446,6 +459,13 @@ class Settings(BaseSettings):
             self.topic_alerts: "alert",
             self.topic_dead_letter: "dead_letter",
         }
+
+    @property
+    def topic_model_health(self) -> str:
+        """Where every worker reports its model's health (``model_health``; pipeline/worker/
+        model_health.py) and the monitor reads it: one topic per app id, created with the internal
+        topics, retained like the outputs (not compacted: the monitor sums the reports over time)."""
+        return f"{self.app_id}-model-health"
 
     @property
     def topic_names(self) -> list[str]:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import faust
@@ -32,6 +33,7 @@ from pipeline.detection.vocabulary import parse_timestamp
 from pipeline.worker.batching import Outbox, envelopes, partition_of
 from pipeline.worker.dead_letters import DeadLetters
 from pipeline.worker.faults import crash_point
+from pipeline.worker.model_health import ModelHealthReporter
 from pipeline.worker.producer import NativeProducer
 from pipeline.worker.table_expiry import TableExpiry
 from pipeline.worker.tables import WorkerTables, as_row
@@ -57,6 +59,11 @@ class StageContext:
 
     def partition(self, key: str) -> int:
         return partition_of(key, self.settings.topic_partitions)
+
+    @cached_property
+    def health(self) -> ModelHealthReporter:
+        """The model's health reports (pipeline/worker/model_health.py), shared by Score and Learn."""
+        return ModelHealthReporter(self.settings, self.detector, self.producer, self.metrics)
 
 
 class Validate:
@@ -241,6 +248,7 @@ class Score:
             self._already_decided(transaction_id, None)
         crash_point("after_decisions")  # the batch's decisions produced, its offsets not committed
         c.metrics.pending_labels.set(c.expiry.pending_entries())
+        c.health.maybe_report()
 
     def _to_decide(
         self, frames: list[faust.EventT], cards: _TableRows
@@ -337,6 +345,7 @@ class Learn:
         for example in examples:
             del c.tables.pending[example.transaction_id]
             c.expiry.forget(c.tables.pending, partition, example.transaction_id)
+        c.health.maybe_report()
 
     async def _examples(self, events: list[faust.EventT]) -> list[Example]:
         """The labels of ``events`` joined with their pending entries, in order; an invalid label is
@@ -365,6 +374,7 @@ class Learn:
                             c.detector.entity_keys(entry["decision"]), parse_timestamp(label["labelled_at"]))
                 )  # fmt: skip
                 taken.add(transaction_id)
+                c.health.learnt(label["is_fraud"], entry["at"], examples[-1].known_at)
             except Exception as exc:
                 c.dead_letters.processing_error(exc, event, "learn")
         return examples

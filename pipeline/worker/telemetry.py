@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING, Any
 
 import faust
 from faust.sensors.prometheus import setup_prometheus_sensors
@@ -12,6 +12,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 
 from pipeline.config import FRAUD_TYPES
 from pipeline.contracts.json_schemas import load_schema
+from pipeline.detection.health import DELAY_BOUNDS_HOURS
 
 if TYPE_CHECKING:
     from pipeline.worker.producer import NativeProducer
@@ -110,12 +111,71 @@ class PipelineMetrics:
         self.pending_labels = Gauge(
             "fraud_pending_label_entries", "Scored transactions waiting for their label", registry=registry
         )
+        self._model_health(registry)
         self.recovery_remaining = Gauge(
             "fraud_table_recovery_remaining_records",
             "Changelog records a table still has to restore before the worker is ready (0 once restored)",
             ["table"],
             registry=registry,
         )
+
+    def _model_health(self, registry: CollectorRegistry) -> None:
+        """The model's health (pipeline/detection/health.py), set when the worker reports it."""
+        self.label_delay = Histogram(
+            "fraud_label_delay_seconds",
+            "From a transaction's event time to its label, for the labels the model learns",
+            buckets=tuple(hours * 3600 for hours in DELAY_BOUNDS_HOURS),
+            registry=registry,
+        )
+        self.model_generation = Gauge(
+            "fraud_model_generation", "Promotions of a challenger to champion so far", registry=registry
+        )
+        per_contender = ["candidate", "role"]
+        self.model_average_precision = Gauge(
+            "fraud_model_average_precision",
+            "Average precision of each contender on its recent labels (scored before learning them)",
+            per_contender,
+            registry=registry,
+        )
+        self.model_precision_at_review = Gauge(
+            "fraud_model_precision_at_review",
+            "Frauds among the recent labels a contender scored at or above the model review threshold",
+            per_contender,
+            registry=registry,
+        )
+        self.model_flagged_at_review = Gauge(
+            "fraud_model_flagged_at_review",
+            "Recent labels a contender scored at or above the model review threshold",
+            per_contender,
+            registry=registry,
+        )
+        self.model_precision_floor = Gauge(
+            "fraud_model_precision_floor",
+            "FRAUD_MODEL_HEALTH_MIN_PRECISION: the champion's recent precision below which an alert fires",
+            registry=registry,
+        )
+        self.model_last_learnt = Gauge(
+            "fraud_model_last_learnt_timestamp_seconds",
+            "When the model last learnt a label (Unix seconds; 0 before the first)",
+            registry=registry,
+        )
+
+    def show_model_health(self, report: Mapping[str, Any]) -> None:
+        """Set the model gauges from a ``model_health`` report; contenders no longer in the pool go."""
+        self.model_generation.set(report["generation"])
+        for gauge in (
+            self.model_average_precision,
+            self.model_precision_at_review,
+            self.model_flagged_at_review,
+        ):
+            gauge.clear()
+        for c in report["contenders"]:
+            labels = (c["name"], c["role"])
+            if c["average_precision"] is not None:
+                self.model_average_precision.labels(*labels).set(c["average_precision"])
+            if c["precision_at_review"] is not None:
+                self.model_precision_at_review.labels(*labels).set(c["precision_at_review"])
+            self.model_flagged_at_review.labels(*labels).set(c["flagged_at_review"])
 
     def _zero_every_label(self) -> None:
         """Every label value exists from the start, so that rate() sees the first event of each."""

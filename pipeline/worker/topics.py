@@ -137,7 +137,11 @@ def ensure_topics(
     timeout = timeout or settings.kafka_connect_timeout_seconds
     errors: list[KafkaError] = []
     admin = admin_client(settings, errors)
-    internal = internal_topic_names(settings) + changelog_topic_names(settings) if include_internal else []
+    internal = (
+        [*internal_topic_names(settings), *changelog_topic_names(settings), settings.topic_model_health]
+        if include_internal
+        else []
+    )
     names = settings.topic_names + internal
     existing = cluster_topic_names(admin, errors, settings, timeout)
     wanted = [
