@@ -19,10 +19,18 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from pipeline.detection.columns import TransactionColumns
 from pipeline.detection.engine import Decision, DetectionEngine
 from pipeline.detection.explanations import explain_alerts
-from pipeline.detection.features import ENTITY_STAGES, Entity, Features, transaction_features
+from pipeline.detection.features import (
+    ENTITY_STAGES,
+    Entity,
+    Features,
+    transaction_feature_columns,
+    transaction_features,
+)
 from pipeline.detection.in_order import observe_in_order, record_labels_in_order
 from pipeline.detection.rows import MatrixRows, RowStore
 from pipeline.detection.states import (
@@ -30,6 +38,7 @@ from pipeline.detection.states import (
     Columns,
     LabelledActivityColumns,
 )
+from pipeline.detection.vocabulary import FeatureRows
 
 Transaction = Mapping[str, Any]
 StoreOf = Callable[[Entity], RowStore]
@@ -44,8 +53,14 @@ class Scored:
 
     txn: Transaction
     at: float
-    features: Features
     decision: Decision
+    rows: FeatureRows
+    """The features of its batch (a matrix, whose rows become dicts only when asked for)."""
+    row: int
+
+    @property
+    def features(self) -> Features:
+        return self.rows[self.row]
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +117,20 @@ class Detector:
         """The features of each (transaction, event time) from ``entities``' states, each state then
         counting the transaction; None for an item that failed (told to ``on_error``)."""
         out: list[Features | None] = [None] * len(batch)
+        good, columns = self._observe_columns(entities, batch, store_of, on_error)
+        for index, features in zip(good, _feature_dicts(columns, len(good)), strict=True):
+            out[index] = features
+        return out
+
+    def _observe_columns(
+        self,
+        entities: Sequence[Entity],
+        batch: Sequence[tuple[Transaction, float]],
+        store_of: StoreOf,
+        on_error: OnError | None,
+    ) -> tuple[list[int], Columns]:
+        """``observe_entities`` as columns: the indices of the items that did not fail, and their
+        features, one array per feature."""
         keys: list[tuple[str | None, ...]] = []
         good: list[int] = []
         for index, (txn, _) in enumerate(batch):
@@ -114,15 +143,13 @@ class Detector:
             keys.append(item_keys)
             good.append(index)
         if not good:
-            return out
+            return good, {}
         txns = TransactionColumns.of([batch[i][0] for i in good], [batch[i][1] for i in good])
         columns: Columns = {}
         for position, entity in enumerate(entities):
             entity_keys = [item_keys[position] for item_keys in keys]
             columns.update(observe_in_order(entity.columns, entity_keys, txns, store_of(entity)))
-        for index, features in zip(good, _feature_dicts(columns, len(good)), strict=True):
-            out[index] = features
-        return out
+        return good, columns
 
     def score(
         self,
@@ -132,42 +159,83 @@ class Detector:
     ) -> list[Scored | None]:
         """Decide each (transaction, event time, its entity features), in order: the transaction's
         own features, the entities', the card's (the card then counts the transaction), then the
-        decisions of the whole batch at once (``DetectionEngine.decide_many``). None for an item
+        decisions of the whole batch at once (``DetectionEngine.decide_rows``). None for an item
         that failed (told to ``on_error``)."""
-        out: list[Scored | None] = [None] * len(batch)
-        ready: list[tuple[int, Transaction, float, Features]] = []
-        for index, (txn, at, entity_features) in enumerate(batch):
+        ready: list[tuple[int, Transaction, float]] = []
+        for index, (txn, at, _) in enumerate(batch):
             try:
                 _check_fields(txn)
-                features = transaction_features(txn, at)
-                features.update(entity_features)
-                ready.append((index, txn, at, features))
+                ready.append((index, txn, at))
             except Exception as exc:
                 _report(on_error, index, exc)
+        entity = FeatureRows(batch[index][2] for index, _, _ in ready)
+        return self._score_ready(ready, entity, cards, len(batch), on_error)
+
+    def process(self, batch: Sequence[tuple[Transaction, float]], states: InMemoryStates) -> list[Scored]:
+        """Every step for a batch in one process (backtest, bench): the worker's stages in a row,
+        the features kept as columns throughout."""
+        good, columns = self._observe_columns(self.entities, batch, states.store_of, None)
+        matrix = np.column_stack(list(columns.values())) if columns else np.empty((len(good), 0))
+        entity = FeatureRows.of_matrix(tuple(columns), matrix)
+        ready = [(index, batch[index][0], batch[index][1]) for index in good]
+        scored = self._score_ready(ready, entity, states.cards, len(batch), None)
+        return [item for item in scored if item is not None]
+
+    def _score_ready(
+        self,
+        ready: list[tuple[int, Transaction, float]],
+        entity: FeatureRows,
+        cards: RowStore,
+        size: int,
+        on_error: OnError | None,
+    ) -> list[Scored | None]:
+        """``score`` of the ``ready`` items (their index in the batch of ``size``, transaction, event
+        time) whose entity features are the rows of ``entity``. The features are the columns of one
+        matrix, in the order a transaction's features have always had: its own, the entities', the
+        card's (entity rows of different features are merged as dicts instead)."""
+        out: list[Scored | None] = [None] * size
+        own, ready, entity = self._own_features(ready, entity, on_error)
         if not ready:
             return out
-        txns = TransactionColumns.of([txn for _, txn, _, _ in ready], [at for _, _, at, _ in ready])
-        tokens = [txn["card_token"] for _, txn, _, _ in ready]
-        card = _feature_dicts(observe_in_order(CARD, tokens, txns, cards), len(ready))
-        for (_, _, _, features), card_features in zip(ready, card, strict=True):
-            features.update(card_features)
-        decisions = self.engine.decide_many([(txn, features) for _, txn, _, features in ready])
-        # The alerts' features carry the explanation of their scores (the allowed rows' none).
-        explained = explain_alerts(self.engine, [features for *_, features in ready], decisions)
-        for (index, txn, at, _), features, decision in zip(ready, explained, decisions, strict=True):
+        txn_list = [txn for _, txn, _ in ready]
+        txns = TransactionColumns.of(txn_list, [at for _, _, at in ready])
+        card = observe_in_order(CARD, [txn["card_token"] for txn in txn_list], txns, cards)
+        entity_names = entity.names
+        if entity_names is not None:
+            matrix = np.column_stack([*own.values(), entity.matrix(entity_names), *card.values()])
+            rows = FeatureRows.of_matrix((*own, *entity_names, *card), matrix)
+        else:
+            count = len(ready)
+            merged = zip(_feature_dicts(own, count), entity, _feature_dicts(card, count), strict=True)
+            rows = FeatureRows({**mine, **theirs, **cards_} for mine, theirs, cards_ in merged)
+        decisions = self.engine.decide_rows(txn_list, rows)
+        explain_alerts(self.engine, rows, decisions)  # the alerts' rows then carry their explanation
+        for row, ((index, txn, at), decision) in enumerate(zip(ready, decisions, strict=True)):
             if isinstance(decision, Exception):
                 _report(on_error, index, decision)
             else:
-                out[index] = Scored(txn, at, features, decision)
+                out[index] = Scored(txn, at, decision, rows, row)
         return out
 
-    def process(self, batch: Sequence[tuple[Transaction, float]], states: InMemoryStates) -> list[Scored]:
-        """Every step for a batch in one process (backtest, bench): the worker's stages in a row."""
-        entity_features = self.observe_entities(self.entities, batch, states.store_of)
-        items = [
-            (txn, at, features or {}) for (txn, at), features in zip(batch, entity_features, strict=True)
-        ]
-        return [scored for scored in self.score(items, states.cards) if scored is not None]
+    @staticmethod
+    def _own_features(
+        ready: list[tuple[int, Transaction, float]], entity: FeatureRows, on_error: OnError | None
+    ) -> tuple[Columns, list[tuple[int, Transaction, float]], FeatureRows]:
+        """The transactions' own features as columns, with the items (and their entity rows) whose
+        own features could be computed; one that could not is told to ``on_error``."""
+        try:
+            return _own_columns(ready), ready, entity
+        except Exception:  # which item: one at a time (a validated transaction never gets here)
+            kept: list[int] = []
+            for position, (index, txn, at) in enumerate(ready):
+                try:
+                    transaction_features(txn, at)
+                    kept.append(position)
+                except Exception as exc:
+                    _report(on_error, index, exc)
+            ready = [ready[position] for position in kept]
+            entity = entity.take(kept)
+            return _own_columns(ready), ready, entity
 
     # --- learning -------------------------------------------------------------------------------
     def entity_keys(self, txn: Transaction) -> dict[str, str]:
@@ -215,6 +283,10 @@ def _check_fields(txn: Transaction) -> None:
     for name in _REQUIRED:
         if not isinstance(txn[name], str):
             raise TypeError(f"{name} is not a string")
+
+
+def _own_columns(ready: Sequence[tuple[int, Transaction, float]]) -> Columns:
+    return transaction_feature_columns([txn for _, txn, _ in ready], [at for _, _, at in ready])
 
 
 def _feature_dicts(columns: Columns, count: int) -> list[Features]:

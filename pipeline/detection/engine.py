@@ -141,17 +141,27 @@ class DetectionEngine:
         model_scores: Sequence[float] | None = None,
     ) -> list[Decision | Exception]:
         """The decisions on a batch of (transaction, features), in order, as ``decide`` one by one
-        would give them: the model's probabilities (``model_scores`` when the caller computed them),
-        the anomaly trees and the rules each run once over the whole batch; the budgets' rolling
-        quantiles see the scores in order. A row whose decision failed gets its exception instead
-        (the batch goes on)."""
-        rows = FeatureRows(features for _, features in items)
+        would give them (``decide_rows``)."""
+        return self.decide_rows([txn for txn, _ in items], FeatureRows(f for _, f in items), model_scores)
+
+    def decide_rows(
+        self,
+        txns: Sequence[Mapping[str, Any]],
+        rows: FeatureRows,
+        model_scores: Sequence[float] | None = None,
+    ) -> list[Decision | Exception]:
+        """The decisions on a batch of transactions and their feature rows, in order, as ``decide``
+        one by one would give them: the model's probabilities (``model_scores`` when the caller
+        computed them), the anomaly trees and the rules each run once over the whole batch; the
+        budgets' rolling quantiles see the scores in order. A row whose decision failed gets its
+        exception instead (the batch goes on). A row that nothing flags is allowed without its
+        features being read as a dict."""
         if model_scores is None:
             model_scores = self.model.fraud_probabilities(rows)
         trained = self.model.labels_learnt >= self.model_min_labels
         counted = [trained and self._within_budget(score) for score in model_scores]
         anomalies = self._anomalies(rows)
-        hits = self._rule_hits(items, rows)
+        hits = self._rule_hits(txns, rows)
         model_review = self.model_review_threshold or self.review_threshold
         model_block = self.model_block_threshold or self.block_threshold
         model_actions = [
@@ -160,43 +170,50 @@ class DetectionEngine:
         ]
         # The model's strongest signals, for the reasons of the rows it flags: one call for the batch.
         flagged = [index for index, action in enumerate(model_actions) if action != "allow"]
-        explanations = dict(
-            zip(flagged, self.model.explain_many(FeatureRows(rows[i] for i in flagged)), strict=True)
-        )
+        explanations = dict(zip(flagged, self.model.explain_many(rows.take(flagged)), strict=True))
+        plain = _action(0.0, self.review_threshold, self.block_threshold) == "allow"
+        version = self.model.version
         out: list[Decision | Exception] = []
-        for index, (txn, features) in enumerate(items):
+        for index, txn in enumerate(txns):
             try:
                 listed = self.lists.match(txn, self.rules)
+                model_score = model_scores[index]
                 if listed is not None:
-                    out.append(self._listed(listed, features, model_scores[index], trained))
-                else:
-                    row_hits = hits[index] if hits is not None else self.rules.evaluate({**txn, **features})
-                    out.append(
-                        self._decision(txn, features, model_scores[index], trained, model_actions[index],
-                                       anomalies[index], row_hits, explanations.get(index, []))
-                    )  # fmt: skip
+                    out.append(self._listed(listed, rows[index], model_score, trained))
+                    continue
+                row_hits = hits[index] if hits is not None else self.rules.evaluate({**txn, **rows[index]})
+                if plain and not row_hits and model_actions[index] == "allow" and anomalies[index] is None:
+                    # What ``_decision`` gives a row that no rule, model or anomaly flags.
+                    score = round(model_score if trained else 0.0, 9)
+                    out.append(Decision("allow", score, round(model_score, 9), None, (), (), version))
+                    continue
+                out.append(
+                    self._decision(txn, rows[index], model_score, trained, model_actions[index],
+                                   anomalies[index], row_hits, explanations.get(index, []))
+                )  # fmt: skip
             except Exception as exc:
                 out.append(exc)
         return out
 
-    def _rule_hits(
-        self, items: Sequence[tuple[Mapping[str, Any], Features]], rows: FeatureRows
-    ) -> list[list[Rule]] | None:
+    def _rule_hits(self, txns: Sequence[Mapping[str, Any]], rows: FeatureRows) -> list[list[Rule]] | None:
         """The rules that fire for each item, evaluated on the batch's columns; None when each row
         is to be evaluated alone: a small batch (``COLUMNAR_RULES_FROM``), or a row raised (a
         division by zero), so that only it fails."""
         rules = self.rules.rules
         if not rules:
-            return [[] for _ in items]
-        if len(items) < COLUMNAR_RULES_FROM:
+            return [[] for _ in txns]
+        if len(txns) < COLUMNAR_RULES_FROM:
             return None
-        features = set(rows[0]) if rows and rows.same_keys() else set()
+        uniform = rows.names  # None: rows of different features, each read as a dict
+        features = set(uniform or ())
         columns = {
-            name: rows.matrix((name,))[:, 0] if name in features else _column(name, items)
+            name: rows.matrix((name,))[:, 0]
+            if name in features
+            else _column(name, txns, rows if uniform is None else None)
             for name in self.rules.names
         }
         try:
-            matrix = self.rules.evaluate_columns(columns, len(items))
+            matrix = self.rules.evaluate_columns(columns, len(txns))
         except ZeroDivisionError:
             return None
         fired = matrix.any(axis=0).tolist()
@@ -320,10 +337,14 @@ class DetectionEngine:
         return len(labels)
 
 
-def _column(name: str, items: Sequence[tuple[Mapping[str, Any], Features]]) -> np.ndarray:
-    """The values of ``name`` in the batch (a feature, else a transaction field, as a rule reads
-    it): float64 with NaN for null when every value is a number, else an object array."""
-    values = [features[name] if name in features else txn.get(name) for txn, features in items]
+def _column(name: str, txns: Sequence[Mapping[str, Any]], rows: FeatureRows | None) -> np.ndarray:
+    """The values of ``name`` in the batch (a feature of ``rows``, else a transaction field, as a
+    rule reads it; without rows, a transaction field): float64 with NaN for null when every value
+    is a number, else an object array."""
+    if rows is None:
+        values = [txn.get(name) for txn in txns]
+    else:
+        values = [row[name] if name in row else txn.get(name) for txn, row in zip(txns, rows, strict=True)]
     if all(value is None or (type(value) in (int, float, bool)) for value in values):
         return np.array([math.nan if value is None else value for value in values], dtype=np.float64)
     return np.array(values, dtype=object)

@@ -115,23 +115,23 @@ def explanation_of(features: Mapping[str, float]) -> Explanation | None:
 
 def explain_alerts(
     engine: DetectionEngine, rows: Sequence[Features], decisions: Sequence[Decision | Exception]
-) -> list[Features]:
-    """``rows``, those of alerts (review or block) as ``ExplainedFeatures``: the champion splits the
-    alerts' scores in one call; the allowed rows are returned as they are, unexplained. Nothing is
-    explained before the model has learnt ``engine.model_min_labels`` labels: until then the score
-    is the rules' strength, not the model's."""
+) -> FeatureRows:
+    """``rows``, those of alerts (review or block) as ``ExplainedFeatures`` (in place when ``rows``
+    are FeatureRows): the champion splits the alerts' scores in one call; the allowed rows are
+    left as they are, unexplained. Nothing is explained before the model has learnt
+    ``engine.model_min_labels`` labels: until then the score is the rules' strength, not the model's."""
+    out = FeatureRows.of(rows)
     model = engine.model
     alerts = [i for i, d in enumerate(decisions) if isinstance(d, Decision) and d.action != "allow"]
     if not alerts or model.labels_learnt < max(engine.model_min_labels, 1) or not model.best.ready:
-        return list(rows)
+        return out
     champion = model.best
-    out = list(rows)
     try:  # an explanation never costs a decision: an alert that cannot be explained goes out without
-        attributions = champion.attributions_many(FeatureRows(rows[i] for i in alerts))
+        attributions = champion.attributions_many(out.take(alerts))
         for index, attribution in zip(alerts, attributions, strict=True):
-            features = rows[index]
+            features = out[index]
             explanation = explain(champion.ATTRIBUTION, attribution.base, attribution.contributions, features)
-            out[index] = ExplainedFeatures(features, explanation)
+            out.replace(index, ExplainedFeatures(features, explanation))
     except Exception:
         log.exception("explaining %d alerts failed; they go out without explanations", len(alerts))
     return out

@@ -9,14 +9,18 @@ the row then counts it.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
+
+import numpy as np
 
 from pipeline.detection.states import (
     CARD,
     DAY,
     HOUR,
     SMALL_AMOUNT,
+    Columns,
     CustomerColumns,
     DeviceColumns,
     EntityColumns,
@@ -118,6 +122,36 @@ def transaction_features(txn: dict[str, Any], at: float) -> Features:
     for channel in CHANNELS:
         features[f"channel_{channel}"] = float(txn["channel"] == channel)
     return features
+
+
+def transaction_feature_columns(txns: Sequence[dict[str, Any]], at: Sequence[float]) -> Columns:
+    """``transaction_features`` of a batch, as one array per feature (the same names in the same
+    order, and the same values to the bit: each is computed with the same Python arithmetic)."""
+    amounts = [float(txn["amount"]) for txn in txns]
+    channels = [txn["channel"] for txn in txns]
+    countries = [txn["country"] for txn in txns]
+    contact = [txn.get("hours_since_contact_change") for txn in txns]
+    hours = [(moment % DAY) / HOUR for moment in at]
+    offsets = [UTC_OFFSET_HOURS.get(country, 0.0) * HOUR for country in countries]
+    local = [moment + offset for moment, offset in zip(at, offsets, strict=True)]
+    columns: dict[str, list[float] | list[bool]] = {
+        "amount": amounts,
+        "log_amount": [math.log1p(amount) for amount in amounts],
+        "is_small_amount": [amount < SMALL_AMOUNT for amount in amounts],
+        "is_digital": [channel in DIGITAL_CHANNELS for channel in channels],
+        "is_foreign": [txn["country"] != txn["card_country"] for txn in txns],
+        "log_account_age_days": [math.log1p(txn["account_age_days"]) for txn in txns],
+        "contact_changed_24h": [hours_ is not None and hours_ <= 24 for hours_ in contact],
+        "contact_changed_7d": [hours_ is not None and hours_ <= 168 for hours_ in contact],
+        "shipping_mismatch": [txn.get("shipping_matches_billing") is False for txn in txns],
+        "hour_sin": [math.sin(2 * math.pi * hour / 24) for hour in hours],
+        "hour_cos": [math.cos(2 * math.pi * hour / 24) for hour in hours],
+        "is_night": [(moment % DAY) / HOUR < 6 for moment in local],
+        "is_weekend": [int(moment // DAY + 3) % 7 >= 5 for moment in local],
+    }
+    for channel in CHANNELS:
+        columns[f"channel_{channel}"] = [value == channel for value in channels]
+    return {name: np.array(values, dtype=np.float64) for name, values in columns.items()}
 
 
 FEATURE_NAMES: tuple[str, ...] = tuple(

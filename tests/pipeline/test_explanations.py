@@ -261,5 +261,5 @@ def test_an_explanation_that_fails_costs_no_decision(caplog: pytest.LogCaptureFi
 
     engine.model.best.attributions_many = broken  # type: ignore[method-assign]
     out = explain_alerts(engine, rows, [_decision("block"), _decision("allow")])
-    assert out == rows and [explanation_of(f) for f in out] == [None, None]
+    assert list(out) == rows and [explanation_of(f) for f in out] == [None, None]
     assert "go out without explanations" in caplog.text

@@ -15,6 +15,7 @@ from pipeline.detection.features import (
     ENTITY_STAGES,
     FEATURE_NAMES,
     event_seconds,
+    transaction_feature_columns,
     transaction_features,
 )
 from pipeline.detection.states import (
@@ -363,6 +364,47 @@ def test_hour_of_day_is_cyclic() -> None:
     six = transaction_features(make_txn(), T0 + 6 * HOUR)
     assert (midnight["hour_sin"], midnight["hour_cos"]) == pytest.approx((0.0, 1.0), abs=1e-12)
     assert (six["hour_sin"], six["hour_cos"]) == pytest.approx((1.0, 0.0), abs=1e-12)
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.floats(0.01, 1e6),  # amount
+            st.sampled_from(CHANNELS),
+            st.sampled_from(["DE", "RO", "US", "IN", "NZ", "XX"]),  # country (XX: no known offset)
+            st.sampled_from(["DE", "US"]),  # card country
+            st.integers(0, 20_000),  # account age
+            st.one_of(st.none(), st.floats(0, 400)),  # hours since the contact changed
+            st.sampled_from([None, True, False]),  # shipping matches billing
+            st.floats(-3 * DAY, 3 * DAY),  # event time, around T0
+        ),
+        min_size=1,
+        max_size=40,
+    )
+)
+@PROPERTY
+def test_the_batch_columns_equal_each_transactions_own_features_to_the_bit(
+    items: list[tuple[Any, ...]],
+) -> None:
+    txns, at = [], []
+    for amount, channel, country, card_country, age, contact, shipping, moment in items:
+        txns.append(
+            make_txn(
+                amount=amount,
+                channel=channel,
+                country=country,
+                card_country=card_country,
+                account_age_days=age,
+                hours_since_contact_change=contact,
+                shipping_matches_billing=shipping,
+            )
+        )
+        at.append(T0 + moment)
+    columns = transaction_feature_columns(txns, at)
+    for index, (txn, moment) in enumerate(zip(txns, at, strict=True)):
+        one = transaction_features(txn, moment)
+        assert list(columns) == list(one)
+        assert [columns[name][index].item() for name in one] == list(one.values())
 
 
 def test_event_seconds_reads_the_offset() -> None:
