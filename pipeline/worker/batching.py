@@ -23,6 +23,10 @@ from faust.types.agents import AgentFun
 
 from pipeline.worker.producer import NativeProducer
 
+Within = float | Callable[[faust.EventT], float]
+"""How long a stage waits for its batch to fill once the first event came: seconds, or a function
+of that first event (the first stage waits longer while a backlog waits behind it: faust_app.py)."""
+
 OnError = Callable[[Exception, faust.EventT, str], None]
 """Told that handling an event failed (the exception, the event, the component): dead-letters it."""
 
@@ -63,7 +67,7 @@ def batch_agent(
     handler: BatchHandler,
     component: str,
     size: int,
-    within: float,
+    within: Within,
     frame_items: int,
     producer: NativeProducer,
 ) -> AgentFun:
@@ -87,7 +91,7 @@ def batch_agent(
     return agent
 
 
-def take_batches(stream: faust.StreamT, max_: int, within: float) -> AsyncIterator[list[faust.EventT]]:
+def take_batches(stream: faust.StreamT, max_: int, within: Within) -> AsyncIterator[list[faust.EventT]]:
     """Faust's ``Stream.take_events`` (faust-streaming 0.15), with one change: an empty buffer waits
     for its first event with no timeout, and only then up to ``within`` for the batch to fill.
     Faust's own wakes every ``within`` seconds even when nothing comes (six stages at 5 ms: 1,200
@@ -99,7 +103,9 @@ def take_batches(stream: faust.StreamT, max_: int, within: float) -> AsyncIterat
     return batches
 
 
-async def _take_batches(stream: faust.StreamT, max_: int, within: float) -> AsyncIterator[list[faust.EventT]]:
+async def _take_batches(
+    stream: faust.StreamT, max_: int, within: Within
+) -> AsyncIterator[list[faust.EventT]]:
     s: Any = stream  # Faust's private buffering API, as its own take_events uses it
     events: list[faust.EventT] = []
     filled, full, consumed = asyncio.Event(), asyncio.Event(), asyncio.Event()
@@ -136,7 +142,8 @@ async def _take_batches(stream: faust.StreamT, max_: int, within: float) -> Asyn
     try:
         while not s.should_stop:
             await s.wait_for_stopped(filled)
-            await s.wait_for_stopped(full, timeout=within)
+            wait = within(events[0]) if callable(within) and events else within
+            await s.wait_for_stopped(full, timeout=wait)
             if events:
                 consuming = s.loop.create_future()
                 try:
