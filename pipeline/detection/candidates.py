@@ -213,7 +213,7 @@ class LogisticCandidate:
     def explain_many(self, rows: Sequence[Features], top: int = 3) -> list[list[tuple[str, float]]]:
         if not self.learnt:
             return [[] for _ in rows]
-        return [_strongest(attribution.contributions, top) for attribution in self.attributions_many(rows)]
+        return [strongest(attribution.contributions, top) for attribution in self.attributions_many(rows)]
 
     def attributions_many(self, rows: Sequence[Features]) -> list[Attribution]:
         """Each row's log-odds split over its features: weight times scaled value of every learnt
@@ -389,7 +389,7 @@ class BoostingCandidate:
     def explain_many(self, rows: Sequence[Features], top: int = 3) -> list[list[tuple[str, float]]]:
         """``explain`` of each row, the trees' contributions computed for the whole batch in one call
         (a call costs milliseconds whatever its size)."""
-        return [_strongest(attribution.contributions, top) for attribution in self.attributions_many(rows)]
+        return [strongest(attribution.contributions, top) for attribution in self.attributions_many(rows)]
 
     def attributions_many(self, rows: Sequence[Features]) -> list[Attribution]:
         """Each row's log-odds split over the features by the trees (TreeSHAP: LightGBM follows every
@@ -407,7 +407,7 @@ class BoostingCandidate:
         return out
 
 
-def _strongest(contributions: dict[str, float], top: int) -> list[tuple[str, float]]:
+def strongest(contributions: dict[str, float], top: int) -> list[tuple[str, float]]:
     """The ``top`` largest contributions, those above 0 (which pushed the score up), largest first."""
     ranked = sorted(contributions.items(), key=lambda item: -item[1])[:top]
     return [(name, value) for name, value in ranked if value > 0]

@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from pipeline.detection.candidates import Attribution
 from pipeline.detection.columns import TransactionColumns
 from pipeline.detection.engine import Decision, DetectionEngine
 from pipeline.detection.explanations import explain_alerts
@@ -208,8 +209,9 @@ class Detector:
             count = len(ready)
             merged = zip(_feature_dicts(own, count), entity, _feature_dicts(card, count), strict=True)
             rows = FeatureRows({**mine, **theirs, **cards_} for mine, theirs, cards_ in merged)
-        decisions = self.engine.decide_rows(txn_list, rows)
-        explain_alerts(self.engine, rows, decisions)  # the alerts' rows then carry their explanation
+        attributions: dict[int, Attribution] = {}  # the model's split of the rows it flags
+        decisions = self.engine.decide_rows(txn_list, rows, attributions=attributions)
+        explain_alerts(self.engine, rows, decisions, attributions)  # the alerts' rows carry their explanation
         for row, ((index, txn, at), decision) in enumerate(zip(ready, decisions, strict=True)):
             if isinstance(decision, Exception):
                 _report(on_error, index, decision)

@@ -35,6 +35,7 @@ import numpy as np
 from river import stats
 
 from pipeline.detection.anomaly import likely_fraud_type, rows_of
+from pipeline.detection.candidates import Attribution, strongest
 from pipeline.detection.entity_lists import EntityLists, ListHit
 from pipeline.detection.features import Features
 from pipeline.detection.model import OnlineFraudModel
@@ -149,13 +150,15 @@ class DetectionEngine:
         txns: Sequence[Mapping[str, Any]],
         rows: FeatureRows,
         model_scores: Sequence[float] | None = None,
+        attributions: dict[int, Attribution] | None = None,
     ) -> list[Decision | Exception]:
         """The decisions on a batch of transactions and their feature rows, in order, as ``decide``
         one by one would give them: the model's probabilities (``model_scores`` when the caller
         computed them), the anomaly trees and the rules each run once over the whole batch; the
         budgets' rolling quantiles see the scores in order. A row whose decision failed gets its
         exception instead (the batch goes on). A row that nothing flags is allowed without its
-        features being read as a dict."""
+        features being read as a dict. ``attributions`` gets the champion's attribution of each row
+        the model flags, by index (what its reason names; the alert's explanation reuses it)."""
         if model_scores is None:
             model_scores = self.model.fraud_probabilities(rows)
         trained = self.model.labels_learnt >= self.model_min_labels
@@ -170,7 +173,10 @@ class DetectionEngine:
         ]
         # The model's strongest signals, for the reasons of the rows it flags: one call for the batch.
         flagged = [index for index, action in enumerate(model_actions) if action != "allow"]
-        explanations = dict(zip(flagged, self.model.explain_many(rows.take(flagged)), strict=True))
+        split = self.model.attributions_many(rows.take(flagged))
+        if attributions is not None:
+            attributions.update(zip(flagged, split, strict=True))
+        explanations = {i: strongest(a.contributions, 3) for i, a in zip(flagged, split, strict=True)}
         plain = _action(0.0, self.review_threshold, self.block_threshold) == "allow"
         version = self.model.version
         out: list[Decision | Exception] = []

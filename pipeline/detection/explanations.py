@@ -32,6 +32,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from pipeline.detection.candidates import Attribution
 from pipeline.detection.engine import Decision, DetectionEngine
 from pipeline.detection.features import CHANNELS
 from pipeline.detection.vocabulary import FeatureRows, Features
@@ -114,11 +115,15 @@ def explanation_of(features: Mapping[str, float]) -> Explanation | None:
 
 
 def explain_alerts(
-    engine: DetectionEngine, rows: Sequence[Features], decisions: Sequence[Decision | Exception]
+    engine: DetectionEngine,
+    rows: Sequence[Features],
+    decisions: Sequence[Decision | Exception],
+    known: Mapping[int, Attribution] | None = None,
 ) -> FeatureRows:
     """``rows``, those of alerts (review or block) as ``ExplainedFeatures`` (in place when ``rows``
-    are FeatureRows): the champion splits the alerts' scores in one call; the allowed rows are
-    left as they are, unexplained. Nothing is explained before the model has learnt
+    are FeatureRows): the champion splits the alerts' scores in one call, but for the rows whose
+    split is ``known`` (by index: those the model flagged, split by ``decide_rows``); the allowed
+    rows are left as they are, unexplained. Nothing is explained before the model has learnt
     ``engine.model_min_labels`` labels: until then the score is the rules' strength, not the model's."""
     out = FeatureRows.of(rows)
     model = engine.model
@@ -127,8 +132,12 @@ def explain_alerts(
         return out
     champion = model.best
     try:  # an explanation never costs a decision: an alert that cannot be explained goes out without
-        attributions = champion.attributions_many(out.take(alerts))
-        for index, attribution in zip(alerts, attributions, strict=True):
+        known = known or {}
+        unknown = [i for i in alerts if i not in known]
+        found = champion.attributions_many(out.take(unknown)) if unknown else []
+        split = dict(zip(unknown, found, strict=True))
+        for index in alerts:
+            attribution = known[index] if index in known else split[index]
             features = out[index]
             explanation = explain(champion.ATTRIBUTION, attribution.base, attribution.contributions, features)
             out.replace(index, ExplainedFeatures(features, explanation))

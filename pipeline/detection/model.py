@@ -16,13 +16,21 @@ from __future__ import annotations
 
 import logging
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from river import compose, drift, linear_model, optim, preprocessing
 
 from pipeline.detection.anomaly import AnomalyDetector
-from pipeline.detection.candidates import BoostingCandidate, Candidate, Clip, LogisticCandidate
+from pipeline.detection.candidates import (
+    Attribution,
+    BoostingCandidate,
+    Candidate,
+    Clip,
+    LogisticCandidate,
+    strongest,
+)
 from pipeline.detection.evaluation import average_precision
 from pipeline.detection.features import FEATURE_NAMES
 from pipeline.detection.vocabulary import FRAUD_TYPES, FeatureRows, Features
@@ -139,9 +147,16 @@ class OnlineFraudModel:
         """The features that pushed the champion's score up most: (name, contribution), largest first."""
         return self.explain_many([features], top)[0]
 
-    def explain_many(self, rows: list[Features], top: int = 3) -> list[list[tuple[str, float]]]:
+    def explain_many(self, rows: Sequence[Features], top: int = 3) -> list[list[tuple[str, float]]]:
         """``explain`` of each row, in one call of the champion."""
-        return self.best.explain_many(rows, top) if self.labels_learnt else [[] for _ in rows]
+        return [strongest(attribution.contributions, top) for attribution in self.attributions_many(rows)]
+
+    def attributions_many(self, rows: Sequence[Features]) -> list[Attribution]:
+        """The champion's split of each row's score over its features, in one call (none before
+        any label)."""
+        if not self.labels_learnt:
+            return [Attribution(0.0, {}) for _ in rows]
+        return self.best.attributions_many(rows)
 
     # --- learning -------------------------------------------------------------------------------
     def learn(self, transaction_id: str, features: Features, is_fraud: bool, fraud_type: str | None) -> bool:
