@@ -23,6 +23,7 @@ import orjson
 from confluent_kafka import OFFSET_INVALID, Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from monitor.metrics import MonitorMetrics
+from monitor.model_health import verdict_precision
 from monitor.state import MonitorState
 from monitor.state.records import AddResult, InvalidRecordError
 from monitor.state.scored import pending_labels_topic
@@ -104,14 +105,17 @@ class KafkaFeed:
         self.metrics = metrics if metrics is not None else MonitorMetrics()
         self.group_id = f"{group_prefix or settings.app_id}-monitor-{uuid.uuid4().hex}"
         self.topics = [settings.topic_decisions, settings.topic_alerts, settings.topic_labels]
-        # The features each transaction was scored on, for the rule what-if: read as well, but
-        # readiness waits for the three topics above only (a deleted entry's tombstone is skipped).
+        # The features each transaction was scored on, for the rule what-if, and the workers'
+        # model-health reports: read as well, but readiness waits for the three topics above only
+        # (a deleted entry's tombstone is skipped).
         self.scored_topic = pending_labels_topic(settings)
+        self.health_topic = settings.topic_model_health
         self._handlers: Mapping[str, Callable[[Mapping[str, Any]], AddResult]] = {
             settings.topic_decisions: self.state.decisions.add,
             settings.topic_alerts: self.state.alerts.add,
             settings.topic_labels: self._label,
             self.scored_topic: self.state.scored.add_pending,
+            self.health_topic: self.state.model_health.add,
         }
         self._consumer_factory = consumer_factory
         self._stop_event = threading.Event()
@@ -156,7 +160,7 @@ class KafkaFeed:
         if self._thread is not None:
             raise FeedError("the feed was already started")
         consumer = self._consumer_factory(self.consumer_config())
-        consumer.subscribe([*self.topics, self.scored_topic])
+        consumer.subscribe([*self.topics, self.scored_topic, self.health_topic])
         self._thread = threading.Thread(
             target=self._run, args=(consumer,), name="monitor-kafka-feed", daemon=True
         )
@@ -226,8 +230,17 @@ class KafkaFeed:
             logger.debug("label not kept for the what-if: %s", exc)
         return result
 
+    def _show_verdicts(self, seen: int) -> int:
+        """The verdict gauges, when the verdicts changed since version ``seen``; the version now."""
+        version = self.state.verdicts.version
+        if version != seen:
+            precision = verdict_precision(self.state.verdicts.snapshot().values())
+            self.metrics.show_verdicts(precision.fraud, precision.legitimate)
+        return version
+
     def _run(self, consumer: ConsumerLike) -> None:
         next_refresh = 0.0
+        verdicts_seen = 0
         try:
             while not self._stop_event.is_set():
                 messages = consumer.consume(num_messages=BATCH_SIZE, timeout=POLL_TIMEOUT_SECONDS)
@@ -237,6 +250,7 @@ class KafkaFeed:
                     last = self.state.decisions.last_decision_at
                     if last is not None:
                         self.metrics.last_decision_timestamp.set(last.timestamp())
+                    verdicts_seen = self._show_verdicts(verdicts_seen)
                 if time.monotonic() >= next_refresh and self._refresh_progress(consumer):
                     next_refresh = time.monotonic() + LAG_REFRESH_SECONDS
         except KafkaException as exc:

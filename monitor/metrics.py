@@ -74,6 +74,20 @@ class MonitorMetrics:
             "1 once the feed has read every partition up to the end offsets it saw at start (/readyz).",
             registry=self.registry,
         )
+        self.analyst_verdicts = Gauge(
+            "fraud_monitor_analyst_verdicts",
+            "Analysts' verdicts on alerts the monitor holds, by outcome (fraud, legitimate).",
+            ["outcome"],
+            registry=self.registry,
+        )
+        for outcome in ("fraud", "legitimate"):
+            self.analyst_verdicts.labels(outcome)
+        self.alert_precision = Gauge(
+            "fraud_monitor_alert_precision",
+            "Live alert precision: confirmed frauds among the alerts analysts judged (NaN before any).",
+            registry=self.registry,
+        )
+        self.alert_precision.set(float("nan"))
         self.sessions = ActiveSessions()
         self.active_sessions = Gauge(
             "fraud_monitor_active_sessions",
@@ -81,3 +95,10 @@ class MonitorMetrics:
             registry=self.registry,
         )
         self.active_sessions.set_function(self.sessions.count)
+
+    def show_verdicts(self, fraud: int, legitimate: int) -> None:
+        """The analysts' verdicts and the alert precision they give."""
+        self.analyst_verdicts.labels("fraud").set(fraud)
+        self.analyst_verdicts.labels("legitimate").set(legitimate)
+        total = fraud + legitimate
+        self.alert_precision.set(fraud / total if total else float("nan"))

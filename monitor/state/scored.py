@@ -59,6 +59,8 @@ class ScoredRow:
     """The values of STRING_FIELDS."""
     features: np.ndarray
     """float64 in FEATURE_NAMES order, NaN for a feature the worker left empty."""
+    model_score: float = math.nan
+    """The model's fraud probability on the decision (its score when it has none; NaN without)."""
 
     @property
     def currency(self) -> str:
@@ -108,7 +110,16 @@ def scored_row(entry: Mapping[str, Any]) -> ScoredRow:
         amount=float(amount),
         fields=tuple(v if isinstance(v := decision.get(f), str) else None for f in STRING_FIELDS),
         features=_features(entry.get("features")),
+        model_score=_score(decision),
     )
+
+
+def _score(decision: Mapping[str, Any]) -> float:
+    for name in ("model_score", "score"):
+        value = decision.get(name)
+        if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+            return float(value)
+    return math.nan
 
 
 class ScoredStore:

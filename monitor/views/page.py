@@ -25,6 +25,7 @@ from monitor.views import (
     at_risk,
     headline,
     lists,
+    model_health,
     rates,
     rule_whatif,
     time_range,
@@ -72,6 +73,7 @@ def build_layout(settings: Settings) -> html.Div:
             ),
             lists.lists_section(),
             rule_whatif.whatif_section(),
+            model_health.health_section(),
             dcc.Interval(id=REFRESH_ID, interval=REFRESH_MS),
             dcc.Store(id=rates.GRAPH_RENDERED_ID),
             dcc.Store(id=alert_queue.ALERTS_RENDERED_ID),
@@ -193,6 +195,7 @@ def register_callbacks(
         app, lists_state, publish_list, refresh_id=REFRESH_ID, url_id=URL_ID, alerts=state.alerts
     )
     rule_whatif.register_whatif_callbacks(app, state.scored, rules, url_id=URL_ID)
+    model_health.register_health_callbacks(app, state)
 
 
 def _register_url_callback(app: Dash) -> None:

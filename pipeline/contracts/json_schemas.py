@@ -19,7 +19,15 @@ import fastjsonschema
 
 SCHEMAS_DIR = Path(__file__).resolve().parents[2] / "schemas"
 """schemas/ at the repository's (or the image's) root, beside the pipeline package."""
-MESSAGE_KINDS = ("transaction", "decision", "alert", "label", "dead_letter", "list_update", "model_health")
+MESSAGE_KINDS = (
+    "transaction",
+    "decision",
+    "alert",
+    "label",
+    "dead_letter",
+    "list_update",
+    "model_health",
+)
 SchemaViolation = fastjsonschema.JsonSchemaValueException
 
 

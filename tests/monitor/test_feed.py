@@ -132,7 +132,9 @@ def test_feed_counts_and_survives_malformed_messages(settings, make_decision, ma
         feed.stop()
     assert consumers[0].closed.is_set()
     assert not feed.running and feed.failure is None
-    assert consumers[0].subscribed == ["dec-t", "alr-t", "lab-t", "unit-pending-labels-changelog"]
+    assert consumers[0].subscribed == [
+        "dec-t", "alr-t", "lab-t", "unit-pending-labels-changelog", "unit-model-health"
+    ]  # fmt: skip
     assert set(consumers[0].consume_args) == {(500, 0.5)}
     assert feed.state.decisions.transaction_count == 2
     assert feed.state.decisions.fraud_rate_series("identity_theft").rates == [0.5]

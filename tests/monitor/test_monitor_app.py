@@ -80,7 +80,7 @@ def test_layout_has_the_seed_components(app) -> None:
     [h1] = [c for c in components if isinstance(c, html.H1)]
     assert h1.children == "Fraud Detection Dashboard"
     graphs = [c for c in components if isinstance(c, dcc.Graph)]
-    assert [graph.id for graph in graphs] == ["fraud-graph", "whatif-graph"]
+    assert [graph.id for graph in graphs] == ["fraud-graph", "whatif-graph", "model-health-graph"]
     labels = [c for c in components if isinstance(c, html.Label) and c.htmlFor == "fraud-type"]
     assert [label.children for label in labels] == ["Select fraud type:"]
     [dropdown] = [c for c in components if isinstance(c, dcc.Dropdown) and c.id == "fraud-type"]
@@ -90,6 +90,8 @@ def test_layout_has_the_seed_components(app) -> None:
     [interval] = [c for c in components if isinstance(c, dcc.Interval)]
     assert (interval.id, interval.interval) == ("refresh", 2000)
     assert [c.id for c in components if isinstance(c, html.Table)] == ["alert-queue"]
+    for wanted in ("model-health-section",):
+        assert wanted in {getattr(c, "id", None) for c in components}
     ids = {getattr(c, "id", None) for c in components}
     for wanted in ("url", "alert-select", "confirm-fraud", "mark-legitimate", "export-excel", "export-pdf"):
         assert wanted in ids

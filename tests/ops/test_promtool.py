@@ -73,6 +73,8 @@ def test_every_alert_is_unit_tested_firing_and_some_not_firing() -> None:
         "NoDecisions",
         "StaleDecisions",
         "TableRecoverySlow",
+        "FraudModelLearntNothing",
+        "FraudModelPrecisionLow",
     }
     cases = [
         case
