@@ -142,7 +142,8 @@ async def _take_batches(
     try:
         while not s.should_stop:
             await s.wait_for_stopped(filled)
-            wait = within(events[0]) if callable(within) and events else within
+            # No first event: the stream is stopping, nothing to wait for.
+            wait = (within(events[0]) if events else 0.0) if callable(within) else within
             await s.wait_for_stopped(full, timeout=wait)
             if events:
                 consuming = s.loop.create_future()
