@@ -14,6 +14,7 @@ import flask
 from dash import Dash
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
+from monitor.audit import Audit
 from monitor.auth import PUBLIC_PATHS, current_user, install_login
 from monitor.feedback import LabelPublisher
 from monitor.lists_feed import ListPublisher
@@ -44,6 +45,7 @@ def create_app(
     lists: SharedLists | None = None,
     publish_list: PublishList | None = None,
     rules: RulesFile | None = None,
+    audit: Audit | None = None,
 ) -> Dash:
     """The dashboard over ``feed_state`` (filled by a ``KafkaFeed``); serves ``registry`` at /metrics.
 
@@ -53,7 +55,8 @@ def create_app(
     /metrics and /api/summary do not. With a ``feed``, /healthz fails once its thread has died and
     /readyz answers 200 only once it has caught up; ``metrics`` also counts the active sessions.
     Rules enabled in the rule what-if go to ``rules`` (default: ``settings.rules_file``, the file
-    the workers reload).
+    the workers reload). With an ``audit``, every verdict, list change and rule enabled is also
+    an audit event (monitor/audit.py; the monitor process always has one).
     """
     if registry is None:
         registry = metrics.registry if metrics is not None else MonitorMetrics().registry
@@ -71,14 +74,20 @@ def create_app(
         _track_sessions(app.server, metrics)
     if publish_list is None:
         publish_list = ListPublisher(settings).publish
+    lists_state = SharedLists() if lists is None else lists
+    rules_file = RulesFile(settings.rules_file) if rules is None else rules
+    if audit is not None:
+        publish = audit.verdicts(publish, feed_state.verdicts)
+        publish_list = audit.lists(publish_list, lists_state)
+        rules_file = audit.rules(rules_file)
     register_callbacks(
         app,
         feed_state,
         stale_after=stale_after_seconds,
         publish=publish,
-        lists_state=SharedLists() if lists is None else lists,
+        lists_state=lists_state,
         publish_list=publish_list,
-        rules=RulesFile(settings.rules_file) if rules is None else rules,
+        rules=rules_file,
     )
     _add_routes(app.server, registry, feed_state)
     _add_health_routes(app.server, feed)

@@ -105,17 +105,19 @@ class KafkaFeed:
         self.metrics = metrics if metrics is not None else MonitorMetrics()
         self.group_id = f"{group_prefix or settings.app_id}-monitor-{uuid.uuid4().hex}"
         self.topics = [settings.topic_decisions, settings.topic_alerts, settings.topic_labels]
-        # The features each transaction was scored on, for the rule what-if, and the workers'
-        # model-health reports: read as well, but readiness waits for the three topics above only
-        # (a deleted entry's tombstone is skipped).
+        # The features each transaction was scored on, for the rule what-if, the workers'
+        # model-health reports and the audit trail: read as well, but readiness waits for the three
+        # topics above only (a deleted entry's tombstone is skipped).
         self.scored_topic = pending_labels_topic(settings)
         self.health_topic = settings.topic_model_health
+        self.audit_topic = settings.topic_audit
         self._handlers: Mapping[str, Callable[[Mapping[str, Any]], AddResult]] = {
             settings.topic_decisions: self.state.decisions.add,
             settings.topic_alerts: self.state.alerts.add,
             settings.topic_labels: self._label,
             self.scored_topic: self.state.scored.add_pending,
             self.health_topic: self.state.model_health.add,
+            self.audit_topic: self.state.audit.add,
         }
         self._consumer_factory = consumer_factory
         self._stop_event = threading.Event()
@@ -160,7 +162,7 @@ class KafkaFeed:
         if self._thread is not None:
             raise FeedError("the feed was already started")
         consumer = self._consumer_factory(self.consumer_config())
-        consumer.subscribe([*self.topics, self.scored_topic, self.health_topic])
+        consumer.subscribe([*self.topics, self.scored_topic, self.health_topic, self.audit_topic])
         self._thread = threading.Thread(
             target=self._run, args=(consumer,), name="monitor-kafka-feed", daemon=True
         )

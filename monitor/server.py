@@ -9,6 +9,7 @@ from dash import Dash
 from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
 
 from monitor.app import create_app
+from monitor.audit import Audit, AuditPublisher
 from monitor.consumer import KafkaFeed
 from monitor.feedback import LabelPublisher
 from monitor.lists_feed import ListFeed, ListPublisher
@@ -82,6 +83,7 @@ class MonitorProcess:
             metrics=metrics,
             lists=list_feed.lists,
             publish_list=list_publisher.publish,
+            audit=Audit(AuditPublisher(settings).publish),
         )
         if accounts.demo:
             logger.warning(demo_notice())

@@ -468,6 +468,12 @@ class Settings(BaseSettings):
         return f"{self.app_id}-model-health"
 
     @property
+    def topic_audit(self) -> str:
+        """The audit trail (``audit_event``; monitor/audit.py): every verdict, list change and rule
+        enabled in the monitor, append-only and kept for good (retention.ms -1)."""
+        return f"{self.app_id}-audit"
+
+    @property
     def topic_names(self) -> list[str]:
         return [
             self.topic_transactions,

@@ -10,6 +10,7 @@ from typing import Any
 from monitor.formatting import format_amounts, format_time, shorten_token
 from monitor.state import MonitorState
 from monitor.state.alerts import AlertFilter
+from monitor.state.audit import AuditEvent, audit_row
 from monitor.state.decisions import MinuteStats
 from monitor.state.records import DECISIONS
 from monitor.state.totals import Headline
@@ -54,6 +55,8 @@ class ReportData:
     verdicts: Mapping[str, Verdict]
     range_text: str = RANGE_LABELS["all"]
     """The time range chosen on the page ('Last 1 h', or custom bounds)."""
+    audit: Sequence[AuditEvent] = ()
+    """The audit trail's changes in the range, newest first."""
 
     @property
     def period(self) -> tuple[datetime, datetime] | None:
@@ -118,7 +121,16 @@ def collect_report(
         alerts=state.alerts.query(AlertFilter(within=within, order="score")).alerts,
         verdicts=state.verdicts.snapshot(),
         range_text=range_text,
+        audit=state.audit.events(since=within.start, until=within.end),
     )
+
+
+AUDIT_REPORT_COLUMNS = ("When (UTC)", "Who", "What", "Subject", "Before", "After", "Event id")
+
+
+def audit_rows(data: ReportData) -> list[list[Any]]:
+    """The audit sheet: one row per change, newest first, card tokens shortened."""
+    return [[*audit_row(e), e.event_id] for e in data.audit]
 
 
 def report_filename(data: ReportData, extension: str) -> str:

@@ -1,5 +1,6 @@
 """The report as an Excel workbook (openpyxl): sheets Summary, Rates by type, Alerts (highest score
-first; the Summary says so, so that the Alerts sheet's first row stays its column header)."""
+first; the Summary says so, so that the Alerts sheet's first row stays its column header) and Audit
+(the audit trail's changes in the range, newest first)."""
 
 from __future__ import annotations
 
@@ -15,8 +16,10 @@ from openpyxl.utils import get_column_letter
 from monitor.reports.data import (
     ALERT_REPORT_COLUMNS,
     ALERTS_ORDER_TEXT,
+    AUDIT_REPORT_COLUMNS,
     ReportData,
     alert_rows,
+    audit_rows,
     rate_header,
     rate_rows,
     summary_rows,
@@ -26,6 +29,7 @@ from pipeline.config import FRAUD_TYPES
 SHEET_SUMMARY = "Summary"
 SHEET_RATES = "Rates by type"
 SHEET_ALERTS = "Alerts"
+SHEET_AUDIT = "Audit"
 ALERTS_ORDER_FIGURE = "Alerts sheet order"
 _BOLD = Font(bold=True)
 _HEADER_FILL = PatternFill("solid", fgColor="DDE3EA")
@@ -56,7 +60,7 @@ def _widths(ws: Any, widths: Sequence[int]) -> None:
 
 
 def build_excel(data: ReportData) -> bytes:
-    """The report as an .xlsx workbook: sheets Summary, Rates by type, Alerts (highest score first)."""
+    """The report as an .xlsx workbook: sheets Summary, Rates by type, Alerts (highest score first), Audit."""
     wb = Workbook()
     summary = wb.active
     summary.title = SHEET_SUMMARY
@@ -91,6 +95,14 @@ def build_excel(data: ReportData) -> bytes:
                 cell.number_format = "#,##0.00"
     _widths(alerts, [18, 20, 26, 9, 7, 12, 9, 14, 70, 11, 26, 16, 20])
     alerts.auto_filter.ref = alerts.dimensions
+
+    audit = wb.create_sheet(SHEET_AUDIT)
+    _header(audit, AUDIT_REPORT_COLUMNS)
+    for row, values in enumerate(audit_rows(data), start=2):
+        for column, value in enumerate(values, start=1):
+            _put(audit, row, column, value)
+    _widths(audit, [20, 14, 12, 34, 50, 50, 34])
+    audit.auto_filter.ref = audit.dimensions
 
     buffer = io.BytesIO()
     wb.save(buffer)

@@ -3,7 +3,7 @@
 The stores: ``decisions`` (per-minute counts of decisions: the rates, headline figures and amounts
 at risk), ``alerts`` (the alert queue, with the filter of the queue), ``verdicts`` (the analysts'
 verdicts), ``scored`` (decided transactions with their features and labels, for the rule what-if),
-``model_health`` (the workers' model-health reports) and
+``model_health`` (the workers' model-health reports), ``audit`` (the audit trail) and
 ``shared_lists`` (the block and allow lists). ``totals`` holds the figures summed from the counts
 (``Headline``, ``AtRisk``), ``records`` what every store checks in a record (ids, timestamps by the
 pipeline's parser, ``InvalidRecordError``). ``MonitorState`` puts the decisions, alerts and verdicts
@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from monitor.state.alerts import AlertStore
+from monitor.state.audit import AuditStore
 from monitor.state.decisions import DecisionAggregator
 from monitor.state.model_health import ModelHealthStore
 from monitor.state.scored import ScoredStore
@@ -35,6 +36,7 @@ class MonitorState:
     verdicts: VerdictStore = field(default_factory=VerdictStore)
     scored: ScoredStore = field(default_factory=ScoredStore)
     model_health: ModelHealthStore = field(default_factory=ModelHealthStore)
+    audit: AuditStore = field(default_factory=AuditStore)
 
     @classmethod
     def from_settings(cls, settings: Settings, *, clock: Callable[[], float] = time.time) -> MonitorState:

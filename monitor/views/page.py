@@ -23,6 +23,7 @@ from monitor.views import (
     alert_detail,
     alert_queue,
     at_risk,
+    audit,
     headline,
     lists,
     model_health,
@@ -74,6 +75,7 @@ def build_layout(settings: Settings) -> html.Div:
             lists.lists_section(),
             rule_whatif.whatif_section(),
             model_health.health_section(),
+            audit.audit_section(),
             dcc.Interval(id=REFRESH_ID, interval=REFRESH_MS),
             dcc.Store(id=rates.GRAPH_RENDERED_ID),
             dcc.Store(id=alert_queue.ALERTS_RENDERED_ID),
@@ -196,6 +198,7 @@ def register_callbacks(
     )
     rule_whatif.register_whatif_callbacks(app, state.scored, rules, url_id=URL_ID)
     model_health.register_health_callbacks(app, state)
+    audit.register_audit_callbacks(app, state.audit)
 
 
 def _register_url_callback(app: Dash) -> None:

@@ -27,6 +27,7 @@ MESSAGE_KINDS = (
     "dead_letter",
     "list_update",
     "model_health",
+    "audit_event",
 )
 SchemaViolation = fastjsonschema.JsonSchemaValueException
 

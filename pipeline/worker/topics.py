@@ -108,10 +108,10 @@ entry expires again by its TTL); a bulk restore goes through millions of records
 
 
 def topic_config(settings: Settings, name: str) -> dict[str, str]:
-    """The configuration a topic of the pipeline is created with: compacted for the lists and the
-    tables' changelogs (the latest value of each key is kept for good; the changelogs' compaction
-    tuned by CHANGELOG_COMPACTION), retained for ``topic_retention_hours`` otherwise;
-    ``min.insync.replicas`` from the replication factor."""
+    """The configuration a topic of the pipeline is created with: the audit trail kept for good;
+    compacted for the lists and the tables' changelogs (the latest value of each key is kept for
+    good; the changelogs' compaction tuned by CHANGELOG_COMPACTION), retained for
+    ``topic_retention_hours`` otherwise; ``min.insync.replicas`` from the replication factor."""
     config = {
         "max.message.bytes": str(1024 * 1024),
         "min.insync.replicas": str(min_insync_replicas(settings.topic_replication_factor)),
@@ -120,6 +120,8 @@ def topic_config(settings: Settings, name: str) -> dict[str, str]:
         return {"cleanup.policy": "compact", **CHANGELOG_COMPACTION, **config}
     if name == settings.topic_lists:
         return {"cleanup.policy": "compact", **config}
+    if name == settings.topic_audit:  # append-only, kept for good
+        return {"cleanup.policy": "delete", "retention.ms": "-1", "retention.bytes": "-1", **config}
     return {"retention.ms": str(settings.topic_retention_hours * 3600 * 1000), **config}
 
 
@@ -138,7 +140,12 @@ def ensure_topics(
     errors: list[KafkaError] = []
     admin = admin_client(settings, errors)
     internal = (
-        [*internal_topic_names(settings), *changelog_topic_names(settings), settings.topic_model_health]
+        [
+            *internal_topic_names(settings),
+            *changelog_topic_names(settings),
+            settings.topic_model_health,
+            settings.topic_audit,
+        ]
         if include_internal
         else []
     )

@@ -133,7 +133,7 @@ def test_feed_counts_and_survives_malformed_messages(settings, make_decision, ma
     assert consumers[0].closed.is_set()
     assert not feed.running and feed.failure is None
     assert consumers[0].subscribed == [
-        "dec-t", "alr-t", "lab-t", "unit-pending-labels-changelog", "unit-model-health"
+        "dec-t", "alr-t", "lab-t", "unit-pending-labels-changelog", "unit-model-health", "unit-audit"
     ]  # fmt: skip
     assert set(consumers[0].consume_args) == {(500, 0.5)}
     assert feed.state.decisions.transaction_count == 2

@@ -157,7 +157,7 @@ def test_feed_is_ready_once_caught_up_and_reports_its_lag(published: Settings, m
             for s in family.samples
         }
 
-    topics = [*feed.topics, feed.scored_topic, feed.health_topic]  # read as well
+    topics = [*feed.topics, feed.scored_topic, feed.health_topic, feed.audit_topic]  # read as well
     every_partition = {(t, str(p)) for t in topics for p in range(published.topic_partitions)}
     with feed:
         assert feed.wait_until(lambda: feed.ready, TIMEOUT), "the feed never caught up"

@@ -82,7 +82,7 @@ def test_report_data_period_and_gap_filled_minutes(data, base_minute) -> None:
 
 def test_excel_has_summary_rates_and_alerts(data) -> None:
     workbook = openpyxl.load_workbook(io.BytesIO(build_excel(data)))
-    assert workbook.sheetnames == ["Summary", "Rates by type", "Alerts"]
+    assert workbook.sheetnames == ["Summary", "Rates by type", "Alerts", "Audit"]
 
     summary = {row[0]: row[1] for row in workbook["Summary"].iter_rows(min_row=2, values_only=True)}
     assert summary["Report"] == REPORT_TITLE

@@ -305,6 +305,7 @@ def test_prometheus_scrapes_worker_simulator_and_monitor_and_sees_what_went_thro
                 settings.topic_labels,
                 pending_labels_topic(settings),  # read for the rule what-if
                 settings.topic_model_health,  # the workers' model-health reports
+                settings.topic_audit,  # the audit trail
             )
             for p in range(settings.topic_partitions)
         },
