@@ -176,6 +176,11 @@ class CachedRocksDBStore(RocksDBStore):
     def __contains__(self, key: object) -> bool:
         return self._cached(key) is not _ABSENT
 
+    def value_or_none(self, key: Any) -> Any:
+        """The value of ``key``, None when it has none: one lookup (``table.get`` makes two)."""
+        value = self._cached(key)
+        return None if value is _ABSENT else value
+
     def __setitem__(self, key: Any, value: Any) -> None:
         self.remember(key, value)
         self.stage(key, encode_value(value), _event_partition())

@@ -36,7 +36,7 @@ from pipeline.worker.faults import crash_point
 from pipeline.worker.model_health import ModelHealthReporter
 from pipeline.worker.producer import NativeProducer
 from pipeline.worker.table_expiry import TableExpiry
-from pipeline.worker.tables import WorkerTables, as_row
+from pipeline.worker.tables import NativeChangelogTable, WorkerTables, as_row
 from pipeline.worker.telemetry import PipelineMetrics
 from pipeline.worker.topics import STAGES, owner_key, routing_key
 from pipeline.worker.wire import frame_outputs, wire_reader
@@ -98,14 +98,14 @@ class _TableRows:
     """The rows of one table that a batch reads (each read once) and writes back (once, at the
     end): the ``RowStore`` the detector reads and writes (pipeline/detection/rows.py)."""
 
-    def __init__(self, table: faust.Table, columns: EntityColumns) -> None:
+    def __init__(self, table: NativeChangelogTable, columns: EntityColumns) -> None:
         self.table, self.columns = table, columns
         self.read: dict[str, np.ndarray] = {}
 
     def row(self, key: str) -> np.ndarray:
         row = self.read.get(key)
         if row is None:
-            row = self.read[key] = as_row(self.columns, self.table.get(key))
+            row = self.read[key] = as_row(self.columns, self.table.read(key))
         return row
 
     def rows(self, keys: Sequence[str]) -> np.ndarray:
@@ -117,7 +117,7 @@ class _TableRows:
 
     def write_back(self, partition: int, expiry: TableExpiry, touched: dict[str, float]) -> None:
         for key, row in self.read.items():
-            self.table[key] = row
+            self.table.write(key, row, partition)
             expiry.touch(self.table, partition, key, touched.get(key, 0.0))
 
 
@@ -125,7 +125,7 @@ class _BatchStates:
     """The state rows a batch of one partition reads, per entity, and when each key was last
     active (to write them back once, with their expiry)."""
 
-    def __init__(self, tables: dict[str, faust.Table], entities: Sequence[Entity]) -> None:
+    def __init__(self, tables: dict[str, NativeChangelogTable], entities: Sequence[Entity]) -> None:
         self.stores = {e.name: _TableRows(tables[e.name], e.columns) for e in entities}
         self.touched: dict[str, dict[str, float]] = {e.name: {} for e in entities}
 
@@ -235,7 +235,7 @@ class Score:
             token = item.txn["card_token"]
             touched[token] = max(touched.get(token, 0.0), item.at)
         for token, at in touched.items():
-            c.tables.cards[token] = cards.read[token]
+            c.tables.cards.write(token, cards.read[token], partition)
             c.expiry.touch(c.tables.cards, partition, token, at)
         crash_point("after_card_state")  # the cards have seen the batch; none of its decisions is out
         for frame, envelope, item in decided:
@@ -279,7 +279,7 @@ class Score:
         the label may have been learnt (and the copy dropped) already. It is decided again, and
         the card does not count it twice (``observe``)."""
         c = self.context
-        stored = c.tables.pending.get(transaction_id)
+        stored = c.tables.pending.read(transaction_id)
         if stored is None:
             if card is not None and CARD.has_seen_id(card, transaction_id):
                 c.metrics.duplicates.inc()
@@ -302,12 +302,8 @@ class Score:
             )
             c.metrics.alerts.labels(decided.fraud_type).inc()
         transaction_id = txn["transaction_id"]
-        c.tables.pending[transaction_id] = {
-            "features": item.features,
-            "decision": decision,
-            "at": item.at,
-            "partition": partition,
-        }
+        entry = {"features": item.features, "decision": decision, "at": item.at, "partition": partition}
+        c.tables.pending.write(transaction_id, entry, partition)
         c.expiry.touch(c.tables.pending, partition, transaction_id, item.at)
         c.metrics.decisions.labels(decided.action).inc()
         c.metrics.processing_latency.observe(now - received)
@@ -365,7 +361,7 @@ class Learn:
                     c.dead_letters.invalid(label, event, "learn")
                     continue
                 transaction_id = label["transaction_id"]
-                entry = None if transaction_id in taken else c.tables.pending.get(transaction_id)
+                entry = None if transaction_id in taken else c.tables.pending.read(transaction_id)
                 if entry is None:
                     c.metrics.labels.labels("unknown").inc()
                     continue

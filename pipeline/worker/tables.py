@@ -54,6 +54,24 @@ class NativeChangelogTable(faust.Table):
         else:
             self.data[key] = value
 
+    # The stages' reads and writes, a few per transaction: straight to the store, without Faust's
+    # per-key sensors (nothing reads their counts) and, for a write, with the partition the stage
+    # already knows (Faust's __setitem__ looks it up from the current event each time).
+    def read(self, key: Any) -> Any:
+        """The value of ``key``, None when it has none (``table.get(key)``)."""
+        data = self.data
+        if isinstance(data, CachedRocksDBStore):
+            return data.value_or_none(key)
+        return data.get(key)
+
+    def write(self, key: Any, value: Any, partition: int) -> None:
+        """``table[key] = value`` for a key of ``partition`` (the partition of the event at hand)."""
+        self._unsent[key] = (partition, value)
+        if isinstance(self.data, CachedRocksDBStore):
+            self.data.remember(key, value)
+        else:
+            self.data[key] = value
+
     def __delitem__(self, key: Any) -> None:
         self._unsent[key] = (self.partition_for_key(key), _DELETED)
         self._sensor_on_del(self, key)
