@@ -29,14 +29,13 @@ from pipeline.detection.features import (
     ENTITY_STAGES,
     Entity,
     Features,
-    transaction_feature_columns,
+    transaction_feature_matrix,
     transaction_features,
 )
-from pipeline.detection.in_order import observe_in_order, record_labels_in_order
+from pipeline.detection.in_order import observe_block_in_order, record_labels_in_order
 from pipeline.detection.rows import MatrixRows, RowStore
 from pipeline.detection.states import (
     CARD,
-    Columns,
     LabelledActivityColumns,
 )
 from pipeline.detection.vocabulary import FeatureRows
@@ -118,20 +117,20 @@ class Detector:
         """The features of each (transaction, event time) from ``entities``' states, each state then
         counting the transaction; None for an item that failed (told to ``on_error``)."""
         out: list[Features | None] = [None] * len(batch)
-        good, columns = self._observe_columns(entities, batch, store_of, on_error)
-        for index, features in zip(good, _feature_dicts(columns, len(good)), strict=True):
-            out[index] = features
+        good, names, matrix = self._observe_block(entities, batch, store_of, on_error)
+        for index, values in zip(good, matrix.tolist(), strict=True):
+            out[index] = dict(zip(names, values, strict=True))
         return out
 
-    def _observe_columns(
+    def _observe_block(
         self,
         entities: Sequence[Entity],
         batch: Sequence[tuple[Transaction, float]],
         store_of: StoreOf,
         on_error: OnError | None,
-    ) -> tuple[list[int], Columns]:
-        """``observe_entities`` as columns: the indices of the items that did not fail, and their
-        features, one array per feature."""
+    ) -> tuple[list[int], tuple[str, ...], np.ndarray]:
+        """``observe_entities`` as a matrix: the indices of the items that did not fail, the names
+        of their features and the (items, names) matrix of them."""
         keys: list[tuple[str | None, ...]] = []
         good: list[int] = []
         for index, (txn, _) in enumerate(batch):
@@ -144,13 +143,16 @@ class Detector:
             keys.append(item_keys)
             good.append(index)
         if not good:
-            return good, {}
+            return good, (), np.empty((0, 0))
         txns = TransactionColumns.of([batch[i][0] for i in good], [batch[i][1] for i in good])
-        columns: Columns = {}
-        for position, entity in enumerate(entities):
-            entity_keys = [item_keys[position] for item_keys in keys]
-            columns.update(observe_in_order(entity.columns, entity_keys, txns, store_of(entity)))
-        return good, columns
+        blocks = [
+            observe_block_in_order(
+                entity.columns, [item_keys[position] for item_keys in keys], txns, store_of(entity)
+            )
+            for position, entity in enumerate(entities)
+        ]
+        names = tuple(name for entity in entities for name in entity.columns.names)
+        return good, names, np.hstack(blocks) if blocks else np.empty((len(good), 0))
 
     def score(
         self,
@@ -175,9 +177,8 @@ class Detector:
     def process(self, batch: Sequence[tuple[Transaction, float]], states: InMemoryStates) -> list[Scored]:
         """Every step for a batch in one process (backtest, bench): the worker's stages in a row,
         the features kept as columns throughout."""
-        good, columns = self._observe_columns(self.entities, batch, states.store_of, None)
-        matrix = np.column_stack(list(columns.values())) if columns else np.empty((len(good), 0))
-        entity = FeatureRows.of_matrix(tuple(columns), matrix)
+        good, names, matrix = self._observe_block(self.entities, batch, states.store_of, None)
+        entity = FeatureRows.of_matrix(names, matrix)
         ready = [(index, batch[index][0], batch[index][1]) for index in good]
         scored = self._score_ready(ready, entity, states.cards, len(batch), None)
         return [item for item in scored if item is not None]
@@ -195,19 +196,20 @@ class Detector:
         matrix, in the order a transaction's features have always had: its own, the entities', the
         card's (entity rows of different features are merged as dicts instead)."""
         out: list[Scored | None] = [None] * size
-        own, ready, entity = self._own_features(ready, entity, on_error)
+        (own_names, own), ready, entity = self._own_features(ready, entity, on_error)
         if not ready:
             return out
         txn_list = [txn for _, txn, _ in ready]
         txns = TransactionColumns.of(txn_list, [at for _, _, at in ready])
-        card = observe_in_order(CARD, [txn["card_token"] for txn in txn_list], txns, cards)
+        card = observe_block_in_order(CARD, [txn["card_token"] for txn in txn_list], txns, cards)
         entity_names = entity.names
         if entity_names is not None:
-            matrix = np.column_stack([*own.values(), entity.matrix(entity_names), *card.values()])
-            rows = FeatureRows.of_matrix((*own, *entity_names, *card), matrix)
+            matrix = np.hstack([own, entity.matrix(entity_names), card])
+            rows = FeatureRows.of_matrix((*own_names, *entity_names, *CARD.names), matrix)
         else:
-            count = len(ready)
-            merged = zip(_feature_dicts(own, count), entity, _feature_dicts(card, count), strict=True)
+            own_rows = (dict(zip(own_names, values, strict=True)) for values in own.tolist())
+            card_rows = (dict(zip(CARD.names, values, strict=True)) for values in card.tolist())
+            merged = zip(own_rows, entity, card_rows, strict=True)
             rows = FeatureRows({**mine, **theirs, **cards_} for mine, theirs, cards_ in merged)
         attributions: dict[int, Attribution] = {}  # the model's split of the rows it flags
         decisions = self.engine.decide_rows(txn_list, rows, attributions=attributions)
@@ -222,9 +224,9 @@ class Detector:
     @staticmethod
     def _own_features(
         ready: list[tuple[int, Transaction, float]], entity: FeatureRows, on_error: OnError | None
-    ) -> tuple[Columns, list[tuple[int, Transaction, float]], FeatureRows]:
-        """The transactions' own features as columns, with the items (and their entity rows) whose
-        own features could be computed; one that could not is told to ``on_error``."""
+    ) -> tuple[tuple[tuple[str, ...], np.ndarray], list[tuple[int, Transaction, float]], FeatureRows]:
+        """The transactions' own features as (names, matrix), with the items (and their entity
+        rows) whose own features could be computed; one that could not is told to ``on_error``."""
         try:
             return _own_columns(ready), ready, entity
         except Exception:  # which item: one at a time (a validated transaction never gets here)
@@ -287,17 +289,8 @@ def _check_fields(txn: Transaction) -> None:
             raise TypeError(f"{name} is not a string")
 
 
-def _own_columns(ready: Sequence[tuple[int, Transaction, float]]) -> Columns:
-    return transaction_feature_columns([txn for _, txn, _ in ready], [at for _, _, at in ready])
-
-
-def _feature_dicts(columns: Columns, count: int) -> list[Features]:
-    """One dict of features per item from a batch's feature columns."""
-    names = list(columns)
-    if not names:
-        return [{} for _ in range(count)]
-    values = zip(*(columns[name].tolist() for name in names), strict=True)
-    return [dict(zip(names, row, strict=True)) for row in values]
+def _own_columns(ready: Sequence[tuple[int, Transaction, float]]) -> tuple[tuple[str, ...], np.ndarray]:
+    return transaction_feature_matrix([txn for _, txn, _ in ready], [at for _, _, at in ready])
 
 
 def _report(on_error: OnError | None, index: int, exc: Exception) -> None:

@@ -127,6 +127,14 @@ def transaction_features(txn: dict[str, Any], at: float) -> Features:
 def transaction_feature_columns(txns: Sequence[dict[str, Any]], at: Sequence[float]) -> Columns:
     """``transaction_features`` of a batch, as one array per feature (the same names in the same
     order, and the same values to the bit: each is computed with the same Python arithmetic)."""
+    names, matrix = transaction_feature_matrix(txns, at)
+    return {name: matrix[:, column] for column, name in enumerate(names)}
+
+
+def transaction_feature_matrix(
+    txns: Sequence[dict[str, Any]], at: Sequence[float]
+) -> tuple[tuple[str, ...], np.ndarray]:
+    """``transaction_feature_columns`` as (names, one (transactions, names) matrix)."""
     amounts = [float(txn["amount"]) for txn in txns]
     channels = [txn["channel"] for txn in txns]
     countries = [txn["country"] for txn in txns]
@@ -151,7 +159,8 @@ def transaction_feature_columns(txns: Sequence[dict[str, Any]], at: Sequence[flo
     }
     for channel in CHANNELS:
         columns[f"channel_{channel}"] = [value == channel for value in channels]
-    return {name: np.array(values, dtype=np.float64) for name, values in columns.items()}
+    matrix = np.array(list(columns.values()), dtype=np.float64).T.reshape(len(txns), len(columns))
+    return tuple(columns), matrix
 
 
 FEATURE_NAMES: tuple[str, ...] = tuple(

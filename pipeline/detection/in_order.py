@@ -34,6 +34,14 @@ def observe_in_order(
     counting its transaction (once per id: a redelivery is not counted twice), in batch order.
     Items without a key (no device for a card-present payment) get the neutral features of an
     empty row."""
+    out = observe_block_in_order(columns, keys, txns, store)
+    return {name: out[:, column] for column, name in enumerate(columns.names)}
+
+
+def observe_block_in_order(
+    columns: EntityColumns, keys: Sequence[str | None], txns: TransactionColumns, store: RowStore
+) -> np.ndarray:
+    """``observe_in_order`` as one (transactions, ``columns.names``) matrix."""
     distinct, positions = _distinct(keys)
     matrix = np.empty((len(distinct) + 1, columns.width))
     if distinct:
@@ -42,7 +50,7 @@ def observe_in_order(
     out = columns.observe(matrix, positions, len(distinct), txns)
     if distinct:
         store.keep(distinct, matrix[: len(distinct)])
-    return {name: out[:, column] for column, name in enumerate(columns.names)}
+    return out
 
 
 def record_labels_in_order(
