@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -169,12 +170,13 @@ class PipelineMetrics:
             self.model_flagged_at_review,
         ):
             gauge.clear()
-        for c in report["contenders"]:
+        for c in report["contenders"]:  # a figure not defined yet (no fraud, none flagged) is NaN
             labels = (c["name"], c["role"])
-            if c["average_precision"] is not None:
-                self.model_average_precision.labels(*labels).set(c["average_precision"])
-            if c["precision_at_review"] is not None:
-                self.model_precision_at_review.labels(*labels).set(c["precision_at_review"])
+            for gauge, value in (
+                (self.model_average_precision, c["average_precision"]),
+                (self.model_precision_at_review, c["precision_at_review"]),
+            ):
+                gauge.labels(*labels).set(math.nan if value is None else value)
             self.model_flagged_at_review.labels(*labels).set(c["flagged_at_review"])
 
     def _zero_every_label(self) -> None:
