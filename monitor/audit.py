@@ -23,12 +23,11 @@ from typing import Any, Literal
 from monitor.feedback import DELIVERY_TIMEOUT_SECONDS, AcknowledgedPublisher, FeedbackError
 from monitor.lists_feed import ListPublishError
 from monitor.rule_drafts import Draft
-from monitor.rules_file import RulesFile
+from monitor.rules_file import RuleNotAuditedError, RulesFile
 from monitor.state.shared_lists import SharedLists
 from monitor.state.verdicts import VerdictStore
 from pipeline.config import Settings
 from pipeline.contracts.json_schemas import validator
-from pipeline.detection.rules import RuleError
 
 logger = logging.getLogger(__name__)
 
@@ -143,7 +142,7 @@ class _AuditedRulesFile(RulesFile):
         super().enable(draft, who=who, at=at)
         after = {"rule_id": draft.rule.id, "rule": draft.fields, "file": self.path.name}
         event = audit_event("rule_change", who=who, at=at, subject=draft.rule.id, before=None, after=after)
-        self.audit._record(event, RuleError)
+        self.audit._record(event, RuleNotAuditedError)
 
 
 def _verdict_json(verdict: Any) -> dict[str, Any]:

@@ -21,6 +21,10 @@ from pipeline.detection.features import FEATURE_NAMES
 from pipeline.detection.rules import RuleError, RuleSet, load_rules
 
 
+class RuleNotAuditedError(RuleError):
+    """The rule was enabled (it is in the file, in force) but its audit event was not published."""
+
+
 class RulesFile:
     """The rule file the workers read."""
 

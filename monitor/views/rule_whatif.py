@@ -28,7 +28,7 @@ from monitor.rule_drafts import (
     check_may_enable_rules,
     parse_draft,
 )
-from monitor.rules_file import RulesFile
+from monitor.rules_file import RuleNotAuditedError, RulesFile
 from monitor.state.scored import MAX_DAYS, MAX_ROWS, ScoredStore
 from monitor.users import User
 from monitor.views.shared import BUTTON_STYLE, CELL_STYLE, ERROR_STYLE, OK_STYLE
@@ -112,6 +112,8 @@ def enable_draft(rules: RulesFile, user: User | None, text: str | None, now: dat
         return Feedback(f"Not allowed: {exc}.", ERROR_STYLE)
     except DraftError as exc:
         return _refused(exc)
+    except RuleNotAuditedError as exc:  # in the file and in force: say so, and what went wrong
+        return Feedback(f"Enabled: {draft.rule.id} is in force in {rules.path.name}; {exc}", ERROR_STYLE)
     except RuleError as exc:
         return Feedback(f"Not enabled: {exc}", ERROR_STYLE)
     logger.info("rule %s enabled by %s", draft.rule.id, analyst.name)

@@ -232,3 +232,16 @@ def test_the_feed_reads_the_workers_pending_labels_changelog() -> None:
 
 def test_the_draft_example_is_a_valid_rule() -> None:
     assert parse_draft(DRAFT_EXAMPLE, load_rules(SHIPPED, FEATURE_NAMES)).rule.action == "review"
+
+
+def test_a_rule_enabled_but_not_audited_is_reported_as_in_force(tmp_path: Path) -> None:
+    from monitor.audit import Audit, AuditError
+
+    def unreachable(event: object) -> None:
+        raise AuditError("the audit topic cannot be reached")
+
+    rules = Audit(unreachable).rules(RulesFile(tmp_path / "rules.yaml"))
+    rules.path.write_text(SHIPPED.read_text())
+    done = enable_draft(rules, ALICE, BIG, NOW)
+    assert done.text.startswith("Enabled: WHATIF-big is in force in rules.yaml; the change was made but not")
+    assert load_rules(rules.path, FEATURE_NAMES).rules[-1].id == "WHATIF-big"
