@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import bisect
 import math
-import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal, NamedTuple, get_args
 
-from monitor.state.records import AddResult, InvalidRecordError, record_time, require_id
+from monitor.state.records import AddResult, InvalidRecordError, VersionedStore, record_time, require_id
 from monitor.timerange import EVERYTHING, TimeRange
 from pipeline.config import Settings
 from pipeline.detection.explanations import Factor
@@ -100,32 +99,24 @@ class AlertPage(NamedTuple):
     total: int
 
 
-class AlertStore:
+class AlertStore(VersionedStore):
     """The newest ``max_alerts`` alerts (by event time), deduplicated by ``alert_id``."""
 
     def __init__(self, max_alerts: int) -> None:
         if max_alerts < 1:
             raise ValueError("max_alerts must be at least 1")
         self._max = max_alerts
-        self._lock = threading.Lock()
+        super().__init__()
         self._order: list[tuple[datetime, str]] = []  # ascending (event_time, alert_id)
         self._alerts: dict[str, Mapping[str, Any]] = {}
-        self._version = 0
 
     @classmethod
     def from_settings(cls, settings: Settings) -> AlertStore:
         """A store keeping ``settings.monitor_max_alerts`` alerts."""
         return cls(settings.monitor_max_alerts)
 
-    @property
-    def version(self) -> int:
-        """Grows with every stored alert; unchanged means nothing to redraw."""
-        with self._lock:
-            return self._version
-
-    def __len__(self) -> int:
-        with self._lock:
-            return len(self._alerts)
+    def _count(self) -> int:
+        return len(self._alerts)
 
     def add(self, record: Mapping[str, Any]) -> AddResult:
         """Store one alert record (a decoded alert message, v1 or v2).

@@ -6,7 +6,6 @@ tokens shortened, as everywhere in the monitor)."""
 from __future__ import annotations
 
 import re
-import threading
 from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -14,7 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from monitor.formatting import shorten_token
-from monitor.state.records import AddResult, InvalidRecordError, record_time
+from monitor.state.records import AddResult, InvalidRecordError, VersionedStore, record_time
 from pipeline.contracts.json_schemas import SchemaViolation, validator
 
 MAX_EVENTS = 100_000
@@ -33,22 +32,15 @@ class AuditEvent:
     after: Mapping[str, Any] | None
 
 
-class AuditStore:
+class AuditStore(VersionedStore):
     def __init__(self, max_events: int = MAX_EVENTS) -> None:
-        self._lock = threading.Lock()
+        super().__init__()
         self._events: OrderedDict[str, AuditEvent] = OrderedDict()
         self._max = max_events
-        self._version = 0
         self._check = validator("audit_event")
 
-    @property
-    def version(self) -> int:
-        with self._lock:
-            return self._version
-
-    def __len__(self) -> int:
-        with self._lock:
-            return len(self._events)
+    def _count(self) -> int:
+        return len(self._events)
 
     def add(self, record: Mapping[str, Any]) -> AddResult:
         try:

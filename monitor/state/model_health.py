@@ -5,13 +5,12 @@ from two workers). Thread-safe; the math is in ``monitor.model_health``."""
 
 from __future__ import annotations
 
-import threading
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from monitor.state.records import AddResult, InvalidRecordError, record_time
+from monitor.state.records import AddResult, InvalidRecordError, VersionedStore, record_time
 from pipeline.contracts.json_schemas import SchemaViolation, validator
 
 MAX_REPORTS = 20_160
@@ -32,25 +31,18 @@ class HealthPoint:
     delay_counts: tuple[int, ...]
 
 
-class ModelHealthStore:
+class ModelHealthStore(VersionedStore):
     """The reports of every worker (a report must be schema-valid: the section trusts its figures)."""
 
     def __init__(self, max_reports: int = MAX_REPORTS) -> None:
-        self._lock = threading.Lock()
+        super().__init__()
         self._points: deque[HealthPoint] = deque(maxlen=max_reports)
         self._latest: dict[str, dict[str, Any]] = {}
         self._seen: set[tuple[str, float]] = set()
-        self._version = 0
         self._check = validator("model_health")
 
-    @property
-    def version(self) -> int:
-        with self._lock:
-            return self._version
-
-    def __len__(self) -> int:
-        with self._lock:
-            return len(self._points)
+    def _count(self) -> int:
+        return len(self._points)
 
     def add(self, record: Mapping[str, Any]) -> AddResult:
         """Keep one report; a redelivered one (same worker and time) is a duplicate."""

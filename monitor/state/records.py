@@ -9,6 +9,7 @@ turns its seconds into the aware UTC datetime the stores keep, and its error int
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -24,6 +25,28 @@ AddResult = Literal["added", "duplicate", "too_old", "other_source", "deleted"]
 """What became of a record: counted, a redelivery of one already counted, older than the history
 (or than the verdict already known), a label that is not an analyst's verdict, or the tombstone of
 a worker's table entry (kept by the monitor all the same)."""
+
+
+class VersionedStore:
+    """A store that Dash's callbacks read while the feed's thread adds to it: one lock, a size, and
+    a version that grows with every change (unchanged: nothing to redraw)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._version = 0
+
+    @property
+    def version(self) -> int:
+        with self._lock:
+            return self._version
+
+    def __len__(self) -> int:
+        with self._lock:
+            return self._count()
+
+    def _count(self) -> int:
+        """How many records it keeps (called with the lock held)."""
+        raise NotImplementedError
 
 
 class InvalidRecordError(ValueError):

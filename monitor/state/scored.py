@@ -16,14 +16,20 @@ holds about 100 MB when full. Pure and thread-safe: one writer thread, many read
 from __future__ import annotations
 
 import math
-import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from monitor.state.records import DECISIONS, AddResult, InvalidRecordError, record_time, require_id
+from monitor.state.records import (
+    DECISIONS,
+    AddResult,
+    InvalidRecordError,
+    VersionedStore,
+    record_time,
+    require_id,
+)
 from pipeline.config import Settings
 from pipeline.detection.features import FEATURE_NAMES
 
@@ -122,7 +128,7 @@ def _score(decision: Mapping[str, Any]) -> float:
     return math.nan
 
 
-class ScoredStore:
+class ScoredStore(VersionedStore):
     """Decided transactions with their features (the newest ``max_rows`` within ``max_days``)
     and the labels of transactions, for the rule what-if."""
 
@@ -131,20 +137,13 @@ class ScoredStore:
             raise ValueError("max_rows must be at least 1 and max_days positive")
         self.max_rows = max_rows
         self.max_days = max_days
-        self._lock = threading.Lock()
+        super().__init__()
         self._rows: dict[str, ScoredRow] = {}  # insertion order: oldest first
         self._labels: dict[str, bool] = {}
         self._newest = -math.inf
-        self._version = 0
 
-    @property
-    def version(self) -> int:
-        with self._lock:
-            return self._version
-
-    def __len__(self) -> int:
-        with self._lock:
-            return len(self._rows)
+    def _count(self) -> int:
+        return len(self._rows)
 
     def add_pending(self, entry: Mapping[str, Any]) -> AddResult:
         """Keep the transaction of one pending-labels entry (a decoded changelog value)."""

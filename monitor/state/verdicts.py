@@ -7,13 +7,12 @@ takes the store's lock (one writer thread, many readers).
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from monitor.state.records import AddResult, InvalidRecordError, record_time, require_id
+from monitor.state.records import AddResult, InvalidRecordError, VersionedStore, record_time, require_id
 from pipeline.config import FRAUD_TYPES, Settings
 
 
@@ -67,7 +66,7 @@ def verdict_from_label(record: Mapping[str, Any]) -> Verdict | None:
     )
 
 
-class VerdictStore:
+class VerdictStore(VersionedStore):
     """The latest analyst verdict per transaction id, at most ``max_verdicts`` (oldest dropped first).
 
     Labels of other sources (chargebacks, settlements, the simulator) are not kept.
@@ -77,24 +76,16 @@ class VerdictStore:
         if max_verdicts < 1:
             raise ValueError("max_verdicts must be at least 1")
         self._max = max_verdicts
-        self._lock = threading.Lock()
+        super().__init__()
         self._verdicts: dict[str, Verdict] = {}
-        self._version = 0
 
     @classmethod
     def from_settings(cls, settings: Settings) -> VerdictStore:
         """A store keeping ten verdicts per alert the monitor keeps."""
         return cls(10 * settings.monitor_max_alerts)
 
-    @property
-    def version(self) -> int:
-        """Grows with every stored verdict; unchanged means nothing to redraw."""
-        with self._lock:
-            return self._version
-
-    def __len__(self) -> int:
-        with self._lock:
-            return len(self._verdicts)
+    def _count(self) -> int:
+        return len(self._verdicts)
 
     def add(self, record: Mapping[str, Any]) -> AddResult:
         """Keep the verdict of one label record (a decoded ``label.v1`` message)."""
