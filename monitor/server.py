@@ -17,6 +17,7 @@ from monitor.metrics import MonitorMetrics
 from monitor.state import MonitorState
 from monitor.users import Accounts, demo_notice
 from pipeline.config import Settings
+from pipeline.detection.rules import seed_rules_file
 
 logger = logging.getLogger(__name__)
 
@@ -67,6 +68,8 @@ class MonitorProcess:
 
     @classmethod
     def build(cls, settings: Settings, registry: CollectorRegistry | None = None) -> MonitorProcess:
+        if settings.rules_file_seed:  # the rule what-if enables rules in the file the workers read
+            seed_rules_file(settings.rules_file)
         metrics = MonitorMetrics(registry if registry is not None else default_registry())
         state = MonitorState.from_settings(settings)
         feed = KafkaFeed(settings, state=state, metrics=metrics)

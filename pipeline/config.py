@@ -243,6 +243,11 @@ class Settings(BaseSettings):
         default=REPO_ROOT / "pipeline" / "detection" / "rules.yaml",
         description="The YAML rule file (reloaded while the worker runs).",
     )
+    rules_file_seed: bool = Field(
+        default=False,
+        description="When the rule file does not exist, start it from the shipped rules (a volume "
+        "that the workers and the monitor share, docker-compose.yml); otherwise a missing file is an error.",
+    )
     rules_reload_seconds: float = Field(default=5.0, gt=0, description="How often the rule file is checked.")
     review_threshold: float = Field(
         default=0.5, gt=0, lt=1, description="Score from which a transaction is sent to review."

@@ -12,6 +12,7 @@ held as columns, with each rule compiled to array operations that give exactly t
 from __future__ import annotations
 
 import ast
+import os
 import string
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -33,6 +34,28 @@ from pipeline.detection.rule_columns import (
 from pipeline.detection.vocabulary import FRAUD_TYPES
 
 Action = Literal["review", "block"]
+SHIPPED_RULES = Path(__file__).with_name("rules.yaml")
+"""The rules the project ships (the default FRAUD_RULES_FILE)."""
+
+
+def seed_rules_file(path: Path, shipped: Path = SHIPPED_RULES) -> bool:
+    """Start the rule file ``path`` from ``shipped`` when it does not exist; True when it was made.
+    Safe when several processes start at once (a worker and the monitor on one volume): the copy
+    is written aside and linked into place, which fails if another process got there first."""
+    if path.exists():
+        return False
+    path.parent.mkdir(parents=True, exist_ok=True)
+    aside = path.with_name(f".{path.name}.{os.getpid()}.seed")
+    aside.write_bytes(shipped.read_bytes())
+    try:
+        os.link(aside, path)
+    except FileExistsError:
+        return False
+    finally:
+        aside.unlink()
+    return True
+
+
 TRANSACTION_FIELDS = frozenset(
     {
         "amount",

@@ -127,10 +127,12 @@ def _check_port(host: str, port: int, setting: str) -> None:
 
 def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
     from pipeline.detection.features import FEATURE_NAMES
-    from pipeline.detection.rules import load_rules
+    from pipeline.detection.rules import load_rules, seed_rules_file
     from pipeline.worker.run import run_worker
     from pipeline.worker.topics import check_broker
 
+    if settings.rules_file_seed:
+        seed_rules_file(settings.rules_file)
     load_rules(settings.rules_file, FEATURE_NAMES)  # a bad rule file fails before anything starts
     _check_port(settings.metrics_bind, settings.worker_web_port, "FRAUD_WORKER_WEB_PORT")
     check_broker(settings)

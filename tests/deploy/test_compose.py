@@ -124,7 +124,9 @@ def test_worker_can_be_scaled(services: dict[str, dict[str, Any]]) -> None:
     worker = services["worker"]
     assert "container_name" not in worker
     assert not worker.get("ports")
-    assert not worker.get("volumes"), "replicas must not share a data directory"
+    # Replicas share the rule file's volume, never a data directory.
+    assert worker.get("volumes") == ["rules:/app/rules"]
+    assert not environment(worker).get("FRAUD_DATA_DIR", "").startswith("/app/rules")
     assert worker.get("restart") == "unless-stopped"
     assert command(worker) == ["worker"]
 
@@ -351,3 +353,17 @@ def test_local_prometheus_scrapes_this_machine() -> None:
         for target in static["targets"]
     }
     assert targets == {f"127.0.0.1:{port}" for port in EXPECTED_PORTS.values()}
+
+
+def test_the_workers_and_the_monitor_share_the_rule_file(
+    compose: dict[str, Any], services: dict[str, dict[str, Any]]
+) -> None:
+    """A rule an analyst enables in the monitor reaches the workers: both read FRAUD_RULES_FILE on
+    the one named volume, started from the shipped rules, in a directory the image lets them write."""
+    assert "rules" in compose["volumes"]
+    for name in ("worker", "monitor"):
+        env = environment(services[name])
+        assert env["FRAUD_RULES_FILE"] == "/app/rules/rules.yaml", name
+        assert env["FRAUD_RULES_FILE_SEED"] == "true", name
+        assert "rules:/app/rules" in services[name]["volumes"], name
+    assert "chown fraud:fraud /app/var /app/rules" in DOCKERFILE.read_text()

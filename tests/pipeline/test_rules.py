@@ -349,3 +349,13 @@ def test_empty_lists_are_allowed() -> None:
     ruleset = parse(rules_text(GOOD, lists="lists:\n  blocked_cards:\n  allowed_cards: []\n"))
     assert ruleset.blocked["cards"] == frozenset()
     assert ruleset.blocked_entity(make_txn()) is None
+
+
+def test_a_missing_rule_file_is_seeded_once_from_the_shipped_rules(tmp_path: Path) -> None:
+    from pipeline.detection.rules import SHIPPED_RULES, seed_rules_file
+
+    target = tmp_path / "volume" / "rules.yaml"
+    assert seed_rules_file(target) and target.read_bytes() == SHIPPED_RULES.read_bytes()
+    target.write_text("rules: []\n")  # an analyst's rules since: never overwritten
+    assert not seed_rules_file(target) and target.read_text() == "rules: []\n"
+    assert sorted(p.name for p in target.parent.iterdir()) == ["rules.yaml"], "nothing left aside"
