@@ -38,6 +38,9 @@ POLL_TIMEOUT_SECONDS = 0.5
 LAG_REFRESH_SECONDS = 2.0
 WATERMARK_TIMEOUT_SECONDS = 5.0
 
+SESSION_TIMEOUT_MS = 10_000
+"""The feed's consumer group session (the broker allows 6 s to 30 min by default)."""
+
 Partition = tuple[str, int]
 
 
@@ -138,6 +141,10 @@ class KafkaFeed:
                 "auto.offset.reset": "earliest",
                 "enable.auto.commit": False,
                 "enable.auto.offset.store": False,
+                # After a broker restart the group coordinator may not answer for a while; librdkafka
+                # then waits out the session before it rejoins (45 s by default, and the broker as
+                # long again for the old member): the feed stood still for over a minute in a soak.
+                "session.timeout.ms": SESSION_TIMEOUT_MS,
                 "error_cb": _log_kafka_error,
             }
         )

@@ -383,7 +383,7 @@ class Soak:
         finally:
             reader.close()
 
-    def _monitor_count(self, decided: int, timeout: float = 60.0) -> int | None:
+    def _monitor_count(self, decided: int, timeout: float = 120.0) -> int | None:
         """The monitor's count of transactions once it reaches ``decided`` (or what it has then)."""
         url = f"http://127.0.0.1:{self.settings.monitor_port}/api/summary"
         deadline = time.monotonic() + timeout
