@@ -208,7 +208,7 @@ def test_the_scoring_order_is_written_once() -> None:
                     for call in ast.walk(node)
                     if isinstance(call, ast.Call)
                 }
-                own = {"transaction_features", "transaction_feature_columns", "_own_features"}
+                own = {"transaction_features", "transaction_feature_matrix", "_own_features"}
                 if called & own and called & {"decide", "decide_many", "decide_rows"}:
                     places.append(f"{name}.{node.name}")
     assert places == ["pipeline.detection.detector._score_ready"]

@@ -20,7 +20,6 @@ from pipeline.detection.states import (
     DAY,
     HOUR,
     SMALL_AMOUNT,
-    Columns,
     CustomerColumns,
     DeviceColumns,
     EntityColumns,
@@ -124,17 +123,11 @@ def transaction_features(txn: dict[str, Any], at: float) -> Features:
     return features
 
 
-def transaction_feature_columns(txns: Sequence[dict[str, Any]], at: Sequence[float]) -> Columns:
-    """``transaction_features`` of a batch, as one array per feature (the same names in the same
-    order, and the same values to the bit: each is computed with the same Python arithmetic)."""
-    names, matrix = transaction_feature_matrix(txns, at)
-    return {name: matrix[:, column] for column, name in enumerate(names)}
-
-
 def transaction_feature_matrix(
     txns: Sequence[dict[str, Any]], at: Sequence[float]
 ) -> tuple[tuple[str, ...], np.ndarray]:
-    """``transaction_feature_columns`` as (names, one (transactions, names) matrix)."""
+    """``transaction_features`` of a batch as (names, one (transactions, names) matrix): the same
+    names in the same order, and the same values to the bit (the same Python arithmetic)."""
     amounts = [float(txn["amount"]) for txn in txns]
     channels = [txn["channel"] for txn in txns]
     countries = [txn["country"] for txn in txns]

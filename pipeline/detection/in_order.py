@@ -14,7 +14,7 @@ import numpy as np
 
 from pipeline.detection.columns import TransactionColumns
 from pipeline.detection.rows import RowStore
-from pipeline.detection.states import Columns, EntityColumns, LabelledActivityColumns
+from pipeline.detection.states import EntityColumns, LabelledActivityColumns
 
 
 def _distinct(keys: Sequence[str | None]) -> tuple[list[str], np.ndarray]:
@@ -27,21 +27,13 @@ def _distinct(keys: Sequence[str | None]) -> tuple[list[str], np.ndarray]:
     return list(index), array
 
 
-def observe_in_order(
-    columns: EntityColumns, keys: Sequence[str | None], txns: TransactionColumns, store: RowStore
-) -> Columns:
-    """Features of each transaction from its entity's row as it was before it, each row then
-    counting its transaction (once per id: a redelivery is not counted twice), in batch order.
-    Items without a key (no device for a card-present payment) get the neutral features of an
-    empty row."""
-    out = observe_block_in_order(columns, keys, txns, store)
-    return {name: out[:, column] for column, name in enumerate(columns.names)}
-
-
 def observe_block_in_order(
     columns: EntityColumns, keys: Sequence[str | None], txns: TransactionColumns, store: RowStore
 ) -> np.ndarray:
-    """``observe_in_order`` as one (transactions, ``columns.names``) matrix."""
+    """Features of each transaction from its entity's row as it was before it, each row then
+    counting its transaction (once per id: a redelivery is not counted twice), in batch order, as
+    one (transactions, ``columns.names``) matrix. Items without a key (no device for a card-present
+    payment) get the neutral features of an empty row."""
     distinct, positions = _distinct(keys)
     matrix = np.empty((len(distinct) + 1, columns.width))
     if distinct:

@@ -15,7 +15,7 @@ from pipeline.detection.features import (
     ENTITY_STAGES,
     FEATURE_NAMES,
     event_seconds,
-    transaction_feature_columns,
+    transaction_feature_matrix,
     transaction_features,
 )
 from pipeline.detection.states import (
@@ -400,11 +400,11 @@ def test_the_batch_columns_equal_each_transactions_own_features_to_the_bit(
             )
         )
         at.append(T0 + moment)
-    columns = transaction_feature_columns(txns, at)
+    names, matrix = transaction_feature_matrix(txns, at)
     for index, (txn, moment) in enumerate(zip(txns, at, strict=True)):
         one = transaction_features(txn, moment)
-        assert list(columns) == list(one)
-        assert [columns[name][index].item() for name in one] == list(one.values())
+        assert list(names) == list(one)
+        assert matrix[index].tolist() == list(one.values())
 
 
 def test_event_seconds_reads_the_offset() -> None:

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from pipeline.detection.columns import TransactionColumns
 from pipeline.detection.detector import InMemoryStates
 from pipeline.detection.features import ENTITY_STAGES
-from pipeline.detection.in_order import observe_in_order, record_labels_in_order
+from pipeline.detection.in_order import observe_block_in_order, record_labels_in_order
 from pipeline.detection.rows import MatrixRows
 from pipeline.detection.states import (
     CARD,
@@ -113,8 +113,11 @@ def _columns(stream, batches) -> list[dict[str, float]]:  # type: ignore[no-unty
         columns: dict[str, np.ndarray] = {}
         for entity in ENTITY_STAGES:
             keys = [entity.key(txn) for txn, _, _ in batch]
-            columns.update(observe_in_order(entity.columns, keys, txns, states.store_of(entity)))
-        columns.update(observe_in_order(CARD, [txn["card_token"] for txn, _, _ in batch], txns, states.cards))
+            block = observe_block_in_order(entity.columns, keys, txns, states.store_of(entity))
+            columns.update(zip(entity.columns.names, block.T, strict=True))
+        tokens = [txn["card_token"] for txn, _, _ in batch]
+        block = observe_block_in_order(CARD, tokens, txns, states.cards)
+        columns.update(zip(CARD.names, block.T, strict=True))
         out.extend({name: float(values[i]) for name, values in columns.items()} for i in range(len(batch)))
         labelled = [(txn, at, label) for txn, at, label in batch if label is not None]
         for entity in ENTITY_STAGES:
