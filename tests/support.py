@@ -85,3 +85,51 @@ def consume_until(
     finally:
         consumer.close()
     raise AssertionError(f"condition not met on {topic} within {timeout}s; got {len(messages)} messages")
+
+
+def trace_ids(settings: Settings, topics: Iterable[str], ids: Iterable[str], timeout: float = 20.0) -> str:
+    """Where each of ``ids`` appears in ``topics`` (read whole, values searched as bytes), and the
+    worker group's committed offsets of those partitions: a lost transaction's trail through the
+    stages, for a failing test's message."""
+    from confluent_kafka import TopicPartition
+
+    wanted = {i.encode(): i for i in ids}
+    found: dict[str, list[str]] = {i: [] for i in wanted.values()}
+    topics = list(topics)
+    consumer = Consumer(settings.confluent_config(**{
+        "group.id": f"test-trace-{uuid.uuid4().hex}", "auto.offset.reset": "earliest",
+        "enable.auto.commit": False,
+    }))  # fmt: skip
+    partitions: list[TopicPartition] = []
+    try:
+        for topic in topics:
+            meta = consumer.list_topics(topic, timeout=10).topics[topic]
+            partitions += [TopicPartition(topic, p) for p in meta.partitions]
+        ends = {}
+        for tp in partitions:
+            ends[(tp.topic, tp.partition)] = consumer.get_watermark_offsets(tp, timeout=10)[1]
+        consumer.assign([TopicPartition(tp.topic, tp.partition, 0) for tp in partitions])
+        left = {key for key, end in ends.items() if end > 0}
+        deadline = time.monotonic() + timeout
+        while left and time.monotonic() < deadline:
+            for message in consumer.consume(1000, timeout=0.5):
+                if message.error():
+                    continue
+                key = (message.topic(), message.partition())
+                value = message.value() or b""
+                for needle, name in wanted.items():
+                    if needle in value:
+                        place = f"{key[0]}[{key[1]}]@{message.offset()}"
+                        found[name].append(f"{place} t={message.timestamp()[1]}")
+                if message.offset() + 1 >= ends[key]:
+                    left.discard(key)
+    finally:
+        consumer.close()
+    group = Consumer(settings.confluent_config(**{"group.id": settings.app_id, "enable.auto.commit": False}))
+    try:
+        committed = group.committed(partitions, timeout=10)
+    finally:
+        group.close()
+    offsets = ", ".join(f"{tp.topic}[{tp.partition}]={tp.offset}" for tp in committed)
+    trail = "\n".join(f"  {name}: {', '.join(places) or 'nowhere'}" for name, places in found.items())
+    return f"trail:\n{trail}\ncommitted offsets of {settings.app_id}: {offsets}\nends: {ends}"

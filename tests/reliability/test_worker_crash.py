@@ -14,8 +14,9 @@ import pytest
 from confluent_kafka import Producer
 
 from pipeline.tools.simulator.generator import FraudRates, TrafficGenerator
+from pipeline.worker.topics import internal_topic_names
 from tests.conftest import free_port
-from tests.support import consume_until
+from tests.support import consume_until, trace_ids
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
@@ -68,9 +69,11 @@ def test_kill_9_of_one_worker_loses_nothing(make_settings, start_worker) -> None
         decisions = consume_until(settings, settings.topic_decisions, all_decided, timeout=180)
     except AssertionError:  # say which were lost and what the survivor logged, for the diagnosis
         missing = sorted(ids - {d["transaction_id"] for d in read_so_far})
+        topics = [settings.topic_transactions, *internal_topic_names(settings), settings.topic_dead_letter]
         raise AssertionError(
             f"{len(missing)} of {len(ids)} transactions never decided (first: {missing[:5]}); survivor "
-            f"running: {first.process.poll() is None}\nsurvivor's log:\n{first.log()}"
+            f"running: {first.process.poll() is None}\n{trace_ids(settings, topics, missing[:5])}\n"
+            f"survivor's log ({first.log_path}):\n{first.log()}\nkilled worker's log:\n{second.log()}"
         ) from None
     recovered_after = time.monotonic() - killed_at
     decided = [d["transaction_id"] for d in decisions]
