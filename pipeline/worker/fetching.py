@@ -10,10 +10,13 @@ arrived over those milliseconds; under load the bytes are there at once and noth
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import faust
 from faust.transport.drivers import aiokafka as faust_aiokafka
+
+log = logging.getLogger(__name__)
 
 
 def app_class(min_bytes: int, max_wait_ms: int) -> type[faust.App]:
@@ -31,6 +34,10 @@ def app_class(min_bytes: int, max_wait_ms: int) -> type[faust.App]:
             return consumer
 
     class FetchingConsumer(faust_aiokafka.Consumer):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            _say_dropped_messages(self.log)
+
         def _new_consumer_thread(self) -> FetchingConsumerThread:
             return FetchingConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
@@ -38,7 +45,31 @@ def app_class(min_bytes: int, max_wait_ms: int) -> type[faust.App]:
         Consumer = FetchingConsumer
 
     class FetchingApp(faust.App):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            _say_dropped_messages(self.log)
+
         def _new_transport(self) -> Any:
             return FetchingTransport(self.conf.broker_consumer, self)
 
     return FetchingApp
+
+
+def _say_dropped_messages(logger: Any) -> None:
+    """Faust tells of a message it drops only in its developer log (off): the consumer's message
+    below the partition's read offset, a stream's message of an earlier generation or read while
+    the flow was stopped. Each is a transaction that must be read again, so say it at warning
+    level, with the partition and offset (never the key or value: card tokens)."""
+    developer_log = logger.dev
+
+    def dev(message: str, *args: Any, **kwargs: Any) -> None:
+        if message.startswith("DROPPED MESSAGE"):
+            log.warning("consumer dropped the message at offset %r (below its read offset)", args[0])
+        elif message.startswith("Skipping message") and args:
+            dropped = args[0]
+            where = f"{getattr(dropped, 'tp', '?')}@{getattr(dropped, 'offset', '?')}"
+            log.warning("stream skipped %s: generation %r, now %r, flow active %r", where, *args[1:4])
+        else:
+            developer_log(message, *args, **kwargs)
+
+    logger.dev = dev
