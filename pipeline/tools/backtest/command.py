@@ -8,9 +8,11 @@ import sys
 from contextlib import nullcontext
 
 from pipeline.config import Settings
+from pipeline.tools.backtest.columnar import map_frame
 from pipeline.tools.backtest.convert import Observed, card_columns
 from pipeline.tools.backtest.formats import CardTokeniser, parse_fraction
-from pipeline.tools.backtest.input import read_rows, transactions
+from pipeline.tools.backtest.frame import read_frame
+from pipeline.tools.backtest.input import read_rows
 from pipeline.tools.backtest.mapping import build_mapping
 from pipeline.tools.backtest.refusals import BacktestError, Refusals, RefusedWriter
 from pipeline.tools.backtest.replay import replay_transactions
@@ -45,9 +47,7 @@ def run_backtest(settings: Settings, args: argparse.Namespace) -> int:
     writer = RefusedWriter(args.refused, CardTokeniser(key), card_columns(mapping)) if args.refused else None
     with writer or nullcontext():
         refusals.sink = writer
-        mapped = list(
-            transactions(read_rows(args.input), mapping, refusals, token_key=key, observed=observed)
-        )
+        mapped = map_frame(read_frame(args.input), mapping, refusals, token_key=key, observed=observed)
     print(f"input: {args.input}")
     print("\n".join(describe(mapping, observed)))
     for line in card_warnings(observed):

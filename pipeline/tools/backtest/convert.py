@@ -55,6 +55,17 @@ def _empty(value: Any) -> bool:
     )
 
 
+def id_of(text: str, tokeniser: CardTokeniser) -> tuple[str, str | None]:
+    """``text`` as an id of the contract and what was done to it: (itself, None), (its
+    ``<slug>.<hash>`` form, ``"ids_mapped"``) or (the token of the card number it holds,
+    ``"tokenised"``); the second names the ``Observed`` counter that counts it."""
+    if may_hold_card_number(text) and find_card_numbers(text.encode()):
+        return tokeniser.keyed(text), "tokenised"
+    if ID_PATTERN.fullmatch(text):
+        return text, None
+    return stable_id(text), "ids_mapped"
+
+
 def card_columns(mapping: ColumnMapping) -> frozenset[str]:
     """Columns whose values become card tokens (the card's, and the customer's it may stand for)."""
     return frozenset((*mapping.column("card_token"), *mapping.column("customer_id")))
@@ -132,12 +143,8 @@ class Converter:
         cache = self._ids[name]
         known = cache.get(text)
         if known is None:
-            if may_hold_card_number(text) and find_card_numbers(text.encode()):
-                known = (self.tokeniser.keyed(text), self.observed.tokenised)
-            elif ID_PATTERN.fullmatch(text):
-                known = (text, None)
-            else:
-                known = (stable_id(text), self.observed.ids_mapped)
+            mapped, kind = id_of(text, self.tokeniser)
+            known = (mapped, getattr(self.observed, kind) if kind else None)
             if name != "transaction_id":  # the others repeat: keep what they map to
                 if len(cache) >= 1 << 17:
                     cache.clear()
@@ -161,6 +168,12 @@ class Converter:
     def _default(self, name: str) -> Any:
         self._notes.append((self.observed.defaults, name))
         return self.defaults[name]
+
+    def noted(self) -> list[tuple[Counter[str], str]]:
+        """The last row's observations, uncounted, in the order they were made (and forgotten)."""
+        notes = list(self._notes)
+        self._notes.clear()
+        return notes
 
     def commit(self) -> None:
         """Count the last row's observations (ids mapped, defaults, ...): it was kept."""

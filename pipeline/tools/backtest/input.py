@@ -106,7 +106,7 @@ def transactions(
     included) and skipped, a repeated transaction_id too. Row numbers count data rows from 1.
     Card numbers are tokenised with ``token_key`` (None: a random key, ``observed.random_key``).
     Raises BacktestError at the first row if a mapped or required column is missing."""
-    converter = Converter(_as_mapping(mapping), token_key, observed)
+    converter = Converter(as_mapping(mapping), token_key, observed)
     refusals = refusals if refusals is not None else Refusals()
     check = validator("transaction")
     seen: set[str] = set()
@@ -114,23 +114,39 @@ def transactions(
         if number == 1:
             converter.check_columns(row)
         refusals.rows += 1
+        mapped = map_row(converter, check, seen, refusals, row, number)
+        if mapped is not None:
+            converter.commit()
+            yield mapped
+
+
+def map_row(
+    converter: Converter,
+    check: Callable[[Any], Any],
+    seen: set[str],
+    refusals: Refusals,
+    row: Mapping[str, Any],
+    number: int,
+) -> Mapped | None:
+    """One row mapped and checked against the contract (``check``) and the ids ``seen`` so far
+    (the row's id is added to them); None, counted in ``refusals``, if it is refused. The
+    converter's observations of a mapped row wait for ``converter.commit()``."""
+    try:
+        txn, is_fraud, fraud_type = converter.convert(row, number)
         try:
-            txn, is_fraud, fraud_type = converter.convert(row, number)
-            try:
-                check(txn)
-            except SchemaViolation as exc:
-                raise schema_reason(exc) from None
-            if txn["transaction_id"] in seen:
-                raise Refused("transaction_id duplicate")
-        except Refused as refusal:
-            refusals.add(number, refusal, row)
-            continue
-        seen.add(txn["transaction_id"])
-        converter.commit()
-        yield txn, is_fraud, fraud_type
+            check(txn)
+        except SchemaViolation as exc:
+            raise schema_reason(exc) from None
+        if txn["transaction_id"] in seen:
+            raise Refused("transaction_id duplicate")
+    except Refused as refusal:
+        refusals.add(number, refusal, row)
+        return None
+    seen.add(txn["transaction_id"])
+    return txn, is_fraud, fraud_type
 
 
-def _as_mapping(mapping: ColumnMapping | Mapping[str, str] | None) -> ColumnMapping:
+def as_mapping(mapping: ColumnMapping | Mapping[str, str] | None) -> ColumnMapping:
     if isinstance(mapping, ColumnMapping):
         return mapping
     return with_options(ColumnMapping(), pairs=mapping or {})
@@ -152,7 +168,7 @@ def normalise(
     key = tuple(sorted((column_map or {}).items()))
     converter = _converters.get(key)
     if converter is None:
-        converter = _converters[key] = Converter(_as_mapping(dict(key)), _process_key())
+        converter = _converters[key] = Converter(as_mapping(dict(key)), _process_key())
     return converter.convert(row, 0)
 
 

@@ -15,10 +15,13 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+import numpy as np
+
 from pipeline.detection.detector import Detector, Example, InMemoryStates, Scored
 from pipeline.detection.features import Features, event_seconds
+from pipeline.tools.backtest.columnar import MappedFrame, map_frame
 from pipeline.tools.backtest.convert import Mapped
-from pipeline.tools.backtest.input import transactions
+from pipeline.tools.backtest.frame import RowsFrame
 from pipeline.tools.backtest.mapping import ColumnMapping
 from pipeline.tools.backtest.refusals import Refusals
 from pipeline.tools.backtest.report import BacktestResult, ScoredTransaction, summarise
@@ -34,8 +37,13 @@ Prepared = tuple[float, dict[str, Any], bool, str | None]
 """(event time, transaction, is fraud, fraud type)"""
 
 
-def prepare(mapped: Iterable[Mapped]) -> list[Prepared]:
-    """Mapped transactions with their event times, in event-time order."""
+def prepare(mapped: Iterable[Mapped] | MappedFrame) -> list[Prepared]:
+    """Mapped transactions with their event times, in event-time order (a stable sort: equal
+    times keep their file order)."""
+    if isinstance(mapped, MappedFrame):  # the times are known: one stable sort of an array
+        order = np.argsort(np.asarray(mapped.at, dtype=np.float64), kind="stable").tolist()
+        at, txns, frauds, kinds = mapped.at, mapped.txns, mapped.is_fraud, mapped.fraud_types
+        return [(at[i], txns[i], frauds[i], kinds[i]) for i in order]
     prepared = [(event_seconds(txn), txn, is_fraud, fraud_type) for txn, is_fraud, fraud_type in mapped]
     prepared.sort(key=lambda item: item[0])
     return prepared
@@ -53,7 +61,7 @@ def replay(
 ) -> BacktestResult:
     """Map ``rows`` to transactions (refused rows counted by reason), then ``replay_transactions``."""
     refusals = Refusals()
-    mapped = list(transactions(rows, column_map, refusals))
+    mapped = map_frame(RowsFrame(rows), column_map, refusals)
     return replay_transactions(
         mapped,
         detector,
@@ -66,7 +74,7 @@ def replay(
 
 
 def replay_transactions(
-    mapped: Iterable[Mapped],
+    mapped: Iterable[Mapped] | MappedFrame,
     detector: Detector,
     *,
     refused: Counter[str] | None = None,
@@ -103,13 +111,21 @@ def _replay(
     after the first label that falls due while it lasts. A label is never learnt before it is
     known."""
     states = InMemoryStates()
-    due: list[tuple[float, int, Example]] = []  # (known at, order, example): a heap
+    # (known at, order, scored, is fraud, fraud type): a heap. The example a label is learnt from
+    # is made when it falls due (its features are a row of its batch's matrix until then), so a
+    # label that never falls due in the replay costs nothing
+    due: list[tuple[float, int, Scored, bool, str | None]] = []
     start = 0
     while start < len(prepared):
         while due and due[0][0] <= prepared[start][0]:
             known: list[Example] = []
             while due and due[0][0] <= prepared[start][0]:
-                known.append(heapq.heappop(due)[2])
+                known_at, _, item, is_fraud, fraud_type = heapq.heappop(due)
+                txn = item.txn
+                keys = detector.entity_keys(txn)
+                known.append(
+                    Example(txn["transaction_id"], item.features, is_fraud, fraud_type, keys, known_at)
+                )
             learnt = detector.learn(known)
             detector.count_entity_labels(learnt.entity_labels, states.store_of)
         horizon = min(due[0][0] if due else float("inf"), prepared[start][0] + delay) + lag
@@ -118,16 +134,8 @@ def _replay(
             end += 1
         batch = prepared[start:end]
         decided = detector.process([(txn, at) for at, txn, _, _ in batch], states)
-        for order, ((at, txn, is_fraud, fraud_type), item) in enumerate(zip(batch, decided, strict=True)):
-            example = Example(
-                txn["transaction_id"],
-                item.features,
-                is_fraud,
-                fraud_type,
-                detector.entity_keys(txn),
-                at + delay,
-            )
-            heapq.heappush(due, (at + delay, start + order, example))
+        for order, ((at, _, is_fraud, fraud_type), item) in enumerate(zip(batch, decided, strict=True)):
+            heapq.heappush(due, (at + delay, start + order, item, is_fraud, fraud_type))
         start = end
         yield end, decided
 

@@ -1,0 +1,160 @@
+"""Columns as their distinct values and each row's index among them (``Enc``), and scans of a
+whole column's text at once: the columnar mapper's (columnar.py) tools."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from pipeline.tools.backtest.formats import may_hold_card_number
+from pipeline.tools.backtest.frame import ArrowFrame, Frame
+
+FAIL: Any = object()
+"""What a field's step gives for a value it leaves to the row mapper."""
+
+
+def guard(step: Callable[[Any], Any], value: Any) -> Any:
+    """``step(value)``, or FAIL if it raises: the row mapper refuses the value, or fails on it."""
+    try:
+        return step(value)
+    except Exception:
+        return FAIL
+
+
+class Enc:
+    """A column as its distinct values and, for each row, the index of its value among them."""
+
+    __slots__ = ("codes", "values")
+
+    def __init__(self, values: list[Any], codes: np.ndarray) -> None:
+        self.values, self.codes = values, codes
+
+    @classmethod
+    def of(cls, column: Sequence[Any]) -> Enc:
+        """Only text, integers, booleans and None are taken once per distinct value (and ``1`` and
+        ``True`` apart): equal values of other types may map apart (``0.0`` and ``-0.0``, equal
+        times in different zones, ``Decimal("1.0")`` and ``Decimal("1.00")``), so they stay one
+        per row, as do unhashable ones (a list in a JSON line)."""
+        count = len(column)
+        kinds = set(map(type, column))
+        if kinds <= _TEXT:
+            values = list(dict.fromkeys(column))
+            position = {value: i for i, value in enumerate(values)}
+            return cls(values, np.fromiter(map(position.__getitem__, column), np.intp, count))
+        if kinds <= _WHOLE:
+            keys = list(zip(map(type, column), column, strict=True))
+            typed = {key: i for i, key in enumerate(dict.fromkeys(keys))}
+            return cls(
+                [value for _, value in typed], np.fromiter(map(typed.__getitem__, keys), np.intp, count)
+            )
+        return cls(list(column), np.arange(count))
+
+    @classmethod
+    def of_frame(cls, frame: Frame, column: str) -> Enc:
+        """A column of ``frame``: Arrow's text columns encoded by Arrow."""
+        if isinstance(frame, ArrowFrame) and frame.has(column):
+            import pyarrow as pa
+
+            array = frame.table.column(column)
+            if pa.types.is_string(array.type) or pa.types.is_large_string(array.type):
+                encoded = array.combine_chunks().dictionary_encode()
+                values = encoded.dictionary.to_pylist()
+                indices = encoded.indices
+                if indices.null_count:
+                    indices = indices.fill_null(len(values))
+                    values.append(None)
+                return cls(values, indices.to_numpy().astype(np.intp))
+        return cls.of(frame.column(column))
+
+    def map(self, step: Callable[[Any], Any]) -> Enc:
+        return Enc([step(value) for value in self.values], self.codes)
+
+    def flags(self, test: Callable[[Any], bool]) -> np.ndarray:
+        """``test`` of each row's value, as a boolean array."""
+        if not self.values:
+            return np.zeros(len(self.codes), dtype=bool)
+        return np.fromiter(map(test, self.values), bool, len(self.values))[self.codes]
+
+    def failed(self) -> np.ndarray | None:
+        """The rows whose value is ``FAIL``; None if none is."""
+        if not any(value is FAIL for value in self.values):
+            return None
+        return self.flags(lambda value: value is FAIL)
+
+    def rows(self) -> list[Any]:
+        """Each row's value."""
+        return _objects(self.values)[self.codes].tolist()
+
+
+def _objects(values: list[Any]) -> np.ndarray:
+    return np.fromiter(values, dtype=object, count=len(values))
+
+
+def pairs(first: Enc, second: Enc) -> Enc:
+    """The rows' (first value, second value), each distinct pair once."""
+    key = first.codes.astype(np.int64) * max(len(second.values), 1) + second.codes
+    unique, codes = np.unique(key, return_inverse=True)
+    size = max(len(second.values), 1)
+    values = [(first.values[k // size], second.values[k % size]) for k in unique.tolist()]
+    return Enc(values, codes.reshape(-1))
+
+
+_TEXT = {str, type(None)}
+_WHOLE = {str, type(None), int, bool}
+_PLAIN_IDS = re.compile(r"(?:[A-Za-z0-9_.:-]{1,64}\n)*")
+
+
+def joined_text(values: Sequence[Any]) -> str | None:
+    """The values joined by newlines when they are all text without one, else None."""
+    try:
+        text = "\n".join(values)
+    except TypeError:
+        return None
+    return text if text.count("\n") == len(values) - 1 else None
+
+
+def plain_ids(values: Sequence[Any]) -> bool:
+    """Whether every value is text the row mapper keeps as it is, as read and as an id: of the
+    id pattern (so without surrounding space) and holding no card number. One scan of the joined
+    values: a run of digits, spaces and dashes never crosses a newline."""
+    text = joined_text(values)
+    return (
+        text is not None
+        and bool(values)
+        and _PLAIN_IDS.fullmatch(text + "\n") is not None
+        and not _card_digits(text)
+    )
+
+
+def _card_digits(text: str) -> bool:
+    """``may_hold_card_number(text)`` (13 digits, each pair at most one space or dash apart), over
+    a whole column's text at once: for ASCII text with numpy, which the regular expression is not."""
+    if not text.isascii():
+        return may_hold_card_number(text)
+    data = np.frombuffer(text.encode("ascii"), dtype=np.uint8)
+    digits = np.flatnonzero((data >= 48) & (data <= 57))
+    if len(digits) < 13:
+        return False
+    gaps = np.diff(digits)
+    separator = (data == 32) | (data == 45)
+    joined = (gaps == 1) | ((gaps == 2) & separator[digits[:-1] + 1])
+    breaks = np.flatnonzero(~joined)
+    runs = np.diff(np.concatenate(([-1], breaks, [len(joined)]))) - 1
+    return bool(runs.max() >= 12)
+
+
+def present(value: Any) -> Any:
+    return FAIL if value is None else value
+
+
+def plain_text(values: list[Any]) -> bool:
+    """Whether each value is None or text that ``Converter.get`` keeps as it is (not empty, no
+    space around it)."""
+    return all(
+        value is None
+        or (value.__class__ is str and value and not value[0].isspace() and not value[-1].isspace())
+        for value in values
+    )
