@@ -36,6 +36,7 @@ from pipeline.tools.backtest.encoded import (
     pairs,
     plain_ids,
     plain_text,
+    plain_tokens,
     present,
 )
 from pipeline.tools.backtest.formats import parse_amount, parse_flag, text_of
@@ -204,7 +205,11 @@ class _Columns:
                 return FAIL
             return tokeniser.token(source if source.__class__ is str else text_of(source))
 
-        tokens = self.take(pair.map(lambda value: guard(token, value)))
+        sources = [card if card is not None else customer for card, customer in pair.values]
+        if plain_tokens(sources):  # every card is a token already (and every row has a card)
+            tokens = pair.map(lambda value: (value[0] if value[0] is not None else value[1], False))
+        else:
+            tokens = self.take(pair.map(lambda value: guard(token, value)))
         tokens = tokens.map(lambda item: ("tok_none", False) if item is FAIL else item)
         if any(known for _, known in tokens.values):
             self.note(observed.tokenised, "card_token", tokens.flags(lambda item: item[1]))

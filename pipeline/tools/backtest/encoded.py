@@ -34,17 +34,21 @@ class Enc:
 
     @classmethod
     def of(cls, column: Sequence[Any]) -> Enc:
-        """Only text, integers, booleans and None are taken once per distinct value (and ``1`` and
-        ``True`` apart): equal values of other types may map apart (``0.0`` and ``-0.0``, equal
-        times in different zones, ``Decimal("1.0")`` and ``Decimal("1.00")``), so they stay one
-        per row, as do unhashable ones (a list in a JSON line)."""
+        """Only text, integers, booleans, floats and None are taken once per distinct value, and
+        values of different types apart (``1``, ``1.0`` and ``True``); floats only when no ``-0.0``
+        is among them (it equals ``0.0`` and maps apart). Equal values of other types may map
+        apart (equal times in different zones, ``Decimal("1.0")`` and ``Decimal("1.00")``), so
+        they stay one per row, as do unhashable ones (a list in a JSON line)."""
         count = len(column)
         kinds = set(map(type, column))
         if kinds <= _TEXT:
+            encoded = _arrow_encoded(column)
+            if encoded is not None:
+                return encoded
             values = list(dict.fromkeys(column))
             position = {value: i for i, value in enumerate(values)}
             return cls(values, np.fromiter(map(position.__getitem__, column), np.intp, count))
-        if kinds <= _WHOLE:
+        if kinds <= _WHOLE or (kinds <= _NUMBERS and not _negative_zero(column)):
             keys = list(zip(map(type, column), column, strict=True))
             typed = {key: i for i, key in enumerate(dict.fromkeys(keys))}
             return cls(
@@ -60,13 +64,7 @@ class Enc:
 
             array = frame.table.column(column)
             if pa.types.is_string(array.type) or pa.types.is_large_string(array.type):
-                encoded = array.combine_chunks().dictionary_encode()
-                values = encoded.dictionary.to_pylist()
-                indices = encoded.indices
-                if indices.null_count:
-                    indices = indices.fill_null(len(values))
-                    values.append(None)
-                return cls(values, indices.to_numpy().astype(np.intp))
+                return _dictionary(array.combine_chunks())
         return cls.of(frame.column(column))
 
     def map(self, step: Callable[[Any], Any]) -> Enc:
@@ -104,7 +102,36 @@ def pairs(first: Enc, second: Enc) -> Enc:
 
 _TEXT = {str, type(None)}
 _WHOLE = {str, type(None), int, bool}
+_NUMBERS = {str, type(None), int, bool, float}
+
+
+def _negative_zero(column: Sequence[Any]) -> bool:
+    return 0.0 in column and any(v.__class__ is float and v == 0.0 and str(v)[0] == "-" for v in column)
+
+
+def _dictionary(array: Any) -> Enc:
+    """An Arrow text array as an Enc (Arrow finds the distinct values)."""
+    encoded = array.dictionary_encode()
+    values = encoded.dictionary.to_pylist()
+    indices = encoded.indices
+    if indices.null_count:
+        indices = indices.fill_null(len(values))
+        values.append(None)
+    return Enc(values, indices.to_numpy().astype(np.intp))
+
+
+def _arrow_encoded(column: Sequence[Any]) -> Enc | None:
+    """A column of text and None, encoded by Arrow; None if Arrow cannot hold its text."""
+    import pyarrow as pa
+
+    try:
+        return _dictionary(pa.array(column, type=pa.string()))
+    except (pa.ArrowException, UnicodeError):  # a lone surrogate, say
+        return None
+
+
 _PLAIN_IDS = re.compile(r"(?:[A-Za-z0-9_.:-]{1,64}\n)*")
+_PLAIN_TOKENS = re.compile(r"(?:tok_[A-Za-z0-9]{8,64}\n)*")
 
 
 def joined_text(values: Sequence[Any]) -> str | None:
@@ -129,21 +156,34 @@ def plain_ids(values: Sequence[Any]) -> bool:
     )
 
 
-def _card_digits(text: str) -> bool:
-    """``may_hold_card_number(text)`` (13 digits, each pair at most one space or dash apart), over
-    a whole column's text at once: for ASCII text with numpy, which the regular expression is not."""
+def _card_digits(text: str, shortest: int = 13) -> bool:
+    """``may_hold_card_number(text, shortest)`` (``shortest`` digits, each pair at most one space or
+    dash apart), over a whole column's text at once: for ASCII text with numpy, which the regular
+    expression is not."""
     if not text.isascii():
-        return may_hold_card_number(text)
+        return may_hold_card_number(text, shortest)
     data = np.frombuffer(text.encode("ascii"), dtype=np.uint8)
     digits = np.flatnonzero((data >= 48) & (data <= 57))
-    if len(digits) < 13:
+    if len(digits) < shortest:
         return False
     gaps = np.diff(digits)
     separator = (data == 32) | (data == 45)
     joined = (gaps == 1) | ((gaps == 2) & separator[digits[:-1] + 1])
     breaks = np.flatnonzero(~joined)
     runs = np.diff(np.concatenate(([-1], breaks, [len(joined)]))) - 1
-    return bool(runs.max() >= 12)
+    return bool(runs.max() >= shortest - 1)
+
+
+def plain_tokens(values: Sequence[Any]) -> bool:
+    """Whether every value is text ``CardTokeniser.token`` keeps as it is: a token (``tok_`` and 8-64
+    letters and digits) without the 11 digits in a row of a card number."""
+    text = joined_text(values)
+    return (
+        text is not None
+        and bool(values)
+        and _PLAIN_TOKENS.fullmatch(text + "\n") is not None
+        and not _card_digits(text, 11)
+    )
 
 
 def present(value: Any) -> Any:
@@ -152,9 +192,17 @@ def present(value: Any) -> Any:
 
 def plain_text(values: list[Any]) -> bool:
     """Whether each value is None or text that ``Converter.get`` keeps as it is (not empty, no
-    space around it)."""
+    space around it). Text without newlines is scanned joined, at once."""
+    present = [value for value in values if value is not None]
+    text = joined_text(present)
+    if text is not None:
+        return not present or _EDGE_SPACE.search(text) is None
     return all(
-        value is None
-        or (value.__class__ is str and value and not value[0].isspace() and not value[-1].isspace())
-        for value in values
+        value.__class__ is str and value and not value[0].isspace() and not value[-1].isspace()
+        for value in present
     )
+
+
+_EDGE_SPACE = re.compile(r"(?:\A|\n)(?:\s|\Z)|\s(?:\n|\Z)")
+r"""In values joined by newlines (none within them): an empty value, or one starting or ending with
+white space (``\s`` is ``str.isspace``)."""

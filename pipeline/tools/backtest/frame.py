@@ -10,9 +10,11 @@ mapper."""
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import gzip
 import itertools
+import operator
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -48,15 +50,24 @@ class RowsFrame(Frame):
         self.irregular = frozenset(i for i, row in enumerate(self.rows) if not isinstance(row, Mapping))
         self._keys: set[str] | None = None
         self._dicts = all(row.__class__ is dict for row in self.rows)
+        self._columns: dict[str, Sequence[Any]] | None = None
 
-    def column(self, name: str) -> list[Any]:
+    def column(self, name: str) -> Sequence[Any]:
         if self.irregular:
             return [row.get(name) if isinstance(row, Mapping) else None for row in self.rows]
-        return (
-            list(map(dict.get, self.rows, itertools.repeat(name)))
-            if self._dicts
-            else [row.get(name) for row in self.rows]
-        )
+        if not self._dicts:
+            return [row.get(name) for row in self.rows]
+        if self._columns is None:  # every key of the first row at once, if every row has them
+            self._columns = {}
+            names = list(self.rows[0]) if self.rows else []
+            if len(names) > 1:
+                with contextlib.suppress(KeyError):
+                    cells = zip(*map(operator.itemgetter(*names), self.rows), strict=True)
+                    self._columns = dict(zip(names, cells, strict=True))
+        column = self._columns.get(name)
+        if column is not None:
+            return column
+        return list(map(dict.get, self.rows, itertools.repeat(name)))
 
     def row(self, index: int) -> Mapping[str, Any]:
         return self.rows[index]

@@ -9,9 +9,8 @@ an HTML report with charts, and optionally every transaction's score to a CSV fi
 
 from __future__ import annotations
 
-import heapq
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -90,7 +89,7 @@ def replay_transactions(
     kept: list[Features] = []
     for done, decided in _replay(prepared, detector, label_delay_days * 86400):
         first = done - len(decided)
-        scored.extend(_row(item, prepared[first + i]) for i, item in enumerate(decided))
+        scored.extend(map(_row, decided, prepared[first:done]))
         if keep_features:
             kept.extend(item.features for item in decided)
         if progress and done // 20_000 > (done - len(decided)) // 20_000:
@@ -111,31 +110,44 @@ def _replay(
     after the first label that falls due while it lasts. A label is never learnt before it is
     known."""
     states = InMemoryStates()
-    # (known at, order, scored, is fraud, fraud type): a heap. The example a label is learnt from
-    # is made when it falls due (its features are a row of its batch's matrix until then), so a
-    # label that never falls due in the replay costs nothing
-    due: list[tuple[float, int, Scored, bool, str | None]] = []
+    # The labels not yet known, as the batches they were scored in: [next, known at, batch,
+    # decided] each. Prepared in event-time order, they fall due in the order they were scored
+    # (``at + delay`` never decreases as ``at`` grows), so a queue of batches is the heap of
+    # labels it was. The example a label is learnt from is made when it falls due (its features are
+    # a row of its batch's matrix until then): a label that never falls due costs nothing.
+    due: deque[list[Any]] = deque()
     start = 0
     while start < len(prepared):
-        while due and due[0][0] <= prepared[start][0]:
-            known: list[Example] = []
-            while due and due[0][0] <= prepared[start][0]:
-                known_at, _, item, is_fraud, fraud_type = heapq.heappop(due)
-                txn = item.txn
+        now = prepared[start][0]
+        known: list[Example] = []
+        while due:
+            entry = due[0]
+            position, known_at, batch, decided = entry
+            while position < len(known_at) and known_at[position] <= now:
+                _, txn, is_fraud, fraud_type = batch[position]
+                features = decided[position].features
                 keys = detector.entity_keys(txn)
                 known.append(
-                    Example(txn["transaction_id"], item.features, is_fraud, fraud_type, keys, known_at)
+                    Example(txn["transaction_id"], features, is_fraud, fraud_type, keys, known_at[position])
                 )
+                position += 1
+            entry[0] = position
+            if position < len(known_at):
+                break
+            due.popleft()
+        if known:
             learnt = detector.learn(known)
             detector.count_entity_labels(learnt.entity_labels, states.store_of)
-        horizon = min(due[0][0] if due else float("inf"), prepared[start][0] + delay) + lag
+        head = due[0][1][due[0][0]] if due else float("inf")
+        horizon = min(head, now + delay) + lag
         end = start + 1
         while end < len(prepared) and end - start < BATCH and prepared[end][0] < horizon:
             end += 1
         batch = prepared[start:end]
         decided = detector.process([(txn, at) for at, txn, _, _ in batch], states)
-        for order, ((at, _, is_fraud, fraud_type), item) in enumerate(zip(batch, decided, strict=True)):
-            heapq.heappush(due, (at + delay, start + order, item, is_fraud, fraud_type))
+        if len(decided) != len(batch):
+            raise RuntimeError(f"the detector decided {len(decided)} of {len(batch)} transactions")
+        due.append([0, [at + delay for at, _, _, _ in batch], batch, decided])
         start = end
         yield end, decided
 
