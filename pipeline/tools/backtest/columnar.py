@@ -20,11 +20,10 @@ from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
-import fastjsonschema
 import numpy as np
 
 from pipeline.config import FRAUD_TYPES
-from pipeline.contracts.json_schemas import load_schema, validator
+from pipeline.contracts.json_schemas import validator
 from pipeline.detection.features import event_seconds
 from pipeline.detection.vocabulary import parse_timestamp
 from pipeline.tools.backtest.convert import _CODES, Converter, Observed, id_of
@@ -39,6 +38,7 @@ from pipeline.tools.backtest.encoded import (
     plain_tokens,
     present,
 )
+from pipeline.tools.backtest.fieldschema import ACROSS, all_match, valid_for
 from pipeline.tools.backtest.formats import parse_amount, parse_flag, text_of
 from pipeline.tools.backtest.frame import Frame
 from pipeline.tools.backtest.input import as_mapping, map_row
@@ -54,23 +54,6 @@ _CONTRACT_TIME = re.compile(
 the row mapper keeps it as written, and when Python reads it the schema's date-time accepts it."""
 _CONTRACT_TIMES = re.compile(f"(?:{_CONTRACT_TIME.pattern}\n)*")
 _WITH_OFFSET = "ISO 8601 with offset"
-
-_SCHEMA = load_schema("transaction")
-_PROPERTY = {name: fastjsonschema.compile(sub) for name, sub in _SCHEMA["properties"].items()}
-_ACROSS = fastjsonschema.compile({"allOf": _SCHEMA["allOf"]})
-
-
-def _valid(name: str) -> Callable[[Any], bool]:
-    check = _PROPERTY[name]
-
-    def valid(value: Any) -> bool:
-        try:
-            check(value)
-        except fastjsonschema.JsonSchemaException:
-            return False
-        return True
-
-    return valid
 
 
 class _Columns:
@@ -142,7 +125,9 @@ class _Columns:
 
     def checked(self, name: str, enc: Enc) -> Enc:
         """``enc``, the rows whose value the schema's ``name`` refuses marked bad."""
-        valid = _valid(name)
+        if all_match(name, enc.values):
+            return enc
+        valid = valid_for(name)
         if not all(valid(value) for value in enc.values):
             self.fail(enc.flags(lambda value: not valid(value)))
         return enc
@@ -166,7 +151,7 @@ class _Columns:
     def event_times(self) -> tuple[Enc, Enc]:
         reader, joined = self.converter.time, len(self.converter.columns["event_time"]) == 2
         contract = not joined and reader.fmt is None and reader.unit in ("auto", "iso")
-        valid = _valid("event_time")
+        valid = valid_for("event_time")
         got = self.take(self.got("event_time").map(present))
         if contract and _CONTRACT_TIMES.fullmatch((joined_text(got.values) or "x") + "\n"):
             try:  # every time as the contract writes it: kept as it is (the common case)
@@ -320,7 +305,7 @@ def _columns(
     fraud_types = pairs(frauds, kinds).map(lambda p: p[1] if p[0] is True and p[1] in FRAUD_TYPES else None)
     # the rule across fields (a digital channel needs a device and an IP), once per combination
     across = pairs(pairs(codes[2], devices), ips).map(
-        lambda p: guard(_ACROSS, {"channel": p[0][0], "device_id": p[0][1], "ip_address": p[1]})
+        lambda p: guard(ACROSS, {"channel": p[0][0], "device_id": p[0][1], "ip_address": p[1]})
     )
     cols.take(across)
     columns = (ids, times, cards, customers, merchants, terminals, *codes, card_country, amounts, ages)
