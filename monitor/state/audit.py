@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from monitor.formatting import shorten_token
+from monitor import formatting  # a module: monitor.formatting imports monitor.state too
 from monitor.state.records import AddResult, InvalidRecordError, VersionedStore, record_time
 from pipeline.contracts.json_schemas import SchemaViolation, validator
 
@@ -98,7 +98,7 @@ _SHOWN_FIELDS = {
 
 def masked(text: str) -> str:
     """``text`` with every card token shortened."""
-    return _TOKEN.sub(lambda m: shorten_token(m.group(0)), text)
+    return _TOKEN.sub(lambda m: formatting.shorten_token(m.group(0)), text)
 
 
 def describe(kind: str, value: Mapping[str, Any] | None) -> str:
