@@ -26,7 +26,7 @@ from monitor.users import Accounts
 from monitor.views.alert_detail import Publish
 from monitor.views.headline import STALE_AFTER_SECONDS
 from monitor.views.lists import PublishList
-from monitor.views.page import TITLE, build_layout, register_callbacks
+from monitor.views.page import TITLE, build_layout, register_callbacks, validation_layout
 from pipeline.config import FRAUD_TYPE_NAMES, Settings
 
 READYZ_PATH = "/readyz"
@@ -64,6 +64,7 @@ def create_app(
         publish = LabelPublisher(settings).publish
     app = Dash(__name__, title=TITLE, update_title=None)
     app.layout = build_layout(settings)
+    app.validation_layout = validation_layout(settings)  # the model-health page's components too
     install_login(
         app.server,
         settings,

@@ -5,7 +5,11 @@
 * the champion and challengers of each worker's latest report, with their recent average
   precision and precision at the review threshold (computed by the worker from labels,
   pipeline/detection/health.py);
-* the generations and promotions on a timeline (each change of a worker's champion);
+* the generations and promotions on a timeline (each change of a worker's champion or generation),
+  placed at the time of the report that first shows it, the report's own ``at`` (never when the
+  monitor read it): a promotion happened within that report's interval (``interval.since`` to
+  ``at``), at the label count its ``promotions`` entry gives; ``model_health.v1`` has no time of
+  promotion;
 * the score distribution by outcome (fraud, legitimate, no label yet) of the decided transactions
   (``monitor.state.scored``);
 * the live alert precision from analysts' verdicts.
@@ -22,7 +26,7 @@ from typing import Any
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from monitor.state.model_health import HealthPoint
+from monitor.state.model_health import HealthPoint, Promotion
 from monitor.state.scored import Sample
 from monitor.state.verdicts import Verdict
 from pipeline.detection.health import DELAY_BOUNDS_HOURS
@@ -80,6 +84,39 @@ def generation_changes(points: Iterable[HealthPoint]) -> list[HealthPoint]:
             changes.append(point)
             last[point.worker] = now
     return changes
+
+
+def latest_points(points: Iterable[HealthPoint]) -> dict[str, HealthPoint]:
+    """Each worker's newest point."""
+    latest: dict[str, HealthPoint] = {}
+    for point in points:
+        if point.worker not in latest or latest[point.worker].at < point.at:
+            latest[point.worker] = point
+    return latest
+
+
+def promotion_in(point: HealthPoint) -> Promotion | None:
+    """The promotion made within ``point``'s interval: the newest of its report's promotions whose
+    label count falls among the labels learnt since the previous report; None if none did."""
+    first = point.labels_learnt - point.interval_labels
+    return next((p for p in reversed(point.promotions) if first < p.at_label <= point.labels_learnt), None)
+
+
+def _clock(seconds: float) -> str:
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def generation_text(point: HealthPoint) -> str:
+    """What the timeline says of a change: the champion and generation as of the report, and for a
+    promotion the interval it happened in (the report has no time of promotion)."""
+    text = f"{point.champion}, generation {point.generation}, after {point.labels_learnt:,} labels"
+    promotion = promotion_in(point)
+    if promotion is None:
+        return f"{text}; reported {_clock(point.at)} UTC"
+    return (
+        f"{text}; promoted at label {promotion.at_label:,} ({promotion.champion} beat {promotion.beaten}) "
+        f"between {_clock(point.since)} and {_clock(point.at)} UTC"
+    )
 
 
 def score_histogram(sample: Sample, bins: int = SCORE_BINS) -> dict[str, list[int]]:
@@ -178,9 +215,13 @@ def health_figure(
     delays: list[int],
     changes: list[HealthPoint],
     scores: dict[str, list[int]],
+    window: tuple[float, float] | None = None,
+    ends: Mapping[str, HealthPoint] | None = None,
 ) -> go.Figure:
-    """Four charts: labels learnt per hour, label delays, generations, and the model score's
-    distribution within each outcome (the share of its transactions per bin)."""
+    """Four charts: labels learnt per hour, label delays, generations (over ``window``, seconds,
+    when given; each worker's line drawn on to its report in ``ends``, its latest), and the model
+    score's distribution within each outcome (the share of its transactions per bin)."""
+    ends = ends or {}
     figure = make_subplots(
         rows=2,
         cols=2,
@@ -205,15 +246,16 @@ def health_figure(
     )
     for worker in sorted({p.worker for p in changes}):
         mine = [p for p in changes if p.worker == worker]
+        end = ends.get(worker)
+        extra = [end] if end is not None and end.at > mine[-1].at else []  # the line goes on to now
         figure.add_scatter(
-            x=[datetime.fromtimestamp(p.at, UTC) for p in mine],
-            y=[p.generation for p in mine],
-            text=[p.champion for p in mine],
-            hovertext=[
-                f"{p.champion}, generation {p.generation}, after {p.labels_learnt:,} labels" for p in mine
-            ],
+            x=[datetime.fromtimestamp(p.at, UTC) for p in mine + extra],
+            y=[p.generation for p in mine + extra],
+            text=[p.champion for p in mine] + [""] * len(extra),
+            hovertext=[generation_text(p) for p in mine + extra],
             mode="lines+markers+text",
-            textposition=["top right"] * (len(mine) - 1) + ["top left"],
+            marker_size=[8] * len(mine) + [0] * len(extra),
+            textposition=["top right"] * (len(mine) - 1) + ["top left"] + ["top left"] * len(extra),
             line_shape="hv",
             name=f"generation, {worker}",
             row=2,
@@ -231,5 +273,7 @@ def health_figure(
         )  # fmt: skip
     figure.update_layout(barmode="stack", height=620, margin={"l": 40, "r": 10, "t": 40, "b": 30})
     figure.update_xaxes(range=[0, 1], title_text="model score", row=2, col=2)
+    if window is not None:
+        figure.update_xaxes(range=[datetime.fromtimestamp(t, UTC) for t in window], row=2, col=1)
     figure.update_yaxes(tickformat=".0%", title_text="share of the outcome", row=2, col=2)
     return figure

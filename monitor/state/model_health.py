@@ -29,6 +29,20 @@ class HealthPoint:
     interval_labels: int
     interval_frauds: int
     delay_counts: tuple[int, ...]
+    since: float = 0.0
+    """The report's ``interval.since``: the worker's previous report (or its start), in seconds."""
+    promotions: tuple[Promotion, ...] = ()
+    """The report's newest promotions, oldest first."""
+
+
+@dataclass(frozen=True, slots=True)
+class Promotion:
+    """A promotion as a report lists it: the label count at which ``champion`` beat ``beaten``.
+    The report carries no time of its own for it (``model_health.v1``)."""
+
+    at_label: int
+    champion: str
+    beaten: str
 
 
 class ModelHealthStore(VersionedStore):
@@ -56,6 +70,8 @@ class ModelHealthStore(VersionedStore):
         point = HealthPoint(
             record["worker"], at, record["labels_learnt"], record["generation"], champion,
             interval["labels"], interval["frauds"], tuple(interval["delay_counts"]),
+            record_time(interval["since"], "interval.since").timestamp(),
+            tuple(Promotion(p["at_label"], p["champion"], p["beaten"]) for p in record["promotions"]),
         )  # fmt: skip
         with self._lock:
             if (point.worker, at) in self._seen:

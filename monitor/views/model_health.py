@@ -1,4 +1,4 @@
-"""The monitor's "Model health" section: is the model learning, and how precise has it been?
+"""The monitor's "Model health" page (``HEALTH_PATH``): is the model learning, and how precise has it been?
 
 A summary line (each worker's champion, generation and labels learnt, labels learnt in the last
 hour, the live alert precision from analysts' verdicts), a table of each worker's champion and
@@ -6,7 +6,10 @@ challengers with their recent average precision and precision at the review thre
 the worker from labels), and four charts: labels learnt per hour, label delays, generations and
 promotions over time, and the model score by outcome. The figures are in ``monitor.model_health``
 (pure); the reports come from the workers (``<app id>-model-health``, ``monitor.state.model_health``).
-The section only reads: nothing in it changes anything.
+The page only reads: nothing in it changes anything. Its components exist only while the page is
+shown (``monitor.views.page`` puts them in when the URL's path is ``HEALTH_PATH``), with an interval
+of their own: the dashboard's sections do not compute these figures, and this page does not refresh
+theirs.
 """
 
 from __future__ import annotations
@@ -25,14 +28,18 @@ from monitor.model_health import (
     generation_changes,
     health_figure,
     labels_per_hour,
+    latest_points,
     score_histogram,
     summary,
     verdict_precision,
 )
 from monitor.state import MonitorState
-from monitor.views.shared import CELL_STYLE, REFRESH_ID
+from monitor.views.shared import CELL_STYLE, REFRESH_MS
 
+HEALTH_PATH = "/model-health"
+"""The page's URL path."""
 HEALTH_SECTION_ID = "model-health-section"
+HEALTH_REFRESH_ID = "model-health-refresh"
 HEALTH_SUMMARY_ID = "model-health-summary"
 HEALTH_TABLE_ID = "model-health-table"
 HEALTH_GRAPH_ID = "model-health-graph"
@@ -80,13 +87,15 @@ def health_view(state: MonitorState, now: float) -> HealthView:
         delay_distribution(recent),
         generation_changes(all_points),
         score_histogram(state.scored.sample(since)),
+        window=(since, now),
+        ends=latest_points(all_points),
     )
     table = contenders_table(contender_rows(state.model_health.latest()))
     return HealthView(health_summary(state, now), table, figure)
 
 
-def health_section() -> html.Div:
-    """The section's components (filled by the callback)."""
+def health_page() -> html.Div:
+    """The page's components (filled by the callback)."""
     return html.Div(
         [
             html.H2("Model health", style={"fontSize": "18px"}),
@@ -100,21 +109,22 @@ def health_section() -> html.Div:
             html.Div(id=HEALTH_TABLE_ID),
             dcc.Graph(id=HEALTH_GRAPH_ID, figure=go.Figure()),
             dcc.Store(id=HEALTH_RENDERED_ID),
+            dcc.Interval(id=HEALTH_REFRESH_ID, interval=REFRESH_MS),
         ],
         id=HEALTH_SECTION_ID,
-        style={"borderTop": "1px solid #ddd", "marginTop": "16px", "paddingTop": "8px"},
     )
 
 
 def register_health_callbacks(app: Dash, state: MonitorState) -> None:
-    """Refresh the section with the page; the table and charts only when a store changed."""
+    """Refresh the page every ``REFRESH_MS`` while it is shown; the table and charts only when a
+    store changed."""
 
     @app.callback(
         Output(HEALTH_SUMMARY_ID, "children"),
         Output(HEALTH_TABLE_ID, "children"),
         Output(HEALTH_GRAPH_ID, "figure"),
         Output(HEALTH_RENDERED_ID, "data"),
-        Input(REFRESH_ID, "n_intervals"),
+        Input(HEALTH_REFRESH_ID, "n_intervals"),
         State(HEALTH_RENDERED_ID, "data"),
     )
     def _refresh(_n: int | None, rendered: Any) -> tuple[Any, ...]:

@@ -1,6 +1,10 @@
-"""The page: the sections put together, and what spans sections (the URL, the header).
+"""The pages: the sections put together, and what spans sections (the URL, the header).
 
-The URL keeps the chart's fraud type and the time range (a shared link opens the same view); the
+Two pages share the header (toolbar, title, navigation): the dashboard at ``/`` (any other path
+too) and the model health at ``/model-health`` (``model_health.HEALTH_PATH``). The URL's path
+chooses (``route``): on the model-health page the dashboard's sections are hidden and their refresh
+stops, and the model-health components are put in only while that page is shown.
+The URL's query keeps the chart's fraud type and the time range (a shared link opens the same view); the
 header callback fills in who is signed in (the toolbar) and why the verdict buttons are off (the
 detail panel). ``register_callbacks`` wires every section.
 """
@@ -43,39 +47,43 @@ from monitor.views.shared import (
 from pipeline.config import Settings
 
 TITLE = "Fraud Detection Dashboard"
+MAIN_PAGE_ID = "main-page"
+"""The dashboard's sections (hidden on the other pages)."""
+HEALTH_PAGE_ID = "model-health-page"
+"""Where the model-health page's components go when its URL is open."""
+NAV_ID = "nav"
+DASHBOARD_PATH = "/"
+NAV_LINKS = (("Dashboard", DASHBOARD_PATH), ("Model health", model_health.HEALTH_PATH))
 URL_TYPE_PARAM = "type"
 URL_RANGE_PARAM = "range"
 URL_FROM_PARAM = "from"
 URL_TO_PARAM = "to"
 
 
+def _link_id(path: str) -> str:
+    return f"nav-{path.strip('/') or 'dashboard'}"
+
+
+def navigation() -> html.Nav:
+    """Links to the pages (in the browser: no reload, the router shows the page)."""
+    return html.Nav(
+        [dcc.Link(name, href=path, id=_link_id(path)) for name, path in NAV_LINKS],
+        id=NAV_ID,
+        style={"display": "flex", "gap": "16px", "fontSize": "14px", "marginBottom": "8px"},
+    )
+
+
 def build_layout(settings: Settings) -> html.Div:
-    """The whole page; the callbacks fill it in on every ``refresh`` tick."""
+    """Both pages (the model-health page's components are put in by the router); the callbacks fill
+    the dashboard in on every ``refresh`` tick."""
     return html.Div(
         [
             dcc.Location(id=URL_ID, refresh=False),
             toolbar.toolbar(),
             html.H1(TITLE),
-            headline.headline_row(),
-            *rates.type_chooser(),
-            time_range.range_selector(),
-            rates.rate_graph(),
-            *at_risk.at_risk_section(),
-            *alert_queue.queue_heading(),
-            html.Div(
-                [alert_queue.queue_table(), alert_detail.detail_panel()],
-                style={"display": "flex", "gap": "16px", "flexWrap": "wrap"},
-            ),
-            html.P(
-                f"Reading topics {settings.topic_decisions!r}, {settings.topic_alerts!r} and "
-                f"{settings.topic_labels!r} from {settings.bootstrap_servers}; "
-                f"history {settings.monitor_history_minutes} min. Verdicts go to {settings.topic_labels!r}.",
-                style={"fontSize": "11px", "color": "#888"},
-            ),
-            lists.lists_section(),
-            rule_whatif.whatif_section(),
-            model_health.health_section(),
-            audit.audit_section(),
+            navigation(),
+            html.Div(_dashboard(settings), id=MAIN_PAGE_ID),
+            html.Div(id=HEALTH_PAGE_ID),
             dcc.Interval(id=REFRESH_ID, interval=REFRESH_MS),
             dcc.Store(id=rates.GRAPH_RENDERED_ID),
             dcc.Store(id=alert_queue.ALERTS_RENDERED_ID),
@@ -90,6 +98,57 @@ def build_layout(settings: Settings) -> html.Div:
         className="theme-light",
         style={"fontFamily": "sans-serif", "padding": "16px", "minHeight": "100vh"},
     )
+
+
+def validation_layout(settings: Settings) -> html.Div:
+    """Every component any page may show, for Dash's check of the callbacks."""
+    return html.Div([build_layout(settings), model_health.health_page()])
+
+
+def _dashboard(settings: Settings) -> list[Any]:
+    """The dashboard's sections."""
+    return [
+        headline.headline_row(),
+        *rates.type_chooser(),
+        time_range.range_selector(),
+        rates.rate_graph(),
+        *at_risk.at_risk_section(),
+        *alert_queue.queue_heading(),
+        html.Div(
+            [alert_queue.queue_table(), alert_detail.detail_panel()],
+            style={"display": "flex", "gap": "16px", "flexWrap": "wrap"},
+        ),
+        html.P(
+            f"Reading topics {settings.topic_decisions!r}, {settings.topic_alerts!r} and "
+            f"{settings.topic_labels!r} from {settings.bootstrap_servers}; "
+            f"history {settings.monitor_history_minutes} min. Verdicts go to {settings.topic_labels!r}.",
+            style={"fontSize": "11px", "color": "#888"},
+        ),
+        lists.lists_section(),
+        rule_whatif.whatif_section(),
+        audit.audit_section(),
+    ]
+
+
+# --- the router ------------------------------------------------------------------------------------
+CURRENT_LINK_STYLE = {"fontWeight": "bold", "textDecoration": "none", "color": "inherit"}
+
+
+class Route(NamedTuple):
+    """What a URL path shows: the dashboard's style, the model-health page's components, whether
+    the dashboard's refresh is off, and the navigation links' styles (the current page's bold)."""
+
+    dashboard_style: dict[str, str]
+    health_page: Any
+    refresh_disabled: bool
+    link_styles: tuple[dict[str, str], ...]
+
+
+def route(pathname: str | None) -> Route:
+    """The model-health page at ``HEALTH_PATH`` (a trailing slash too), the dashboard elsewhere."""
+    if (pathname or "").rstrip("/") == model_health.HEALTH_PATH:
+        return Route({"display": "none"}, model_health.health_page(), True, ({}, CURRENT_LINK_STYLE))
+    return Route({}, None, False, (CURRENT_LINK_STYLE, {}))
 
 
 # --- the header ------------------------------------------------------------------------------------
@@ -184,6 +243,7 @@ def register_callbacks(
     """Wire every section of the page to ``state`` (the lists section to ``lists_state``, the rule
     what-if to ``rules``)."""
     rates.register_rates_callbacks(app, state)
+    _register_router(app)
     _register_url_callback(app)
     headline.register_headline_callbacks(app, state, stale_after)
     alert_queue.register_alert_queue_callbacks(app, state)
@@ -199,6 +259,19 @@ def register_callbacks(
     rule_whatif.register_whatif_callbacks(app, state.scored, rules, url_id=URL_ID)
     model_health.register_health_callbacks(app, state)
     audit.register_audit_callbacks(app, state.audit)
+
+
+def _register_router(app: Dash) -> None:
+    @app.callback(
+        Output(MAIN_PAGE_ID, "style"),
+        Output(HEALTH_PAGE_ID, "children"),
+        Output(REFRESH_ID, "disabled"),
+        *(Output(_link_id(path), "style") for _, path in NAV_LINKS),
+        Input(URL_ID, "pathname"),
+    )
+    def _route(pathname: str | None) -> tuple[Any, ...]:
+        page, health, disabled, links = route(pathname)
+        return (page, health, disabled, *links)
 
 
 def _register_url_callback(app: Dash) -> None:

@@ -17,16 +17,19 @@ from monitor.model_health import (
     contender_rows,
     delay_distribution,
     generation_changes,
+    generation_text,
     labels_per_hour,
+    promotion_in,
     score_histogram,
     verdict_precision,
 )
 from monitor.state import MonitorState
-from monitor.state.model_health import ModelHealthStore
+from monitor.state.model_health import ModelHealthStore, Promotion
 from monitor.state.records import InvalidRecordError
 from monitor.state.scored import Sample, ScoredRow
 from monitor.state.verdicts import Verdict
 from monitor.views.model_health import health_view
+from monitor.views.page import route
 from pipeline.config import load_settings
 from pipeline.contracts.json_schemas import load_schema
 
@@ -42,11 +45,15 @@ def report(
     generation: int = 0,
     champion: str = "logistic",
     delays: list[int] | None = None,
+    labels_learnt: int = 12_000,
+    promotions: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """A model_health.v1 report ``minutes`` after T0, as a worker writes it."""
     r = copy.deepcopy(load_schema("model_health")["examples"][0])
     at = T0 + timedelta(minutes=minutes)
-    r.update(worker=worker, at=at.isoformat(), generation=generation)
+    r.update(worker=worker, at=at.isoformat(), generation=generation, labels_learnt=labels_learnt)
+    if promotions is not None:
+        r["promotions"] = promotions
     for c in r["contenders"]:
         c["role"] = "champion" if c["name"] == champion else "challenger"
     r["interval"] = {
@@ -139,3 +146,49 @@ def test_the_view_lists_each_workers_champion_first_and_draws_four_charts() -> N
     names = [trace.name for trace in view.figure.data]
     assert names[:3] == ["legitimate labels", "fraud labels", "labels by delay"]
     assert "generation, w1:9101" in names and "score, fraud (0)" in names
+
+
+def test_a_promotion_is_placed_at_the_time_its_report_says_not_when_it_was_read() -> None:
+    """The monitor reads these reports now, days after T0: the timeline still shows them at T0 + 10
+    and T0 + 70 minutes (the reports' ``at``), the promotion within the interval of the report that
+    first shows it (at its label count; the report carries no time of promotion)."""
+    promoted = {"at_label": 12_030, "champion": "boosting", "beaten": "logistic",
+                "champion_ap": 0.5, "beaten_ap": 0.4}  # fmt: skip
+    state = MonitorState.from_settings(load_settings())
+    state.model_health.add(report(10, labels_learnt=12_000, promotions=[]))
+    state.model_health.add(report(40, labels_learnt=12_010, promotions=[]))
+    # read late and out of order: the promotion's report first
+    state.model_health.add(report(70, labels=40, labels_learnt=12_050, generation=1, champion="boosting",
+                                  promotions=[promoted]))  # fmt: skip
+    state.model_health.add(report(69, labels_learnt=12_010, promotions=[]))
+    state.model_health.add(report(90, labels_learnt=12_060, generation=1, champion="boosting",
+                                  promotions=[promoted]))  # fmt: skip
+    points = state.model_health.points()
+    changes = generation_changes(points)
+    assert [(p.at - T0.timestamp(), p.generation) for p in changes] == [(600.0, 0), (4200.0, 1)]
+    assert promotion_in(changes[0]) is None and promotion_in(points[-1]) is None, "not in their intervals"
+    assert promotion_in(changes[1]) == Promotion(12_030, "boosting", "logistic")
+    assert generation_text(changes[1]) == (
+        "boosting, generation 1, after 12,050 labels; promoted at label 12,030 (boosting beat logistic) "
+        "between 2026-12-07 09:09:00 and 2026-12-07 09:10:00 UTC"
+    )
+    assert generation_text(changes[0]).endswith("reported 2026-12-07 08:10:00 UTC")
+
+    now = T0.timestamp() + 2 * 3600  # the view two hours after T0, whatever the clock of the reads
+    [trace] = [t for t in health_view(state, now).figure.data if t.name == "generation, w1:9101"]
+    assert [datetime.fromisoformat(str(x)).replace(tzinfo=UTC) for x in trace.x] == [
+        T0 + timedelta(minutes=10), T0 + timedelta(minutes=70), T0 + timedelta(minutes=90),
+    ], "the changes at their reports' times, the line drawn on to the latest report"  # fmt: skip
+    assert list(trace.y) == [0, 1, 1] and list(trace.text) == ["logistic", "boosting", ""]
+    assert "between 2026-12-07 09:09:00 and 2026-12-07 09:10:00 UTC" in trace.hovertext[1]
+
+
+def test_the_url_path_chooses_the_page() -> None:
+    for path in ("/model-health", "/model-health/"):
+        health = route(path)
+        assert health.dashboard_style == {"display": "none"} and health.refresh_disabled
+        assert health.health_page.id == "model-health-section"
+        assert health.link_styles[0] == {} and health.link_styles[1]["fontWeight"] == "bold"
+    for path in ("/", "", None, "/elsewhere", "/model-health-x"):
+        assert route(path)[:3] == ({}, None, False), path
+        assert route(path).link_styles[0]["fontWeight"] == "bold"

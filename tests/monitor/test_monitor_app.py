@@ -80,7 +80,7 @@ def test_layout_has_the_seed_components(app) -> None:
     [h1] = [c for c in components if isinstance(c, html.H1)]
     assert h1.children == "Fraud Detection Dashboard"
     graphs = [c for c in components if isinstance(c, dcc.Graph)]
-    assert [graph.id for graph in graphs] == ["fraud-graph", "whatif-graph", "model-health-graph"]
+    assert [graph.id for graph in graphs] == ["fraud-graph", "whatif-graph"]
     labels = [c for c in components if isinstance(c, html.Label) and c.htmlFor == "fraud-type"]
     assert [label.children for label in labels] == ["Select fraud type:"]
     [dropdown] = [c for c in components if isinstance(c, dcc.Dropdown) and c.id == "fraud-type"]
@@ -90,8 +90,14 @@ def test_layout_has_the_seed_components(app) -> None:
     [interval] = [c for c in components if isinstance(c, dcc.Interval)]
     assert (interval.id, interval.interval) == ("refresh", 2000)
     assert [c.id for c in components if isinstance(c, html.Table)] == ["alert-queue"]
-    for wanted in ("model-health-section", "audit-section", "audit-kind", "audit-who", "audit-subject"):
+    for wanted in ("audit-section", "audit-kind", "audit-who", "audit-subject", "nav-model-health"):
         assert wanted in {getattr(c, "id", None) for c in components}
+    [link] = [c for c in components if getattr(c, "id", None) == "nav-model-health"]
+    assert (link.children, link.href) == ("Model health", "/model-health")
+    # the model-health page is put in by the router (/model-health), known to Dash's check of callbacks
+    assert "model-health-section" not in {getattr(c, "id", None) for c in components}
+    checked = {getattr(c, "id", None) for c in _walk(app.validation_layout)}
+    assert {"model-health-section", "model-health-graph", "model-health-refresh", "main-page"} <= checked
     ids = {getattr(c, "id", None) for c in components}
     for wanted in ("url", "alert-select", "confirm-fraud", "mark-legitimate", "export-excel", "export-pdf"):
         assert wanted in ids
@@ -120,6 +126,7 @@ def test_every_dash_route_needs_a_login_but_machine_endpoints_do_not(app) -> Non
     page = client.get("/?type=Identity+Theft")
     assert page.status_code == 302
     assert page.headers["Location"] == "/login?next=%2F%3Ftype%3DIdentity%2BTheft"
+    assert client.get("/model-health").headers["Location"] == "/login?next=%2Fmodel-health"
     for path in ("/_dash-layout", "/_dash-dependencies"):
         assert client.get(path).status_code == 401
     refused = client.post("/_dash-update-component", json={"output": "x.y", "inputs": []})
@@ -134,8 +141,9 @@ def test_every_dash_route_needs_a_login_but_machine_endpoints_do_not(app) -> Non
 
 def test_http_routes(analyst) -> None:
     client = analyst
-    page = client.get("/")
-    assert page.status_code == 200 and "_dash-config" in page.get_data(as_text=True)
+    for path in ("/", "/model-health"):
+        page = client.get(path)
+        assert page.status_code == 200 and "_dash-config" in page.get_data(as_text=True), path
     layout = client.get("/_dash-layout")
     assert layout.status_code == 200
     text = layout.get_data(as_text=True)
