@@ -22,6 +22,9 @@ REPORT_TITLE = "Fraud Detection Report"
 ALERTS_ORDER_TEXT = "highest score first (newest first among equal scores)"
 """How the reports list the alerts (the score is the detector's calibrated fraud probability)."""
 PDF_TOP_ALERTS = 20
+PDF_AUDIT_EVENTS = 50
+"""The PDF lists the newest changes of the audit trail in the range, at most this many (the Excel
+report's Audit sheet has them all)."""
 _MINUTE = timedelta(minutes=1)
 
 ALERT_REPORT_COLUMNS = (
@@ -131,6 +134,13 @@ AUDIT_REPORT_COLUMNS = ("When (UTC)", "Who", "What", "Subject", "Before", "After
 def audit_rows(data: ReportData) -> list[list[Any]]:
     """The audit sheet: one row per change, newest first, card tokens shortened."""
     return [[*audit_row(e), e.event_id] for e in data.audit]
+
+
+def pdf_audit_rows(data: ReportData, limit: int = PDF_AUDIT_EVENTS) -> tuple[list[tuple[str, ...]], int]:
+    """The PDF's audit rows (the Audit sheet's, without the event id), the newest ``limit``, and how
+    many older changes of the range are left out."""
+    shown = data.audit[:limit]
+    return [audit_row(e) for e in shown], len(data.audit) - len(shown)
 
 
 def report_filename(data: ReportData, extension: str) -> str:

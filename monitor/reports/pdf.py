@@ -1,4 +1,5 @@
-"""The report as a PDF (reportlab): title, period, headline figures, one chart per type, top alerts."""
+"""The report as a PDF (reportlab): title, period, headline figures, one chart per type, top alerts,
+and the audit trail's newest changes in the range."""
 
 from __future__ import annotations
 
@@ -16,7 +17,17 @@ from reportlab.lib.styles import getSampleStyleSheet
 from reportlab.lib.units import cm
 from reportlab.platypus import KeepTogether, Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
 
-from monitor.reports.data import PDF_TOP_ALERTS, REPORT_TITLE, ReportData, alert_row, summary_rows, top_alerts
+from monitor.reports.data import (
+    AUDIT_REPORT_COLUMNS,
+    PDF_AUDIT_EVENTS,
+    PDF_TOP_ALERTS,
+    REPORT_TITLE,
+    ReportData,
+    alert_row,
+    pdf_audit_rows,
+    summary_rows,
+    top_alerts,
+)
 from pipeline.config import FRAUD_TYPE_NAMES, FRAUD_TYPES
 
 CHART_WIDTH = 25 * cm
@@ -82,7 +93,7 @@ def _pdf_value(value: Any) -> str:
 
 
 def build_pdf(data: ReportData) -> bytes:
-    """The report as a PDF: title, period, headline figures, one chart per type, top alerts."""
+    """The report as a PDF: title, period, headline figures, one chart per type, top alerts, audit trail."""
     styles = getSampleStyleSheet()
     small = styles["BodyText"].clone("small", fontSize=7, leading=8.5)
     buffer = io.BytesIO()
@@ -177,5 +188,34 @@ def build_pdf(data: ReportData) -> bytes:
         rows.append(["No alerts.", "", "", "", "", "", "", "", ""])
     widths = [c * cm for c in (2.8, 2.9, 2.9, 1.4, 1.1, 2.3, 2.2, 2.6, 8.5)]
     story.append(_table(rows, widths))
+    story += _audit_section(data, styles, small)
     doc.build(story)
     return buffer.getvalue()
+
+
+def _audit_section(data: ReportData, styles: Any, small: Any) -> list[Any]:
+    """The audit trail's changes in the range, newest first (the newest ``PDF_AUDIT_EVENTS``; a line
+    says how many older ones are left out), as the Excel report's Audit sheet shows them."""
+    shown, left_out = pdf_audit_rows(data)
+    part: list[Any] = [
+        Paragraph(
+            f"Audit trail (changes in the range, newest first, at most {PDF_AUDIT_EVENTS})",
+            styles["Heading2"],
+        )
+    ]
+    rows: list[list[Any]] = [list(AUDIT_REPORT_COLUMNS[:6])]
+    rows += [[row[0], *(Paragraph(escape(v), small) for v in row[1:])] for row in shown]
+    if not shown:
+        rows.append(["No changes.", "", "", "", "", ""])
+    part.append(_table(rows, [c * cm for c in (3.0, 2.4, 2.2, 4.2, 7.0, 7.0)]))
+    if left_out:
+        part.append(
+            Paragraph(
+                escape(
+                    f"{left_out:,} older change{'s' if left_out != 1 else ''} in the range left out "
+                    "(the Excel report's Audit sheet lists them all)."
+                ),
+                styles["BodyText"],
+            )
+        )
+    return part

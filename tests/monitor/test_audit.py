@@ -21,6 +21,7 @@ from monitor.feedback import LabelPublisher
 from monitor.lists_feed import ListPublisher
 from monitor.reports.data import collect_report
 from monitor.reports.excel import build_excel
+from monitor.reports.pdf import build_pdf
 from monitor.rules_file import RulesFile
 from monitor.state import MonitorState
 from monitor.state.audit import AuditStore, audit_row
@@ -30,6 +31,7 @@ from pipeline.config import REPO_ROOT
 from tests.monitor.logins import ANALYST, VIEWER, login_client, make_accounts
 from tests.monitor.test_lists_view import _FORGED_ADD, TOKEN
 from tests.monitor.test_monitor_app import _verdict
+from tests.monitor.test_reports import _pdf_text
 from tests.monitor.test_rule_whatif import _FORGED_ENABLE
 from tests.support import consume_until
 
@@ -142,6 +144,14 @@ def _changes(settings, state, rules, labels, lists, audit) -> None:
         assert rows[0][:4] == ("When (UTC)", "Who", "What", "Subject") and len(rows) == 5
         assert [r[2] for r in rows[1:]] == ["Rule change", "List change", "Verdict", "Verdict"]
         assert not any(TOKEN in str(cell) for r in rows for cell in r), "no whole card token in the report"
+        # the PDF has the same changes, newest first, in the same plain form
+        pdf = _pdf_text(build_pdf(report))
+        audit_part = pdf[pdf.index("Audit trail (changes in the range") :]
+        for row in (audit_row(e) for e in events):
+            assert row[2] in audit_part and row[1] in audit_part
+        assert audit_part.index("Rule change") < audit_part.index("List change") < audit_part.index("Verdict")
+        assert "tok_" in audit_part and "is_fraud=True" in audit_part and "reason=forged" in audit_part
+        assert "left out" not in audit_part and TOKEN not in pdf, "all four shown, no whole card token"
 
     labels = consume_until(settings, settings.topic_labels, lambda m: len(m) >= 2)
     assert [label["is_fraud"] for label in labels] == [True, False], "the viewer's verdict never went out"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 from datetime import UTC, datetime, timedelta
 
@@ -11,6 +12,7 @@ from pypdf import PdfReader
 
 from monitor.reports.data import (
     ALERT_REPORT_COLUMNS,
+    PDF_AUDIT_EVENTS,
     REPORT_TITLE,
     alert_rows,
     collect_report,
@@ -21,6 +23,7 @@ from monitor.reports.excel import build_excel
 from monitor.reports.pdf import build_pdf
 from monitor.state import MonitorState
 from monitor.state.alerts import AlertStore
+from monitor.state.audit import AuditEvent
 from monitor.state.decisions import DecisionAggregator
 from pipeline.config import FRAUD_TYPE_NAMES
 
@@ -226,3 +229,32 @@ def test_reports_of_an_empty_monitor() -> None:
     assert "Period: no decisions yet" in text
     assert "No decisions in the period." in text
     assert "No alerts." in text
+
+
+def test_pdf_lists_the_newest_audit_changes_and_says_how_many_are_left_out(data) -> None:
+    listed = AuditEvent(
+        "e-list", NOW - timedelta(minutes=5), "bob", "list_change", f"block:card:{TOKEN}", None,
+        {"action": "add", "list": "block", "entity_kind": "card", "value": TOKEN, "reason": "stolen"},
+    )  # fmt: skip
+    verdicts = [
+        AuditEvent(
+            f"e-{i}",
+            NOW - timedelta(minutes=10 + i),
+            "alice",
+            "verdict",
+            f"tx-{i}",
+            None,
+            {"is_fraud": True, "fraud_type": "identity_theft"},
+        )
+        for i in range(PDF_AUDIT_EVENTS + 2)
+    ]
+    text = _pdf_text(build_pdf(dataclasses.replace(data, audit=[listed, *verdicts])))
+    part = text[text.index("Audit trail (changes in the range") :]
+    assert "List change" in part and "tok_4f9a…3e" in part and "reason=stolen" in part
+    assert "is_fraud=True; fraud_type=identity_theft" in part
+    assert f"tx-{PDF_AUDIT_EVENTS - 2}" in part and f"tx-{PDF_AUDIT_EVENTS - 1}" not in part, "the newest 50"
+    assert "3 older changes in the range left out" in part
+    assert TOKEN not in text
+
+    empty = _pdf_text(build_pdf(data))
+    assert "No changes." in empty[empty.index("Audit trail") :]
