@@ -131,7 +131,8 @@ class WorkerProcess:
         return requests.get(f"{self.url}/metrics", timeout=5).text
 
     def log(self) -> str:
-        self._log.flush()
+        if not self._log.closed:  # a stopped worker's log is closed, and complete
+            self._log.flush()
         return self.log_path.read_text(errors="replace")[-6000:]
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable
@@ -133,3 +134,97 @@ def trace_ids(settings: Settings, topics: Iterable[str], ids: Iterable[str], tim
     offsets = ", ".join(f"{tp.topic}[{tp.partition}]={tp.offset}" for tp in committed)
     trail = "\n".join(f"  {name}: {', '.join(places) or 'nowhere'}" for name, places in found.items())
     return f"trail:\n{trail}\ncommitted offsets of {settings.app_id}: {offsets}\nends: {ends}"
+
+
+def decisions_for_every_id(
+    settings: Settings, ids: set[str], logs: dict[str, Any], timeout: float = 180.0
+) -> list[dict[str, Any]]:
+    """Read the decisions topic until every id of ``ids`` has a decision and return them all
+    (duplicates included). Otherwise fail saying which ids were lost, where each went (the input,
+    stage and dead-letter topics: ``trace_ids``) and the workers' logs (``logs``: name -> a
+    WorkerProcess of tests/conftest.py)."""
+    from pipeline.worker.topics import internal_topic_names
+
+    read_so_far: list[dict[str, Any]] = []
+
+    def all_decided(got: list[dict[str, Any]]) -> bool:
+        read_so_far[:] = got
+        return ids <= {d["transaction_id"] for d in got}
+
+    try:
+        return consume_until(settings, settings.topic_decisions, all_decided, timeout=timeout)
+    except AssertionError:
+        missing = sorted(ids - {d["transaction_id"] for d in read_so_far})
+        topics = [settings.topic_transactions, *internal_topic_names(settings), settings.topic_dead_letter]
+        said = "\n".join(
+            f"{name} (running: {w.process.poll() is None}; {w.log_path}):\n{w.log()}"
+            for name, w in logs.items()
+        )
+        raise AssertionError(
+            f"{len(missing)} of {len(ids)} transactions never decided (first: {missing[:5]})\n"
+            f"{trace_ids(settings, topics, missing[:5])}\n{said}"
+        ) from None
+
+
+class SteadyLoad:
+    """Produce transactions to the input topic at a steady ``rate`` per second, in a thread, keyed
+    by card (as upstream does); ``acknowledged`` holds the ids the broker acknowledged."""
+
+    def __init__(self, settings: Settings, transactions: list[dict[str, Any]], rate: float) -> None:
+        self.settings, self.transactions, self.rate = settings, transactions, rate
+        self.acknowledged: list[str] = []
+        self.errors: list[Any] = []
+        self.thread = threading.Thread(target=self._produce, daemon=True)
+
+    def start(self) -> SteadyLoad:
+        self.thread.start()
+        return self
+
+    def running(self) -> bool:
+        return self.thread.is_alive()
+
+    def finish(self, timeout: float = 90.0) -> set[str]:
+        """Wait for the end of the load; the ids produced (all of them acknowledged)."""
+        self.thread.join(timeout)
+        assert not self.errors and len(self.acknowledged) == len(self.transactions), (
+            f"{len(self.acknowledged)} of {len(self.transactions)} acknowledged; errors: {self.errors[:3]}"
+        )
+        return set(self.acknowledged)
+
+    def _produce(self) -> None:
+        producer = Producer(self.settings.producer_config())
+
+        def on_delivery(error: Any, message: Any) -> None:
+            if error:
+                self.errors.append(error)
+            else:
+                self.acknowledged.append(orjson.loads(message.value())["transaction_id"])
+
+        started = time.monotonic()
+        for index, txn in enumerate(self.transactions):
+            delay = started + index / self.rate - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            producer.produce(self.settings.topic_transactions, orjson.dumps(txn), txn["card_token"].encode(),
+                             on_delivery=on_delivery)  # fmt: skip
+            producer.poll(0)
+        producer.flush(30)
+
+
+def wait_for_group_members(settings: Settings, count: int, timeout: float = 90.0) -> None:
+    """Wait until the worker group (``settings.app_id``) has ``count`` members in a stable group."""
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient(settings.confluent_config())
+    deadline = time.monotonic() + timeout
+    seen = None
+    while time.monotonic() < deadline:
+        try:
+            group = admin.describe_consumer_groups([settings.app_id])[settings.app_id].result(timeout=5)
+            seen = (len(group.members), str(group.state))
+            if seen[0] == count and "STABLE" in seen[1]:
+                return
+        except Exception as exc:  # the group may not exist yet
+            seen = (None, repr(exc))
+        time.sleep(0.2)
+    raise AssertionError(f"the group never had {count} stable members within {timeout}s: {seen}")
