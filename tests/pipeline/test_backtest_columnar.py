@@ -1,7 +1,8 @@
 """The columnar mapper (``map_frame``) against the row mapper (``transactions``): on valid and fuzzed
 rows, under several mappings, read from rows, CSV and Parquet files, the two give the same
 transactions (keys in the same order), the same event times, the same refusals (reason, count,
-example rows, rows handed to the refused-rows sink, in order) and the same observations."""
+example rows, rows handed to the refused-rows sink, in order) and the same observations. And the
+scores file, written without ``csv.writer`` where no cell needs quoting, is byte for byte its."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from pipeline.tools.backtest import Observed, Refusals, build_mapping, read_rows
 from pipeline.tools.backtest.columnar import map_frame
 from pipeline.tools.backtest.frame import RowsFrame, read_frame
 from pipeline.tools.backtest.mapping import ColumnMapping, mapping_from
+from pipeline.tools.backtest.report import SCORES_COLUMNS, ScoredTransaction, write_scores
 from tests.pipeline.factories import PROPERTY, T0, iso, make_txn
 
 KEY = b"columnar-test-key"
@@ -246,3 +248,33 @@ def test_parquet_maps_alike(tmp_path: Path) -> None:
     path = tmp_path / "rows.parquet"
     pq.write_table(pa.table(table), path)
     _compare(read_rows(path), read_frame(path))
+
+
+def test_scores_file_is_what_csv_writer_writes(tmp_path: Path) -> None:
+    rng = random.Random(1)
+    cells = ["tx-1", "b,c", 'q"x', "l\nm", "r\rs", " sp", "sp ", "", "d\u00e9"]
+    scored = [
+        ScoredTransaction(
+            *(rng.choice(cells) for _ in range(4)),
+            rng.random(),
+            rng.random(),
+            rng.choice([None, "identity_theft", "y,z"]),
+            rng.choice(["allow", "review"]),
+            rng.choice([True, False]),
+            rng.choice([None, "identity_theft", ""]),
+        )
+        for _ in range(3000)
+    ]
+    with (tmp_path / "expected.csv").open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(SCORES_COLUMNS)
+        for s in scored:
+            writer.writerow(
+                [
+                    *(s.transaction_id, s.event_time, s.card_token, s.customer_id),
+                    *(f"{s.score:.6f}", f"{s.model_score:.6f}", s.fraud_type or "", s.decision),
+                    *(int(s.is_fraud), s.true_fraud_type or ""),
+                ]
+            )
+    write_scores(tmp_path / "scores.csv", scored)
+    assert (tmp_path / "scores.csv").read_bytes() == (tmp_path / "expected.csv").read_bytes()

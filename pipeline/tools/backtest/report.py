@@ -6,6 +6,7 @@ import csv
 import io
 import json
 import math
+import re
 import sys
 from collections import Counter, defaultdict
 from collections.abc import Iterable
@@ -109,24 +110,41 @@ SCORES_COLUMNS = (
 
 
 def write_scores(path: Path, scored: Iterable[ScoredTransaction]) -> None:
+    """One CSV row per transaction. A row of text that needs no quoting (the contract's ids, times
+    and names never do) is joined directly, as ``csv.writer`` writes it; any other goes through it."""
     with path.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
         writer.writerow(SCORES_COLUMNS)
+        lines: list[str] = []
         for s in scored:
-            writer.writerow(
-                [
-                    s.transaction_id,
-                    s.event_time,
-                    s.card_token,
-                    s.customer_id,
-                    f"{s.score:.6f}",
-                    f"{s.model_score:.6f}",
-                    s.fraud_type or "",
-                    s.decision,
-                    int(s.is_fraud),
-                    s.true_fraud_type or "",
-                ]
+            row = (
+                s.transaction_id,
+                s.event_time,
+                s.card_token,
+                s.customer_id,
+                f"{s.score:.6f}",
+                f"{s.model_score:.6f}",
+                s.fraud_type or "",
+                s.decision,
+                str(int(s.is_fraud)),
+                s.true_fraud_type or "",
             )
+            try:
+                line = ",".join(row)
+            except TypeError:
+                line = '"'
+            if line.count(",") == 9 and _QUOTED.search(line) is None:
+                lines.append(line)
+            else:
+                handle.write("".join(f"{line}\r\n" for line in lines))
+                lines.clear()
+                writer.writerow(row)
+        handle.write("".join(f"{line}\r\n" for line in lines))
+
+
+_QUOTED = re.compile(r'["\r\n]')
+"""What makes ``csv.writer`` quote a cell, besides its delimiter (a joined row of ten cells has nine
+commas when none is within a cell): its quote character and line ends."""
 
 
 def write_report(directory: Path, result: BacktestResult, title: str = "Backtest") -> Path:
