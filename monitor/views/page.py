@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Any, NamedTuple
 from urllib.parse import parse_qs, urlencode
 
-from dash import Dash, Input, Output, ctx, dcc, html, no_update
+from dash import Dash, Input, Output, State, ctx, dcc, html, no_update
 from dash.exceptions import PreventUpdate
 
 from monitor.auth import current_user
@@ -244,6 +244,7 @@ def register_callbacks(
     what-if to ``rules``)."""
     rates.register_rates_callbacks(app, state)
     _register_router(app)
+    _register_dashboard_link(app)
     _register_url_callback(app)
     headline.register_headline_callbacks(app, state, stale_after)
     alert_queue.register_alert_queue_callbacks(app, state)
@@ -272,6 +273,24 @@ def _register_router(app: Dash) -> None:
     def _route(pathname: str | None) -> tuple[Any, ...]:
         page, health, disabled, links = route(pathname)
         return (page, health, disabled, *links)
+
+
+def dashboard_href(search: str | None) -> str:
+    """Where the navigation's "Dashboard" link goes: the dashboard as last seen (its type and range)."""
+    query = (search or "").lstrip("?")
+    return f"{DASHBOARD_PATH}?{query}" if query else DASHBOARD_PATH
+
+
+def _register_dashboard_link(app: Dash) -> None:
+    @app.callback(
+        Output(_link_id(DASHBOARD_PATH), "href"),
+        Input(URL_ID, "search"),
+        State(URL_ID, "pathname"),
+    )
+    def _dashboard_link(search: str | None, pathname: str | None) -> str:
+        if route(pathname).health_page is not None:  # the model-health page's URL has no query
+            raise PreventUpdate
+        return dashboard_href(search)
 
 
 def _register_url_callback(app: Dash) -> None:

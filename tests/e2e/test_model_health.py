@@ -161,4 +161,15 @@ def _the_page_shows_it(dash_duo, feed: KafkaFeed, settings, worker: str, version
     dash_duo.find_element("#nav-model-health").click()
     dash_duo.wait_for_contains_text("#model-health-summary", f"{worker}: {champion}", 20)
     assert dash_duo.driver.current_url.endswith(HEALTH_PATH)
+    # a dashboard opened on a type, then the model health: the "Dashboard" link goes back to that type
+    dash_duo.driver.get(f"{dash_duo.server.url}/?type=Identity+Theft")
+    dash_duo.wait_for_element("#fraud-graph", timeout=20)
+    wait.until(
+        lambda d: "type=Identity+Theft" in dash_duo.find_element("#nav-dashboard").get_attribute("href")
+    )
+    dash_duo.find_element("#nav-model-health").click()
+    dash_duo.wait_for_contains_text("#model-health-summary", f"{worker}: {champion}", 20)
+    dash_duo.find_element("#nav-dashboard").click()
+    wait.until(lambda d: dash_duo.find_element("#main-page").is_displayed())
+    assert dash_duo.driver.current_url.endswith("/?type=Identity+Theft")
     _no_browser_errors(dash_duo)

@@ -29,7 +29,7 @@ from monitor.state.records import InvalidRecordError
 from monitor.state.scored import Sample, ScoredRow
 from monitor.state.verdicts import Verdict
 from monitor.views.model_health import health_view
-from monitor.views.page import route
+from monitor.views.page import dashboard_href, route
 from pipeline.config import load_settings
 from pipeline.contracts.json_schemas import load_schema
 
@@ -192,3 +192,5 @@ def test_the_url_path_chooses_the_page() -> None:
     for path in ("/", "", None, "/elsewhere", "/model-health-x"):
         assert route(path)[:3] == ({}, None, False), path
         assert route(path).link_styles[0]["fontWeight"] == "bold"
+    assert dashboard_href("?type=Identity+Theft&range=1h") == "/?type=Identity+Theft&range=1h"
+    assert dashboard_href("") == dashboard_href(None) == "/", "back to the dashboard as it was left"
