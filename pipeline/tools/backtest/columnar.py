@@ -146,13 +146,21 @@ class _Columns:
             self.note(converter.observed.defaults, "transaction_id", np.ones(self.count, dtype=bool))
             numbers = Enc([f"row-{number}" for number in range(1, self.count + 1)], np.arange(self.count))
             return self.ids("transaction_id", numbers)
+        if "transaction_id" not in converter.mapping.values:
+            raw = Enc.of_frame(self.frame, converter.columns["transaction_id"][0])
+            if plain_ids(raw.values):  # read and kept as they are: ids of the contract already
+                return raw
         return self.ids("transaction_id", self.take(self.got("transaction_id").map(present)))
 
     def event_times(self) -> tuple[Enc, Enc]:
         reader, joined = self.converter.time, len(self.converter.columns["event_time"]) == 2
         contract = not joined and reader.fmt is None and reader.unit in ("auto", "iso")
         valid = valid_for("event_time")
-        got = self.take(self.got("event_time").map(present))
+        got = None
+        if contract and "event_time" not in self.converter.mapping.values:
+            got = Enc.of_frame(self.frame, self.converter.columns["event_time"][0])  # get() keeps these
+        if got is None or not _CONTRACT_TIMES.fullmatch((joined_text(got.values) or "x") + "\n"):
+            got = self.take(self.got("event_time").map(present))
         if contract and _CONTRACT_TIMES.fullmatch((joined_text(got.values) or "x") + "\n"):
             try:  # every time as the contract writes it: kept as it is (the common case)
                 seconds = [datetime.fromisoformat(value).timestamp() for value in got.values]

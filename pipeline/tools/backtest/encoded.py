@@ -40,11 +40,16 @@ class Enc:
         apart (equal times in different zones, ``Decimal("1.0")`` and ``Decimal("1.00")``), so
         they stay one per row, as do unhashable ones (a list in a JSON line)."""
         count = len(column)
+        if _distinct_start(column):  # an id or a time: one per row, nothing to share
+            return cls(list(column), np.arange(count))
         kinds = set(map(type, column))
         if kinds <= _TEXT:
             encoded = _arrow_encoded(column)
             if encoded is not None:
                 return encoded
+            kinds = {str}
+        single = len(kinds - {type(None)}) == 1 and not kinds & {float}  # no type to take for another
+        if single and kinds <= _NUMBERS:
             values = list(dict.fromkeys(column))
             position = {value: i for i, value in enumerate(values)}
             return cls(values, np.fromiter(map(position.__getitem__, column), np.intp, count))
@@ -63,6 +68,8 @@ class Enc:
             import pyarrow as pa
 
             array = frame.table.column(column)
+            if array.num_chunks and _distinct_start(array.chunk(0).slice(0, _START).to_pylist()):
+                return cls.of(frame.column(column))
             if pa.types.is_string(array.type) or pa.types.is_large_string(array.type):
                 return _dictionary(array.combine_chunks())
         return cls.of(frame.column(column))
@@ -103,6 +110,20 @@ def pairs(first: Enc, second: Enc) -> Enc:
 _TEXT = {str, type(None)}
 _WHOLE = {str, type(None), int, bool}
 _NUMBERS = {str, type(None), int, bool, float}
+
+
+_START = 1000
+
+
+def _distinct_start(column: Sequence[Any]) -> bool:
+    """Whether the first values of a long column all differ (an id or a time): encoding it would
+    only cost. A guess: every column maps the same way encoded or not."""
+    if len(column) < 2 * _START:
+        return False
+    try:
+        return len(set(column[:_START])) == _START
+    except TypeError:
+        return False
 
 
 def _negative_zero(column: Sequence[Any]) -> bool:

@@ -48,7 +48,6 @@ class RowsFrame(Frame):
         self.rows = rows if isinstance(rows, list) else list(rows)
         self.count = len(self.rows)
         self.irregular = frozenset(i for i, row in enumerate(self.rows) if not isinstance(row, Mapping))
-        self._keys: set[str] | None = None
         self._dicts = all(row.__class__ is dict for row in self.rows)
         self._columns: dict[str, Sequence[Any]] | None = None
 
@@ -73,9 +72,7 @@ class RowsFrame(Frame):
         return self.rows[index]
 
     def has(self, name: str) -> bool:
-        if self._keys is None:
-            self._keys = set().union(*(row for row in self.rows if isinstance(row, Mapping)))
-        return name in self._keys
+        return any(name in row for row in self.rows if isinstance(row, Mapping))
 
 
 class CsvFrame(Frame):
