@@ -54,3 +54,14 @@ def test_a_message_faust_drops_is_said_at_warning_level(caplog: Any) -> None:
     assert any("skipped TP(topic='t', partition=0)@5: generation 1, now 2" in line for line in said), said
     assert any("dropped the message at offset 7" in line for line in said), said
     assert not any("tok_secret" in line for line in said)
+
+
+def test_a_commit_is_held_at_what_the_consumer_read(caplog: Any) -> None:
+    from faust.types import TP
+
+    read, seen, fresh = TP("t", 0), TP("t", 1), TP("t", 2)
+    with caplog.at_level(logging.WARNING, logger="pipeline.worker.fetching"):
+        held = fetching.within_read({read: 1044, seen: 900, fresh: 7}, {read: 1042, seen: 899})
+    assert held == {read: 1043, seen: 900, fresh: 7}
+    said = [r.getMessage() for r in caplog.records]
+    assert said == [f"commit of {read} at 1044 held at 1043: the consumer read no further than 1042"]
