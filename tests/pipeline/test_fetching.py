@@ -65,3 +65,47 @@ def test_a_commit_is_held_at_what_the_consumer_read(caplog: Any) -> None:
     assert held == {read: 1043, seen: 900, fresh: 7}
     said = [r.getMessage() for r in caplog.records]
     assert said == [f"commit of {read} at 1044 held at 1043: the consumer read no further than 1042"]
+
+
+def test_a_batch_fetched_before_a_seek_is_not_handed_over_after_it() -> None:
+    """A rebalance's seek to the committed offsets comes while Faust hands over a batch fetched
+    before it: the rest of the batch is not handed over (it would move the read offset past the
+    position sought, and what is read again would be dropped and committed as a gap), and the next
+    fetch seeks again before it reads, in case the batch was fetched after the first seek."""
+    from aiokafka.structs import ConsumerRecord
+    from faust.types import TP
+
+    tp = TP("t", 0)
+
+    def batch(offsets: range) -> dict[TP, list[ConsumerRecord]]:
+        return {tp: [ConsumerRecord("t", 0, o, 0, 0, b'"k"', b"1", None, 3, 1, []) for o in offsets]}
+
+    async def run() -> tuple[list[int], list[int], int]:
+        app = fetching.app_class(1, 0)("seek-test", broker="kafka://127.0.0.1:1")
+        consumer = app.consumer
+        fetches = [batch(range(0, 5)), batch(range(2, 5))]
+        seeks: list[int] = []
+
+        async def wait_next_records(timeout: float) -> tuple[Any, None]:
+            return fetches.pop(0), None
+
+        async def seek_to_committed() -> dict[TP, int]:
+            seeks.append(2)
+            return {tp: 2}
+
+        consumer._wait_next_records = wait_next_records
+        consumer.seek_to_committed = seek_to_committed
+        consumer.highwater = lambda tp: 5
+        consumer.resume_flow()
+        first: list[int] = []
+        async for _, message in consumer.getmany(1.0):
+            first.append(message.offset)
+            if message.offset == 1:
+                await consumer.perform_seek()  # the rebalance's seek, halfway through the batch
+        second = [message.offset async for _, message in consumer.getmany(1.0)]
+        return first, second, len(seeks)
+
+    first, second, seeks = asyncio.run(run())
+    assert first == [0, 1]
+    assert seeks == 2
+    assert second == [2, 3, 4]
