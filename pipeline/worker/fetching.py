@@ -43,19 +43,16 @@ def app_class(min_bytes: int, max_wait_ms: int) -> type[faust.App]:
         def _new_consumer_thread(self) -> FetchingConsumerThread:
             return FetchingConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
-        _seeks = 0  # twice the seeks to committed offsets so far, plus one while one runs
+        _seeks = 0  # seeks to committed offsets so far (perform_seek)
         _seek_again = False
 
         async def perform_seek(self) -> None:
             self._seeks += 1
             self._seek_again = False
-            try:
-                await super().perform_seek()
-            finally:
-                self._seeks += 1
+            await super().perform_seek()
 
         async def getmany(self, timeout: float) -> AsyncIterator[tuple[TP, Any]]:
-            # A batch fetched before or during a seek to the committed offsets is stale.
+            # A batch fetched before a seek to the committed offsets is stale once the seek starts.
             # Faust goes on handing it over one message at a time while the seek runs (its check is
             # for a new generation, not for a seek): its read offsets then jump past the position
             # sought, the messages read again are dropped as below them, and the jump is taken as a
@@ -71,9 +68,7 @@ def app_class(min_bytes: int, max_wait_ms: int) -> type[faust.App]:
                     self._seek_again = True
             seeks = self._seeks
             async for tp, message in super().getmany(timeout):
-                # fetched while a seek ran, or a seek ran since: aiokafka may have answered from the
-                # position before it (the seek asks the coordinator first)
-                if seeks % 2 or seeks != self._seeks:
+                if seeks != self._seeks:
                     self._seek_again = True
                     log.info("a batch fetched before a seek to committed offsets: the rest is read again")
                     return
