@@ -11,7 +11,7 @@ arrived over those milliseconds; under load the bytes are there at once and noth
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import faust
@@ -42,37 +42,6 @@ def app_class(min_bytes: int, max_wait_ms: int) -> type[faust.App]:
 
         def _new_consumer_thread(self) -> FetchingConsumerThread:
             return FetchingConsumerThread(self, loop=self.loop, beacon=self.beacon)
-
-        _seeks = 0  # seeks to committed offsets so far (perform_seek)
-        _seek_again = False
-
-        async def perform_seek(self) -> None:
-            self._seeks += 1
-            self._seek_again = False
-            await super().perform_seek()
-
-        async def getmany(self, timeout: float) -> AsyncIterator[tuple[TP, Any]]:
-            # A batch fetched before a seek to the committed offsets is stale once the seek starts.
-            # Faust goes on handing it over one message at a time while the seek runs (its check is
-            # for a new generation, not for a seek): its read offsets then jump past the position
-            # sought, the messages read again are dropped as below them, and the jump is taken as a
-            # gap that is committed though no stage saw those messages (the rebalance stress test
-            # lost transactions so). So the rest of such a batch is not handed over, and the next
-            # fetch starts with another seek to the committed offsets, in case the batch was in fact
-            # fetched after the first one moved the position: everything not committed is read again.
-            if self._seek_again:
-                try:
-                    await self.perform_seek()
-                except Exception as exc:  # e.g. in a rebalance: the rebalance seeks anyway
-                    log.info("seek to committed offsets after a stale batch failed (%r); trying again", exc)
-                    self._seek_again = True
-            seeks = self._seeks
-            async for tp, message in super().getmany(timeout):
-                if seeks != self._seeks:
-                    self._seek_again = True
-                    log.info("a batch fetched before a seek to committed offsets: the rest is read again")
-                    return
-                yield tp, message
 
         async def _add_gap(self, tp: TP, offset_from: int, offset_to: int) -> None:
             # Faust takes a jump in a partition's offsets for offsets that will never come (compacted
