@@ -213,9 +213,9 @@ class SteadyLoad:
 
 def wait_for_group_members(settings: Settings, count: int, timeout: float = 90.0) -> None:
     """Wait until the worker group (``settings.app_id``) has ``count`` members in a stable group."""
-    from confluent_kafka.admin import AdminClient
+    from pipeline.kafka.admin import admin_client
 
-    admin = AdminClient(settings.confluent_config())
+    admin = admin_client(settings, [])
     deadline = time.monotonic() + timeout
     seen = None
     while time.monotonic() < deadline:
