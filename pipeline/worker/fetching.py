@@ -6,12 +6,17 @@ every frame then costs a fetch of its own (a request, its answer decoded in Pyth
 thread waking the event loop), and the worker spent most of a core fetching at 100 transactions/s.
 Asking for more bytes than usually wait, for at most ``max_wait_ms``, makes a fetch carry what
 arrived over those milliseconds; under load the bytes are there at once and nothing waits.
+
+The consumer also closes a hole of Faust's in at-least-once delivery (docs/reliability.md,
+"Rebalances"): a batch fetched before a rebalance's seek to the committed offsets is not handed over
+after the seek, and whatever part of a batch is not handed over is read again (:class:`Rewinds`).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping, Set
+from dataclasses import dataclass, field
 from typing import Any
 
 import faust
@@ -21,10 +26,133 @@ from faust.types import TP
 log = logging.getLogger(__name__)
 
 
+@dataclass
+class Rewinds:
+    """Which partitions to read again, and from where, so that no fetched message is skipped.
+
+    Faust hands over a fetched batch one message at a time, with the event loop running between
+    them. A rebalance's seek to the committed offsets can come meanwhile (or while the fetch was
+    under way): Faust checks for a new generation, not for a seek, and goes on handing over the old
+    batch. Its read offset then jumps past the position sought, the messages read again from there
+    are dropped as below it, and the jump is taken as a gap, acknowledged and committed, though no
+    stage saw those messages (the rebalance stress test lost transactions so). Faust also stops
+    handing over a batch halfway (flow stopped, new generation) while aiokafka's position is past it.
+
+    So the worker stops handing over a batch fetched before a seek, and every partition whose
+    batch was not all handed over is sought back, before the next fetch, to its first message not
+    handed over, or lower, to where a seek since the fetch put it: at worst read twice, never lost.
+    """
+
+    seeks: int = 0  # one as a seek to committed offsets begins, one as it ends: odd while one runs
+    sought_at: int = -1  # ``seeks`` while the latest seek ran
+    sought: dict[TP, int] = field(default_factory=dict)  # where the latest seek put each partition
+    fetched_at: int = 0  # ``seeks`` when the batch being handed over was asked for
+    pending: dict[TP, tuple[int, int]] = field(default_factory=dict)  # first not handed over, fetched_at
+
+    def seek_begins(self) -> None:
+        self.seeks += 1
+
+    def seek_ends(self) -> None:
+        self.seeks += 1
+
+    def sought_to(self, committed: Mapping[TP, int | None]) -> None:
+        """The positions a seek to committed offsets set: aiokafka moves a partition only where
+        one is committed (above 0); elsewhere its position stays."""
+        self.sought_at = self.seeks
+        self.sought = {tp: offset for tp, offset in committed.items() if offset is not None and offset > 0}
+
+    def stale(self) -> bool:
+        """Whether a seek began since the batch being handed over was asked for."""
+        return self.seeks != self.fetched_at or self.seeks % 2 == 1
+
+    def not_handed_over(self, batch: Mapping[TP, list[Any]], last_handed: Mapping[TP, int]) -> None:
+        """Note, per partition, the first message of ``batch`` after the last one handed over."""
+        for tp, records in batch.items():
+            last = last_handed.get(tp)
+            if not records or (last is not None and last >= records[-1].offset):
+                continue  # all handed over
+            first = next(record.offset for record in records if last is None or record.offset > last)
+            fetched_at = self.fetched_at
+            if tp in self.pending:
+                first, fetched_at = min(first, self.pending[tp][0]), min(fetched_at, self.pending[tp][1])
+            self.pending[tp] = (first, fetched_at)
+
+    def take(self) -> dict[TP, int]:
+        """Where to seek each partition before the next fetch (nothing while a seek runs)."""
+        if self.seeks % 2 == 1 or not self.pending:
+            return {}
+        targets = {}
+        for tp, (first, fetched_at) in self.pending.items():
+            later_seek = self.sought_at >= fetched_at  # equal: the fetch came while that seek ran
+            targets[tp] = min(first, self.sought[tp]) if later_seek and tp in self.sought else first
+        self.pending = {}
+        return targets
+
+
+class WorkerConsumer(faust_aiokafka.Consumer):
+    """Faust's aiokafka consumer that reads again what it did not hand over (:class:`Rewinds`), says
+    what Faust drops and skips at warning level, and never commits past what it read."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        _say_dropped_messages(self.log)
+        self._rewinds = Rewinds()
+        self._batch: Mapping[TP, list[Any]] = {}
+
+    async def perform_seek(self) -> None:
+        self._rewinds.seek_begins()
+        try:
+            await super().perform_seek()
+        finally:
+            self._rewinds.seek_ends()
+
+    async def seek_to_committed(self) -> Mapping[TP, int]:
+        committed = await super().seek_to_committed()
+        self._rewinds.sought_to(committed)
+        return committed
+
+    async def _getmany(self, active_partitions: Set[TP] | None, timeout: float) -> Any:
+        self._rewinds.fetched_at = self._rewinds.seeks
+        self._batch = await super()._getmany(active_partitions, timeout)
+        return self._batch
+
+    async def getmany(self, timeout: float) -> AsyncIterator[tuple[TP, Any]]:
+        await self._seek_back()
+        last_handed: dict[TP, int] = {}
+        self._batch = {}
+        try:
+            async for tp, message in super().getmany(timeout):
+                if self._rewinds.stale():
+                    log.info("a batch fetched before a seek to committed offsets: the rest is read again")
+                    break
+                last_handed[tp] = message.offset
+                yield tp, message
+        finally:
+            self._rewinds.not_handed_over(self._batch, last_handed)
+            self._batch = {}
+
+    async def _seek_back(self) -> None:
+        for tp, offset in self._rewinds.take().items():
+            if tp not in self.assignment() or not self.app.topics.acks_enabled_for(tp.topic):
+                continue  # a new owner reads it from the committed offset; a table's recovery seeks its own
+            log.info("%s is read again from offset %d: a batch not all handed over", tp, offset)
+            await self.seek(tp, offset)
+
+    async def _add_gap(self, tp: TP, offset_from: int, offset_to: int) -> None:
+        # Faust takes a jump in a partition's offsets for offsets that will never come (compacted
+        # away, transaction markers) and commits past them; none of the worker's stream topics
+        # has such offsets, so a jump there is worth a line.
+        log.warning("offsets %d-%d of %s skipped by the consumer: a gap", offset_from, offset_to, tp)
+        await super()._add_gap(tp, offset_from, offset_to)
+
+    async def _commit(self, offsets: Mapping[TP, int]) -> bool:
+        return bool(await super()._commit(within_read(offsets, self._read_offset)))
+
+
 def app_class(min_bytes: int, max_wait_ms: int) -> type[faust.App]:
-    """A Faust app class whose worker consumer fetches at least ``min_bytes`` (or what arrived in
-    ``max_wait_ms``) per request; with no wait, any byte (a wait of 0 for bytes that are not
-    there would make the consumer ask again and again)."""
+    """A Faust app class with the :class:`WorkerConsumer`, fetching at least ``min_bytes`` (or what
+    arrived in ``max_wait_ms``) per request; with no wait, any byte (a wait of 0 for bytes that are
+    not there would make the consumer ask again and again)."""
     min_bytes = min_bytes if max_wait_ms > 0 else 1
 
     class FetchingConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
@@ -35,23 +163,9 @@ def app_class(min_bytes: int, max_wait_ms: int) -> type[faust.App]:
             consumer._fetch_max_wait_ms = max_wait_ms
             return consumer
 
-    class FetchingConsumer(faust_aiokafka.Consumer):
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
-            super().__init__(*args, **kwargs)
-            _say_dropped_messages(self.log)
-
+    class FetchingConsumer(WorkerConsumer):
         def _new_consumer_thread(self) -> FetchingConsumerThread:
             return FetchingConsumerThread(self, loop=self.loop, beacon=self.beacon)
-
-        async def _add_gap(self, tp: TP, offset_from: int, offset_to: int) -> None:
-            # Faust takes a jump in a partition's offsets for offsets that will never come (compacted
-            # away, transaction markers) and commits past them; none of the worker's stream topics
-            # has such offsets, so a jump there is worth a line.
-            log.warning("offsets %d-%d of %s skipped by the consumer: a gap", offset_from, offset_to, tp)
-            await super()._add_gap(tp, offset_from, offset_to)
-
-        async def _commit(self, offsets: Mapping[TP, int]) -> bool:
-            return bool(await super()._commit(within_read(offsets, self._read_offset)))
 
     class FetchingTransport(faust_aiokafka.Transport):
         Consumer = FetchingConsumer

@@ -65,3 +65,90 @@ def test_a_commit_is_held_at_what_the_consumer_read(caplog: Any) -> None:
     assert held == {read: 1043, seen: 900, fresh: 7}
     said = [r.getMessage() for r in caplog.records]
     assert said == [f"commit of {read} at 1044 held at 1043: the consumer read no further than 1042"]
+
+
+def _records(tp: Any, offsets: range) -> list[Any]:
+    from aiokafka.structs import ConsumerRecord
+
+    return [ConsumerRecord(tp.topic, tp.partition, o, 0, 0, b'"k"', b"1", None, 3, 1, []) for o in offsets]
+
+
+def _hand_over_with_a_seek(committed: int | None, seek_after: int) -> tuple[list[int], list[tuple[int, int]]]:
+    """Faust's consumer with its fetch and seeks replaced (no broker) hands over a batch of offsets
+    0-4 of one partition; a rebalance's seek to the committed offsets comes after ``seek_after`` is
+    handed over. Returns the offsets handed over and the seeks made before the next fetch."""
+    from faust.types import TP
+
+    tp = TP("t", 0)
+
+    async def run() -> tuple[list[int], list[tuple[int, int]]]:
+        app = fetching.app_class(1, 0)("seek-test", broker="kafka://127.0.0.1:1")
+        consumer = app.consumer
+        seeks: list[tuple[int, int]] = []
+
+        async def fetch(active_partitions: Any, timeout: float) -> dict[Any, list[Any]]:
+            return {tp: _records(tp, range(0, 5))}
+
+        async def seek(partition: Any, offset: int) -> None:
+            seeks.append((partition.partition, offset))
+
+        async def committed_offsets() -> dict[Any, int | None]:
+            return {tp: committed}
+
+        consumer._thread.getmany = fetch
+        consumer._thread.seek_to_committed = committed_offsets
+        consumer._seek = seek
+        consumer.assignment = lambda: {tp}
+        consumer._get_active_partitions = lambda: {tp}
+        consumer.highwater = lambda tp: 5
+        app.topics.acks_enabled_for = lambda topic: True
+        consumer.resume_flow()
+        handed: list[int] = []
+        async for _, message in consumer.getmany(1.0):
+            handed.append(message.offset)
+            if message.offset == seek_after:
+                await consumer.perform_seek()
+        await consumer._seek_back()
+        return handed, seeks
+
+    return asyncio.run(run())
+
+
+def test_a_batch_fetched_before_a_seek_is_read_again_from_the_position_sought() -> None:
+    """Offsets 0-1 are handed over, then a rebalance seeks the partition to its committed offset 1:
+    the rest of the old batch is not handed over (Faust would hand it over, jump its read offset past
+    the position sought and commit offset 1 as a gap), and the partition is read from 1 again."""
+    handed, seeks = _hand_over_with_a_seek(committed=1, seek_after=1)
+    assert handed == [0, 1]
+    assert seeks == [(0, 1)]
+
+
+def test_with_nothing_committed_the_rest_of_the_batch_is_read_again() -> None:
+    """In a new group nothing is committed yet and the seek leaves the partition where it is (past
+    the batch): the partition is sought back to the first message not handed over, offset 2."""
+    handed, seeks = _hand_over_with_a_seek(committed=None, seek_after=1)
+    assert handed == [0, 1]
+    assert seeks == [(0, 2)]
+
+
+def test_a_batch_all_handed_over_before_the_seek_is_not_read_again() -> None:
+    handed, seeks = _hand_over_with_a_seek(committed=3, seek_after=4)
+    assert handed == [0, 1, 2, 3, 4]
+    assert seeks == []
+
+
+def test_rewinds_take_the_lower_of_the_first_not_handed_over_and_a_later_seek() -> None:
+    from faust.types import TP
+
+    read, new, old = TP("t", 0), TP("t", 1), TP("t", 2)
+    rewinds = fetching.Rewinds()
+    rewinds.sought_to({old: 3})  # a seek before the batch below was asked for
+    rewinds.fetched_at = rewinds.seeks
+    rewinds.seek_begins()
+    rewinds.sought_to({read: 40, new: None, old: 3})
+    batch = {tp: _records(tp, range(50, 60)) for tp in (read, new, old)}
+    rewinds.not_handed_over(batch, {read: 52, new: 59, old: 55})
+    assert rewinds.take() == {}  # not while the seek runs
+    rewinds.seek_ends()
+    assert rewinds.take() == {read: 40, old: 3}  # old: the batch was fetched during this seek too
+    assert rewinds.take() == {}
