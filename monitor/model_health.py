@@ -6,10 +6,11 @@
   precision and precision at the review threshold (computed by the worker from labels,
   pipeline/detection/health.py);
 * the generations and promotions on a timeline (each change of a worker's champion or generation),
-  placed at the time of the report that first shows it, the report's own ``at`` (never when the
-  monitor read it): a promotion happened within that report's interval (``interval.since`` to
-  ``at``), at the label count its ``promotions`` entry gives; ``model_health.v1`` has no time of
-  promotion;
+  placed at the promotion's own time when the report gives it (``promotions[].at``,
+  ``model_health.v2``), else at the time of the report that first shows it, the report's own
+  ``at`` (never when the monitor read it): then the promotion happened within that report's
+  interval (``interval.since`` to ``at``), at the label count its ``promotions`` entry gives (a v1
+  report, or a promotion made before the worker started, has no time of promotion);
 * the score distribution by outcome (fraud, legitimate, no label yet) of the decided transactions
   (``monitor.state.scored``);
 * the live alert precision from analysts' verdicts.
@@ -102,21 +103,28 @@ def promotion_in(point: HealthPoint) -> Promotion | None:
     return next((p for p in reversed(point.promotions) if first < p.at_label <= point.labels_learnt), None)
 
 
+def change_time(point: HealthPoint) -> float:
+    """Where the timeline places a change (seconds): the time of the promotion made within its
+    report's interval when the report gives it (v2), else the report's time."""
+    promotion = promotion_in(point)
+    return point.at if promotion is None or promotion.at is None else promotion.at
+
+
 def _clock(seconds: float) -> str:
     return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
 def generation_text(point: HealthPoint) -> str:
     """What the timeline says of a change: the champion and generation as of the report, and for a
-    promotion the interval it happened in (the report has no time of promotion)."""
+    promotion when it happened (v2), or the interval it happened in (a report without its time)."""
     text = f"{point.champion}, generation {point.generation}, after {point.labels_learnt:,} labels"
     promotion = promotion_in(point)
     if promotion is None:
         return f"{text}; reported {_clock(point.at)} UTC"
-    return (
-        f"{text}; promoted at label {promotion.at_label:,} ({promotion.champion} beat {promotion.beaten}) "
-        f"between {_clock(point.since)} and {_clock(point.at)} UTC"
-    )
+    promoted = f"promoted at label {promotion.at_label:,} ({promotion.champion} beat {promotion.beaten})"
+    if promotion.at is not None:
+        return f"{text}; {promoted} at {_clock(promotion.at)} UTC"
+    return f"{text}; {promoted} between {_clock(point.since)} and {_clock(point.at)} UTC"
 
 
 def score_histogram(sample: Sample, bins: int = SCORE_BINS) -> dict[str, list[int]]:
@@ -249,7 +257,8 @@ def health_figure(
         end = ends.get(worker)
         extra = [end] if end is not None and end.at > mine[-1].at else []  # the line goes on to now
         figure.add_scatter(
-            x=[datetime.fromtimestamp(p.at, UTC) for p in mine + extra],
+            x=[datetime.fromtimestamp(change_time(p), UTC) for p in mine]
+            + [datetime.fromtimestamp(p.at, UTC) for p in extra],
             y=[p.generation for p in mine + extra],
             text=[p.champion for p in mine] + [""] * len(extra),
             hovertext=[generation_text(p) for p in mine + extra],

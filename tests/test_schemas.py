@@ -49,6 +49,38 @@ def test_there_is_one_schema_per_message_kind_in_versions_from_1() -> None:
         assert versions(kind) == tuple(range(1, len(versions(kind)) + 1)), kind
         assert load_schema(kind) == load_schema(kind, latest_version(kind)), "the latest by default"
     assert latest_version("alert") == 2
+    assert latest_version("model_health") == 2
+
+
+def assert_extends(old: Any, new: Any, where: str) -> None:
+    """``new`` is ``old``, or ``old`` with optional properties added to its objects at any depth
+    (an object's ``required`` unchanged; nothing else of it changed)."""
+    if new == old:
+        return
+    assert isinstance(old, dict) and isinstance(new, dict) and set(new) == set(old), where
+    for key, spec in old.items():
+        if key == "properties":
+            assert set(spec) <= set(new[key]), where
+            assert new.get("required", []) == old.get("required", []), f"{where}: a new property is optional"
+            for name, value in spec.items():
+                assert_extends(value, new[key][name], f"{where}.{name}")
+        elif key == "items":
+            assert_extends(spec, new[key], f"{where}[]")
+        else:
+            assert new[key] == spec, f"{where}: {key}"
+
+
+def test_extends_refuses_a_nested_property_changed_removed_or_required() -> None:
+    old = load_schema("model_health", 1)["properties"]["promotions"]
+    assert_extends(old, load_schema("model_health", 2)["properties"]["promotions"], "promotions")
+    for broken in (
+        {**old, "maxItems": 5},
+        {**old, "items": {**old["items"], "required": [*old["items"]["required"], "at"],
+                          "properties": {**old["items"]["properties"], "at": {"type": "string"}}}},
+        {**old, "items": {**old["items"], "properties": {"at_label": {"type": "integer"}}}},
+    ):  # fmt: skip
+        with pytest.raises(AssertionError):
+            assert_extends(old, broken, "promotions")
 
 
 def _previous_versions() -> list[tuple[str, int]]:
@@ -57,9 +89,11 @@ def _previous_versions() -> list[tuple[str, int]]:
 
 @pytest.mark.parametrize(("kind", "version"), _previous_versions(), ids=lambda v: str(v))
 def test_each_new_version_is_a_minor_one(kind: str, version: int) -> None:
-    """Version N keeps every property of N-1 as it was and its required fields, adds only optional
-    ones, and accepts N-1's schema_version: every N-1 message is an N message (old producers and
-    retained messages stay readable; tests/monitor/test_feed.py reads both with the monitor)."""
+    """Version N keeps every property of N-1 as it was (or adds optional properties to its objects,
+    as model_health.v2's promotions[].at) and its required fields, adds only optional ones, and
+    accepts N-1's schema_version: every N-1 message is an N message (old producers and
+    retained messages stay readable; tests/monitor/test_feed.py and test_model_health.py read both
+    with the monitor)."""
     old, new = load_schema(kind, version - 1), load_schema(kind, version)
     assert new["required"] == old["required"]
     assert (new["type"], new["additionalProperties"]) == (old["type"], old["additionalProperties"])
@@ -69,7 +103,7 @@ def test_each_new_version_is_a_minor_one(kind: str, version: int) -> None:
                 "enum": [version - 1, version]
             }
         else:
-            assert new["properties"][name] == spec, name
+            assert_extends(spec, new["properties"][name], name)
     assert not set(new["required"]) - set(old["properties"])
     for example in old["examples"]:
         validator(kind, version)(copy.deepcopy(example))

@@ -1,4 +1,4 @@
-"""The workers' model-health reports (``model_health.v1`` on ``<app id>-model-health``), kept for the
+"""The workers' model-health reports (``model_health`` v1 and v2 on ``<app id>-model-health``), kept for the
 monitor's "Model health" section: the latest report of each worker in full, and of every report
 the few figures the charts need over time, bounded (``MAX_REPORTS``: a week of one report a minute
 from two workers). Thread-safe; the math is in ``monitor.model_health``."""
@@ -37,12 +37,14 @@ class HealthPoint:
 
 @dataclass(frozen=True, slots=True)
 class Promotion:
-    """A promotion as a report lists it: the label count at which ``champion`` beat ``beaten``.
-    The report carries no time of its own for it (``model_health.v1``)."""
+    """A promotion as a report lists it: the label count at which ``champion`` beat ``beaten``, and
+    when (seconds since the epoch; ``promotions[].at`` of a v2 report, None in a v1 report and for
+    a promotion made before the worker started)."""
 
     at_label: int
     champion: str
     beaten: str
+    at: float | None = None
 
 
 class ModelHealthStore(VersionedStore):
@@ -71,7 +73,11 @@ class ModelHealthStore(VersionedStore):
             record["worker"], at, record["labels_learnt"], record["generation"], champion,
             interval["labels"], interval["frauds"], tuple(interval["delay_counts"]),
             record_time(interval["since"], "interval.since").timestamp(),
-            tuple(Promotion(p["at_label"], p["champion"], p["beaten"]) for p in record["promotions"]),
+            tuple(
+                Promotion(p["at_label"], p["champion"], p["beaten"],
+                          record_time(p["at"], "promotions.at").timestamp() if "at" in p else None)
+                for p in record["promotions"]
+            ),
         )  # fmt: skip
         with self._lock:
             if (point.worker, at) in self._seen:

@@ -47,9 +47,11 @@ def report(
     delays: list[int] | None = None,
     labels_learnt: int = 12_000,
     promotions: list[dict[str, Any]] | None = None,
+    version: int | None = None,
 ) -> dict[str, Any]:
-    """A model_health.v1 report ``minutes`` after T0, as a worker writes it."""
-    r = copy.deepcopy(load_schema("model_health")["examples"][0])
+    """A model_health report (of ``version``, the latest by default) ``minutes`` after T0, as a
+    worker writes it."""
+    r = copy.deepcopy(load_schema("model_health", version)["examples"][0])
     at = T0 + timedelta(minutes=minutes)
     r.update(worker=worker, at=at.isoformat(), generation=generation, labels_learnt=labels_learnt)
     if promotions is not None:
@@ -151,18 +153,18 @@ def test_the_view_lists_each_workers_champion_first_and_draws_four_charts() -> N
 def test_a_promotion_is_placed_at_the_time_its_report_says_not_when_it_was_read() -> None:
     """The monitor reads these reports now, days after T0: the timeline still shows them at T0 + 10
     and T0 + 70 minutes (the reports' ``at``), the promotion within the interval of the report that
-    first shows it (at its label count; the report carries no time of promotion)."""
+    first shows it (at its label count; a v1 report carries no time of promotion)."""
     promoted = {"at_label": 12_030, "champion": "boosting", "beaten": "logistic",
                 "champion_ap": 0.5, "beaten_ap": 0.4}  # fmt: skip
     state = MonitorState.from_settings(load_settings())
-    state.model_health.add(report(10, labels_learnt=12_000, promotions=[]))
-    state.model_health.add(report(40, labels_learnt=12_010, promotions=[]))
+    state.model_health.add(report(10, labels_learnt=12_000, promotions=[], version=1))
+    state.model_health.add(report(40, labels_learnt=12_010, promotions=[], version=1))
     # read late and out of order: the promotion's report first
     state.model_health.add(report(70, labels=40, labels_learnt=12_050, generation=1, champion="boosting",
-                                  promotions=[promoted]))  # fmt: skip
-    state.model_health.add(report(69, labels_learnt=12_010, promotions=[]))
+                                  promotions=[promoted], version=1))  # fmt: skip
+    state.model_health.add(report(69, labels_learnt=12_010, promotions=[], version=1))
     state.model_health.add(report(90, labels_learnt=12_060, generation=1, champion="boosting",
-                                  promotions=[promoted]))  # fmt: skip
+                                  promotions=[promoted], version=1))  # fmt: skip
     points = state.model_health.points()
     changes = generation_changes(points)
     assert [(p.at - T0.timestamp(), p.generation) for p in changes] == [(600.0, 0), (4200.0, 1)]
@@ -181,6 +183,46 @@ def test_a_promotion_is_placed_at_the_time_its_report_says_not_when_it_was_read(
     ], "the changes at their reports' times, the line drawn on to the latest report"  # fmt: skip
     assert list(trace.y) == [0, 1, 1] and list(trace.text) == ["logistic", "boosting", ""]
     assert "between 2026-12-07 09:09:00 and 2026-12-07 09:10:00 UTC" in trace.hovertext[1]
+
+
+def test_v1_and_v2_reports_are_read_and_a_v2_promotion_is_placed_at_its_own_time() -> None:
+    """model_health.v2 is a minor version: the monitor reads a retained v1 report and a v2 report
+    alike. A v2 promotion's ``at`` places it on the timeline exactly (T0 + 62.5 min, not at its
+    report's T0 + 70 min) and the hover says when; a v1 promotion keeps its report's interval."""
+    old = {
+        "at_label": 12_030,
+        "champion": "boosting",
+        "beaten": "logistic",
+        "champion_ap": 0.5,
+        "beaten_ap": 0.4,
+    }
+    new = {**old, "at_label": 12_080, "champion": "logistic", "beaten": "boosting",
+           "at": (T0 + timedelta(minutes=62, seconds=30)).isoformat()}  # fmt: skip
+    v1 = report(
+        10, labels=40, labels_learnt=12_050, generation=1, champion="boosting", promotions=[old], version=1
+    )
+    v2 = report(70, labels=40, labels_learnt=12_090, generation=2, promotions=[old, new])
+    assert (v1["schema_version"], v2["schema_version"]) == (1, 2)
+    state = MonitorState.from_settings(load_settings())
+    assert state.model_health.add(v1) == "added" and state.model_health.add(v2) == "added"
+    first, second = generation_changes(state.model_health.points())
+    assert promotion_in(first) == Promotion(12_030, "boosting", "logistic", None)
+    assert promotion_in(second) == Promotion(
+        12_080, "logistic", "boosting", (T0 + timedelta(minutes=62.5)).timestamp()
+    )
+    assert generation_text(first).endswith("between 2026-12-07 08:09:00 and 2026-12-07 08:10:00 UTC")
+    assert generation_text(second) == (
+        "logistic, generation 2, after 12,090 labels; promoted at label 12,080 (logistic beat boosting) "
+        "at 2026-12-07 09:02:30 UTC"
+    )
+    [trace] = [
+        t for t in health_view(state, T0.timestamp() + 7200).figure.data if t.name == "generation, w1:9101"
+    ]
+    assert [datetime.fromisoformat(str(x)).replace(tzinfo=UTC) for x in trace.x] == [
+        T0 + timedelta(minutes=10), T0 + timedelta(minutes=62.5)
+    ], "the v1 promotion at its report's time, the v2 one at its own"  # fmt: skip
+    with pytest.raises(InvalidRecordError, match="promotions"):
+        state.model_health.add(report(80, promotions=[{**new, "at": "yesterday"}]))
 
 
 def test_the_url_path_chooses_the_page() -> None:

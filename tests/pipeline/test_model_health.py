@@ -3,11 +3,18 @@ average precision per contender on its recent labels, label-delay buckets, the r
 
 from __future__ import annotations
 
+import asyncio
 import random
+from datetime import UTC, datetime
+from types import SimpleNamespace
+from typing import Any
 
+import orjson
 import pytest
+from prometheus_client import CollectorRegistry
 
-from pipeline.contracts.json_schemas import validator
+from pipeline.config import load_settings
+from pipeline.contracts.json_schemas import SchemaViolation, validator
 from pipeline.detection.candidates import LogisticCandidate
 from pipeline.detection.health import (
     DELAY_BOUNDS_HOURS,
@@ -17,7 +24,9 @@ from pipeline.detection.health import (
     model_figures,
     precision_at,
 )
-from pipeline.detection.model import Contender, OnlineFraudModel
+from pipeline.detection.model import Contender, OnlineFraudModel, Promotion
+from pipeline.worker.model_health import ModelHealthReporter
+from pipeline.worker.telemetry import PipelineMetrics
 from tests.pipeline.test_model import Noise, separable
 
 
@@ -84,3 +93,42 @@ def test_the_report_names_the_champion_and_its_promotion_and_is_schema_valid() -
         "interval": {"since": "2026-12-07T07:59:00+00:00", **LabelTally().as_json()},
     }
     validator("model_health")(report)
+
+
+def test_the_worker_reports_when_each_promotion_it_made_happened() -> None:
+    """model_health.v2: a promotion made while the worker runs carries its time (the end of the
+    batch of labels that made it: the stage calls maybe_report right after learning it), not the
+    time of the report that lists it; one the model made before the start (restored from its
+    snapshot) has none. The report is v2-valid; a v1 reader's schema refuses it."""
+    model = OnlineFraudModel(boosting=False)
+    model.promotions.append(Promotion(100, "logistic", "noise", 0.5, 0.4))  # restored: no time
+    sent: list[dict[str, Any]] = []
+    producer = SimpleNamespace(send=lambda topic, value, key: sent.append(orjson.loads(value)))
+    start = datetime(2026, 12, 7, 8, 0, tzinfo=UTC).timestamp()
+    now = [start]
+    reporter = ModelHealthReporter(
+        load_settings(model_health_interval_seconds=60), SimpleNamespace(engine=SimpleNamespace(model=model)),
+        producer, PipelineMetrics(CollectorRegistry()), clock=lambda: now[0],
+    )  # type: ignore[arg-type]  # fmt: skip
+
+    async def batches() -> None:
+        reporter.maybe_report()  # the first batch reports at once
+        now[0] = start + 12.5
+        model.promotions.append(Promotion(7_000, "noise", "logistic", 0.6, 0.5))  # this batch's learning
+        assert reporter.maybe_report() is None, "within the interval: no report yet"
+        now[0] = start + 61
+        reporter.maybe_report()
+        assert reporter._timer is not None
+        reporter._timer.cancel()
+
+    asyncio.run(batches())
+    first, second = sent
+    assert first["promotions"] == [
+        {"at_label": 100, "champion": "logistic", "beaten": "noise", "champion_ap": 0.5, "beaten_ap": 0.4}
+    ]
+    assert [p.get("at") for p in second["promotions"]] == [None, "2026-12-07T08:00:12.500+00:00"]
+    assert second["at"] == "2026-12-07T08:01:01.000+00:00", "the report's own time is later"
+    assert (first["schema_version"], second["schema_version"]) == (2, 2)
+    validator("model_health", 2)(second)
+    with pytest.raises(SchemaViolation):
+        validator("model_health", 1)(second)
