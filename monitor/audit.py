@@ -2,23 +2,24 @@
 change, a rule enabled) as an ``audit_event.v1`` (who, when, what, before and after) on the
 append-only topic ``<app id>-audit`` (kept for good).
 
-``audit_event`` builds an event (pure). ``Audit`` wraps the monitor's three ways of changing
-something: the verdict publisher, the list publisher and the rule file. Each change is made first
-(its own checks, analysts only, stay where they are, on the server) and, once acknowledged, its
-event is published and waited for; an event that cannot be published is reported to the analyst
-like a failed change. A refused change (a viewer's, an invalid one) changes nothing and leaves no
-event. The monitor reads the topic back into ``monitor.state.audit`` (the "Audit trail" section,
-the reports' "Audit" sheet).
+``audit_event`` (``pipeline.contracts.audit_events``) builds an event (pure). ``Audit`` wraps the
+monitor's three ways of changing something: the verdict publisher, the list publisher and the rule
+file. Each change is made first (its own checks, analysts only, stay where they are, on the
+server) and, once acknowledged, its event is published and waited for; an event that cannot be
+published is reported to the analyst like a failed change. A refused change (a viewer's, an
+invalid one) changes nothing and leaves no event. The monitor reads the topic back into
+``monitor.state.audit`` (the "Audit trail" section, the reports' "Audit" sheet), with the events
+the workers publish for the rule file's changes made outside the monitor (who: ``system``;
+pipeline/worker/rule_audit.py).
 """
 
 from __future__ import annotations
 
 import logging
-import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import asdict
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 
 from monitor.feedback import DELIVERY_TIMEOUT_SECONDS, AcknowledgedPublisher, FeedbackError
 from monitor.lists_feed import ListPublishError
@@ -27,42 +28,15 @@ from monitor.rules_file import RuleNotAuditedError, RulesFile
 from monitor.state.shared_lists import SharedLists
 from monitor.state.verdicts import VerdictStore
 from pipeline.config import Settings
-from pipeline.contracts.json_schemas import validator
+from pipeline.contracts.audit_events import Kind, audit_event
+
+__all__ = ["Audit", "AuditError", "AuditPublisher", "Kind", "audit_event"]
 
 logger = logging.getLogger(__name__)
-
-Kind = Literal["verdict", "list_change", "rule_change"]
-
-_check = validator("audit_event")
 
 
 class AuditError(RuntimeError):
     """An audit event could not be published (the change itself was made)."""
-
-
-def audit_event(
-    kind: Kind,
-    *,
-    who: str,
-    at: datetime,
-    subject: str,
-    before: Mapping[str, Any] | None,
-    after: Mapping[str, Any] | None,
-    event_id: str | None = None,
-) -> dict[str, Any]:
-    """An ``audit_event.v1`` message (checked against its schema)."""
-    event = {
-        "schema_version": 1,
-        "event_id": event_id or uuid.uuid4().hex,
-        "at": at.isoformat(timespec="milliseconds"),
-        "who": who,
-        "kind": kind,
-        "subject": subject,
-        "before": None if before is None else dict(before),
-        "after": None if after is None else dict(after),
-    }
-    _check(event)
-    return event
 
 
 class AuditPublisher(AcknowledgedPublisher):

@@ -22,6 +22,7 @@ from typing import Any
 import yaml
 
 from monitor.users import User
+from pipeline.contracts.audit_events import MONITOR_RULE_MARK
 from pipeline.detection.features import FEATURE_NAMES
 from pipeline.detection.rules import TRANSACTION_FIELDS, Rule, RuleError, RuleSet, compile_rule, parse_rules
 
@@ -132,7 +133,7 @@ def with_rule(rules_text: str, draft: Draft, *, who: str, at: datetime) -> str:
     block = yaml.safe_dump([draft.fields], sort_keys=False, allow_unicode=True, width=10_000)
     indent = " " * max(column, 0)
     who = re.sub(r"[^\w.@-]", "_", who)  # a comment of one line
-    added = f"{indent}# enabled in the monitor by {who} at {at.isoformat(timespec='seconds')}\n"
+    added = f"{indent}{MONITOR_RULE_MARK}{who} at {at.isoformat(timespec='seconds')}\n"  # workers skip it
     added += "".join(indent + line + "\n" for line in block.splitlines())
     lines = rules_text.splitlines(keepends=True)
     if lines and not lines[-1].endswith("\n"):

@@ -37,6 +37,7 @@ from pipeline.worker.list_follower import install_lists
 from pipeline.worker.process_memory import TRIM_SECONDS, release_free_memory, restore_consumer_config
 from pipeline.worker.producer import NativeProducer
 from pipeline.worker.recovery_progress import RecoveryWatch
+from pipeline.worker.rule_audit import RuleFileAudit
 from pipeline.worker.stages import EntityStage, Learn, Score, StageContext, Validate
 from pipeline.worker.table_expiry import TableExpiry
 from pipeline.worker.tables import create_tables
@@ -60,7 +61,6 @@ class FraudPipeline:
         snapshots = snapshot_store(settings)
         self.detector = build_detector(settings, "combined", snapshots.load_latest())
         self.snapshots = ModelSnapshots(snapshots, self.detector, self.metrics)
-        self.rules = RuleReloader(settings.rules_file, self.detector, self.metrics)
         self.metrics.model_labels_learnt.set(self.detector.engine.model.labels_learnt)
         # Everything the worker produces goes through librdkafka (pipeline/worker/producer.py).
         # Without Nagle's algorithm: a frame's few hundred bytes would otherwise wait for the
@@ -71,6 +71,8 @@ class FraudPipeline:
             )
         )
         self.metrics.watch_producer(self.native)
+        audit = RuleFileAudit(settings.topic_audit, self.native)
+        self.rules = RuleReloader(settings.rules_file, self.detector, self.metrics, audit)
         self.dead_letters = DeadLetters(self.native, settings.topic_dead_letter, self.metrics)
         self.app = self._new_app()
         self.tables = create_tables(self.app, settings, self.native)

@@ -1,4 +1,5 @@
-"""The worker's periodic upkeep: reloading the rule file when it changes, and model snapshots."""
+"""The worker's periodic upkeep: reloading the rule file when it changes (each change of what is in
+force audited, pipeline/worker/rule_audit.py), and model snapshots."""
 
 from __future__ import annotations
 
@@ -7,8 +8,9 @@ from pathlib import Path
 
 from pipeline.detection.detector import Detector
 from pipeline.detection.features import FEATURE_NAMES
-from pipeline.detection.rules import RuleError, load_rules
+from pipeline.detection.rules import RuleError, parse_rules
 from pipeline.detection.snapshots import SnapshotStore
+from pipeline.worker.rule_audit import RuleFileAudit
 from pipeline.worker.telemetry import PipelineMetrics
 
 log = logging.getLogger(__name__)
@@ -16,12 +18,16 @@ log = logging.getLogger(__name__)
 
 class RuleReloader:
     """Loads the rule file again when it changed; a malformed file is refused and the rules in
-    force stay. Tables and the model are untouched."""
+    force stay. Tables and the model are untouched. With an ``audit``, each change of the rules
+    in force is an audit event (the monitor's own are skipped: pipeline/worker/rule_audit.py)."""
 
-    def __init__(self, path: Path, detector: Detector, metrics: PipelineMetrics) -> None:
+    def __init__(
+        self, path: Path, detector: Detector, metrics: PipelineMetrics, audit: RuleFileAudit | None = None
+    ) -> None:
         self.path = path
         self.detector = detector
         self.metrics = metrics
+        self.audit = audit
         self._mtime = _mtime(path)
 
     async def reload_if_changed(self) -> None:
@@ -30,14 +36,25 @@ class RuleReloader:
             return
         self._mtime = mtime
         try:
-            rules = load_rules(self.path, FEATURE_NAMES)
+            try:
+                text = self.path.read_text(encoding="utf-8")
+            except OSError as exc:
+                raise RuleError(f"{self.path}: cannot read rule file ({exc.strerror})") from None
+            rules = parse_rules(text, FEATURE_NAMES, source=str(self.path))
         except RuleError as exc:
             self.metrics.rule_reloads.labels("refused").inc()
             log.error("rule file refused, the previous rules stay in force: %s", exc)
             return
-        self.detector.engine.rules = rules
+        before, self.detector.engine.rules = self.detector.engine.rules, rules
         self.metrics.rule_reloads.labels("loaded").inc()
         log.info("rules reloaded from %s: %d rules", self.path, len(rules.rules))
+        if self.audit is not None and mtime is not None:
+            try:
+                audited = self.audit.reloaded(before, rules, text=text, file=self.path, mtime=mtime)
+            except Exception:  # the rules are in force: an audit failure is logged, never raised
+                log.exception("the rule file's changes were not audited")
+                return
+            log.info("rule file changes audited: %d events", audited)
 
 
 class ModelSnapshots:

@@ -1,12 +1,19 @@
 """Editing the rule file while a worker runs: the new rules apply without a restart, a malformed
-file is refused and the rules in force stay."""
+file is refused and the rules in force stay. Each change of the rules in force made outside the
+monitor is an audit event of the system on the audit topic, which the monitor's audit trail shows;
+a rule the monitor enabled is left to the monitor's own event."""
 
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime
 
 import pytest
 
+from monitor.consumer import KafkaFeed
+from monitor.rule_drafts import parse_draft, with_rule
+from monitor.state.audit import audit_row
+from monitor.views.audit import filtered
 from pipeline.config import REPO_ROOT
 from tests.e2e.test_pipeline import metric_value
 from tests.e2e.test_restart import transaction
@@ -20,6 +27,15 @@ BIG_AMOUNT_RULE = """
     action: block
     when: amount >= 5000
     reason: "{amount:.0f} is above the test limit"
+"""
+
+
+MONITOR_RULE = """\
+- id: WHATIF-monitor
+  fraud_type: unauthorized_transactions
+  action: review
+  when: amount >= 4000
+  reason: "enabled in the monitor"
 """
 
 
@@ -58,3 +74,23 @@ def test_rules_reload_while_running_and_a_bad_file_is_refused(make_settings, sta
     still = _decide(settings, transaction("reload-3", 3, amount=6000.0, card_token="tok_reload0003"))
     assert still["decision"] == "block", "a malformed file leaves the rules in force"
     assert "rule file refused" in worker.log()
+
+    # the hand edit is the system's audit event; the refused file and a rule the monitor enabled
+    # (audited by the monitor itself) are not
+    enabled = original.replace("rules:\n", "rules:" + BIG_AMOUNT_RULE, 1)
+    rules.write_text(with_rule(enabled, parse_draft(MONITOR_RULE), who="alice", at=datetime.now(UTC)))
+    _wait_for_reload(worker, "loaded", 2)
+    time.sleep(3)  # a worker's event would be on the topic by now
+    with KafkaFeed(settings) as feed:  # the monitor's audit trail, read to the topic's end
+        assert feed.wait_until(lambda: feed.ready and len(feed.state.audit) >= 1, 60), feed.failure
+        time.sleep(2)  # the audit topic is not among those readiness waits for: any second event too
+        (event,) = feed.state.audit.events()
+        assert (event.who, event.kind, event.subject, event.before) == (
+            "system",
+            "rule_change",
+            "TEST-big-amount",
+            None,
+        )
+        assert event.after is not None and event.after["rule"]["when"] == "amount >= 5000"
+        (row,) = [audit_row(e) for e in filtered(feed.state.audit, "rule_change", "system", "")]
+        assert row[1:4] == ("system", "Rule change", "TEST-big-amount") and "amount >= 5000" in row[5]
