@@ -45,8 +45,9 @@ def audit_section() -> html.Div:
         [
             html.H2("Audit trail", style={"fontSize": "18px"}),
             html.P(
-                "Every verdict, list change and rule enabled in the monitor: who, when, what, before "
-                "and after (kept for good on the audit topic). Newest first.",
+                "Every verdict, list change and rule enabled in the monitor, and every change of the "
+                "rule file made outside it (who: system, as the workers reloaded it): who, when, what, "
+                "before and after (kept for good on the audit topic). Newest first.",
                 style={"fontSize": "12px", "color": "#666"},
             ),
             html.Div(
