@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import Any
 
 import numpy as np
@@ -131,28 +132,26 @@ class Detector:
     ) -> tuple[list[int], tuple[str, ...], np.ndarray]:
         """``observe_entities`` as a matrix: the indices of the items that did not fail, the names
         of their features and the (items, names) matrix of them."""
-        keys: list[tuple[str | None, ...]] = []
-        good: list[int] = []
-        for index, (txn, _) in enumerate(batch):
-            try:
-                item_keys = tuple(entity.key(txn) for entity in entities)
-                _check_fields(txn)
-            except Exception as exc:
-                _report(on_error, index, exc)
-                continue
-            keys.append(item_keys)
-            good.append(index)
-        if not good:
-            return good, (), np.empty((0, 0))
-        txns = TransactionColumns.of([batch[i][0] for i in good], [batch[i][1] for i in good])
+        good, names, matrix, _ = self._observe_columns(entities, batch, store_of, on_error)
+        return good, names, matrix
+
+    def _observe_columns(
+        self,
+        entities: Sequence[Entity],
+        batch: Sequence[tuple[Transaction, float]],
+        store_of: StoreOf,
+        on_error: OnError | None,
+    ) -> tuple[list[int], tuple[str, ...], np.ndarray, TransactionColumns | None]:
+        """``_observe_block`` and the columns of its good items (None when there are none)."""
+        good, keys, txns = _entity_keys(entities, batch, on_error)
+        if txns is None:
+            return good, (), np.empty((0, 0)), None
         blocks = [
-            observe_block_in_order(
-                entity.columns, [item_keys[position] for item_keys in keys], txns, store_of(entity)
-            )
-            for position, entity in enumerate(entities)
+            observe_block_in_order(entity.columns, entity_keys, txns, store_of(entity))
+            for entity, entity_keys in zip(entities, keys, strict=True)
         ]
         names = tuple(name for entity in entities for name in entity.columns.names)
-        return good, names, np.hstack(blocks) if blocks else np.empty((len(good), 0))
+        return good, names, np.hstack(blocks) if blocks else np.empty((len(good), 0)), txns
 
     def score(
         self,
@@ -177,10 +176,10 @@ class Detector:
     def process(self, batch: Sequence[tuple[Transaction, float]], states: InMemoryStates) -> list[Scored]:
         """Every step for a batch in one process (backtest, bench): the worker's stages in a row,
         the features kept as columns throughout."""
-        good, names, matrix = self._observe_block(self.entities, batch, states.store_of, None)
+        good, names, matrix, txns = self._observe_columns(self.entities, batch, states.store_of, None)
         entity = FeatureRows.of_matrix(names, matrix)
         ready = [(index, batch[index][0], batch[index][1]) for index in good]
-        scored = self._score_ready(ready, entity, states.cards, len(batch), None)
+        scored = self._score_ready(ready, entity, states.cards, len(batch), None, txns)
         return [item for item in scored if item is not None]
 
     def _score_ready(
@@ -190,17 +189,21 @@ class Detector:
         cards: RowStore,
         size: int,
         on_error: OnError | None,
+        txns: TransactionColumns | None = None,
     ) -> list[Scored | None]:
         """``score`` of the ``ready`` items (their index in the batch of ``size``, transaction, event
         time) whose entity features are the rows of ``entity``. The features are the columns of one
         matrix, in the order a transaction's features have always had: its own, the entities', the
-        card's (entity rows of different features are merged as dicts instead)."""
+        card's (entity rows of different features are merged as dicts instead). ``txns``: the
+        columns of the ``ready`` transactions, when the caller has them."""
         out: list[Scored | None] = [None] * size
-        (own_names, own), ready, entity = self._own_features(ready, entity, on_error)
-        if not ready:
+        (own_names, own), kept, entity = self._own_features(ready, entity, on_error, txns)
+        if not kept:
             return out
-        txn_list = [txn for _, txn, _ in ready]
-        txns = TransactionColumns.of(txn_list, [at for _, _, at in ready])
+        txn_list = [txn for _, txn, _ in kept]
+        if txns is None or kept is not ready:
+            txns = TransactionColumns.of(txn_list, [at for _, _, at in kept])
+        ready = kept
         card = observe_block_in_order(CARD, [txn["card_token"] for txn in txn_list], txns, cards)
         entity_names = entity.names
         if entity_names is not None:
@@ -223,12 +226,15 @@ class Detector:
 
     @staticmethod
     def _own_features(
-        ready: list[tuple[int, Transaction, float]], entity: FeatureRows, on_error: OnError | None
+        ready: list[tuple[int, Transaction, float]],
+        entity: FeatureRows,
+        on_error: OnError | None,
+        txns: TransactionColumns | None = None,
     ) -> tuple[tuple[tuple[str, ...], np.ndarray], list[tuple[int, Transaction, float]], FeatureRows]:
         """The transactions' own features as (names, matrix), with the items (and their entity
         rows) whose own features could be computed; one that could not is told to ``on_error``."""
         try:
-            return _own_columns(ready), ready, entity
+            return _own_columns(ready, txns), ready, entity
         except Exception:  # which item: one at a time (a validated transaction never gets here)
             kept: list[int] = []
             for position, (index, txn, at) in enumerate(ready):
@@ -289,8 +295,43 @@ def _check_fields(txn: Transaction) -> None:
             raise TypeError(f"{name} is not a string")
 
 
-def _own_columns(ready: Sequence[tuple[int, Transaction, float]]) -> tuple[tuple[str, ...], np.ndarray]:
-    return transaction_feature_matrix([txn for _, txn, _ in ready], [at for _, _, at in ready])
+def _own_columns(
+    ready: Sequence[tuple[int, Transaction, float]], txns: TransactionColumns | None = None
+) -> tuple[tuple[str, ...], np.ndarray]:
+    return transaction_feature_matrix([txn for _, txn, _ in ready], [at for _, _, at in ready], txns)
+
+
+def _entity_keys(
+    entities: Sequence[Entity], batch: Sequence[tuple[Transaction, float]], on_error: OnError | None
+) -> tuple[list[int], list[list[str | None]], TransactionColumns | None]:
+    """The items whose keys and fields the states can read, each entity's keys of them (a list per
+    entity) and their columns (None when no item is good). A batch is read a column at a time; if
+    any item fails, the items are read one at a time and each failure told to ``on_error``."""
+    txn_list = [txn for txn, _ in batch]
+    try:
+        keys = [entity.keys(txn_list) for entity in entities]
+        txns = TransactionColumns.of(txn_list, [at for _, at in batch])  # every amount a float
+        for name in _REQUIRED:  # exactly strings; anything else is checked item by item below
+            if not set(map(type, map(itemgetter(name), txn_list))) <= {str}:
+                raise TypeError(name)
+        return list(range(len(batch))), keys, (txns if batch else None)
+    except Exception:
+        pass
+    item_keys: list[tuple[str | None, ...]] = []
+    good: list[int] = []
+    for index, (txn, _) in enumerate(batch):
+        try:
+            keys_of_item = tuple(entity.key(txn) for entity in entities)
+            _check_fields(txn)
+        except Exception as exc:
+            _report(on_error, index, exc)
+            continue
+        item_keys.append(keys_of_item)
+        good.append(index)
+    if not good:
+        return good, [[] for _ in entities], None
+    txns = TransactionColumns.of([batch[i][0] for i in good], [batch[i][1] for i in good])
+    return good, [[keys_of_item[p] for keys_of_item in item_keys] for p in range(len(entities))], txns
 
 
 def _report(on_error: OnError | None, index: int, exc: Exception) -> None:

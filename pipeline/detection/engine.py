@@ -179,10 +179,13 @@ class DetectionEngine:
         explanations = {i: strongest(a.contributions, 3) for i, a in zip(flagged, split, strict=True)}
         plain = _action(0.0, self.review_threshold, self.block_threshold) == "allow"
         version = self.model.version
+        candidates = self.lists.candidates(txns, self.rules)  # the rows a list may decide
         out: list[Decision | Exception] = []
         for index, txn in enumerate(txns):
             try:
-                listed = self.lists.match(txn, self.rules)
+                listed = (
+                    self.lists.match(txn, self.rules) if candidates is None or index in candidates else None
+                )
                 model_score = model_scores[index]
                 if listed is not None:
                     out.append(self._listed(listed, rows[index], model_score, trained))

@@ -11,7 +11,7 @@ Message key: ``<list>:<entity_kind>:<value>`` (``block:card:tok_4f9a2c1b7d3e``).
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -126,6 +126,33 @@ class EntityLists:
         self.version += 1
         return True
 
+    def candidates(self, txns: Sequence[Mapping[str, Any]], rules: RuleSet | None = None) -> set[int] | None:
+        """The positions in ``txns`` that ``match`` might find on a list, a field at a time: every
+        other position's ``match`` is None (each list hit is a value of the transaction's card,
+        device or merchant field found in a list). None when a field could not be looked up (an
+        unhashable value): each transaction must then be matched alone."""
+        containers: dict[str, list[Collection[Any]]] = {field: [] for field in TRANSACTION_FIELD.values()}
+        if rules is not None:
+            for kind, field in TRANSACTION_FIELD.items():
+                containers[field].append(rules.blocked.get(RULE_FILE_KIND[kind], ()))
+            containers["card_token"].append(rules.allowed_cards)
+        if self._entries:
+            for (_, kind), entries in self._index.items():
+                containers[TRANSACTION_FIELD[kind]].append(entries.keys())
+        found: set[int] = set()
+        try:
+            for field, listed in containers.items():
+                listed = [container for container in listed if container]
+                if not listed:
+                    continue
+                values = [txn.get(field) for txn in txns]
+                for container in listed:
+                    if not _disjoint(container, values):
+                        found.update(i for i, value in enumerate(values) if value in container)
+        except TypeError:
+            return None
+        return found
+
     def match(self, txn: Mapping[str, Any], rules: RuleSet | None = None) -> ListHit | None:
         """The block or allow list entry that decides ``txn``, rule file's lists included; None if none.
 
@@ -153,3 +180,10 @@ class EntityLists:
                     reason = f"{kind.capitalize()} on the allow list: {entry.reason} (by {entry.who})"
                     return ListHit("allow", kind, reason, f"allowlist-{kind}", entry)
         return None
+
+
+def _disjoint(container: Collection[Any], values: list[Any]) -> bool:
+    """Whether no value is in ``container`` (a set or a dict's keys), in one call."""
+    if isinstance(container, (frozenset, set, type({}.keys()))):
+        return container.isdisjoint(values)
+    return not any(value in container for value in values)

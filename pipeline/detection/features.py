@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from pipeline.detection.columns import TransactionColumns
 from pipeline.detection.states import (
     CARD,
     DAY,
@@ -60,6 +61,18 @@ class Entity:
         if not value:
             return None
         return f"{txn[self.within]}{KEY_SEPARATOR}{value}" if self.within else str(value)
+
+    def keys(self, txns: Sequence[dict[str, Any]]) -> list[str | None]:
+        """``key`` of each transaction of a batch, a column at a time."""
+        field = self.field
+        values = [txn.get(field) for txn in txns]
+        if self.within:
+            within = self.within
+            return [
+                f"{txn[within]}{KEY_SEPARATOR}{value}" if value else None
+                for txn, value in zip(txns, values, strict=True)
+            ]
+        return [(value if type(value) is str else str(value)) if value else None for value in values]
 
     @property
     def owner_field(self) -> str:
@@ -124,37 +137,53 @@ def transaction_features(txn: dict[str, Any], at: float) -> Features:
 
 
 def transaction_feature_matrix(
-    txns: Sequence[dict[str, Any]], at: Sequence[float]
+    txns: Sequence[dict[str, Any]], at: Sequence[float], columns: TransactionColumns | None = None
 ) -> tuple[tuple[str, ...], np.ndarray]:
     """``transaction_features`` of a batch as (names, one (transactions, names) matrix): the same
-    names in the same order, and the same values to the bit (the same Python arithmetic)."""
-    amounts = [float(txn["amount"]) for txn in txns]
-    channels = [txn["channel"] for txn in txns]
+    names in the same order, and the same values to the bit (numpy's elementwise float arithmetic
+    and comparisons are IEEE's, as Python's; the logarithms and the sine and cosine are Python's
+    ``math``, per value). ``columns``: the batch's ``TransactionColumns``, when the caller has them
+    (their amounts and their logarithms are these)."""
+    size = len(txns)
+    if columns is None:
+        amount = np.array([float(txn["amount"]) for txn in txns], dtype=np.float64)
+        log_amount = [math.log1p(value) for value in amount.tolist()]
+    else:
+        amount, log_amount = columns.amount, columns.log_amount
+    moments = np.asarray(at, dtype=np.float64).reshape(size)
+    channel_of = _CHANNEL_INDEX
+    channels = np.array([channel_of.get(txn["channel"], -1) for txn in txns], dtype=np.int64)
     countries = [txn["country"] for txn in txns]
     contact = [txn.get("hours_since_contact_change") for txn in txns]
-    hours = [(moment % DAY) / HOUR for moment in at]
     offsets = [UTC_OFFSET_HOURS.get(country, 0.0) * HOUR for country in countries]
-    local = [moment + offset for moment, offset in zip(at, offsets, strict=True)]
-    columns: dict[str, list[float] | list[bool]] = {
-        "amount": amounts,
-        "log_amount": [math.log1p(amount) for amount in amounts],
-        "is_small_amount": [amount < SMALL_AMOUNT for amount in amounts],
-        "is_digital": [channel in DIGITAL_CHANNELS for channel in channels],
-        "is_foreign": [txn["country"] != txn["card_country"] for txn in txns],
-        "log_account_age_days": [math.log1p(txn["account_age_days"]) for txn in txns],
-        "contact_changed_24h": [hours_ is not None and hours_ <= 24 for hours_ in contact],
-        "contact_changed_7d": [hours_ is not None and hours_ <= 168 for hours_ in contact],
-        "shipping_mismatch": [txn.get("shipping_matches_billing") is False for txn in txns],
-        "hour_sin": [math.sin(2 * math.pi * hour / 24) for hour in hours],
-        "hour_cos": [math.cos(2 * math.pi * hour / 24) for hour in hours],
-        "is_night": [(moment % DAY) / HOUR < 6 for moment in local],
-        "is_weekend": [int(moment // DAY + 3) % 7 >= 5 for moment in local],
-    }
-    for channel in CHANNELS:
-        columns[f"channel_{channel}"] = [value == channel for value in channels]
-    matrix = np.array(list(columns.values()), dtype=np.float64).T.reshape(len(txns), len(columns))
-    return tuple(columns), matrix
+    hours = (moments % DAY) / HOUR
+    angles = (2 * math.pi) * hours / 24
+    local = moments + np.array(offsets, dtype=np.float64)
+    matrix = np.empty((size, len(_OWN_NAMES)), dtype=np.float64)
+    matrix[:, 0] = amount
+    matrix[:, 1] = log_amount
+    matrix[:, 2] = amount < SMALL_AMOUNT
+    matrix[:, 3] = (channels == _CHANNEL_INDEX["ecommerce"]) | (channels == _CHANNEL_INDEX["mobile_app"])
+    matrix[:, 4] = [txn["country"] != txn["card_country"] for txn in txns]
+    matrix[:, 5] = [math.log1p(txn["account_age_days"]) for txn in txns]
+    matrix[:, 6] = [hours_ is not None and hours_ <= 24 for hours_ in contact]
+    matrix[:, 7] = [hours_ is not None and hours_ <= 168 for hours_ in contact]
+    matrix[:, 8] = [txn.get("shipping_matches_billing") is False for txn in txns]
+    matrix[:, 9] = [math.sin(angle) for angle in angles.tolist()]
+    matrix[:, 10] = [math.cos(angle) for angle in angles.tolist()]
+    matrix[:, 11] = (local % DAY) / HOUR < 6
+    matrix[:, 12] = (np.floor_divide(local, DAY) + 3).astype(np.int64) % 7 >= 5
+    matrix[:, 13:] = channels[:, None] == np.arange(len(CHANNELS))
+    return _OWN_NAMES, matrix
 
+
+_OWN_NAMES: tuple[str, ...] = tuple(
+    transaction_features(
+        {"amount": 1, "channel": "atm", "account_age_days": 1, "country": "DE", "card_country": "DE"}, 0.0
+    )
+)
+"""The names of a transaction's own features, in their order."""
+_CHANNEL_INDEX = {channel: index for index, channel in enumerate(CHANNELS)}
 
 FEATURE_NAMES: tuple[str, ...] = tuple(
     sorted(

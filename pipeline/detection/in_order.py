@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from pipeline.detection.columns import TransactionColumns
-from pipeline.detection.rows import RowStore
+from pipeline.detection.rows import MatrixRows, RowStore
 from pipeline.detection.states import EntityColumns, LabelledActivityColumns
 
 
@@ -34,6 +34,8 @@ def observe_block_in_order(
     counting its transaction (once per id: a redelivery is not counted twice), in batch order, as
     one (transactions, ``columns.names``) matrix. Items without a key (no device for a card-present
     payment) get the neutral features of an empty row."""
+    if isinstance(store, MatrixRows):
+        return _observe_in_matrix(columns, keys, txns, store)
     distinct, positions = _distinct(keys)
     matrix = np.empty((len(distinct) + 1, columns.width))
     if distinct:
@@ -43,6 +45,16 @@ def observe_block_in_order(
     if distinct:
         store.keep(distinct, matrix[: len(distinct)])
     return out
+
+
+def _observe_in_matrix(
+    columns: EntityColumns, keys: Sequence[str | None], txns: TransactionColumns, store: MatrixRows
+) -> np.ndarray:
+    """``observe_block_in_order`` over a replay's matrix store: the walk goes over the store's own
+    rows, in place (nothing gathered, nothing written back), the items without a key on its empty
+    row, which is never counted in (the walk counts no row from ``known_rows`` on)."""
+    matrix, positions, empty = store.walked(keys)
+    return columns.observe(matrix, positions, empty, txns)
 
 
 def record_labels_in_order(

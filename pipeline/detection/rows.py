@@ -238,12 +238,13 @@ class RowStore(Protocol):
 
 class MatrixRows:
     """Every key's row in one growing matrix, for offline replays: a batch's rows are gathered and
-    written back with one indexing operation each."""
+    written back with one indexing operation each, or walked where they are (``walked``). The
+    matrix's last row is always an empty row that no key owns."""
 
     def __init__(self, empty: np.ndarray) -> None:
         self._empty = empty
         self._index: dict[str, int] = {}
-        self._matrix = np.tile(empty, (256, 1))
+        self._matrix = np.tile(empty, (257, 1))
 
     def __len__(self) -> int:
         return len(self._index)
@@ -251,12 +252,29 @@ class MatrixRows:
     def _positions(self, keys: Sequence[str]) -> np.ndarray:
         index = self._index
         positions = [index.setdefault(key, len(index)) for key in keys]
-        if len(index) > len(self._matrix):
-            grown = np.empty((2 * len(index), len(self._empty)))
+        self._grow()
+        return np.array(positions, dtype=np.intp)
+
+    def _grow(self) -> None:
+        """Room for every key indexed and the empty row after them (new keys' rows are empty)."""
+        if len(self._index) >= len(self._matrix):
+            grown = np.empty((2 * len(self._index) + 1, len(self._empty)))
             grown[: len(self._matrix)] = self._matrix
             grown[len(self._matrix) :] = self._empty
             self._matrix = grown
-        return np.array(positions, dtype=np.intp)
+
+    def walked(self, keys: Sequence[str | None]) -> tuple[np.ndarray, np.ndarray, int]:
+        """The whole matrix, the row of each of ``keys`` in it (repeated or not; a new key gets an
+        empty row) and the index of the empty row no key owns, which is also where the keys' rows
+        end: a missing or empty key's row. The rows of ``keys`` are the matrix's, to be changed in
+        place; the empty row is to be read only. One pass over the keys for a whole batch."""
+        index = self._index
+        positions = [index.setdefault(key, len(index)) if key else -1 for key in keys]
+        self._grow()
+        empty = len(self._matrix) - 1
+        slots = np.array(positions, dtype=np.intp)
+        slots[slots < 0] = empty
+        return self._matrix, slots, empty
 
     def rows(self, keys: Sequence[str]) -> np.ndarray:
         positions = self._positions(keys)  # first: it may grow the matrix

@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from pipeline.detection.columns import TransactionColumns
 from pipeline.detection.features import (
     CHANNELS,
     ENTITY_STAGES,
@@ -376,7 +377,7 @@ def test_hour_of_day_is_cyclic() -> None:
             st.integers(0, 20_000),  # account age
             st.one_of(st.none(), st.floats(0, 400)),  # hours since the contact changed
             st.sampled_from([None, True, False]),  # shipping matches billing
-            st.floats(-3 * DAY, 3 * DAY),  # event time, around T0
+            st.one_of(st.floats(-3 * DAY, 3 * DAY), st.floats(-T0 - 400 * DAY, 1e9)),  # event time
         ),
         min_size=1,
         max_size=40,
@@ -401,10 +402,12 @@ def test_the_batch_columns_equal_each_transactions_own_features_to_the_bit(
         )
         at.append(T0 + moment)
     names, matrix = transaction_feature_matrix(txns, at)
+    _, with_columns = transaction_feature_matrix(txns, at, TransactionColumns.of(txns, at))
     for index, (txn, moment) in enumerate(zip(txns, at, strict=True)):
         one = transaction_features(txn, moment)
         assert list(names) == list(one)
         assert matrix[index].tolist() == list(one.values())
+        assert with_columns[index].tolist() == list(one.values())
 
 
 def test_event_seconds_reads_the_offset() -> None:

@@ -1,0 +1,146 @@
+"""The detector's batch shortcuts against the per-item steps they replace: entity keys a column at a
+time, the replay's state rows walked in place, the list candidates of a batch, and ``process``
+against the worker's path (its entity features, then ``score``) on the same transactions."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from pipeline.config import Settings
+from pipeline.detection.columns import TransactionColumns
+from pipeline.detection.detector import InMemoryStates
+from pipeline.detection.entity_lists import EntityLists, ListUpdate
+from pipeline.detection.features import ENTITY_STAGES, FEATURE_NAMES, event_seconds
+from pipeline.detection.in_order import observe_block_in_order
+from pipeline.detection.rules import parse_rules
+from pipeline.detection.states import CARD
+from pipeline.tools.simulator.generator import TrafficGenerator
+from pipeline.wiring import build_detector
+from tests.pipeline.factories import PROPERTY, make_txn
+from tests.pipeline.test_state_columns import EVENTS, _stream
+
+VALUES = st.one_of(st.none(), st.just(""), st.sampled_from(["a", "b", "c|d"]), st.integers(0, 3))
+
+
+@PROPERTY
+@given(st.lists(st.tuples(VALUES, VALUES, VALUES, VALUES, VALUES), max_size=30))
+def test_the_keys_of_a_batch_are_each_transactions_key(fields: list[tuple[Any, ...]]) -> None:
+    txns = [
+        {"terminal_id": t, "merchant_id": m, "device_id": d, "customer_id": c, "card_token": k}
+        for t, m, d, c, k in fields
+    ]
+    for entity in ENTITY_STAGES:
+        assert entity.keys(txns) == [entity.key(txn) for txn in txns]
+
+
+class DictRows:
+    """A store that is not a matrix: the generic path (rows gathered, walked, written back)."""
+
+    def __init__(self, empty: np.ndarray) -> None:
+        self.empty, self.stored = empty, {}
+
+    def rows(self, keys: Sequence[str]) -> np.ndarray:
+        return np.array([self.stored.get(key, self.empty) for key in keys], dtype=np.float64)
+
+    def keep(self, keys: Sequence[str], rows: np.ndarray) -> None:
+        self.stored.update((key, row.copy()) for key, row in zip(keys, rows, strict=True))
+
+
+@PROPERTY
+@given(events=EVENTS, cuts=st.lists(st.integers(1, 80), min_size=1, max_size=8))
+def test_walking_the_replays_rows_in_place_equals_gathering_them(
+    events: list[tuple[Any, ...]], cuts: list[int]
+) -> None:
+    stream = _stream(events)
+    in_place, gathered = InMemoryStates(), {e.name: DictRows(e.columns.empty()) for e in ENTITY_STAGES}
+    gathered_cards = DictRows(CARD.empty())
+    start = 0
+    for size in cuts * len(stream):
+        batch = stream[start : start + size]
+        if not batch:
+            break
+        start += size
+        txns = TransactionColumns.of([txn for txn, _, _ in batch], [at for _, at, _ in batch])
+        for entity in ENTITY_STAGES:
+            keys = entity.keys([txn for txn, _, _ in batch])
+            one = observe_block_in_order(entity.columns, keys, txns, in_place.store_of(entity))
+            two = observe_block_in_order(entity.columns, keys, txns, gathered[entity.name])
+            assert one.tolist() == two.tolist()
+        tokens = [txn["card_token"] for txn, _, _ in batch]
+        one = observe_block_in_order(CARD, tokens, txns, in_place.cards)
+        assert one.tolist() == observe_block_in_order(CARD, tokens, txns, gathered_cards).tolist()
+    for entity in ENTITY_STAGES:
+        store = in_place.store_of(entity)
+        for key, row in gathered[entity.name].stored.items():
+            assert store.row(key).tolist() == row.tolist()  # type: ignore[union-attr]
+        assert len(store) == len(gathered[entity.name].stored)
+
+
+TOKENS = st.sampled_from(["tok_a", "tok_b", "tok_c", "dev-1", "m-1", None])
+RULE_FILE = parse_rules(
+    "rules: []\nlists:\n  blocked_cards: [tok_a]\n  blocked_devices: [dev-1]\n  allowed_cards: [tok_b]\n",
+    FEATURE_NAMES,
+)
+
+
+def _update(list_name: str, kind: str, value: str) -> ListUpdate:
+    message = {"reason": "r", "who": "w", "at": "2026-11-29T10:00:00.000+00:00"}
+    return ListUpdate(f"{list_name}:{kind}:{value}", list_name, kind, value, "add", message)  # type: ignore[arg-type]
+
+
+@PROPERTY
+@given(
+    txns=st.lists(st.tuples(TOKENS, TOKENS, TOKENS), max_size=20),
+    entries=st.lists(
+        st.tuples(
+            st.sampled_from(["block", "allow"]), st.sampled_from(["card", "device", "merchant"]), TOKENS
+        ),
+        max_size=6,
+    ),
+    rule_file=st.booleans(),
+)
+def test_the_list_candidates_of_a_batch_hold_every_listed_transaction(
+    txns: list[tuple[Any, ...]], entries: list[tuple[str, str, str | None]], rule_file: bool
+) -> None:
+    lists = EntityLists()
+    for list_name, kind, value in entries:
+        if value is not None:
+            lists.apply(_update(list_name, kind, value))
+    rules = RULE_FILE if rule_file else None
+    batch = [make_txn(card_token=c, device_id=d, merchant_id=m) for c, d, m in txns]
+    candidates = lists.candidates(batch, rules)
+    assert candidates is not None
+    for index, txn in enumerate(batch):
+        if index not in candidates:
+            assert lists.match(txn, rules) is None
+
+
+def test_an_unhashable_field_leaves_each_transaction_to_be_matched_alone() -> None:
+    assert EntityLists().candidates([make_txn(card_token=["x"])], RULE_FILE) is None
+
+
+@pytest.mark.parametrize("size", [1, 7, 500])
+def test_process_decides_as_the_workers_entity_and_score_steps(size: int) -> None:
+    """``process`` (the replay's matrix states, in place, columns shared) against the worker's
+    path: ``observe_entities`` on stores that are not matrices, then ``score`` of dicts."""
+    settings = Settings()
+    generator = TrafficGenerator.from_settings(settings, rate=50.0, start=1.79e9, rhythm=False, seed=5)
+    txns = [item.transaction for item in generator.events(count=1_500)]
+    items = [(txn, event_seconds(txn)) for txn in txns]
+    one, two = build_detector(settings, "combined"), build_detector(settings, "combined")
+    states = InMemoryStates()
+    stores = {entity.name: DictRows(entity.columns.empty()) for entity in ENTITY_STAGES}
+    cards = DictRows(CARD.empty())
+    for start in range(0, len(items), size):
+        batch = items[start : start + size]
+        processed = one.process(batch, states)
+        entity = two.observe_entities(two.entities, batch, lambda e: stores[e.name])
+        scored = two.score([(txn, at, f) for (txn, at), f in zip(batch, entity, strict=True)], cards)
+        assert [item.decision for item in processed] == [item.decision for item in scored]  # type: ignore[union-attr]
+        assert [dict(item.features) for item in processed] == [dict(item.features) for item in scored]  # type: ignore[union-attr]
