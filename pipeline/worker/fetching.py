@@ -56,10 +56,9 @@ class Rewinds:
         self.seeks += 1
 
     def sought_to(self, committed: Mapping[TP, int | None]) -> None:
-        """The positions a seek to committed offsets set: aiokafka moves a partition only where
-        one is committed (above 0); elsewhere its position stays."""
+        """The positions a seek to committed offsets set (None: the partition stayed where it was)."""
         self.sought_at = self.seeks
-        self.sought = {tp: offset for tp, offset in committed.items() if offset is not None and offset > 0}
+        self.sought = {tp: offset for tp, offset in committed.items() if offset is not None}
 
     def stale(self) -> bool:
         """Whether a seek began since the batch being handed over was asked for."""
@@ -108,7 +107,14 @@ class WorkerConsumer(faust_aiokafka.Consumer):
 
     async def seek_to_committed(self) -> Mapping[TP, int]:
         committed = await super().seek_to_committed()
-        self._rewinds.sought_to(committed)
+        # aiokafka leaves a partition with nothing committed where it is, past what streams may have
+        # dropped in the rebalance (messages of the old generation): such a partition of a stream
+        # topic is read again from its start, as a new group reads it
+        acknowledged = self.app.topics.acks_enabled_for
+        unmoved = {tp: 0 for tp, offset in committed.items() if not offset and acknowledged(tp.topic)}
+        for tp in unmoved:
+            await self._seek(tp, 0)
+        self._rewinds.sought_to({**committed, **unmoved})
         return committed
 
     async def _getmany(self, active_partitions: Set[TP] | None, timeout: float) -> Any:

@@ -123,12 +123,14 @@ def test_a_batch_fetched_before_a_seek_is_read_again_from_the_position_sought() 
     assert seeks == [(0, 1)]
 
 
-def test_with_nothing_committed_the_rest_of_the_batch_is_read_again() -> None:
-    """In a new group nothing is committed yet and the seek leaves the partition where it is (past
-    the batch): the partition is sought back to the first message not handed over, offset 2."""
+def test_with_nothing_committed_the_partition_is_read_again_from_its_start() -> None:
+    """In a new group nothing is committed yet, and aiokafka's seek to the committed offsets leaves
+    the partition where it is: past the batch, and past whatever the streams dropped of the old
+    generation. The worker seeks it to its start (as the new group read it), and after the stale
+    batch again (offset 0 is lower than the first message not handed over, 2)."""
     handed, seeks = _hand_over_with_a_seek(committed=None, seek_after=1)
     assert handed == [0, 1]
-    assert seeks == [(0, 2)]
+    assert seeks == [(0, 0), (0, 0)]
 
 
 def test_a_batch_all_handed_over_before_the_seek_is_not_read_again() -> None:

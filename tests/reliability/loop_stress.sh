@@ -16,7 +16,8 @@ for i in $(seq 1 "$runs"); do
     logs=$(find "$out/run-$i" -name '*.log')
     said() { cat $logs /dev/null | grep -c "$1"; }
     echo "run $i/$runs: passed ($(grep -o '[0-9]* visits.*' "$out/run-$i.log")); workers said:" \
-      "$(said 'a gap') gaps, $(said 'dropped the message') dropped, $(said 'is read again') rewinds"
+      "$(said 'a gap') gaps, $(said 'dropped the message') dropped, $(said 'stream skipped') skipped," \
+      "$(said 'is read again') rewinds"
     rm -rf "$out/run-$i" "$out/run-$i.log"
   else
     echo "run $i/$runs: FAILED (see $out/run-$i.log and $out/run-$i/)"
