@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs the rebalance storm (tests/reliability/test_rebalance_storm.py, a stress test outside the suite)
+# Runs the rebalance storm (tests/reliability/test_rebalance_storm.py, one run of it is in the suite)
 # N times in a row and prints each run's figures; a failed run's output and workers' logs are kept in
 # var/stress-loop/run-K/. Usage: tests/reliability/loop_stress.sh [N]   (default 10; 2-5 min a run)
 set -uo pipefail
@@ -10,7 +10,7 @@ mkdir -p "$out"
 passed=0
 for i in $(seq 1 "$runs"); do
   rm -rf "$out/run-$i"
-  if STRESS_TESTS=1 .venv/bin/python -m pytest -q -s -p no:cacheprovider --basetemp="$out/run-$i" \
+  if .venv/bin/python -m pytest -q -s -p no:cacheprovider --basetemp="$out/run-$i" \
       tests/reliability/test_rebalance_storm.py > "$out/run-$i.log" 2>&1; then
     passed=$((passed + 1))
     logs=$(find "$out/run-$i" -name '*.log')

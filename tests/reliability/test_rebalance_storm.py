@@ -5,12 +5,12 @@ not yet committed. Every transaction still gets a decision.
 
 The kill -9 test (test_worker_crash.py) has one rebalance per run; a loss that needs a rebalance at
 an unlucky moment showed there about once in fifty runs (a clean-clone CI run on 2026-12-07). Here a
-run has four to seven. It is a stress test, 2 to 5 minutes a run: outside the suite (it runs when
-STRESS_TESTS=1 is set), looped by tests/reliability/loop_stress.sh."""
+run has seven to nine. Until the worker's consumer read again what Faust did not hand over
+(pipeline/worker/fetching.py, docs/reliability.md "Rebalances"), 2 runs of about 19 lost a
+transaction. One run is in the suite (1 to 5 minutes); tests/reliability/loop_stress.sh loops it."""
 
 from __future__ import annotations
 
-import os
 import signal
 import time
 
@@ -23,7 +23,6 @@ from tests.support import SteadyLoad, decisions_for_every_id, wait_for_group_mem
 pytestmark = [
     pytest.mark.kafka,
     pytest.mark.slow,
-    pytest.mark.skipif(not os.environ.get("STRESS_TESTS"), reason="stress test: STRESS_TESTS=1"),
 ]
 
 
@@ -52,3 +51,10 @@ def test_workers_joining_and_leaving_under_load_lose_nothing(make_settings, star
           f"{len(set(decided))} decided, {len(decided) - len(set(decided))} duplicate decisions")  # fmt: skip
     assert set(decided) == ids
     assert first.process.poll() is None, "the first worker kept running"
+    # The loss is rare; its mark was not: before the consumer read again what Faust did not hand
+    # over, every run's first worker took 5-15 offset jumps as gaps and dropped ~185 messages.
+    for name, worker in {"first": first, **visitors}.items():
+        said = worker.log_path.read_text(errors="replace")
+        gaps = said.count("skipped by the consumer: a gap")
+        dropped = said.count("dropped the message at offset")
+        assert (gaps, dropped) == (0, 0), f"{name}: {gaps} gaps, {dropped} dropped ({worker.log_path})"
