@@ -140,6 +140,77 @@ def compile_columnar(tree: ast.Expression) -> Plan | str:
         return str(exc)
 
 
+NumericPlan = Callable[[Mapping[str, np.ndarray]], Any]
+"""A ``when`` on columns that are all numbers (float64, no NaN): its truth per row (or one bool)."""
+_NUMERIC_ORDER: dict[type[ast.cmpop], Callable[[Any, Any], Any]] = {
+    ast.Lt: np.less, ast.LtE: np.less_equal, ast.Gt: np.greater, ast.GtE: np.greater_equal,
+    ast.Eq: np.equal, ast.NotEq: np.not_equal,
+}  # fmt: skip
+
+
+def compile_numeric(tree: ast.Expression) -> tuple[NumericPlan, frozenset[str]] | None:
+    """A plan without nulls or errors for a ``when`` made of names, number constants (ints up to
+    2**53), comparisons other than in / not in, ``and``, ``or``, ``not`` and a unary minus, with the
+    names it reads; None for any other expression. Valid only on a batch whose every column it
+    reads is float64 without NaN: there no row is null, nothing Python evaluates can raise (no
+    division), comparisons of floats and exact ints are IEEE's, and a row's ``and`` / ``or`` holds
+    exactly when its operands' truths say so, whichever operand Python returns."""
+    names: set[str] = set()
+    try:
+        return _numeric_truth(tree.body, names), frozenset(names)
+    except NotColumnar:
+        return None
+
+
+def _numeric_value(node: ast.expr, names: set[str]) -> NumericPlan:
+    if isinstance(node, ast.Name):
+        name = node.id
+        names.add(name)
+        return lambda columns: columns[name]
+    if isinstance(node, ast.Constant) and type(node.value) in (int, float, bool):
+        if isinstance(node.value, int) and abs(node.value) > _EXACT_INT:
+            raise NotColumnar("integer constant beyond 2**53")
+        number = float(node.value)
+        return lambda columns: number
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
+        operand = _numeric_value(node.operand, names)
+        return lambda columns: -operand(columns)
+    raise NotColumnar(type(node).__name__)
+
+
+def _numeric_truth(node: ast.expr, names: set[str]) -> NumericPlan:
+    if isinstance(node, ast.BoolOp):
+        parts = [_numeric_truth(value, names) for value in node.values]
+        combine = np.logical_and if isinstance(node.op, ast.And) else np.logical_or
+
+        def both(columns: Mapping[str, np.ndarray]) -> Any:
+            result = parts[0](columns)
+            for part in parts[1:]:
+                result = combine(result, part(columns))
+            return result
+
+        return both
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.Not):
+        operand = _numeric_truth(node.operand, names)
+        return lambda columns: np.logical_not(operand(columns))
+    if isinstance(node, ast.Compare):
+        if not all(type(op) in _NUMERIC_ORDER for op in node.ops):
+            raise NotColumnar("in / not in")
+        values = [_numeric_value(item, names) for item in (node.left, *node.comparators)]
+        ops = [_NUMERIC_ORDER[type(op)] for op in node.ops]
+
+        def held(columns: Mapping[str, np.ndarray]) -> Any:
+            operands = [value(columns) for value in values]
+            result = ops[0](operands[0], operands[1])
+            for k in range(1, len(ops)):
+                result = np.logical_and(result, ops[k](operands[k], operands[k + 1]))
+            return result
+
+        return held
+    value = _numeric_value(node, names)
+    return lambda columns: np.not_equal(value(columns), 0.0)
+
+
 def _truth(vec: _Vec) -> np.ndarray:
     truth = vec.values != "" if vec.text else vec.values != 0.0  # NaN is true, as in Python
     return np.asarray(truth, dtype=bool) & ~vec.null

@@ -26,8 +26,10 @@ import yaml
 from pipeline.detection.rule_columns import (
     ColumnBatch,
     NotColumnar,
+    NumericPlan,
     Plan,
     compile_columnar,
+    compile_numeric,
     row_env,
     run_plan,
 )
@@ -119,6 +121,16 @@ class Rule:
     _code: Any = field(repr=False, compare=False, default=None)
     # The columnar plan, or why there is none (str); compiled on first use when not given.
     _columnar: Plan | str | None = field(repr=False, compare=False, default=None)
+    # The plan for batches of numbers only (``compile_numeric``), or False when there is none.
+    _numeric: tuple[NumericPlan, frozenset[str]] | bool | None = field(
+        repr=False, compare=False, default=None
+    )
+
+    def _numeric_plan(self) -> tuple[NumericPlan, frozenset[str]] | None:
+        if self._numeric is None:
+            plan = compile_numeric(ast.parse(self.when, mode="eval"))
+            object.__setattr__(self, "_numeric", False if plan is None else plan)
+        return self._numeric or None  # type: ignore[return-value]
 
     @property
     def columnar_fallback(self) -> str | None:
@@ -200,7 +212,12 @@ class RuleSet:
         batch = ColumnBatch(columns, size)
         out = np.zeros((len(self.rules), size), dtype=bool)
         rows: list[dict[str, Any]] | None = None
+        numbers: dict[str, bool] = {}  # name -> its column is float64 without NaN
         for index, rule in enumerate(self.rules):
+            numeric = rule._numeric_plan()
+            if numeric is not None and all(_numbers_only(columns, name, numbers) for name in numeric[1]):
+                out[index] = numeric[0](columns)  # a single bool (constants only) fills the row
+                continue
             plan = rule._plan()
             if not isinstance(plan, str):
                 try:
@@ -223,6 +240,22 @@ class RuleSet:
             if txn.get(txn_field) in self.blocked.get(kind, ()):
                 return kind
         return None
+
+
+def _numbers_only(columns: Mapping[str, np.ndarray], name: str, seen: dict[str, bool]) -> bool:
+    """Whether ``columns[name]`` is float64 without NaN (no null), remembered in ``seen``."""
+    known = seen.get(name)
+    if known is None:
+        column = columns.get(name)
+        known = seen[name] = (
+            column is not None
+            and isinstance(column, np.ndarray)
+            and column.dtype == np.float64
+            and column.ndim == 1
+            and len(column) > 0
+            and not np.isnan(column).any()
+        )
+    return known
 
 
 def compile_rule(raw: Mapping[str, Any], known_names: Iterable[str], where: str) -> Rule:

@@ -110,3 +110,50 @@ def test_a_rule_the_compiler_cannot_reproduce_falls_back_to_row_by_row() -> None
     columns = _columns(random.Random(1), size)
     np.testing.assert_array_equal(ruleset.evaluate_columns(columns, size), _per_row(ruleset, columns, size))
     assert ruleset.evaluate_columns(columns, size).any()
+
+
+@pytest.mark.parametrize("when", EXPRESSIONS)
+def test_numbers_only_columns_give_the_row_by_row_result(when: str) -> None:
+    """On columns of numbers without nulls (the detector's features) a rule of comparisons, and,
+    or, not and unary minus takes the plan without nulls or errors (``compile_numeric``)."""
+    ruleset = _rules(when)
+    size = 300
+    for seed in range(5):
+        rng = random.Random(seed)
+        columns = {
+            name: np.array(
+                [rng.choice([0.0, 1.0, 2.0, 12.5, 100.0, -3.0, rng.uniform(-600, 600)]) for _ in range(size)]
+            )
+            for name in NUMBERS
+        }
+        try:
+            expected = _per_row(ruleset, columns, size)
+        except ZeroDivisionError:
+            continue
+        np.testing.assert_array_equal(ruleset.evaluate_columns(columns, size), expected, err_msg=when)
+
+
+@pytest.mark.parametrize(
+    ("when", "numeric"),
+    [
+        ("amount > 100 and card_count_1h >= 2", True),
+        ("not (amount < 50) or -is_foreign == -1", True),
+        ("10 < amount <= 200 and amount != 12.5", True),
+        ("amount and card_count_1h", True),
+        ("1 < 2", True),
+        ("amount / card_count_1h > 3", False),
+        ("amount * 2 > 3", False),
+        ("channel == 'atm'", False),
+        ("amount in [1, 2]", False),
+        ("amount > 9007199254740993", False),
+    ],
+)
+def test_which_rules_have_a_plan_for_numbers_only(when: str, numeric: bool) -> None:
+    rule = _rules(when).rules[0]
+    assert (rule._numeric_plan() is not None) is numeric
+    size = 64
+    rng = np.random.default_rng(1)
+    columns = {name: rng.choice([-1.0, 1.0, 2.0, 12.5, 150.0], size) for name in NUMBERS}
+    columns["channel"] = np.array(["atm"] * size, dtype=object)
+    ruleset = _rules(when)
+    np.testing.assert_array_equal(ruleset.evaluate_columns(columns, size), _per_row(ruleset, columns, size))
