@@ -220,6 +220,12 @@ class LogisticCandidate:
         feature (one not learnt yet counts for nothing); the base is the intercept less the fraud
         weight's correction (``_uncorrect``)."""
         base = self.intercept - math.log(self.fraud_weight)
+        table = FeatureRows.of(rows)
+        if len(table) > 1 and table.same_keys():  # one matrix: the same elementwise arithmetic
+            names = [name for name in table[0] if name in self._index]
+            at = np.array([self._index[name] for name in names], dtype=np.intp)
+            values = self._scaled(table.matrix(tuple(names)), at) * self.weights[at]
+            return [Attribution(base, dict(zip(names, row, strict=True))) for row in values.tolist()]
         out = []
         for features in rows:
             names, at, scaled = self._learnt_part(features)

@@ -245,6 +245,7 @@ class MatrixRows:
         self._empty = empty
         self._index: dict[str, int] = {}
         self._matrix = np.tile(empty, (257, 1))
+        self._filled = 0
 
     def __len__(self) -> int:
         return len(self._index)
@@ -256,12 +257,18 @@ class MatrixRows:
         return np.array(positions, dtype=np.intp)
 
     def _grow(self) -> None:
-        """Room for every key indexed and the empty row after them (new keys' rows are empty)."""
-        if len(self._index) >= len(self._matrix):
-            grown = np.empty((2 * len(self._index) + 1, len(self._empty)))
-            grown[: len(self._matrix)] = self._matrix
-            grown[len(self._matrix) :] = self._empty
+        """Room for every key indexed and the empty row after them (new keys' rows are empty).
+        Rows past the keys' are filled only when a key takes them (``_filled`` counts the rows
+        that are), so growing copies the rows in use and writes nothing else."""
+        used = len(self._index)
+        if used >= len(self._matrix) - 1:
+            grown = np.empty((2 * used + 1, len(self._empty)))
+            grown[: self._filled] = self._matrix[: self._filled]
             self._matrix = grown
+            self._matrix[-1] = self._empty
+        if used > self._filled:
+            self._matrix[self._filled : used] = self._empty
+            self._filled = used
 
     def walked(self, keys: Sequence[str | None]) -> tuple[np.ndarray, np.ndarray, int]:
         """The whole matrix, the row of each of ``keys`` in it (repeated or not; a new key gets an

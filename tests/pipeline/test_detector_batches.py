@@ -13,6 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from pipeline.config import Settings
+from pipeline.detection.candidates import LogisticCandidate
 from pipeline.detection.columns import TransactionColumns
 from pipeline.detection.detector import InMemoryStates
 from pipeline.detection.entity_lists import EntityLists, ListUpdate
@@ -20,6 +21,7 @@ from pipeline.detection.features import ENTITY_STAGES, FEATURE_NAMES, event_seco
 from pipeline.detection.in_order import observe_block_in_order
 from pipeline.detection.rules import parse_rules
 from pipeline.detection.states import CARD
+from pipeline.detection.vocabulary import FeatureRows
 from pipeline.tools.simulator.generator import TrafficGenerator
 from pipeline.wiring import build_detector
 from tests.pipeline.factories import PROPERTY, make_txn
@@ -144,3 +146,20 @@ def test_process_decides_as_the_workers_entity_and_score_steps(size: int) -> Non
         scored = two.score([(txn, at, f) for (txn, at), f in zip(batch, entity, strict=True)], cards)
         assert [item.decision for item in processed] == [item.decision for item in scored]  # type: ignore[union-attr]
         assert [dict(item.features) for item in processed] == [dict(item.features) for item in scored]  # type: ignore[union-attr]
+
+
+@PROPERTY
+@given(
+    st.lists(st.lists(st.floats(-50, 50), min_size=4, max_size=4), min_size=2, max_size=30),
+    st.lists(st.booleans(), min_size=5, max_size=40),
+)
+def test_the_logistic_split_of_a_matrix_is_each_rows_split(
+    rows: list[list[float]], labels: list[bool]
+) -> None:
+    names = ("a", "b", "c", "d")
+    candidate = LogisticCandidate()
+    for index, label in enumerate(labels):  # "d" is never learnt: it counts for nothing
+        candidate.learn({"a": index % 3, "b": -index, "c": 0.5 * index, "zz": 1.0}, label)
+    matrix = FeatureRows.of_matrix(names, np.array(rows))
+    one_by_one = [candidate.attributions_many([dict(zip(names, row, strict=True))])[0] for row in rows]
+    assert candidate.attributions_many(matrix) == one_by_one
