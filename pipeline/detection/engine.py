@@ -47,6 +47,8 @@ ACTIONS = ("allow", "review", "block")
 ANOMALY_SCORE = 0.6
 ANOMALY_FLOOR = 0.8
 QUANTILE_WARMUP = 500
+_UNKNOWN = object()
+"""The type classifier was not asked for a row yet."""
 COLUMNAR_RULES_FROM = 256
 """Batches of this many transactions or more evaluate the rules on columns, smaller ones row by row:
 numpy's cost per call makes a rule's columnar plan cost about 150 us per batch whatever its size,
@@ -180,7 +182,8 @@ class DetectionEngine:
         plain = _action(0.0, self.review_threshold, self.block_threshold) == "allow"
         version = self.model.version
         candidates = self.lists.candidates(txns, self.rules)  # the rows a list may decide
-        out: list[Decision | Exception] = []
+        out: list[Decision | Exception | None] = []
+        pending: list[tuple[int, list[Rule]]] = []  # the rows that need ``_decision``, their hits
         for index, txn in enumerate(txns):
             try:
                 listed = (
@@ -196,13 +199,22 @@ class DetectionEngine:
                     score = round(model_score if trained else 0.0, 9)
                     out.append(Decision("allow", score, round(model_score, 9), None, (), (), version))
                     continue
-                out.append(
-                    self._decision(txn, rows[index], model_score, trained, model_actions[index],
-                                   anomalies[index], row_hits, explanations.get(index, []))
-                )  # fmt: skip
+                out.append(None)
+                pending.append((index, row_hits))
             except Exception as exc:
                 out.append(exc)
-        return out
+        # The type classifier's answer for every row that may show it, in one pass (None: row by row).
+        types = self.model.likely_types(rows.take([index for index, _ in pending])) if pending else None
+        for position, (index, row_hits) in enumerate(pending):
+            try:
+                out[index] = self._decision(
+                    txns[index], rows[index], model_scores[index], trained, model_actions[index],
+                    anomalies[index], row_hits, explanations.get(index, []),
+                    _UNKNOWN if types is None else types[position],
+                )  # fmt: skip
+            except Exception as exc:
+                out[index] = exc
+        return out  # type: ignore[return-value]  # every None was replaced
 
     def _rule_hits(self, txns: Sequence[Mapping[str, Any]], rows: FeatureRows) -> list[list[Rule]] | None:
         """The rules that fire for each item, evaluated on the batch's columns; None when each row
@@ -243,8 +255,11 @@ class DetectionEngine:
         anomaly: float | None,
         hits: list[Rule],
         explanation: list[tuple[str, float]],
+        known_type: object = _UNKNOWN,
     ) -> Decision:
-        """The decision on a transaction no list decides, from its rule hits, model score and anomaly."""
+        """The decision on a transaction no list decides, from its rule hits, model score and anomaly.
+        ``known_type``: the type classifier's answer for it, when the caller has it (``_UNKNOWN``:
+        asked here, only if needed)."""
         hits = sorted(hits, key=lambda rule: RULE_SCORE[rule.action], reverse=True)
         rule_score = RULE_SCORE[hits[0].action] if hits else 0.0
         # The action: the strongest of the rules', the model's (within its budget) and an anomaly's.
@@ -257,9 +272,9 @@ class DetectionEngine:
         score = model_score if trained else strength
         model_flags = model_action != "allow"
         # The type classifier is asked only when the model's type is shown or decides the type.
-        model_type = (
-            self.model.likely_type(features) if model_flags or (action != "allow" and not hits) else None
-        )
+        model_type: str | None = None
+        if model_flags or (action != "allow" and not hits):
+            model_type = self.model.likely_type(features) if known_type is _UNKNOWN else known_type  # type: ignore[assignment]
         reasons = (
             self._reasons(
                 {**txn, **features},

@@ -20,7 +20,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 from river import compose, drift, linear_model, optim, preprocessing
+from river.utils.math import softmax as river_softmax
 
 from pipeline.detection.anomaly import AnomalyDetector
 from pipeline.detection.candidates import (
@@ -47,6 +49,54 @@ def _type_classifier() -> compose.Pipeline:
         | Clip()
         | linear_model.SoftmaxRegression(optimizer=optim.SGD(0.05), l2=1e-4)
     )
+
+
+def softmax_types(pipeline: compose.Pipeline, rows: FeatureRows) -> list[str | None] | None:
+    """``pipeline.predict_one`` of each row (a ``StandardScaler | Clip | SoftmaxRegression``, as
+    ``_type_classifier`` builds it) on the rows' matrix, to the bit: the scaler's standard deviations
+    are Python's ``v ** 0.5``, then the same elementwise subtraction, division and clipping; each
+    class's dot product is the products in river's order summed one after the other (``cumsum``, as
+    Python's ``sum``); the softmax and the choice are river's own, per row. None when the rows or
+    the pipeline are not that (rows of different features, a feature the scaler has not seen, which
+    ``transform_one`` would add to it, or learning during predictions)."""
+    scaler, clip, softmax = pipeline.steps.values()
+    names = rows.names if len(rows) else None
+    if (
+        not names
+        or type(scaler) is not preprocessing.StandardScaler
+        or scaler.window_size is not None
+        or not scaler.with_std
+        or type(clip) is not Clip
+        or type(softmax) is not linear_model.SoftmaxRegression
+        or pipeline._LEARN_UNSUPERVISED_DURING_PREDICT
+        or any(name not in scaler.means or name not in scaler.vars or scaler.vars[name] < 0 for name in names)
+    ):
+        return None
+    variances = [scaler.vars[name] for name in names]
+    deviations = np.array([v**0.5 if v else 1.0 for v in variances])
+    means = np.array([scaler.means[name] for name in names], dtype=np.float64)
+    with np.errstate(all="ignore"):
+        scaled = np.where(
+            np.array([bool(v) for v in variances]), (rows.matrix(names) - means) / deviations, 0.0
+        )
+    limit = clip.limit
+    clipped = np.where(scaled < -limit, -limit, np.where(scaled > limit, limit, scaled))
+    column = {name: i for i, name in enumerate(names)}
+    raw: dict[Any, list[float]] = {}
+    for label, weights in softmax.weights.items():  # river's dot: the shorter mapping's order
+        order = (
+            [n for n in weights if n in column]
+            if len(weights) < len(names)
+            else [n for n in names if n in weights]
+        )
+        products = clipped[:, [column[n] for n in order]] * np.array([weights[n] for n in order])
+        totals = np.cumsum(products, axis=1)[:, -1] + 0.0 if order else np.zeros(len(rows))
+        raw[label] = totals.tolist()
+    out: list[str | None] = []
+    for index in range(len(rows)):
+        y_pred = river_softmax({label: values[index] for label, values in raw.items()})
+        out.append(max(y_pred, key=y_pred.get) if y_pred else None)  # type: ignore[arg-type]
+    return out
 
 
 @dataclass
@@ -142,6 +192,16 @@ class OnlineFraudModel:
         if self.labels_learnt == 0 or not self.frauds_learnt:
             return None
         return self.fraud_type.predict_one(features)
+
+    def likely_types(self, rows: FeatureRows) -> list[str | None] | None:
+        """``likely_type`` of each row in one pass over the batch's matrix, with river's arithmetic
+        (``softmax_types``); None when that cannot be done exactly so, or the answer is None for every
+        row anyway, or ``likely_type`` is not this class's (ask ``likely_type`` per row)."""
+        if self.labels_learnt == 0 or not self.frauds_learnt:
+            return None
+        if type(self).likely_type is not OnlineFraudModel.likely_type:
+            return None
+        return softmax_types(self.fraud_type, rows)
 
     def explain(self, features: Features, top: int = 3) -> list[tuple[str, float]]:
         """The features that pushed the champion's score up most: (name, contribution), largest first."""

@@ -19,9 +19,10 @@ from pipeline.detection.detector import InMemoryStates
 from pipeline.detection.entity_lists import EntityLists, ListUpdate
 from pipeline.detection.features import ENTITY_STAGES, FEATURE_NAMES, event_seconds
 from pipeline.detection.in_order import observe_block_in_order
+from pipeline.detection.model import _type_classifier, softmax_types
 from pipeline.detection.rules import parse_rules
 from pipeline.detection.states import CARD
-from pipeline.detection.vocabulary import FeatureRows
+from pipeline.detection.vocabulary import FRAUD_TYPES, FeatureRows
 from pipeline.tools.simulator.generator import TrafficGenerator
 from pipeline.wiring import build_detector
 from tests.pipeline.factories import PROPERTY, make_txn
@@ -163,3 +164,34 @@ def test_the_logistic_split_of_a_matrix_is_each_rows_split(
     matrix = FeatureRows.of_matrix(names, np.array(rows))
     one_by_one = [candidate.attributions_many([dict(zip(names, row, strict=True))])[0] for row in rows]
     assert candidate.attributions_many(matrix) == one_by_one
+
+
+VALUES_ = st.one_of(st.sampled_from([0.0, 1.0, -1.0, 2.5, 1e6]), st.floats(-1e3, 1e3))
+
+
+@PROPERTY
+@given(
+    learnt=st.lists(
+        st.tuples(st.lists(VALUES_, min_size=5, max_size=5), st.sampled_from(FRAUD_TYPES)),
+        min_size=1,
+        max_size=40,
+    ),
+    asked=st.lists(st.lists(VALUES_, min_size=5, max_size=5), min_size=1, max_size=30),
+)
+def test_the_type_classifier_on_a_matrix_answers_as_row_by_row(
+    learnt: list[tuple[list[float], str]], asked: list[list[float]]
+) -> None:
+    names = ("f1", "f2", "f3", "f4", "f5")
+    pipeline = _type_classifier()
+    for values, kind in learnt:
+        pipeline.learn_one(dict(zip(names, values, strict=True)), kind)
+    rows = FeatureRows.of_matrix(names, np.array(asked))
+    expected = [pipeline.predict_one(dict(zip(names, values, strict=True))) for values in asked]
+    assert softmax_types(pipeline, rows) == expected
+
+
+def test_the_type_classifier_on_a_matrix_leaves_unseen_features_to_each_row() -> None:
+    pipeline = _type_classifier()
+    pipeline.learn_one({"a": 1.0}, "identity_theft")
+    assert softmax_types(pipeline, FeatureRows.of_matrix(("a", "b"), np.ones((3, 2)))) is None
+    assert "b" not in pipeline["StandardScaler"].means, "nothing was added to the scaler"
