@@ -110,9 +110,39 @@ def ring_window(
     first = max(last - window // width, newest - size) + 1
     last = min(last, newest)
     base = offset + cells
+    length = min(max(last - first + 1, 0), size)
+    if length == size:  # every slot in the window: the row's own cells, in slot order
+        return pairwise_sum(row[base : base + size], size)
     for slot in range(size):
-        scratch[slot] = row[base + slot] if _in_run(slot, first, last, size) else 0.0
+        scratch[slot] = 0.0
+    slot = first % size
+    for _ in range(length):  # the slots of the run (``_in_run``)
+        scratch[slot] = row[base + slot]
+        slot += 1
+        if slot == size:
+            slot = 0
     return pairwise_sum(scratch, size)
+
+
+@_jit
+def ring_count(row: np.ndarray, offset: int, size: int, width: int, now: float, window: int) -> float:
+    """``ring_window`` of the counts (``cells`` 1), adding only the buckets in the window: counts
+    are whole numbers (each event adds 1.0), whose sum is exact in any order, so it is the same to
+    the bit as the pairwise sum over every slot."""
+    newest = int(row[offset])
+    last = int(floor_div(now, float(width)))
+    first = max(last - window // width, newest - size) + 1
+    last = min(last, newest)
+    length = min(max(last - first + 1, 0), size)
+    slot = first % size
+    base = offset + 1
+    total = 0.0
+    for _ in range(length):
+        total += row[base + slot]
+        slot += 1
+        if slot == size:
+            slot = 0
+    return total
 
 
 @_jit
@@ -260,11 +290,11 @@ def walk_card(
         now, value = at[i], amount[i]
         count = row[count_at]
         if mode != COUNT:
-            count_24h = ring_window(row, day[0], day[1], day[2], now, DAY, 1, scratch)
+            count_24h = ring_count(row, day[0], day[1], day[2], now, DAY)
             sum_24h = ring_window(row, day[0], day[1], day[2], now, DAY, 1 + day[1], scratch)
-            count_7d = ring_window(row, long[0], long[1], long[2], now, 7 * DAY, 1, scratch)
+            count_7d = ring_count(row, long[0], long[1], long[2], now, 7 * DAY)
             sum_7d = ring_window(row, long[0], long[1], long[2], now, 7 * DAY, 1 + long[1], scratch)
-            count_30d = ring_window(row, long[0], long[1], long[2], now, 30 * DAY, 1, scratch)
+            count_30d = ring_count(row, long[0], long[1], long[2], now, 30 * DAY)
             sum_30d = ring_window(row, long[0], long[1], long[2], now, 30 * DAY, 1 + long[1], scratch)
             known = count >= 2
             std = math.sqrt(row[log_m2_at] / (count - 1)) if known else 0.0
@@ -274,7 +304,7 @@ def walk_card(
             seen = count > 0
             since_prev = now - row[last_seen_at] if seen else 30.0 * DAY
             out[i, 0] = min(count, 1000.0)
-            out[i, 1] = ring_window(row, recent[0], recent[1], recent[2], now, HOUR, 1, scratch)
+            out[i, 1] = ring_count(row, recent[0], recent[1], recent[2], now, HOUR)
             out[i, 2] = count_24h
             out[i, 3] = sum_24h
             out[i, 4] = count_7d
@@ -343,7 +373,6 @@ def walk_activity(
     labelled = params[13] == 1
     labels, frauds = params[14:17], params[17:20]
     cards_seconds = params[20]
-    scratch = np.empty(SCRATCH)
     for i in range(len(positions)):
         row = matrix[positions[i]]
         now = at[i]
@@ -351,17 +380,13 @@ def walk_activity(
             since, until = now - cards_seconds, now + MINUTE
             out[i, 0] = slots_seen_between(row, cards_at[0], cards_at[1], since, until)
             out[i, 1] = slots_seen_between(row, small_at[0], small_at[1], since, until)
-            out[i, 2] = ring_window(row, hourly[0], hourly[1], hourly[2], now, HOUR, 1, scratch)
-            out[i, 3] = ring_window(row, daily[0], daily[1], daily[2], now, DAY, 1, scratch)
+            out[i, 2] = ring_count(row, hourly[0], hourly[1], hourly[2], now, HOUR)
+            out[i, 3] = ring_count(row, daily[0], daily[1], daily[2], now, DAY)
             if labelled:
                 column = 4
                 for days in (1, 7, 30):
-                    labelled_count = ring_window(
-                        row, labels[0], labels[1], labels[2], now, days * DAY, 1, scratch
-                    )
-                    fraud_count = ring_window(
-                        row, frauds[0], frauds[1], frauds[2], now, days * DAY, 1, scratch
-                    )
+                    labelled_count = ring_count(row, labels[0], labels[1], labels[2], now, days * DAY)
+                    fraud_count = ring_count(row, frauds[0], frauds[1], frauds[2], now, days * DAY)
                     out[i, column] = mean(fraud_count, labelled_count)
                     out[i, column + 1] = fraud_count
                     column += 2
@@ -402,11 +427,11 @@ def walk_customer(
         row = matrix[positions[i]]
         now, value = at[i], amount[i]
         if mode != COUNT:
-            count_24h = ring_window(row, window[0], window[1], window[2], now, DAY, 1, scratch)
+            count_24h = ring_count(row, window[0], window[1], window[2], now, DAY)
             amount_24h = ring_window(row, window[0], window[1], window[2], now, DAY, 1 + window[1], scratch)
-            count_7d = ring_window(row, month[0], month[1], month[2], now, 7 * DAY, 1, scratch)
+            count_7d = ring_count(row, month[0], month[1], month[2], now, 7 * DAY)
             amount_7d = ring_window(row, month[0], month[1], month[2], now, 7 * DAY, 1 + month[1], scratch)
-            count_30d = ring_window(row, month[0], month[1], month[2], now, 30 * DAY, 1, scratch)
+            count_30d = ring_count(row, month[0], month[1], month[2], now, 30 * DAY)
             amount_30d = ring_window(row, month[0], month[1], month[2], now, 30 * DAY, 1 + month[1], scratch)
             mean_30d = mean(amount_30d, count_30d)
             recent_devices = 0
