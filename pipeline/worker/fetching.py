@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import faust
+from aiokafka.errors import IllegalStateError
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
 
@@ -113,7 +114,7 @@ class WorkerConsumer(faust_aiokafka.Consumer):
         acknowledged = self.app.topics.acks_enabled_for
         unmoved = {tp: 0 for tp, offset in committed.items() if not offset and acknowledged(tp.topic)}
         for tp in unmoved:
-            await self._seek(tp, 0)
+            await self._seek_assigned(tp, 0)
         self._rewinds.sought_to({**committed, **unmoved})
         return committed
 
@@ -142,7 +143,15 @@ class WorkerConsumer(faust_aiokafka.Consumer):
             if tp not in self.assignment() or not self.app.topics.acks_enabled_for(tp.topic):
                 continue  # a new owner reads it from the committed offset; a table's recovery seeks its own
             log.info("%s is read again from offset %d: a batch not all handed over", tp, offset)
+            await self._seek_assigned(tp, offset)
+
+    async def _seek_assigned(self, tp: TP, offset: int) -> None:
+        """Seek ``tp`` unless a rebalance took it meanwhile: the rebalance seeks it to the committed
+        offset, which is not past anything not handed over (``within_read``)."""
+        try:
             await self.seek(tp, offset)
+        except IllegalStateError:
+            log.info("%s not sought to %d: no longer assigned (a rebalance seeks it)", tp, offset)
 
     async def _add_gap(self, tp: TP, offset_from: int, offset_to: int) -> None:
         # Faust takes a jump in a partition's offsets for offsets that will never come (compacted

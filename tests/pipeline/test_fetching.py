@@ -73,10 +73,14 @@ def _records(tp: Any, offsets: range) -> list[Any]:
     return [ConsumerRecord(tp.topic, tp.partition, o, 0, 0, b'"k"', b"1", None, 3, 1, []) for o in offsets]
 
 
-def _hand_over_with_a_seek(committed: int | None, seek_after: int) -> tuple[list[int], list[tuple[int, int]]]:
+def _hand_over_with_a_seek(
+    committed: int | None, seek_after: int, taken_meanwhile: bool = False
+) -> tuple[list[int], list[tuple[int, int]]]:
     """Faust's consumer with its fetch and seeks replaced (no broker) hands over a batch of offsets
     0-4 of one partition; a rebalance's seek to the committed offsets comes after ``seek_after`` is
-    handed over. Returns the offsets handed over and the seeks made before the next fetch."""
+    handed over. Returns the offsets handed over and the seeks made before the next fetch.
+    ``taken_meanwhile``: aiokafka refuses the seek (a rebalance took the partition meanwhile)."""
+    from aiokafka.errors import IllegalStateError
     from faust.types import TP
 
     tp = TP("t", 0)
@@ -90,6 +94,8 @@ def _hand_over_with_a_seek(committed: int | None, seek_after: int) -> tuple[list
             return {tp: _records(tp, range(0, 5))}
 
         async def seek(partition: Any, offset: int) -> None:
+            if taken_meanwhile:
+                raise IllegalStateError(f"No current assignment for partition {partition}")
             seeks.append((partition.partition, offset))
 
         async def committed_offsets() -> dict[Any, int | None]:
@@ -131,6 +137,14 @@ def test_with_nothing_committed_the_partition_is_read_again_from_its_start() -> 
     handed, seeks = _hand_over_with_a_seek(committed=None, seek_after=1)
     assert handed == [0, 1]
     assert seeks == [(0, 0), (0, 0)]
+
+
+def test_a_partition_a_rebalance_took_meanwhile_is_not_sought() -> None:
+    """aiokafka refuses to seek a partition the rebalance under way took (the stress test's first
+    worker crashed on it): the worker goes on; the rebalance seeks it if it comes back."""
+    handed, seeks = _hand_over_with_a_seek(committed=1, seek_after=1, taken_meanwhile=True)
+    assert handed == [0, 1]
+    assert seeks == []
 
 
 def test_a_batch_all_handed_over_before_the_seek_is_not_read_again() -> None:

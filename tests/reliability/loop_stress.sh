@@ -13,7 +13,7 @@ for i in $(seq 1 "$runs"); do
   if .venv/bin/python -m pytest -q -s -p no:cacheprovider --basetemp="$out/run-$i" \
       tests/reliability/test_rebalance_storm.py > "$out/run-$i.log" 2>&1; then
     passed=$((passed + 1))
-    logs=$(find "$out/run-$i" -name '*.log')
+    logs=$(find "$out/run-$i" -maxdepth 2 -name 'worker-*.log')
     said() { cat $logs /dev/null | grep -c "$1"; }
     echo "run $i/$runs: passed ($(grep -o '[0-9]* visits.*' "$out/run-$i.log")); workers said:" \
       "$(said 'a gap') gaps, $(said 'dropped the message') dropped, $(said 'stream skipped') skipped," \
