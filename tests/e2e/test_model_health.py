@@ -105,6 +105,7 @@ def test_the_worker_reports_what_its_model_learnt_and_the_monitor_page_shows_it(
         check = validator("model_health")
         for message in consume_until(settings, settings.topic_model_health, lambda m: len(m) >= len(points)):
             check(message)
+            assert message["schema_version"] == 2, "v2: a promotion would carry its time"
 
         metrics = _samples(worker.url)
         assert metrics[("fraud_label_delay_seconds_count", ())] == LABELS
