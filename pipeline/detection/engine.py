@@ -105,29 +105,41 @@ class DetectionEngine:
             return [None] * len(rows)
         scores = self.model.anomaly.score_and_learn_many(rows_of(rows))
         out: list[float | None] = []
+        update, get = _calls(self._recent_anomalies)
         for score in scores.tolist():
             if score != score:  # NaN: warming up
                 out.append(None)
                 continue
-            self._recent_anomalies.update(score)
+            update(score)
             self._anomalies_seen += 1
-            line = self._recent_anomalies.get()
+            line = get()
             counts = not (
                 self._anomalies_seen < QUANTILE_WARMUP
                 or score < ANOMALY_FLOOR
                 or (line is not None and score < line)
             )
             out.append(score if counts else None)
+        if self._anomalies_seen:
+            _updated(self._recent_anomalies)
         return out
 
-    def _within_budget(self, model_score: float) -> bool:
-        """Whether the model's score is among the top ``alert_budget`` of recent scores: the model
-        alone may flag no more than that share of the traffic (the rules are not limited)."""
+    def _counted(self, model_scores: Sequence[float], trained: bool) -> list[bool]:
+        """Whether each model score counts: the model is trained and the score is among the top
+        ``alert_budget`` of recent scores (the model alone may flag no more than that share of the
+        traffic; the rules are not limited). The scores join the rolling quantile in order."""
+        if not trained:
+            return [False] * len(model_scores)
         if self._recent_scores is None:
-            return True
-        self._recent_scores.update(model_score)
-        budget_line = self._recent_scores.get()
-        return budget_line is None or model_score >= budget_line
+            return [True] * len(model_scores)
+        update, get = _calls(self._recent_scores)
+        out = []
+        for score in model_scores:
+            update(score)
+            line = get()
+            out.append(line is None or score >= line)
+        if out:
+            _updated(self._recent_scores)
+        return out
 
     def decide(
         self, txn: Mapping[str, Any], features: Features, model_score: float | None = None
@@ -164,7 +176,7 @@ class DetectionEngine:
         if model_scores is None:
             model_scores = self.model.fraud_probabilities(rows)
         trained = self.model.labels_learnt >= self.model_min_labels
-        counted = [trained and self._within_budget(score) for score in model_scores]
+        counted = self._counted(model_scores, trained)
         anomalies = self._anomalies(rows)
         hits = self._rule_hits(txns, rows)
         model_review = self.model_review_threshold or self.review_threshold
@@ -372,6 +384,21 @@ def _column(name: str, txns: Sequence[Mapping[str, Any]], rows: FeatureRows | No
     if all(value is None or (type(value) in (int, float, bool)) for value in values):
         return np.array([math.nan if value is None else value for value in values], dtype=np.float64)
     return np.array(values, dtype=object)
+
+
+def _calls(quantile: stats.RollingQuantile) -> tuple[Any, Any]:
+    """(update, get) of a rolling quantile: its Rust object's own, without river's wrapper around
+    each call (``_updated`` then marks the wrapper updated); the wrapper's where it has none."""
+    inner = getattr(quantile, "_rolling_quantile", None)
+    if inner is None or not hasattr(quantile, "_is_updated"):
+        return quantile.update, quantile.get
+    return inner.update, inner.get
+
+
+def _updated(quantile: stats.RollingQuantile) -> None:
+    """What river's ``RollingQuantile.update`` does besides its Rust object's update."""
+    if hasattr(quantile, "_is_updated"):
+        quantile._is_updated = True
 
 
 def _action(strength: float, review: float, block: float) -> str:

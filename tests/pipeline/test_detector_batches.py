@@ -11,15 +11,17 @@ import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from river import stats
 
 from pipeline.config import Settings
 from pipeline.detection.candidates import LogisticCandidate
 from pipeline.detection.columns import TransactionColumns
 from pipeline.detection.detector import InMemoryStates
+from pipeline.detection.engine import DetectionEngine
 from pipeline.detection.entity_lists import EntityLists, ListUpdate
 from pipeline.detection.features import ENTITY_STAGES, FEATURE_NAMES, event_seconds
 from pipeline.detection.in_order import observe_block_in_order
-from pipeline.detection.model import _type_classifier, softmax_types
+from pipeline.detection.model import OnlineFraudModel, _type_classifier, softmax_types
 from pipeline.detection.rules import parse_rules
 from pipeline.detection.states import CARD
 from pipeline.detection.vocabulary import FRAUD_TYPES, FeatureRows
@@ -195,3 +197,20 @@ def test_the_type_classifier_on_a_matrix_leaves_unseen_features_to_each_row() ->
     pipeline.learn_one({"a": 1.0}, "identity_theft")
     assert softmax_types(pipeline, FeatureRows.of_matrix(("a", "b"), np.ones((3, 2)))) is None
     assert "b" not in pipeline["StandardScaler"].means, "nothing was added to the scaler"
+
+
+@PROPERTY
+@given(st.lists(st.lists(st.floats(0, 1), max_size=30), max_size=6), st.booleans())
+def test_the_budget_of_a_batch_is_each_scores_in_order(batches: list[list[float]], trained: bool) -> None:
+    engine = DetectionEngine(parse_rules("rules: []\n", FEATURE_NAMES), OnlineFraudModel(boosting=False))
+    reference = stats.RollingQuantile(q=1 - 0.05, window_size=10_000)
+    for batch in batches:
+        expected = []
+        for score in batch:
+            if trained:
+                reference.update(score)
+                line = reference.get()
+            expected.append(trained and (line is None or score >= line))
+        assert engine._counted(batch, trained) == expected
+    if trained and any(batches):
+        assert engine._recent_scores is not None and engine._recent_scores.get() == reference.get()
