@@ -22,6 +22,9 @@ that (cold start) it is the strength of the rules and anomalies below. The **act
 7. strength = max(rule strength, counted model probability, counted anomaly); block at
    ``block_threshold``, review at ``review_threshold``. The fraud type comes from the strongest
    rule that fired, else from the model's type classifier, else from the anomaly's strongest signs.
+
+The module is longer than 400 lines because the batch path (lists, rules, budgets and the type
+classifier once per batch) and the decision of one row it must equal are kept side by side.
 """
 
 from __future__ import annotations
@@ -196,7 +199,22 @@ class DetectionEngine:
         candidates = self.lists.candidates(txns, self.rules)  # the rows a list may decide
         out: list[Decision | Exception | None] = []
         pending: list[tuple[int, list[Rule]]] = []  # the rows that need ``_decision``, their hits
+        # The rows no list, rule, model or anomaly can flag, when the batch tells at once.
+        quiet = (
+            [
+                not h and a == "allow" and n is None
+                for h, a, n in zip(hits, model_actions, anomalies, strict=True)
+            ]
+            if plain and hits is not None and candidates is not None
+            else [False] * len(txns)
+        )
         for index, txn in enumerate(txns):
+            if quiet[index] and index not in candidates:  # type: ignore[operator]
+                # What ``_decision`` gives a row that no rule, model or anomaly flags.
+                model_score = model_scores[index]
+                score = round(model_score if trained else 0.0, 9)
+                out.append(Decision("allow", score, round(model_score, 9), None, (), (), version))
+                continue
             try:
                 listed = (
                     self.lists.match(txn, self.rules) if candidates is None or index in candidates else None

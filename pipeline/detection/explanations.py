@@ -20,6 +20,9 @@ its features hold one. Pure: no Kafka, no web, no settings.
 * **Cost**: only alerts are explained (``explain_alerts``: one call of the champion for the alerts
   of a batch, nothing for the allowed transactions); docs/performance.md has the cost per alert.
 
+The module is longer than 400 lines because the plain-language phrases of every kind of factor are
+kept together with the arithmetic that ranks the factors (one alert at a time, or a batch's at once).
+
 The names are built from fixed phrases and numbers formatted with thousands separators, never from
 the transaction's text fields, so no identifier or card number can reach them.
 """
@@ -31,6 +34,8 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+import numpy as np
 
 from pipeline.detection.candidates import Attribution
 from pipeline.detection.engine import Decision, DetectionEngine
@@ -136,10 +141,10 @@ def explain_alerts(
         unknown = [i for i in alerts if i not in known]
         found = champion.attributions_many(out.take(unknown)) if unknown else []
         split = dict(zip(unknown, found, strict=True))
-        for index in alerts:
-            attribution = known[index] if index in known else split[index]
-            features = out[index]
-            explanation = explain(champion.ATTRIBUTION, attribution.base, attribution.contributions, features)
+        attributions = [known[index] if index in known else split[index] for index in alerts]
+        rows_of = [out[index] for index in alerts]
+        explanations = explain_many(champion.ATTRIBUTION, attributions, rows_of)
+        for index, features, explanation in zip(alerts, rows_of, explanations, strict=True):
             out.replace(index, ExplainedFeatures(features, explanation))
     except Exception:
         log.exception("explaining %d alerts failed; they go out without explanations", len(alerts))
@@ -157,6 +162,46 @@ def explain(
     ranked = sorted(
         ((factor, c) for factor, c in summed.items() if c > 1e-6 and math.isfinite(c)), key=lambda i: -i[1]
     )
+    return Explanation(method, base, _factors(ranked, features, top))
+
+
+def explain_many(
+    method: str, attributions: Sequence[Attribution], rows: Sequence[Features], top: int = TOP_FACTORS
+) -> list[Explanation]:
+    """``explain`` of each (attribution, features), the factors' sums taken for all of them at once
+    when their contributions name the same features in the same order (each factor's sum the same
+    additions in the same order, per row; the ranking a stable sort, as ``sorted``)."""
+    names = tuple(attributions[0].contributions) if attributions else ()
+    if len(attributions) < 2 or any(tuple(a.contributions) != names for a in attributions):
+        return [
+            explain(method, a.base, a.contributions, f, top) for a, f in zip(attributions, rows, strict=True)
+        ]
+    members: dict[str, list[int]] = {}
+    for position, feature in enumerate(names):
+        members.setdefault(_GROUP_OF.get(feature, feature), []).append(position)
+    values = np.array([list(a.contributions.values()) for a in attributions], dtype=np.float64)
+    values = values.reshape(len(attributions), len(names))
+    factors = list(members)
+    summed = np.empty((len(attributions), len(factors)))
+    for column, positions in enumerate(members.values()):
+        total = np.zeros(len(attributions))
+        for position in positions:
+            total = total + values[:, position]
+        summed[:, column] = total
+    with np.errstate(invalid="ignore"):
+        kept = (summed > 1e-6) & np.isfinite(summed)
+    # Each row's kept factors, largest first, ties in factor order (a stable sort, as ``sorted``).
+    orders = np.argsort(np.where(kept, -summed, np.inf), axis=1, kind="stable").tolist()
+    counts = kept.sum(axis=1).tolist()
+    out = []
+    for row, values_of_row in enumerate(summed.tolist()):
+        ranked = [(factors[i], values_of_row[i]) for i in orders[row][: counts[row]]]
+        out.append(Explanation(method, attributions[row].base, _factors(ranked, rows[row], top)))
+    return out
+
+
+def _factors(ranked: list[tuple[str, float]], features: Features, top: int) -> tuple[Factor, ...]:
+    """The first ``top`` of the ``ranked`` (factor, contribution) whose value is finite, described."""
     factors = []
     for factor, contribution in ranked:
         value = factor_value(factor, features)
@@ -167,7 +212,7 @@ def explain(
         factors.append(Factor(factor, name, value, typical, contribution))
         if len(factors) == top:
             break
-    return Explanation(method, base, tuple(factors))
+    return tuple(factors)
 
 
 def factor_value(factor: str, features: Features) -> float:

@@ -4,6 +4,7 @@ against the worker's path (its entity features, then ``score``) on the same tran
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -14,11 +15,12 @@ from hypothesis import strategies as st
 from river import stats
 
 from pipeline.config import Settings
-from pipeline.detection.candidates import LogisticCandidate
+from pipeline.detection.candidates import Attribution, LogisticCandidate
 from pipeline.detection.columns import TransactionColumns
 from pipeline.detection.detector import InMemoryStates
 from pipeline.detection.engine import DetectionEngine
 from pipeline.detection.entity_lists import EntityLists, ListUpdate
+from pipeline.detection.explanations import explain, explain_many
 from pipeline.detection.features import ENTITY_STAGES, FEATURE_NAMES, event_seconds
 from pipeline.detection.in_order import observe_block_in_order
 from pipeline.detection.model import OnlineFraudModel, _type_classifier, softmax_types
@@ -214,3 +216,20 @@ def test_the_budget_of_a_batch_is_each_scores_in_order(batches: list[list[float]
         assert engine._counted(batch, trained) == expected
     if trained and any(batches):
         assert engine._recent_scores is not None and engine._recent_scores.get() == reference.get()
+
+
+CONTRIBUTION = st.one_of(st.sampled_from([0.0, 1e-7, 0.5, 0.5, 2.0, math.inf, math.nan]), st.floats(-3, 3))
+
+
+@PROPERTY
+@given(st.lists(st.lists(CONTRIBUTION, min_size=12, max_size=12), min_size=2, max_size=12), st.integers(1, 6))
+def test_the_explanations_of_a_batch_are_each_alerts(values: list[list[float]], top: int) -> None:
+    names = (
+        "amount", "log_amount", "hour_sin", "hour_cos", "is_digital", "channel_atm", "card_count_1h",
+        "is_foreign", "amount_zscore", "terminal_frauds_7d", "log_seconds_since_prev", "is_new_device",
+    )  # fmt: skip
+    attributions = [Attribution(0.5, dict(zip(names, row, strict=True))) for row in values]
+    rows = [dict.fromkeys(names, 1.0) for _ in values]
+    pairs = zip(attributions, rows, strict=True)
+    expected = [explain("linear", a.base, a.contributions, f, top) for a, f in pairs]
+    assert repr(explain_many("linear", attributions, rows, top)) == repr(expected)
