@@ -18,7 +18,7 @@ from pipeline.config import Settings
 from pipeline.detection.candidates import Attribution, LogisticCandidate
 from pipeline.detection.columns import TransactionColumns
 from pipeline.detection.detector import InMemoryStates
-from pipeline.detection.engine import DetectionEngine
+from pipeline.detection.engine import DetectionEngine, round_9
 from pipeline.detection.entity_lists import EntityLists, ListUpdate
 from pipeline.detection.explanations import explain, explain_many
 from pipeline.detection.features import ENTITY_STAGES, FEATURE_NAMES, event_seconds
@@ -233,3 +233,20 @@ def test_the_explanations_of_a_batch_are_each_alerts(values: list[list[float]], 
     pairs = zip(attributions, rows, strict=True)
     expected = [explain("linear", a.base, a.contributions, f, top) for a, f in pairs]
     assert repr(explain_many("linear", attributions, rows, top)) == repr(expected)
+
+
+ROUNDED = st.one_of(
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.floats(0, 1),
+    st.integers(0, 10**9).map(lambda n: n / 1e9 + 5e-10),  # halves of the last digit kept
+    st.integers(0, 10**9).map(lambda n: (2 * n + 1) / 2e9),
+    st.sampled_from([0.0, -0.0, 1.0, 5e-10, 1.5e-9, 0.1234567895, 1e6, 123456.7890123455]),
+)
+
+
+@PROPERTY
+@given(st.lists(ROUNDED, max_size=50))
+def test_rounding_a_batch_to_9_digits_is_pythons_round(values: list[float]) -> None:
+    got = round_9(values)
+    expected = [round(value, 9) for value in values]
+    assert [repr(v) for v in got] == [repr(v) for v in expected]
