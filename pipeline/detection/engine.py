@@ -408,14 +408,16 @@ def _column(name: str, txns: Sequence[Mapping[str, Any]], rows: FeatureRows | No
 
 def round_9(values: Sequence[float]) -> list[float]:
     """``round(value, 9)`` of each value, to the bit, mostly in numpy (Python's costs about 1 us a
-    call): ``rint(value * 1e9) / 1e9`` is the double nearest the correctly rounded decimal whenever
-    ``value * 1e9``, which is within 1e-7 of the exact product for values under 1e6, is not within
-    1e-6 of a half (where ties and the product's own rounding could decide); those, and values that
-    are large or not finite, go through Python's ``round``."""
+    call). ``rint(value * 1e9) / 1e9`` is the double nearest the correctly rounded decimal whenever
+    the computed product is not within 1e-6 of a half: the product is off the exact one by at most
+    half its last place, and a product not that close to a half is on the same side of it as the
+    exact one (a last place under 1e-6 is within the margin; a larger one, up to 1/8 for values under
+    1e6, puts the half on the products' grid, a whole place away). Products within the margin (ties
+    included), values from 1e6 up and values not finite go through Python's ``round``."""
     if not all(type(value) is float for value in values):  # numpy's scalars round their own way
         return [round(value, 9) for value in values]
     array = np.asarray(values, dtype=np.float64).reshape(len(values))
-    with np.errstate(invalid="ignore"):
+    with np.errstate(invalid="ignore", over="ignore"):
         scaled = array * 1e9
         nearest = np.rint(scaled)
         doubtful = ~(np.abs(array) < 1e6) | (np.abs(np.abs(scaled - np.floor(scaled)) - 0.5) <= 1e-6)
