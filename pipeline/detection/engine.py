@@ -42,6 +42,7 @@ from pipeline.detection.candidates import Attribution, strongest
 from pipeline.detection.entity_lists import EntityLists, ListHit
 from pipeline.detection.features import Features
 from pipeline.detection.model import OnlineFraudModel
+from pipeline.detection.plain_words import plain_signals
 from pipeline.detection.rules import Rule, RuleSet
 from pipeline.detection.vocabulary import FRAUD_TYPE_NAMES, FeatureRows
 
@@ -369,7 +370,7 @@ class DetectionEngine:
                 reasons.append(rule.explain(env))
         if model_flags:
             kind = FRAUD_TYPE_NAMES.get(model_type or "", "fraud")
-            signals = ", ".join(f"{name} = {features.get(name, 0.0):g}" for name, _ in explanation)
+            signals = "; ".join(plain_signals([name for name, _ in explanation], features))
             reasons.append(
                 f"Model: {model_score:.0%} likely fraud ({kind})"
                 + (f"; strongest signals: {signals}" if signals else "")

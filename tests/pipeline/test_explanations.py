@@ -17,17 +17,16 @@ from pipeline.contracts.validation import text_has_card_number
 from pipeline.detection.candidates import BoostingCandidate, LogisticCandidate
 from pipeline.detection.engine import Decision, DetectionEngine
 from pipeline.detection.explanations import (
-    GROUPS,
     TOP_FACTORS,
     ExplainedFeatures,
     Explanation,
-    describe,
     explain,
     explain_alerts,
     explanation_of,
 )
 from pipeline.detection.features import FEATURE_NAMES
 from pipeline.detection.model import OnlineFraudModel
+from pipeline.detection.plain_words import GROUPS, describe, plain_signals
 from pipeline.detection.rules import RuleSet
 from tests.pipeline.factories import PROPERTY, features_for, make_txn
 
@@ -263,3 +262,30 @@ def test_an_explanation_that_fails_costs_no_decision(caplog: pytest.LogCaptureFi
     out = explain_alerts(engine, rows, [_decision("block"), _decision("allow")])
     assert list(out) == rows and [explanation_of(f) for f in out] == [None, None]
     assert "go out without explanations" in caplog.text
+
+
+def test_a_models_signals_are_named_in_plain_words_a_group_once() -> None:
+    features = features_for(make_txn(amount=500.0), contact_changed_7d=1.0, card_mean_amount_30d=50.0)
+    said = plain_signals(["contact_changed_7d", "log_amount", "amount", "shipping_mismatch"], features)
+    assert said == [
+        "contact details changed in the last 7 days",
+        describe("amount", 500.0, features)[0],
+        describe("shipping_mismatch", features["shipping_mismatch"], features)[0],
+    ]
+
+
+def test_the_models_reason_names_its_strongest_signals_in_plain_words() -> None:
+    """The reason line of a decision the model flags, as an analyst reads it in the alert queue: no
+    feature names ("contact_changed_7d = 1"), the same words as the alert's explanation."""
+    engine = _engine(300)
+    reasons = [
+        reason
+        for features, fraud in _rows(40, seed=7)
+        if fraud
+        for reason in engine.decide(make_txn(amount=features["amount"]), features).reasons
+        if reason.startswith("Model:")
+    ]
+    assert reasons
+    for reason in reasons:
+        signals = reason.split("; strongest signals: ")[1]
+        assert "_" not in signals and " = " not in signals, reason
