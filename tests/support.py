@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import re
+import signal
+import subprocess
+import sys
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Any
 
 import orjson
 from confluent_kafka import Consumer, Producer
 
-from pipeline.config import Settings
+from pipeline.config import REPO_ROOT, Settings
 
 
 def abroad_card_present(card_token: str) -> dict[str, Any]:
@@ -228,3 +233,25 @@ def wait_for_group_members(settings: Settings, count: int, timeout: float = 90.0
             seen = (None, repr(exc))
         time.sleep(0.2)
     raise AssertionError(f"the group never had {count} stable members within {timeout}s: {seen}")
+
+
+def start_demo(env: dict[str, str], output: Path) -> tuple[subprocess.Popen[bytes], str]:
+    """`fraud demo` started with ``env``, its output in ``output``; returns it with the monitor's URL
+    once printed (within 180 s, else it is stopped and the test fails with its output)."""
+    with output.open("wb") as out:
+        demo = subprocess.Popen(
+            [sys.executable, "-m", "pipeline", "demo"],
+            cwd=REPO_ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        assert demo.poll() is None, output.read_text()
+        match = re.search(r"Fraud monitor: (http://\S+)", output.read_text())
+        if match:
+            return demo, match.group(1)
+        time.sleep(0.5)
+    demo.send_signal(signal.SIGINT)
+    raise AssertionError(f"the demo never printed the monitor's URL:\n{output.read_text()}")

@@ -7,7 +7,6 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -17,6 +16,7 @@ import requests
 
 from pipeline.config import REPO_ROOT
 from tests.conftest import free_port
+from tests.support import start_demo
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
@@ -51,23 +51,8 @@ def test_demo_shows_all_three_fraud_types_and_stops_cleanly(kafka_bootstrap: str
     unique = f"demo-{os.getpid()}-{int(time.time())}"
     env = _demo_env(unique, kafka_bootstrap, tmp_path)
     output = tmp_path / "demo.out"
-    with output.open("wb") as out:
-        demo = subprocess.Popen(
-            [sys.executable, "-m", "pipeline", "demo"],
-            cwd=REPO_ROOT,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
+    demo, url = start_demo(env, output)
     try:
-        url = None
-        deadline = time.monotonic() + 180
-        while url is None and time.monotonic() < deadline:
-            assert demo.poll() is None, output.read_text()
-            match = re.search(r"Fraud monitor: (http://\S+)", output.read_text())
-            url = match.group(1) if match else None
-            time.sleep(0.5)
-        assert url, f"the demo never printed the monitor's URL:\n{output.read_text()}"
         shown_at = time.monotonic()
         summary: dict = {}
         while time.monotonic() - shown_at < 120:

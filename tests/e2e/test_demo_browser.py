@@ -10,8 +10,6 @@ import os
 import re
 import shutil
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -20,11 +18,11 @@ import requests
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
-from pipeline.config import REPO_ROOT, load_settings
+from pipeline.config import load_settings
 from tests.e2e.test_demo import _demo_env
 from tests.monitor.logins import login_browser
 from tests.monitor.test_browser import RERENDERED, SCREENSHOTS, _choose, _type_draft
-from tests.support import consume_until
+from tests.support import consume_until, start_demo
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow, pytest.mark.browser]
 
@@ -37,26 +35,6 @@ DRAFT = (
     "when: amount >= 100\nreason: '{amount:.0f} {currency} is a large amount'\n"
 )
 HITS = re.compile(r"(\d[\d,]*) hits in (\d[\d,]*) transactions")
-
-
-def _start_demo(env: dict[str, str], output: Path) -> tuple[subprocess.Popen[bytes], str]:
-    with output.open("wb") as out:
-        demo = subprocess.Popen(
-            [sys.executable, "-m", "pipeline", "demo"],
-            cwd=REPO_ROOT,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        assert demo.poll() is None, output.read_text()
-        match = re.search(r"Fraud monitor: (http://\S+)", output.read_text())
-        if match:
-            return demo, match.group(1)
-        time.sleep(0.5)
-    demo.send_signal(signal.SIGINT)
-    raise AssertionError(f"the demo never printed the monitor's URL:\n{output.read_text()}")
 
 
 def _first_blocked(driver) -> str | None:
@@ -114,7 +92,7 @@ def test_a_new_user_sees_why_the_demo_blocked_and_tries_and_enables_a_rule(
     unique = f"demob-{os.getpid()}-{int(time.time())}"
     env = _demo_env(unique, kafka_bootstrap, tmp_path, FRAUD_TOPIC_LISTS=f"{unique}-list-updates")
     output = tmp_path / "demo.out"
-    demo, url = _start_demo(env, output)
+    demo, url = start_demo(env, output)
     try:
         _wait_for_blocks(url)
         driver = dash_duo.driver
