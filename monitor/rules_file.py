@@ -18,7 +18,7 @@ from pathlib import Path
 
 from monitor.rule_drafts import Draft, with_rule
 from pipeline.detection.features import FEATURE_NAMES
-from pipeline.detection.rules import RuleError, RuleSet, load_rules
+from pipeline.detection.rules import RuleError, RuleSet, load_rules, read_rule_file
 
 
 class RuleNotAuditedError(RuleError):
@@ -39,10 +39,7 @@ class RulesFile:
     def enable(self, draft: Draft, *, who: str, at: datetime) -> None:
         """Add ``draft`` to the file; raises RuleError (nothing written) when it cannot be added."""
         with self._lock:
-            try:
-                text = self.path.read_text(encoding="utf-8")
-            except OSError as exc:
-                raise RuleError(f"{self.path}: cannot read rule file ({exc.strerror})") from None
+            text = read_rule_file(self.path)
             new_text = with_rule(text, draft, who=who, at=at)
             handle, temporary = tempfile.mkstemp(prefix=".rules-", suffix=".yaml", dir=self.path.parent)
             try:

@@ -304,11 +304,15 @@ def compile_rule(raw: Mapping[str, Any], known_names: Iterable[str], where: str)
 
 def load_rules(path: Path, feature_names: Iterable[str]) -> RuleSet:
     """Load and check a rule file."""
+    return parse_rules(read_rule_file(path), feature_names, source=str(path))
+
+
+def read_rule_file(path: Path) -> str:
+    """A rule file's text; RuleError when it cannot be read."""
     try:
-        text = path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8")
     except OSError as exc:
         raise RuleError(f"{path}: cannot read rule file ({exc.strerror})") from None
-    return parse_rules(text, feature_names, source=str(path))
 
 
 def parse_rules(text: str, feature_names: Iterable[str], source: str = "<rules>") -> RuleSet:

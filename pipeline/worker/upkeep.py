@@ -8,7 +8,7 @@ from pathlib import Path
 
 from pipeline.detection.detector import Detector
 from pipeline.detection.features import FEATURE_NAMES
-from pipeline.detection.rules import RuleError, parse_rules
+from pipeline.detection.rules import RuleError, parse_rules, read_rule_file
 from pipeline.detection.snapshots import SnapshotStore
 from pipeline.worker.rule_audit import RuleFileAudit
 from pipeline.worker.telemetry import PipelineMetrics
@@ -36,10 +36,7 @@ class RuleReloader:
             return
         self._mtime = mtime
         try:
-            try:
-                text = self.path.read_text(encoding="utf-8")
-            except OSError as exc:
-                raise RuleError(f"{self.path}: cannot read rule file ({exc.strerror})") from None
+            text = read_rule_file(self.path)
             rules = parse_rules(text, FEATURE_NAMES, source=str(self.path))
         except RuleError as exc:
             self.metrics.rule_reloads.labels("refused").inc()
