@@ -212,11 +212,7 @@ class DetectionEngine:
         rounded = round_9(model_scores) if any(quiet) else []
         for index, txn in enumerate(txns):
             if quiet[index] and index not in candidates:  # type: ignore[operator]
-                # What ``_decision`` gives a row that no rule, model or anomaly flags.
-                model_score = rounded[index]
-                out.append(
-                    Decision("allow", model_score if trained else 0.0, model_score, None, (), (), version)
-                )
+                out.append(_unflagged(rounded[index], trained, version))
                 continue
             try:
                 listed = (
@@ -228,9 +224,7 @@ class DetectionEngine:
                     continue
                 row_hits = hits[index] if hits is not None else self.rules.evaluate({**txn, **rows[index]})
                 if plain and not row_hits and model_actions[index] == "allow" and anomalies[index] is None:
-                    # What ``_decision`` gives a row that no rule, model or anomaly flags.
-                    score = round(model_score if trained else 0.0, 9)
-                    out.append(Decision("allow", score, round(model_score, 9), None, (), (), version))
+                    out.append(_unflagged(round(model_score, 9), trained, version))
                     continue
                 out.append(None)
                 pending.append((index, row_hits))
@@ -426,6 +420,12 @@ def round_9(values: Sequence[float]) -> list[float]:
     for index in np.flatnonzero(doubtful).tolist():
         out[index] = round(values[index], 9)
     return out
+
+
+def _unflagged(model_score: float, trained: bool, version: str) -> Decision:
+    """What ``_decision`` gives a row that no list, rule, model or anomaly flags, from its model
+    score rounded to 9 digits."""
+    return Decision("allow", model_score if trained else 0.0, model_score, None, (), (), version)
 
 
 def _calls(quantile: stats.RollingQuantile) -> tuple[Any, Any]:
