@@ -221,8 +221,8 @@ def within_read(offsets: Mapping[TP, int], last_read: Mapping[TP, int | None]) -
     partition (``last_read``; no limit where it has not read one since the partition came). Faust
     commits what streams acknowledged, and nothing beyond what was read can have been; a commit
     past it would skip messages no stage has seen, so it is held back, at the cost of reading again,
-    and said at warning level. It does not catch the rebalance stress test's loss
-    (docs/reliability.md, "Rebalances"): there the stale batch moves the read offset too."""
+    and said at warning level. The rebalance stress test's loss was not of this kind (the stale
+    batch moved the read offset too): ``Rewinds`` closes that one."""
     held: dict[TP, int] = {}
     for tp, offset in offsets.items():
         read = last_read.get(tp)
