@@ -48,9 +48,10 @@ OnError = Callable[[int, Exception], None]
 """Told the index of an item whose step failed, and why; the batch goes on without it."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Scored:
-    """A scored transaction: the features it was decided on and the decision."""
+    """A scored transaction: the features it was decided on and the decision. Read-only by
+    convention, not frozen, for the cost of a frozen ``__init__`` (``Decision``)."""
 
     txn: Transaction
     at: float

@@ -60,9 +60,11 @@ and ``Rule.matches`` about 1.3 us per row (six rules: 927 against 8 us per trans
 1, 24 against 8 in batches of 64, 10 against 9 in batches of 500)."""
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Decision:
-    """What the engine decided about one transaction, and why."""
+    """What the engine decided about one transaction, and why. Read-only by convention, not frozen:
+    one is made per transaction, and a frozen dataclass's ``__init__`` (``object.__setattr__`` per
+    field) costs three times a plain one's (1.5 against 0.4 us, a tenth of the detector's time)."""
 
     action: str
     """allow, review or block."""
