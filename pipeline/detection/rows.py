@@ -256,6 +256,20 @@ class MatrixRows:
         self._grow()
         return np.array(positions, dtype=np.intp)
 
+    def _known_first(self, keys: Sequence[str | None]) -> list[int]:
+        """The position of each key's row (-2 for a missing or empty key); a new key gets the next
+        free one, in order of first appearance. Known keys are looked up first in one pass (a dict's
+        ``get``: half the cost of ``setdefault`` with the count of keys for each), new ones after."""
+        index = self._index
+        get = index.get
+        positions = [get(key, -1) if key else -2 for key in keys]
+        if -1 in positions:
+            setdefault = index.setdefault
+            for item, position in enumerate(positions):
+                if position == -1:
+                    positions[item] = setdefault(keys[item], len(index))  # type: ignore[arg-type]
+        return positions
+
     def _grow(self) -> None:
         """Room for every key indexed and the empty row after them (new keys' rows are empty).
         Rows past the keys' are filled only when a key takes them (``_filled`` counts the rows
@@ -275,8 +289,7 @@ class MatrixRows:
         empty row) and the index of the empty row no key owns, which is also where the keys' rows
         end: a missing or empty key's row. The rows of ``keys`` are the matrix's, to be changed in
         place; the empty row is to be read only. One pass over the keys for a whole batch."""
-        index = self._index
-        positions = [index.setdefault(key, len(index)) if key else -1 for key in keys]
+        positions = self._known_first(keys)
         self._grow()
         empty = len(self._matrix) - 1
         slots = np.array(positions, dtype=np.intp)

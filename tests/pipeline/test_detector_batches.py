@@ -250,3 +250,24 @@ def test_rounding_a_batch_to_9_digits_is_pythons_round(values: list[float]) -> N
     got = round_9(values)
     expected = [round(value, 9) for value in values]
     assert [repr(v) for v in got] == [repr(v) for v in expected]
+
+
+@PROPERTY
+@given(st.lists(st.lists(VALUES, max_size=12), max_size=6), st.integers(1, 8))
+def test_the_hashes_remembered_across_batches_are_the_hashes_of_each_batch(
+    batches: list[list[Any]], limit: int
+) -> None:
+    from pipeline.detection import columns
+
+    before = columns.REMEMBERED_MAX
+    columns.REMEMBERED_MAX = limit  # small: the memory starts again empty now and then
+    largest = 0
+    try:
+        for values in batches:
+            largest = max(largest, len(values))
+            remembered = columns._remembered_hashes(values)
+            assert remembered.tolist() == columns._hashes(values).tolist()
+            assert len(columns._REMEMBERED) <= limit + largest  # bounded
+    finally:
+        columns.REMEMBERED_MAX = before
+        columns._REMEMBERED.clear()
