@@ -8,9 +8,16 @@ loop's) each keep the high-water mark of what they once held. A bulk restore mak
 large: librdkafka fetches and queues up to hundreds of MiB of changelog, RocksDB fills and flushes
 memtables, and all of it is freed within a minute but stays resident. So the worker
 
-* caps the arenas at ``ARENA_MAX`` (``mallopt(M_ARENA_MAX)``, as the ``MALLOC_ARENA_MAX``
-  environment variable would, set before the worker starts a thread), so that freed memory is
-  shared by every thread rather than kept per thread;
+* caps the arenas at ``ARENA_MAX``, one (``mallopt(M_ARENA_MAX)``, as the ``MALLOC_ARENA_MAX``
+  environment variable would, set before the worker starts a thread), so that what any thread
+  frees serves every thread's next allocations. With two (4f9d6df), every thread but the main one
+  shared the second: there Faust's consumer thread decodes the fetched records (aiokafka's bytes
+  objects of over 512 B go to malloc, in the thread's arena) and the main thread frees them once
+  the stages are done, so the second arena grew to the largest backlog the consumer had held since
+  the start (a takeover's) and its free, fragmented memory could serve only the other threads while
+  the main arena grew beside it (heaptrack on a soak worker after four takeovers: 23 MiB resident
+  in that arena for 10.5 MiB allocated there; the growth of the 60-minute soak's worker-1 at
+  4f9d6df, +104 MiB from minute 15 to 60, was in the anonymous mappings that hold it);
 * returns free memory to the system every ``TRIM_SECONDS`` and after a bulk restore
   (``malloc_trim(0)``, which also gives back the free pages inside an arena, not only its top);
 * bounds the bulk restore consumer's prefetch (``RESTORE_CONSUMER_BOUNDS``: librdkafka's default
@@ -42,8 +49,9 @@ log = logging.getLogger(__name__)
 
 MIB = 1024 * 1024
 
-ARENA_MAX = 2
-"""malloc arenas of the worker process (glibc's default on 64-bit: 8 per core)."""
+ARENA_MAX = 1
+"""malloc arenas of the worker process (glibc's default on 64-bit: 8 per core): one, shared by
+every thread (the module's doc)."""
 TRIM_SECONDS = 60.0
 """How often the worker gives free malloc memory back to the system."""
 RESTORE_CONSUMER_BOUNDS: dict[str, Any] = {

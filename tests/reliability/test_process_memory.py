@@ -6,12 +6,12 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from pipeline.worker.process_memory import RESTORE_CONSUMER_BOUNDS, restore_consumer_config
+from pipeline.worker.process_memory import ARENA_MAX, RESTORE_CONSUMER_BOUNDS, restore_consumer_config
 
 _CHILD = """
 import psutil
 from pipeline.worker.process_memory import limit_arenas, release_free_memory
-assert limit_arenas(2)
+assert limit_arenas(1)
 rss = psutil.Process().memory_info().rss
 blocks = [bytearray(4000) for _ in range(60_000)]  # 240 MB of small heap blocks, then freed
 keep = blocks[::1000]
@@ -30,6 +30,38 @@ def test_free_memory_goes_back_to_the_system() -> None:
     assert int(held) > 150, out.stdout
     assert int(after) < 40, out.stdout
     assert float(took) < 1000
+
+
+_THREAD_THEN_MAIN = """
+import sys, threading, psutil
+from pipeline.worker.process_memory import limit_arenas, release_free_memory
+assert limit_arenas(int(sys.argv[1]))
+kept = []
+def consumer_thread():  # a backlog's records decoded in Faust's consumer thread, a few kept longer
+    records = [bytes(1500) + bytes([i % 256]) for i in range(80_000)]
+    kept.extend(records[::8])
+t = threading.Thread(target=consumer_thread)
+t.start()
+t.join()
+release_free_memory()
+before = psutil.Process().memory_info().rss
+grown = [bytearray(1500) for _ in range(70_000)]  # then the main thread's own 105 MB (caches filling)
+release_free_memory()
+print((psutil.Process().memory_info().rss - before) >> 20)
+"""
+
+
+def test_one_arena_lets_the_main_thread_reuse_what_a_thread_freed() -> None:
+    def growth(arenas: int) -> int:
+        command = [sys.executable, "-c", _THREAD_THEN_MAIN, str(arenas)]
+        return int(subprocess.run(command, capture_output=True, text=True, check=True).stdout)
+
+    assert ARENA_MAX == 1
+    # Two arenas (4f9d6df): the thread's freed, fragmented 105 MB serve only other threads, so the
+    # main thread's 105 MB are all new; one arena: the main thread fills the thread's holes.
+    two, one = growth(2), growth(1)
+    assert two > 90, (two, one)
+    assert one < two - 25, (two, one)
 
 
 def test_restore_consumer_is_bounded() -> None:
