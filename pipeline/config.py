@@ -146,6 +146,12 @@ class Settings(BaseSettings):
         description="Warm copies of each table partition kept by other workers (at most one per other "
         "worker: a worker alone keeps none); docs/reliability.md, 'Standby replicas'.",
     )
+    worker_input: Literal["faust", "native"] = Field(
+        default="faust",
+        description="Who reads the input topic: Faust's consumer, one message at a time (faust), or "
+        "librdkafka in batches, in a thread of the worker's own, as consumer group <app id>-input "
+        "(native; pipeline/worker/input_reader.py, docs/performance.md).",
+    )
     worker_batch_size: int = Field(
         default=1000,
         ge=1,

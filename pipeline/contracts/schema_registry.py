@@ -23,7 +23,7 @@ from typing import Any
 
 from pipeline.contracts.json_schemas import load_schema
 from pipeline.contracts.validation import Invalid
-from pipeline.contracts.wire_format import Framed, unwrap
+from pipeline.contracts.wire_format import unwrap
 
 log = logging.getLogger(__name__)
 
@@ -221,22 +221,31 @@ class WireReader:
         framed = unwrap(raw)
         if isinstance(framed, Invalid):
             return framed
-        refusal = await self._refusal(framed, topic)
-        return refusal if refusal is not None else framed.payload
-
-    async def _refusal(self, framed: Framed, topic: str) -> Invalid | None:
         if self.ids.cached(framed.schema_id):
-            return self.ids.refusal(framed.schema_id, topic)
+            refusal = self.ids.refusal(framed.schema_id, topic)
+            return refusal if refusal is not None else framed.payload
+        return await asyncio.to_thread(self.payload_now, raw, topic)
+
+    def payload_now(self, raw: bytes, topic: str) -> bytes | Invalid:
+        """``payload`` in the calling thread (the native input reader's; the event loop's goes
+        through a thread): an id not cached is asked here, and asked again while the registry does
+        not answer."""
+        framed = unwrap(raw)
+        if isinstance(framed, Invalid):
+            return framed
         wait = 0.5
         while True:
             try:
-                return await asyncio.to_thread(self.ids.refusal, framed.schema_id, topic)
+                refusal = self.ids.refusal(framed.schema_id, topic)
+                break
             except RegistryUnavailable as exc:
                 log.warning("%s; schema id %d asked again in %.1f s", exc, framed.schema_id, wait)
-                await asyncio.sleep(wait)
+                time.sleep(wait)
                 wait = min(wait * 2, self.max_wait_seconds)
             except RegistryError as exc:  # the registry refused the question itself (4xx)
-                return Invalid("unknown_schema_id", f"schema id {framed.schema_id}: {exc}")
+                refusal = Invalid("unknown_schema_id", f"schema id {framed.schema_id}: {exc}")
+                break
+        return refusal if refusal is not None else framed.payload
 
 
 def open_registry(url: str | None, timeout: float) -> SchemaRegistry | None:

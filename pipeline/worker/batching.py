@@ -40,8 +40,9 @@ class Outbox:
         self.frame_items = frame_items
         self._frames: dict[tuple[str, int], list[bytes]] = {}
 
-    def add(self, topic: faust.TopicT, partition: int, envelope: bytes) -> None:
-        self._frames.setdefault((topic.get_topic_name(), partition), []).append(envelope)
+    def add(self, topic: faust.TopicT | str, partition: int, envelope: bytes) -> None:
+        name = topic if isinstance(topic, str) else topic.get_topic_name()
+        self._frames.setdefault((name, partition), []).append(envelope)
 
     def send(self, producer: NativeProducer) -> None:
         for (topic, partition), envelopes in self._frames.items():

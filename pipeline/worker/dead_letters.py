@@ -29,26 +29,34 @@ class DeadLetters:
     def invalid(self, invalid: Invalid, event: faust.EventT, component: str) -> None:
         """A refused message: its bytes and the reason."""
         message = event.message
+        self.refused(
+            invalid, message.topic, message.partition, message.offset, message.key, event.value, component
+        )
+
+    def refused(
+        self,
+        invalid: Invalid,
+        topic: str,
+        partition: int,
+        offset: int,
+        key: bytes | None,
+        payload: bytes | None,
+        component: str,
+    ) -> None:
+        """A refused message, given by where it was read: its bytes and the reason."""
         envelope = dead_letter_message(
             invalid,
-            topic=message.topic,
-            partition=message.partition,
-            offset=message.offset,
-            key=message.key,
-            payload=event.value,
+            topic=topic,
+            partition=partition,
+            offset=offset,
+            key=key,
+            payload=payload,
             component=component,
         )
-        key = mask_card_numbers(message.key) if message.key else message.key  # upstream may key by PAN
-        self.producer.send(self.topic, orjson.dumps(envelope), key)
+        masked = mask_card_numbers(key) if key else key  # upstream may key by PAN
+        self.producer.send(self.topic, orjson.dumps(envelope), masked)
         self.metrics.dead_letters.labels(invalid.code).inc()
-        log.warning(
-            "dead-lettered %s[%d]@%d: %s: %s",
-            message.topic,
-            message.partition,
-            message.offset,
-            invalid.code,
-            invalid.reason,
-        )
+        log.warning("dead-lettered %s[%d]@%d: %s: %s", topic, partition, offset, invalid.code, invalid.reason)
 
     def processing_error(self, exc: Exception, event: faust.EventT, component: str) -> None:
         """An event whose handling raised (reason processing_error)."""

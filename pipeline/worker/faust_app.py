@@ -19,6 +19,7 @@ id (the stored decision is re-emitted unchanged).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -33,6 +34,7 @@ from pipeline.worker.bulk_restore import BulkRecovery
 from pipeline.worker.credentials import faust_credentials
 from pipeline.worker.dead_letters import DeadLetters
 from pipeline.worker.faults import arm, crash_point
+from pipeline.worker.input_reader import NativeInput
 from pipeline.worker.list_follower import install_lists
 from pipeline.worker.process_memory import TRIM_SECONDS, release_free_memory, restore_consumer_config
 from pipeline.worker.producer import NativeProducer
@@ -44,6 +46,7 @@ from pipeline.worker.tables import create_tables
 from pipeline.worker.telemetry import PipelineMetrics, install_faust_sensors
 from pipeline.worker.topics import STAGES, internal_topic_names
 from pipeline.worker.upkeep import ModelSnapshots, RuleReloader
+from pipeline.worker.wire import frame_outputs
 
 log = logging.getLogger(__name__)
 
@@ -200,13 +203,17 @@ class FraudPipeline:
             app.agent(topic, name=component)(agent)
 
         events = s.worker_batch_size
-        stage(
-            self._topic(s.topic_transactions),
-            "validate",
-            each_event(Validate(context), "validate", on_error),
-            events,
-            self._first_stage_wait,
-        )
+        validate = Validate(context)
+        if s.worker_input == "native":
+            self._install_native_input(validate)
+        else:
+            stage(
+                self._topic(s.topic_transactions),
+                "validate",
+                each_event(validate, "validate", on_error),
+                events,
+                self._first_stage_wait,
+            )
         for index, entity_stage in enumerate(STAGES):
             component = f"{entity_stage.name}-features"
             handler = by_partition(EntityStage(context, index), component, on_error)
@@ -222,6 +229,44 @@ class FraudPipeline:
             self.metrics.registry,
             self.dead_letters,
         )
+
+    def _install_native_input(self, validate: Validate) -> None:
+        """The input read by librdkafka in a thread (input_reader.py), with a producer of its own
+        (its flush waits for its own frames only), started with the app and stopped before it."""
+        s = self.settings
+        producer = NativeProducer(
+            s.producer_config(**{"linger.ms": s.worker_producer_linger_ms, "socket.nagle.disable": True})
+        )
+        frame_outputs(producer, s)
+        self.metrics.watch_producer(producer)
+        reader = NativeInput(
+            s.confluent_config(),
+            s.topic_transactions,
+            s.app_id,
+            validate,
+            producer,
+            DeadLetters(producer, s.topic_dead_letter, self.metrics),
+            s.worker_batch_size,
+            s.worker_frame_items,
+            on_fatal=self._crash_from_thread,
+        )
+
+        @self.app.task
+        async def start_native_input() -> None:
+            self._loop = asyncio.get_running_loop()
+            reader.start()
+
+        async def stop_native_input(app: faust.App, **_: Any) -> None:
+            await asyncio.to_thread(reader.stop)
+            producer.close()
+
+        self.app.on_before_shutdown.connect(stop_native_input)
+
+    def _crash_from_thread(self, exc: BaseException) -> None:
+        """Stop the worker from another thread (its successor reads what was not committed again)."""
+        loop = getattr(self, "_loop", None)
+        if loop is not None:
+            loop.call_soon_threadsafe(lambda: asyncio.ensure_future(self.app.crash(exc)))
 
     def _first_stage_wait(self, event: faust.EventT) -> float:
         """How long the first stage waits for its batch to fill: FRAUD_WORKER_BATCH_SECONDS, or

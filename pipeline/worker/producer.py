@@ -81,6 +81,16 @@ class NativeProducer:
         if self._failure is not None:
             raise DeliveryFailed(self._failure)
 
+    def deliver(self, timeout: float) -> None:
+        """``flush`` for a thread of its own (blocking): wait until every message sent so far is
+        acknowledged; raise if one was lost or some are still undelivered after ``timeout``
+        seconds. For a producer that tracks no table offsets (those are the event loop's)."""
+        remaining = self._producer.flush(timeout)
+        if self._failure is not None:
+            raise DeliveryFailed(self._failure)
+        if remaining:
+            raise DeliveryFailed(KafkaError(KafkaError._MSG_TIMED_OUT, f"{remaining} messages undelivered"))
+
     def close(self, timeout: float = 30.0) -> int:
         """Flush (blocking) and return how many messages were still undelivered."""
         remaining = self._producer.flush(timeout)

@@ -78,20 +78,28 @@ class Validate:
         frame_outputs(context.producer, context.settings)  # once per worker, before anything is sent
 
     async def __call__(self, event: faust.EventT, outbox: Outbox) -> None:
-        c = self.context
-        c.metrics.transactions_consumed.inc()
         received = time.time()
         raw = event.value
         if is_framed(raw):  # Confluent wire format: the payload after the schema id
             raw = await self.wire.payload(raw, event.message.topic)
+        refused = self.pass_on(raw, received, outbox)
+        if refused is not None:
+            self.context.dead_letters.invalid(refused, event, "validate")
+
+    def pass_on(self, raw: bytes | Invalid, received: float, outbox: Outbox) -> Invalid | None:
+        """Check one input message (its payload, for the wire format) received at ``received`` and
+        put the valid transaction in ``outbox`` for the first entity stage; else why it is refused
+        (the caller dead-letters it). Also used by the native input reader (input_reader.py)."""
+        c = self.context
+        c.metrics.transactions_consumed.inc()
         txn = raw if isinstance(raw, Invalid) else parse_message(
             raw, "transaction", c.settings.max_message_bytes, event_time_window=self.window
         )  # fmt: skip
         if isinstance(txn, Invalid):
-            c.dead_letters.invalid(txn, event, "validate")
-            return
+            return txn
         envelope = orjson.dumps({"txn": txn, "received": received, "features": {}})
         outbox.add(c.stage_topics[0], c.partition(routing_key(txn, STAGES[0].routing_field)), envelope)
+        return None
 
 
 class _TableRows:

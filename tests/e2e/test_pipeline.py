@@ -37,10 +37,11 @@ def metric_value(text: str, name: str, **labels: str) -> float:
     return 0.0
 
 
+@pytest.mark.parametrize("worker_input", ["faust", "native"])
 def test_every_transaction_gets_one_valid_decision_and_alerts_only_for_review_or_block(
-    make_settings, start_worker
+    make_settings, start_worker, worker_input: str
 ) -> None:
-    settings = make_settings()
+    settings = make_settings(worker_input=worker_input)
     transactions = simulated(400)
     # A zero-amount authorisation (a card check) is real traffic: decided like any other.
     transactions[7] = {**transactions[7], "amount": 0.0}
