@@ -10,14 +10,17 @@ memtables, and all of it is freed within a minute but stays resident. So the wor
 
 * caps the arenas at ``ARENA_MAX``, one (``mallopt(M_ARENA_MAX)``, as the ``MALLOC_ARENA_MAX``
   environment variable would, set before the worker starts a thread), so that what any thread
-  frees serves every thread's next allocations. With two (4f9d6df), every thread but the main one
-  shared the second: there Faust's consumer thread decodes the fetched records (aiokafka's bytes
-  objects of over 512 B go to malloc, in the thread's arena) and the main thread frees them once
-  the stages are done, so the second arena grew to the largest backlog the consumer had held since
-  the start (a takeover's) and its free, fragmented memory could serve only the other threads while
-  the main arena grew beside it (heaptrack on a soak worker after four takeovers: 23 MiB resident
-  in that arena for 10.5 MiB allocated there; the growth of the 60-minute soak's worker-1 at
-  4f9d6df, +104 MiB from minute 15 to 60, was in the anonymous mappings that hold it);
+  frees serves every thread's next allocations. The cap holds only for threads that allocate after
+  it (glibc hands out the arenas of exited threads first), so pipeline/worker/run.py sets it when
+  `fraud worker` imports it, before its broker check: set later (4f9d6df), it left the five arenas
+  of that check's librdkafka threads to the worker's threads. In those, Faust's consumer thread
+  decodes the fetched records (aiokafka's bytes objects over 512 B go to malloc, in the thread's
+  arena) and the main thread frees them once the stages are done, so the thread arenas grew to the
+  largest backlog the consumer had held (a takeover's) and their free, fragmented memory could
+  serve only the other threads while the main arena grew beside them (heaptrack on a soak worker
+  after four takeovers: 23 MiB resident in the thread arenas for 10.5 MiB allocated there; the
+  growth of the 60-minute soak's worker-1 at 4f9d6df, +104 MiB from minute 15 to 60, was in the
+  anonymous mappings that hold them);
 * returns free memory to the system every ``TRIM_SECONDS`` and after a bulk restore
   (``malloc_trim(0)``, which also gives back the free pages inside an arena, not only its top);
 * bounds the bulk restore consumer's prefetch (``RESTORE_CONSUMER_BOUNDS``: librdkafka's default

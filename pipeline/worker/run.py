@@ -11,10 +11,15 @@ from pipeline.worker.process_memory import AllocationProbe, limit_arenas
 from pipeline.worker.shutdown import BoundedStopWorker, StopWatchdog
 from pipeline.worker.topics import ensure_topics
 
+# The malloc arena cap holds only for threads that allocate after it: glibc gives a thread an arena
+# of the free list first (those of exited threads), whatever the cap. `fraud worker` imports this
+# module before its broker check; with the cap in run_worker (4f9d6df), that check's librdkafka
+# threads had left five arenas, which the worker's threads then took in turn (process_memory.py).
+limit_arenas()
+
 
 def run_worker(settings: Settings, loglevel: str = "info") -> None:
     """Create the topics if needed, build the app and run it until SIGINT/SIGTERM."""
-    limit_arenas()  # before librdkafka, RocksDB and Faust start their threads (process_memory.py)
     if (probe := AllocationProbe.from_environment()) is not None:
         probe.start()  # diagnosis only: TRACEMALLOC_DUMP_MINUTES
     ensure_topics(settings)

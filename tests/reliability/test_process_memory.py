@@ -64,6 +64,30 @@ def test_one_arena_lets_the_main_thread_reuse_what_a_thread_freed() -> None:
     assert one < two - 25, (two, one)
 
 
+_ARENAS_OF_THREADS = """
+import threading
+import pipeline.worker.run  # noqa: F401 - what `fraud worker` imports before its broker check
+def allocate():
+    kept = [bytes(2000) for _ in range(1000)]
+threads = [threading.Thread(target=allocate) for _ in range(6)]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join()
+rows = [line.split() for line in open("/proc/self/maps")]
+print(sum(  # glibc's thread arenas: a 64 MiB-aligned heap followed by its reserved, inaccessible rest
+    1 for row, after in zip(rows, rows[1:])
+    if len(row) == 5 and int(row[0].split("-")[0], 16) % (64 << 20) == 0 and after[1] == "---p"
+))
+"""
+
+
+def test_worker_threads_allocate_in_the_main_arena() -> None:
+    command = [sys.executable, "-c", _ARENAS_OF_THREADS]
+    out = subprocess.run(command, capture_output=True, text=True, check=True)
+    assert int(out.stdout) == 0, out.stdout  # 2 when the cap comes after the threads' first malloc
+
+
 def test_restore_consumer_is_bounded() -> None:
     config = restore_consumer_config({"bootstrap.servers": "b:9092", "fetch.max.bytes": 64 << 20})
     assert config["bootstrap.servers"] == "b:9092"
