@@ -81,7 +81,6 @@ class NativeInput:
         """The next offset to read of each partition whose batches are all delivered, not yet committed."""
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._consumer: Consumer | None = None
 
     # --- the thread -------------------------------------------------------------------------------
     def start(self) -> None:
@@ -95,7 +94,12 @@ class NativeInput:
             self._thread.join(timeout)
 
     def _run(self) -> None:
-        consumer = self._consumer = Consumer(self._config)
+        try:
+            consumer = Consumer(self._config)
+        except BaseException as exc:
+            log.critical("the native input reader could not start: %s", exc)
+            self.on_fatal(exc)
+            return
         try:
             consumer.subscribe(
                 [self.topic], on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost
