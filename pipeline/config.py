@@ -27,7 +27,7 @@ __all__ = ["FRAUD_TYPES", "FRAUD_TYPE_NAMES", "ConfigurationError", "FraudType",
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
-CRASH_POINTS = ("after_card_state", "after_decisions", "after_state_flush")
+CRASH_POINTS = ("after_card_state", "after_decisions", "after_state_flush", "after_input_frames")
 """The worker's crash points for fault injection (pipeline/worker/faults.py, docs/reliability.md)."""
 
 

@@ -41,17 +41,19 @@ def arm(crash_at: str | None, deliver: Callable[[], object]) -> None:
         )
 
 
-def crash_point(name: str) -> None:
-    """Crash here if this point is armed and reached for the Nth time (see the module's doc)."""
+def crash_point(name: str, deliver_first: bool = True) -> None:
+    """Crash here if this point is armed and reached for the Nth time (see the module's doc).
+    ``deliver_first`` False: exit at once (a point outside the event loop's thread, whose own
+    output is delivered already, must not touch the tables)."""
     if name in _armed:
-        _reached(name)
+        _reached(name, deliver_first)
 
 
-def _reached(name: str) -> None:
+def _reached(name: str, deliver_first: bool) -> None:
     _armed[name] -= 1
     if _armed[name] > 0:
         return
-    for deliver in _deliver:
+    for deliver in _deliver if deliver_first else ():
         deliver()
     print(f"fraud: crash point {name} reached: exiting with {CRASH_EXIT_CODE}", file=sys.stderr, flush=True)
     os._exit(CRASH_EXIT_CODE)

@@ -32,6 +32,7 @@ from pipeline.contracts.validation import Invalid
 from pipeline.contracts.wire_format import is_framed
 from pipeline.worker.batching import Outbox
 from pipeline.worker.dead_letters import DeadLetters
+from pipeline.worker.faults import crash_point
 from pipeline.worker.producer import NativeProducer
 from pipeline.worker.stages import Validate
 
@@ -141,6 +142,7 @@ class NativeInput:
             read[message.partition()] = message.offset() + 1
         outbox.send(self.producer)
         self.producer.deliver(DELIVERY_SECONDS)
+        crash_point("after_input_frames", deliver_first=False)  # frames acknowledged, offsets not committed
         self._done.update(read)
 
     def _pass_on(self, raw: bytes | Invalid, received: float, outbox: Outbox) -> Invalid | None:

@@ -51,7 +51,9 @@ def test_switching_to_the_native_input_continues_where_faust_stopped(make_settin
     consume_until(
         settings,
         settings.topic_decisions,
-        lambda _: sum(max(o, 0) for o in _committed(settings, input_group(settings.app_id)).values())
-        == len(first) + len(second),
+        lambda _: (
+            sum(max(o, 0) for o in _committed(settings, input_group(settings.app_id)).values())
+            == len(first) + len(second)
+        ),
         timeout=30,
     )

@@ -23,9 +23,10 @@ from tests.support import consume_until, produce
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
-NTH = {"after_card_state": 3, "after_decisions": 3, "after_state_flush": 1}
+NTH = {"after_card_state": 3, "after_decisions": 3, "after_state_flush": 1, "after_input_frames": 3}
 """Which time each point crashes: the third scoring batch (two before it are decided and stored,
-not committed); the first flush before a commit (nothing committed yet: every stage replays)."""
+not committed); the first flush before a commit (nothing committed yet: every stage replays); the
+native input reader's third batch (its frames acknowledged, its offsets not committed)."""
 
 
 @pytest.mark.parametrize("point", CRASH_POINTS)
@@ -36,6 +37,7 @@ def test_a_crash_at_each_point_leaves_no_transaction_undecided(point, make_setti
         worker_batch_size=20,  # many small batches: the crash comes mid-stream
         worker_frame_items=10,
         model_min_labels=10**9,
+        worker_input="native" if point == "after_input_frames" else "faust",
     )
     generator = TrafficGenerator(seed=18, customers=60, merchants=20, rate=50, rhythm=False,
                                  fraud=FraudRates(0.02, 0.02, 0.01), run_id=point)  # fmt: skip
