@@ -42,6 +42,12 @@ POLL_SECONDS = 0.1
 """Longest one wait for input lasts, so that a stop is seen within it."""
 DELIVERY_SECONDS = 60.0
 """Longest a batch waits for its frames to be acknowledged before the reader gives up."""
+COMMIT_SECONDS = 1.0
+"""How often the offsets of the batches done are committed (as Faust's commit interval); also
+before partitions are revoked and when the reader stops."""
+PREFETCH = {"queued.max.messages.kbytes": 8 * 1024, "queued.min.messages": 20_000}
+"""librdkafka's read-ahead of the input: up to 8 MiB or 20,000 messages (its defaults, 64 MiB
+and 100,000, would hold a backlog's worth in the worker's memory)."""
 
 
 def input_group(app_id: str) -> str:
@@ -77,6 +83,7 @@ class NativeInput:
             "group.id": input_group(app_id),
             "enable.auto.commit": False,
             "auto.offset.reset": "earliest",
+            **PREFETCH,
         }
         self._done: dict[int, int] = {}
         """The next offset to read of each partition whose batches are all delivered, not yet committed."""
@@ -106,11 +113,14 @@ class NativeInput:
                 [self.topic], on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost
             )
             log.info("reading %s natively as group %s", self.topic, self._config["group.id"])
+            committed_at = time.monotonic()
             while not self._stop.is_set():
                 messages = consumer.consume(self.batch_size, POLL_SECONDS)
                 if messages:
                     self._handle(messages)
+                if self._done and time.monotonic() - committed_at >= COMMIT_SECONDS:
                     self._commit(consumer, asynchronous=True)
+                    committed_at = time.monotonic()
             self._commit(consumer, asynchronous=False)
         except BaseException as exc:  # the worker must stop: what was not committed is read again
             log.critical("the native input reader stopped: %s", exc, exc_info=exc)
