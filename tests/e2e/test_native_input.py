@@ -1,11 +1,14 @@
 """The input read natively (``FRAUD_WORKER_INPUT=native``, pipeline/worker/input_reader.py) against
 the real broker: a deployment that switches to it from Faust's input neither skips nor decides
-again what the Faust worker read, and the reader commits what it handled in its own group."""
+again what the Faust worker read, what it refuses is dead-lettered, and it commits what it handled
+in its own group."""
 
 from __future__ import annotations
 
+import base64
 from collections import Counter
 
+import orjson
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 
@@ -14,6 +17,9 @@ from tests.e2e.test_pipeline import simulated
 from tests.support import consume_until, produce
 
 pytestmark = pytest.mark.kafka
+
+PAN = "4111111111111111"
+"""A card number in clear (a test number that passes the Luhn check)."""
 
 
 def _committed(settings, group: str) -> dict[int, int]:
@@ -39,7 +45,11 @@ def test_switching_to_the_native_input_continues_where_faust_stopped(make_settin
 
     native = settings.model_copy(update={"worker_input": "native"})
     start_worker(native)
-    produce(settings, settings.topic_transactions, ((t["card_token"], t) for t in second))
+    refused = [b"{not json", orjson.dumps({**second[0], "amount": "a lot"}), orjson.dumps({"card": PAN})]
+    records = [(t["card_token"], orjson.dumps(t)) for t in second]
+    produce(
+        settings, settings.topic_transactions, [*records[:100], *((None, r) for r in refused), *records[100:]]
+    )
     every = first_ids | {t["transaction_id"] for t in second}
     decisions = consume_until(
         settings, settings.topic_decisions, lambda got: every <= {d["transaction_id"] for d in got}
@@ -47,13 +57,20 @@ def test_switching_to_the_native_input_continues_where_faust_stopped(make_settin
     counts = Counter(d["transaction_id"] for d in decisions)
     assert set(counts) == every
     assert max(counts.values()) == 1, "the native reader started where Faust's group had stopped"
+    # What it refuses is dead-lettered with the reason, the card number masked.
+    dead = consume_until(settings, settings.topic_dead_letter, lambda got: len(got) >= len(refused))
+    assert len(dead) == len(refused)
+    assert {d["component"] for d in dead} == {"validate"}
+    assert {d["source_topic"] for d in dead} == {settings.topic_transactions}
+    payloads = b"".join(base64.b64decode(d["payload_base64"]) for d in dead)
+    assert b"a lot" in payloads and PAN.encode() not in payloads and PAN not in str(dead)
     # Its own group commits what it handled (at most a second after each batch).
+    handled = len(first) + len(second) + len(refused)
     consume_until(
         settings,
         settings.topic_decisions,
         lambda _: (
-            sum(max(o, 0) for o in _committed(settings, input_group(settings.app_id)).values())
-            == len(first) + len(second)
+            sum(max(o, 0) for o in _committed(settings, input_group(settings.app_id)).values()) == handled
         ),
         timeout=30,
     )

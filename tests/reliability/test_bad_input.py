@@ -66,9 +66,8 @@ def payloads(draw: st.DrawFn) -> bytes:
     return json.dumps(txn, ensure_ascii=draw(st.booleans())).encode()  # stdlib: big integers too
 
 
-@pytest.mark.parametrize("worker_input", ["faust", "native"])
-def test_count_in_equals_decisions_plus_dead_letters(make_settings, start_worker, worker_input: str) -> None:
-    settings_ = make_settings(worker_input=worker_input)
+def test_count_in_equals_decisions_plus_dead_letters(make_settings, start_worker) -> None:
+    settings_ = make_settings()
     start_worker(settings_)
     generated: list[bytes] = []
 
