@@ -3,6 +3,7 @@
     .venv/bin/python -m pipeline.tools.bench.detector_batches prepare DIR [--transactions N]
     .venv/bin/python -m pipeline.tools.bench.detector_batches time DIR [--batches 500,10,1]
     .venv/bin/python -m pipeline.tools.bench.detector_batches dump DIR OUT [--batch 500]
+    .venv/bin/python -m pipeline.tools.bench.detector_batches pair DIR OTHER_CHECKOUT [--rounds 12]
 
 ``prepare`` trains a model offline (as ``fraud bench`` does: 30,000 labelled simulated
 transactions) and writes it (pickled) with ``N`` further labelled simulated transactions, dated from
@@ -12,7 +13,10 @@ transactions in batches of each size, from empty states, and prints the CPU time
 ``fraud backtest`` does (labels learnt 0.05 days late, from an untrained model, so the cold start,
 the model's training and a champion change are all in it) and writes every transaction's decision,
 features and explanation, one JSON line each, floats as ``repr``: two versions of the detector give
-the same outputs when their files are identical.
+the same outputs when their files are identical. ``pair`` times this checkout's detector and another
+checkout's (``git worktree add --detach OTHER REV``) in two processes, a pass of 10,000 transactions
+in batches of ``--batch`` each in turn, and prints both and the median ratio of the pairs: on a
+shared machine the only figure worth quoting.
 
 The script imports nothing of its own package beyond what ``fraud bench`` has long had, so it can be
 run over an older checkout (``PYTHONPATH=OLD python pipeline/tools/bench/detector_batches.py ...``).
@@ -23,7 +27,10 @@ from __future__ import annotations
 import argparse
 import copy
 import importlib
+import os
 import pickle
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -98,6 +105,66 @@ def time_batches(
         )
 
 
+def serve(directory: Path, count: int, batch: int) -> None:
+    """For ``pair``: load and warm up, say ``ready``, then time one pass for every line read."""
+    from pipeline.config import Settings
+    from pipeline.detection.detector import InMemoryStates
+    from pipeline.wiring import build_detector
+
+    model = pickle.loads((directory / "model.pickle").read_bytes())
+    items = _items(directory, count)
+
+    def one_pass() -> float:
+        detector = build_detector(Settings(), "combined", copy.deepcopy(model))
+        states, seconds = InMemoryStates(), 0.0
+        for start in range(0, len(items), batch):
+            begin = time.process_time()
+            detector.process(items[start : start + batch], states)
+            seconds += time.process_time() - begin
+        return 1e6 * seconds / len(items)
+
+    one_pass()
+    print("ready", flush=True)
+    for _ in sys.stdin:
+        print(f"{one_pass():.3f}", flush=True)
+
+
+def pair(directory: Path, other: Path, count: int, batch: int, rounds: int) -> None:
+    """Time this checkout's detector against ``other``'s (a checkout of another version), pass by
+    pass in turn, each in a process of its own: on a busy machine, two passes next to each other
+    see about the same load, so the ratio of each pair says more than either figure."""
+    here = Path(__file__).resolve().parents[3]
+    processes = {}
+    for name, root in (("other", other.resolve()), ("this", here)):
+        processes[name] = subprocess.Popen(
+            [sys.executable, str(Path(__file__).resolve()), "serve", str(directory.resolve()),
+             "--count", str(count), "--batch", str(batch)],
+            cwd=root, env={**os.environ, "PYTHONPATH": str(root)}, text=True,
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        )  # fmt: skip
+    for process in processes.values():
+        if process.stdout is None or process.stdout.readline().strip() != "ready":
+            raise SystemExit("a timing process did not start")
+    runs: dict[str, list[float]] = {"other": [], "this": []}
+    for round_ in range(rounds):
+        for name in ("other", "this") if round_ % 2 == 0 else ("this", "other"):
+            process = processes[name]
+            assert process.stdin is not None and process.stdout is not None
+            process.stdin.write("go\n")
+            process.stdin.flush()
+            runs[name].append(float(process.stdout.readline()))
+    for process in processes.values():
+        assert process.stdin is not None
+        process.stdin.close()
+        process.wait()
+    ratios = sorted(mine / theirs for mine, theirs in zip(runs["this"], runs["other"], strict=True))
+    for name in ("other", "this"):
+        ordered = sorted(runs[name])
+        best, median = ordered[0], ordered[len(ordered) // 2]
+        print(f"{name:5} us per transaction: best {best:6.1f}, median {median:6.1f}")
+    print(f"this / other, median of {rounds} pairs: x{ratios[len(ratios) // 2]:.3f}")
+
+
 def dump(directory: Path, out: Path, batch: int, delay_days: float) -> None:
     from pipeline.config import Settings
     from pipeline.wiring import build_detector
@@ -138,7 +205,7 @@ def _outputs(item: Any) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("command", choices=("prepare", "time", "dump"))
+    parser.add_argument("command", choices=("prepare", "time", "dump", "pair", "serve"))
     parser.add_argument("directory", type=Path)
     parser.add_argument("out", type=Path, nargs="?")
     parser.add_argument("--transactions", type=int, default=100_000)
@@ -149,12 +216,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=3, help="timed passes per batch size (best, median)")
     parser.add_argument("--batch", type=int, default=500)
     parser.add_argument("--label-delay-days", type=float, default=0.05)
+    parser.add_argument("--rounds", type=int, default=12, help="pair: timed passes of each version")
     args = parser.parse_args(argv)
     if args.command == "prepare":
         prepare(args.directory, args.transactions, args.warmup)
     elif args.command == "time":
         batches = [int(size) for size in args.batches.split(",")]
         time_batches(args.directory, batches, args.count, args.single, args.repeat)
+    elif args.command == "serve":
+        serve(args.directory, args.count, args.batch)
+    elif args.command == "pair":
+        if args.out is None:
+            parser.error("pair needs the other checkout (OUT)")
+        pair(args.directory, args.out, min(args.count, 10_000), args.batch, args.rounds)
     else:
         if args.out is None:
             parser.error("dump needs OUT")
