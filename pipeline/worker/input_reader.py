@@ -95,8 +95,11 @@ class NativeInput:
         self._thread = threading.Thread(target=self._run, name="native-input", daemon=True)
         self._thread.start()
 
-    def stop(self, timeout: float = 30.0) -> None:
-        """Finish the batch in hand, commit it and leave the group (blocking: call it from a thread)."""
+    def stop(self, timeout: float = 5.0) -> None:
+        """Finish the batch in hand, commit it and leave the group (blocking: call it from a thread).
+        Waits at most ``timeout`` seconds: with the broker gone, the commit and the group's goodbye
+        would hold the worker's shutdown (the thread is a daemon; what it did not commit is read
+        again)."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout)
