@@ -51,7 +51,11 @@ class FeedError(RuntimeError):
 class ConsumerLike(Protocol):
     """The part of ``confluent_kafka.Consumer`` the feed uses (a fake one in unit tests)."""
 
-    def subscribe(self, topics: list[str]) -> None: ...
+    def subscribe(
+        self, topics: list[str], on_assign: Callable[[Any, list[TopicPartition]], None] = ...
+    ) -> None: ...
+
+    def assign(self, partitions: list[TopicPartition]) -> None: ...
 
     def consume(self, num_messages: int = ..., timeout: float = ...) -> list[Message]: ...
 
@@ -129,6 +133,8 @@ class KafkaFeed:
         self._ready = threading.Event()
         self._targets: dict[Partition, tuple[int, int]] | None = None
         self._positions: dict[Partition, int] = {}
+        self._read: dict[Partition, int] = {}
+        """The next offset of each partition after the messages handled: where a rejoin resumes."""
         for topic in self.topics:  # so /metrics lists every topic from the start
             self.metrics.messages_consumed.labels(topic=topic)
 
@@ -169,7 +175,9 @@ class KafkaFeed:
         if self._thread is not None:
             raise FeedError("the feed was already started")
         consumer = self._consumer_factory(self.consumer_config())
-        consumer.subscribe([*self.topics, self.scored_topic, self.health_topic, self.audit_topic])
+        consumer.subscribe(
+            [*self.topics, self.scored_topic, self.health_topic, self.audit_topic], on_assign=self._on_assign
+        )
         self._thread = threading.Thread(
             target=self._run, args=(consumer,), name="monitor-kafka-feed", daemon=True
         )
@@ -271,6 +279,21 @@ class KafkaFeed:
         finally:
             consumer.close()
 
+    def _on_assign(self, consumer: ConsumerLike, partitions: list[TopicPartition]) -> None:
+        """Partitions given (back) to the feed resume after what it handled. The feed's group is
+        its own and commits nothing, so without this a rejoin (after a broker restart, a session
+        lost) starts every partition from ``auto.offset.reset``, the beginning: a soak's monitor
+        read 230,000 decisions again, and counted them, after its broker came back."""
+        resumed = 0
+        for tp in partitions:
+            offset = self._read.get((tp.topic, tp.partition))
+            if offset is not None:
+                tp.offset = offset
+                resumed += 1
+        if resumed:
+            logger.info("monitor feed resumes %d partitions where it stopped reading", resumed)
+        consumer.assign(partitions)
+
     def _refresh_progress(self, consumer: ConsumerLike) -> bool:
         """Set the lag gauges from the consumer's local view, and the readiness; False when there
         is nothing to measure yet (no partition assigned), to try again at the next poll."""
@@ -333,3 +356,4 @@ class KafkaFeed:
             return
         topic = msg.topic() or ""
         self.process(topic, msg.value(), where=f" [{msg.partition()}@{msg.offset()}]")
+        self._read[(topic, msg.partition())] = msg.offset() + 1

@@ -9,7 +9,7 @@ from typing import Any
 
 import orjson
 import pytest
-from confluent_kafka import OFFSET_INVALID, KafkaError
+from confluent_kafka import OFFSET_INVALID, KafkaError, TopicPartition
 
 from monitor.consumer import FeedError, KafkaFeed, caught_up, partition_lag
 from monitor.metrics import MonitorMetrics
@@ -54,8 +54,12 @@ class FakeConsumer:
         self.closed = threading.Event()
         self.consume_args: list[tuple[int, float]] = []
 
-    def subscribe(self, topics: list[str]) -> None:
+    def subscribe(self, topics: list[str], on_assign: Any = None) -> None:
         self.subscribed = topics
+        self.on_assign = on_assign
+
+    def assign(self, partitions: list[Any]) -> None:
+        self.assigned = partitions
 
     def consume(self, num_messages: int = 1, timeout: float = -1) -> list[FakeMessage]:
         self.consume_args.append((num_messages, timeout))
@@ -147,6 +151,22 @@ def test_feed_counts_and_survives_malformed_messages(settings, make_decision, ma
     last = feed.state.decisions.last_decision_at
     assert last is not None
     assert registry.get_sample_value("fraud_monitor_last_decision_timestamp_seconds") == last.timestamp()
+
+
+def test_a_rejoin_resumes_each_partition_after_what_the_feed_handled(settings, make_decision) -> None:
+    """The feed's group commits nothing: after a broker restart its partitions come back with no
+    committed offset, and without this they were read again from the start (and counted again)."""
+    batch = [FakeMessage("dec-t", orjson.dumps(make_decision(f"tx-{i}")), _offset=i) for i in range(3)]
+    feed, consumers = make_feed(settings, [batch])
+    feed.start()
+    try:
+        assert feed.wait_until(lambda: feed.state.decisions.transaction_count == 3, 5)
+    finally:
+        feed.stop()
+    consumer = consumers[0]
+    given = [TopicPartition("dec-t", 0, OFFSET_INVALID), TopicPartition("alr-t", 0, OFFSET_INVALID)]
+    consumer.on_assign(consumer, given)
+    assert [(tp.topic, tp.offset) for tp in consumer.assigned] == [("dec-t", 3), ("alr-t", OFFSET_INVALID)]
 
 
 def test_fatal_error_ends_the_thread_and_closes(settings) -> None:
