@@ -66,13 +66,7 @@ class FraudPipeline:
         self.snapshots = ModelSnapshots(snapshots, self.detector, self.metrics)
         self.metrics.model_labels_learnt.set(self.detector.engine.model.labels_learnt)
         # Everything the worker produces goes through librdkafka (pipeline/worker/producer.py).
-        # Without Nagle's algorithm: a frame's few hundred bytes would otherwise wait for the
-        # broker's delayed ACK (tens of milliseconds per stage at moderate load).
-        self.native = NativeProducer(
-            settings.producer_config(
-                **{"linger.ms": settings.worker_producer_linger_ms, "socket.nagle.disable": True}
-            )
-        )
+        self.native = self._new_producer()
         self.metrics.watch_producer(self.native)
         audit = RuleFileAudit(settings.topic_audit, self.native)
         self.rules = RuleReloader(settings.rules_file, self.detector, self.metrics, audit)
@@ -95,6 +89,15 @@ class FraudPipeline:
         self._flush_before_commit()
         self._install_stages()
         self._install_upkeep()
+
+    def _new_producer(self) -> NativeProducer:
+        """A librdkafka producer with the worker's settings. Without Nagle's algorithm: a frame's few
+        hundred bytes would otherwise wait for the broker's delayed ACK (tens of milliseconds per
+        stage at moderate load)."""
+        s = self.settings
+        return NativeProducer(
+            s.producer_config(**{"linger.ms": s.worker_producer_linger_ms, "socket.nagle.disable": True})
+        )
 
     def _new_app(self) -> faust.App:
         s = self.settings
@@ -234,9 +237,7 @@ class FraudPipeline:
         """The input read by librdkafka in a thread (input_reader.py), with a producer of its own
         (its flush waits for its own frames only), started with the app and stopped before it."""
         s = self.settings
-        producer = NativeProducer(
-            s.producer_config(**{"linger.ms": s.worker_producer_linger_ms, "socket.nagle.disable": True})
-        )
+        producer = self._new_producer()
         frame_outputs(producer, s)
         self.metrics.watch_producer(producer)
         reader = NativeInput(
