@@ -73,6 +73,7 @@ class FraudPipeline:
         self.dead_letters = DeadLetters(self.native, settings.topic_dead_letter, self.metrics)
         self.app = self._new_app()
         self.tables = create_tables(self.app, settings, self.native)
+        self.metrics.watch_memory(self.tables.cache_bytes)
         bulk = self._bulk_recovery()
         names = tuple(table.name for table in self.tables.all)
         self.recovery = RecoveryWatch(

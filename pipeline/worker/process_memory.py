@@ -122,15 +122,26 @@ class _MallInfo2(ctypes.Structure):
     ]
 
 
-def malloc_figures() -> str:
-    """The main malloc arena's size, in use and free (glibc's mallinfo2), in MiB."""
+def malloc_info() -> dict[str, int] | None:
+    """glibc's figures for the process's malloc (``mallinfo2``), in bytes: ``in_use`` (allocated
+    from the arenas), ``free`` (held by the arenas for later allocations: fragmentation and what a
+    trim has not returned yet) and ``mmapped`` (large blocks mapped on their own); None when not
+    glibc."""
     if _LIBC is None or not hasattr(_LIBC, "mallinfo2"):
-        return "mallinfo2 not available"
+        return None
     _LIBC.mallinfo2.restype = _MallInfo2
     info = _LIBC.mallinfo2()
+    return {"in_use": info.uordblks, "free": info.fordblks, "mmapped": info.hblkhd, "arena": info.arena}
+
+
+def malloc_figures() -> str:
+    """The main malloc arena's size, in use and free (glibc's mallinfo2), in MiB."""
+    info = malloc_info()
+    if info is None:
+        return "mallinfo2 not available"
     return (
-        f"main arena {info.arena / MIB:.1f} MiB (in use {info.uordblks / MIB:.1f}, "
-        f"free {info.fordblks / MIB:.1f}), mmapped {info.hblkhd / MIB:.1f} MiB"
+        f"main arena {info['arena'] / MIB:.1f} MiB (in use {info['in_use'] / MIB:.1f}, "
+        f"free {info['free'] / MIB:.1f}), mmapped {info['mmapped'] / MIB:.1f} MiB"
     )
 
 

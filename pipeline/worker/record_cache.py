@@ -166,6 +166,11 @@ class CachedRocksDBStore(RocksDBStore):
     def cache_bytes(self, budget: int) -> None:
         self._cache.budget_bytes = budget
 
+    @property
+    def cached_bytes(self) -> int:
+        """Bytes the cache holds now (at most ``cache_bytes`` after a write-back, with what must stay)."""
+        return self._cache.bytes
+
     # --- the mapping, as the table uses it --------------------------------------------------------
     def __getitem__(self, key: Any) -> Any:
         value = self._cached(key)

@@ -146,6 +146,18 @@ class WorkerTables:
         """The entity whose states ``table`` holds (None for the cards and pending tables)."""
         return next((e for e in ENTITY_STAGES if self.entities[e.name] is table), None)
 
+    def cache_bytes(self) -> dict[str, int]:
+        """Bytes the worker's caches hold now: the record caches of every table (``record_cache``)
+        and RocksDB's one shared cache, blocks and memtables (``rocksdb``)."""
+        record = rocksdb = 0
+        for table in self.all:
+            store = table._data  # not ``data``, which would open a store that is not open yet
+            if isinstance(store, CachedRocksDBStore):
+                record += store.cached_bytes
+            if table.rocksdb_memory is not None:
+                rocksdb = table.rocksdb_memory.usage_bytes()  # one budget, shared by every table
+        return {"record_cache": record, "rocksdb": rocksdb}
+
 
 def create_tables(app: faust.App, settings: Settings, producer: NativeProducer) -> WorkerTables:
     """The worker's tables, registered with ``app``; their changelogs go through ``producer``."""

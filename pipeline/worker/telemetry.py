@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 import faust
@@ -14,6 +14,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from pipeline.config import FRAUD_TYPES
 from pipeline.contracts.json_schemas import load_schema
 from pipeline.detection.health import DELAY_BOUNDS_HOURS
+from pipeline.worker.process_memory import malloc_info
 
 if TYPE_CHECKING:
     from pipeline.worker.producer import NativeProducer
@@ -202,6 +203,32 @@ class PipelineMetrics:
         """Expose the worker's librdkafka producer: messages by topic, queue, failures (read at
         scrape time, so sending costs no metric update)."""
         self.registry.register(_ProducerCollector(producer))
+
+    def watch_memory(self, caches: Callable[[], Mapping[str, int]]) -> None:
+        """Expose where the worker's memory is (``fraud_worker_memory_bytes{part}``, read at scrape
+        time): malloc's bytes in use, free and mmapped (glibc), and ``caches()``'s bytes by part
+        (the record caches, RocksDB's shared cache)."""
+        self.registry.register(_MemoryCollector(caches))
+
+
+class _MemoryCollector:
+    def __init__(self, caches: Callable[[], Mapping[str, int]]) -> None:
+        self.caches = caches
+
+    def collect(self) -> Iterator[Metric]:
+        parts = GaugeMetricFamily(
+            "fraud_worker_memory_bytes",
+            "The worker's memory by part: malloc_in_use, malloc_free (held by malloc for reuse), "
+            "malloc_mmapped, record_cache (the tables' cached rows), rocksdb (block cache and memtables)",
+            labels=["part"],
+        )
+        malloc = malloc_info() or {}
+        for part in ("in_use", "free", "mmapped"):
+            if part in malloc:
+                parts.add_metric([f"malloc_{part}"], malloc[part])
+        for part, value in self.caches().items():
+            parts.add_metric([part], value)
+        yield parts
 
 
 class _ProducerCollector:

@@ -81,6 +81,10 @@ def test_every_transaction_gets_one_valid_decision_and_alerts_only_for_review_or
     produced = metric_value(metrics, "fraud_produced_messages_total", topic=settings.topic_decisions)
     assert produced == len(transactions)
     assert metric_value(metrics, "fraud_produce_failures_total") == 0
+    # Where its memory is: the tables' record caches hold the entities just seen.
+    assert metric_value(metrics, "fraud_worker_memory_bytes", part="record_cache") > 0
+    assert metric_value(metrics, "fraud_worker_memory_bytes", part="malloc_in_use") > 0
+    assert 'fraud_worker_memory_bytes{part="rocksdb"}' in metrics
     alert_types = Counter(by_id[i]["fraud_type"] for i in flagged)
     for fraud_type, count in alert_types.items():
         assert metric_value(metrics, "fraud_alerts_total", fraud_type=fraud_type) == count

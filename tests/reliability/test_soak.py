@@ -52,6 +52,10 @@ def test_two_minute_soak_with_a_kill_and_a_broker_restart_loses_nothing(tmp_path
     assert all(row["first_mb"] > 768 for row in report["memory"]["broker"]), report["memory"]["broker"]
     assert "input lag" in result.stdout and "[00:15/02:00]" in result.stdout, "progress lines"
     assert not (out / "state").exists(), "the workers' state is removed at the end"
+    # The workers' memory by part, from their metrics, beside their RSS.
+    parts = [s["parts_mb"] for s in report["samples"] if s["role"] == "worker-1" and s.get("parts_mb")]
+    assert parts and all(p["record_cache"] >= 0 and p["malloc_in_use"] > 0 for p in parts), parts[:3]
+    assert "record_cache" in (out / "memory-parts.svg").read_text()
     chart = (out / "rss.svg").read_text()
     assert chart.count("<polyline ") >= len(ROLES) + 2  # worker-2 and the broker restarted once each
 

@@ -3,6 +3,7 @@ accounting of ids, the judgement of memory over time and the chart."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from pathlib import Path
@@ -22,6 +23,7 @@ from pipeline.tools.soak.figures import (
     line_chart_svg,
     memory_summary,
     next_tick,
+    parts_lines,
     rss_lines,
 )
 from pipeline.tools.soak.report import write_report
@@ -135,3 +137,21 @@ def test_the_report_is_written_as_json_and_two_charts(tmp_path: Path) -> None:
     rss, lag = (tmp_path / "rss.svg").read_text(), (tmp_path / "lag.svg").read_text()
     assert ">kill</text>" in rss and ">broker restart</text>" in rss and ">monitor</text>" in rss
     assert "input lag" in lag
+
+
+def test_a_workers_memory_parts_are_judged_beside_its_rss_and_drawn(tmp_path: Path) -> None:
+    """What grew when RSS grew: the record cache filling to its budget, RocksDB's cache flat."""
+    samples = [
+        Sample(s.at, s.role, s.pid, s.rss_mb, s.cpu_seconds,
+               parts_mb={"record_cache": min(2.0 * s.at / 60, 50.0), "rocksdb": 30.0})
+        for s in _series("worker-1", 11, 300, 2)
+    ]  # fmt: skip
+    [row] = memory_summary(samples, warmup_seconds=600)["worker-1"]
+    assert row["parts_after_warmup"]["record_cache"] == {"start_mb": 23.0, "end_mb": 50.0}
+    assert row["parts_after_warmup"]["rocksdb"] == {"start_mb": 30.0, "end_mb": 30.0}
+    lines = parts_lines([*samples, Sample(1900, "worker-1", 12, 200)], "worker-1")
+    assert set(lines) == {"RSS", "record_cache", "rocksdb"}
+    assert lines["RSS"][-2:] == [None, (1900, 200)]  # the new process breaks every line
+    assert parts_lines(samples, "worker-2") == {}
+    report = json.loads(json.dumps({"samples": [dataclasses.asdict(s) for s in samples]}))
+    assert [Sample(**s) for s in report["samples"]] == samples  # the report's samples read back

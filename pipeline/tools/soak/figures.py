@@ -82,6 +82,8 @@ class Sample:
     pid: int
     rss_mb: float
     cpu_seconds: float = 0.0
+    parts_mb: dict[str, float] | None = None
+    """A worker's memory by part (``fraud_worker_memory_bytes``), when it answered."""
 
 
 def memory_summary(
@@ -118,8 +120,45 @@ def memory_summary(
                 "growth_mb": round(growth, 1),
                 "flat": growth <= max(tolerance * start, 32.0),
             }
+            parts = _parts_after_warmup([s for s in series if s.at - series[0].at >= warmup_seconds])
+            if parts:
+                row["parts_after_warmup"] = parts
         summary.setdefault(role, []).append(row)
     return summary
+
+
+def _parts_after_warmup(later: Sequence[Sample]) -> dict[str, dict[str, float]]:
+    """For each memory part a worker reported after the warm-up, the medians of the first and the
+    last fifth of its samples in MiB, as RSS is judged: what grew, when RSS grew."""
+    by_part: dict[str, list[float]] = {}
+    for sample in later:
+        for part, mb in (sample.parts_mb or {}).items():
+            by_part.setdefault(part, []).append(mb)
+    out = {}
+    for part, values in sorted(by_part.items()):
+        if len(values) >= 10:
+            fifth = max(1, len(values) // 5)
+            out[part] = {
+                "start_mb": round(percentile(values[:fifth], 50), 1),
+                "end_mb": round(percentile(values[-fifth:], 50), 1),
+            }
+    return out
+
+
+def parts_lines(samples: Iterable[Sample], role: str) -> dict[str, list[tuple[float, float] | None]]:
+    """The memory-parts chart's lines for ``role``'s processes: its RSS and each part it reported,
+    broken where its process changed or did not answer."""
+    lines: dict[str, list[tuple[float, float] | None]] = {"RSS": []}
+    last_pid = None
+    for sample in sorted((s for s in samples if s.role == role), key=lambda s: s.at):
+        if last_pid is not None and sample.pid != last_pid:
+            for line in lines.values():
+                line.append(None)
+        last_pid = sample.pid
+        lines["RSS"].append((sample.at, sample.rss_mb))
+        for part, mb in (sample.parts_mb or {}).items():
+            lines.setdefault(part, []).append((sample.at, mb))
+    return lines if len(lines) > 1 else {}
 
 
 def _cores(series: Sequence[Sample]) -> float | None:

@@ -1,4 +1,4 @@
-"""What ``fraud soak`` writes at the end (soak.json, rss.svg, lag.svg) and prints."""
+"""What ``fraud soak`` writes at the end (soak.json, rss.svg, memory-parts.svg, lag.svg) and prints."""
 
 from __future__ import annotations
 
@@ -7,7 +7,15 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.tools.bench.report import say
-from pipeline.tools.soak.figures import BROKER_RESTART, KILL, Marker, Sample, line_chart_svg, rss_lines
+from pipeline.tools.soak.figures import (
+    BROKER_RESTART,
+    KILL,
+    Marker,
+    Sample,
+    line_chart_svg,
+    parts_lines,
+    rss_lines,
+)
 
 
 def write_report(report: dict[str, Any], out: Path) -> None:
@@ -26,6 +34,11 @@ def write_report(report: dict[str, Any], out: Path) -> None:
     )
     samples = [Sample(**sample) for sample in report["samples"]]
     (out / "rss.svg").write_text(line_chart_svg(title, "RSS MiB", rss_lines(samples), markers))
+    parts = parts_lines(samples, "worker-1")  # the worker that runs the whole soak
+    if parts:
+        (out / "memory-parts.svg").write_text(
+            line_chart_svg("worker-1's memory by part (fraud_worker_memory_bytes)", "MiB", parts, markers)
+        )
     lag = {"input lag (transactions)": [(o["at"], float(o["lag"])) for o in report["offsets"]]}
     (out / "lag.svg").write_text(line_chart_svg("Workers' uncommitted input", "transactions", lag, markers))
     print_summary(report, out)
@@ -69,6 +82,14 @@ def print_summary(report: dict[str, Any], out: Path) -> None:
                 f"(peak {row['peak_mb']:,.0f}), {row['cpu_cores'] or 0:.2f} cores, "
                 f"over {clock(row['from_s'])}-{clock(row['to_s'])}; {verdict}"
             )
+            if row.get("parts_after_warmup"):
+                say(
+                    "      by part after warm-up (MiB): "
+                    + ", ".join(
+                        f"{part} {p['start_mb']:,.0f} -> {p['end_mb']:,.0f}"
+                        for part, p in row["parts_after_warmup"].items()
+                    )
+                )
     say(
         f"{'PASSED' if report['passed'] else 'FAILED'}; report: {out / 'soak.json'}, charts: "
         f"{out / 'rss.svg'}, {out / 'lag.svg'}"

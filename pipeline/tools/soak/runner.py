@@ -45,7 +45,7 @@ from pipeline.tools.soak.figures import (
 )
 from pipeline.tools.soak.kafka import OffsetProbe, TopicReader
 from pipeline.tools.soak.report import clock, write_report
-from pipeline.tools.soak.sampling import resource_usage
+from pipeline.tools.soak.sampling import resource_usage, worker_memory_parts
 from pipeline.tools.stop_signals import Stopped, stop_signals_raise
 
 WORKERS = ("worker-1", "worker-2")
@@ -271,7 +271,12 @@ class Soak:
         for role, pid in self._processes().items():
             usage = resource_usage(pid)
             if usage is not None:
-                self.samples.append(Sample(round(at, 1), role, pid, *usage))
+                parts = (
+                    worker_memory_parts(f"http://127.0.0.1:{self.worker_ports[role]}/metrics")
+                    if role in WORKERS
+                    else None
+                )
+                self.samples.append(Sample(round(at, 1), role, pid, *usage, parts_mb=parts))
 
     def _latest_rss(self) -> str:
         latest: dict[str, float] = {}

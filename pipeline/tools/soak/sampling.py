@@ -1,9 +1,15 @@
-"""Sampling a process's resident memory and CPU time from /proc (Linux)."""
+"""Sampling a process's resident memory and CPU time from /proc (Linux), and a worker's memory by
+part from its metrics."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+
+import requests
+from prometheus_client.parser import text_string_to_metric_families
+
+MIB = 1024 * 1024
 
 
 def resource_usage(pid: int) -> tuple[float, float] | None:
@@ -22,3 +28,20 @@ def resource_usage(pid: int) -> tuple[float, float] | None:
     fields = stat.rsplit(")", 1)[1].split()  # after the command name, which may hold spaces
     cpu = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
     return rss, cpu
+
+
+def worker_memory_parts(metrics_url: str, timeout: float = 1.0) -> dict[str, float] | None:
+    """A worker's ``fraud_worker_memory_bytes`` by part, in MiB, read from its ``metrics_url``;
+    None when it does not answer (starting, restoring, killed)."""
+    try:
+        response = requests.get(metrics_url, timeout=timeout)
+        response.raise_for_status()
+    except requests.RequestException:
+        return None
+    parts = {
+        sample.labels["part"]: round(sample.value / MIB, 1)
+        for family in text_string_to_metric_families(response.text)
+        if family.name == "fraud_worker_memory_bytes"
+        for sample in family.samples
+    }
+    return parts or None
