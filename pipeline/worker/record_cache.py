@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import sys
 from collections import OrderedDict
-from collections.abc import Callable, Container, Iterable, Iterator
+from collections.abc import Callable, Container, Iterable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -206,6 +206,29 @@ class CachedRocksDBStore(RocksDBStore):
         """Write ``key`` of ``partition`` as ``encoded`` (its JSON; None deletes it) to RocksDB at
         the next write-back."""
         self._dirty.setdefault(partition, {})[key] = encoded
+
+    def values_or_none(self, keys: Sequence[Any], partition: int) -> list[Any]:
+        """``value_or_none`` of each of ``keys``, all of ``partition``: those not cached read from
+        its RocksDB database in one multi-get (a batch's lookups of keys that are mostly absent,
+        such as the transaction ids of the stored decisions)."""
+        values: list[Any] = []
+        missing: list[int] = []
+        cached = self._cache.get
+        for key in keys:
+            try:
+                values.append(cached(key))
+            except KeyError:
+                missing.append(len(values))
+                values.append(_ABSENT)
+        if missing:
+            db = self._db_for_partition(partition)
+            encoded = [self._encode_key(keys[item]) for item in missing]
+            raws = db.get(encoded) if self.use_rocksdict else [db.get(key) for key in encoded]
+            for item, raw in zip(missing, raws, strict=True):
+                value = _ABSENT if raw is None else self._decode_value(raw)
+                self._cache.put(keys[item], value)
+                values[item] = value
+        return [None if value is _ABSENT else value for value in values]
 
     def _cached(self, key: Any) -> Any:
         try:

@@ -13,8 +13,9 @@ what it passes on goes into the batch's outbox as envelopes ``{"txn", "received"
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
@@ -37,7 +38,7 @@ from pipeline.worker.model_health import ModelHealthReporter
 from pipeline.worker.producer import NativeProducer
 from pipeline.worker.table_expiry import TableExpiry
 from pipeline.worker.tables import NativeChangelogTable, WorkerTables, as_row
-from pipeline.worker.telemetry import PipelineMetrics
+from pipeline.worker.telemetry import PipelineMetrics, observe_many
 from pipeline.worker.topics import STAGES, owner_key, routing_key
 from pipeline.worker.wire import frame_outputs, wire_reader
 
@@ -214,6 +215,10 @@ def _entity_label(envelope: dict[str, Any], stage_name: str) -> EntityLabel:
     )
 
 
+_UNREAD = object()
+"""A pending entry not read yet (``Score._already_decided``)."""
+
+
 class Score:
     """Last stage: card features, rules and model; the decision for every transaction and, if due,
     the alert. A transaction whose decision is stored (kept with its features until its label)
@@ -226,7 +231,7 @@ class Score:
     async def __call__(self, partition: int, frames: list[faust.EventT], outbox: Outbox) -> None:
         c = self.context
         cards = _TableRows(c.tables.cards, CARD)
-        fresh, repeated = self._to_decide(frames, cards)
+        fresh, repeated = self._to_decide(frames, cards, partition)
         started = time.perf_counter()
         batch = [(envelope["txn"], at, envelope["features"]) for _, envelope, at in fresh]
         scored = c.detector.score(
@@ -246,12 +251,13 @@ class Score:
             c.tables.cards.write(token, cards.read[token], partition)
             c.expiry.touch(c.tables.cards, partition, token, at)
         crash_point("after_card_state")  # the cards have seen the batch; none of its decisions is out
+        emitted = _Emitted(time.time(), utc_now_iso())  # the batch's decisions are made at once
         for frame, envelope, item in decided:
             try:
-                c.metrics.scoring_latency.observe(per_item)
-                self._emit(item, envelope["received"], partition)
+                self._emit(item, envelope["received"], partition, emitted)
             except Exception as exc:
                 c.dead_letters.envelope(exc, envelope, frame, "score")
+        emitted.record(c.metrics, per_item)
         for transaction_id in repeated:
             self._already_decided(transaction_id, None)
         crash_point("after_decisions")  # the batch's decisions produced, its offsets not committed
@@ -259,7 +265,7 @@ class Score:
         c.health.maybe_report()
 
     def _to_decide(
-        self, frames: list[faust.EventT], cards: _TableRows
+        self, frames: list[faust.EventT], cards: _TableRows, partition: int
     ) -> tuple[list[tuple[faust.EventT, dict[str, Any], float]], list[str]]:
         """The envelopes of ``frames`` to decide, and the ids twice in them (decided once, their
         decision sent twice); those with a stored decision re-emit it."""
@@ -267,27 +273,36 @@ class Score:
         fresh: list[tuple[faust.EventT, dict[str, Any], float]] = []
         fresh_ids: set[str] = set()
         repeated: list[str] = []
+        read: list[tuple[faust.EventT, dict[str, Any], dict[str, Any], str]] = []
         for frame, envelope in envelopes(frames, "score", c.dead_letters.processing_error):
             try:
                 txn = envelope["txn"]
-                transaction_id = txn["transaction_id"]
+                read.append((frame, envelope, txn, txn["transaction_id"]))
+            except Exception as exc:
+                c.dead_letters.envelope(exc, envelope, frame, "score")
+        # The stored decisions of the whole batch in one lookup (nothing here stores one).
+        stored = c.tables.pending.read_many([transaction_id for *_, transaction_id in read], partition)
+        for (frame, envelope, txn, transaction_id), entry in zip(read, stored, strict=True):
+            try:
                 if transaction_id in fresh_ids:
                     repeated.append(transaction_id)
-                elif not self._already_decided(transaction_id, cards.row(txn["card_token"])):
+                elif not self._already_decided(transaction_id, cards.row(txn["card_token"]), entry):
                     fresh.append((frame, envelope, event_seconds(txn)))
                     fresh_ids.add(transaction_id)
             except Exception as exc:
                 c.dead_letters.envelope(exc, envelope, frame, "score")
         return fresh, repeated
 
-    def _already_decided(self, transaction_id: str, card: np.ndarray | None) -> bool:
-        """Whether the transaction's decision is stored (then it is sent again, unchanged). A card
-        that has seen the id without a stored decision does not make it decided: a crash may have
-        left the card's state in its changelog and neither the decision nor the stored copy, and
-        the label may have been learnt (and the copy dropped) already. It is decided again, and
-        the card does not count it twice (``observe``)."""
+    def _already_decided(self, transaction_id: str, card: np.ndarray | None, stored: Any = _UNREAD) -> bool:
+        """Whether the transaction's decision is stored (then it is sent again, unchanged): its
+        pending entry ``stored``, read here when not given. A card that has seen the id without a
+        stored decision does not make it decided: a crash may have left the card's state in its
+        changelog and neither the decision nor the stored copy, and the label may have been
+        learnt (and the copy dropped) already. It is decided again, and the card does not count it
+        twice (``observe``)."""
         c = self.context
-        stored = c.tables.pending.read(transaction_id)
+        if stored is _UNREAD:
+            stored = c.tables.pending.read(transaction_id)
         if stored is None:
             if card is not None and CARD.has_seen_id(card, transaction_id):
                 c.metrics.duplicates.inc()
@@ -297,12 +312,12 @@ class Score:
         c.producer.send(c.settings.topic_decisions, orjson.dumps(decision), decision["card_token"].encode())
         return True
 
-    def _emit(self, item: Scored, received: float, partition: int) -> None:
+    def _emit(self, item: Scored, received: float, partition: int, emitted: _Emitted) -> None:
         c = self.context
         txn, decided = item.txn, item.decision
         key = txn["card_token"].encode()
-        now = time.time()
-        decision = decision_message(txn, decided, utc_now_iso(), (now - received) * 1000)
+        now = emitted.now
+        decision = decision_message(txn, decided, emitted.now_iso, (now - received) * 1000)
         c.producer.send(c.settings.topic_decisions, orjson.dumps(decision), key)
         if decided.action != "allow":
             c.producer.send(
@@ -313,9 +328,28 @@ class Score:
         entry = {"features": item.features, "decision": decision, "at": item.at, "partition": partition}
         c.tables.pending.write(transaction_id, entry, partition)
         c.expiry.touch(c.tables.pending, partition, transaction_id, item.at)
-        c.metrics.decisions.labels(decided.action).inc()
-        c.metrics.processing_latency.observe(now - received)
-        c.metrics.end_to_end_latency.observe(max(now - item.at, 0.0))
+        emitted.actions.append(decided.action)
+        emitted.processing.append(now - received)
+        emitted.end_to_end.append(max(now - item.at, 0.0))
+
+
+@dataclass
+class _Emitted:
+    """What a batch's decisions add to the metrics, recorded once per batch (``observe_many``): a
+    Prometheus call costs about 1 µs (a labelled counter's 2.4), four of them per transaction."""
+
+    now: float
+    now_iso: str
+    actions: list[str] = field(default_factory=list)
+    processing: list[float] = field(default_factory=list)
+    end_to_end: list[float] = field(default_factory=list)
+
+    def record(self, metrics: PipelineMetrics, scoring_seconds_each: float) -> None:
+        for action, count in Counter(self.actions).items():
+            metrics.decisions.labels(action).inc(count)
+        observe_many(metrics.scoring_latency, [scoring_seconds_each] * len(self.actions))
+        observe_many(metrics.processing_latency, self.processing)
+        observe_many(metrics.end_to_end_latency, self.end_to_end)
 
 
 class Learn:

@@ -8,6 +8,7 @@ written as their ``encode_row`` text."""
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -63,6 +64,13 @@ class NativeChangelogTable(faust.Table):
         if isinstance(data, CachedRocksDBStore):
             return data.value_or_none(key)
         return data.get(key)
+
+    def read_many(self, keys: Sequence[Any], partition: int) -> list[Any]:
+        """``read`` of each of ``keys``, all of ``partition`` (RocksDB's misses in one multi-get)."""
+        data = self.data
+        if isinstance(data, CachedRocksDBStore):
+            return data.values_or_none(keys, partition)
+        return [data.get(key) for key in keys]
 
     def write(self, key: Any, value: Any, partition: int) -> None:
         """``table[key] = value`` for a key of ``partition`` (the partition of the event at hand)."""

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import faust
+import numpy as np
 from faust.sensors.prometheus import setup_prometheus_sensors
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -22,6 +23,25 @@ if TYPE_CHECKING:
 
 DEAD_LETTER_REASONS: tuple[str, ...] = tuple(load_schema("dead_letter")["properties"]["reason_code"]["enum"])
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+def observe_many(histogram: Histogram, values: Sequence[float] | np.ndarray) -> None:
+    """``histogram.observe(value)`` for each of ``values``, with one increment per bucket: about
+    1 µs a call otherwise, several calls per transaction. prometheus_client has no public call for
+    it, so its bucket counters are used as its own ``observe`` uses them (one value: a value goes to
+    the first bucket whose bound it does not exceed); without them, one ``observe`` each."""
+    buckets, total = getattr(histogram, "_buckets", None), getattr(histogram, "_sum", None)
+    bounds = getattr(histogram, "_upper_bounds", None)
+    array = np.asarray(values, dtype=np.float64)
+    if buckets is None or total is None or bounds is None or len(array) < 8:
+        for value in array.tolist():
+            histogram.observe(value)
+        return
+    slots = np.searchsorted(np.asarray(bounds), array, side="left")  # NaN: past the last, counted nowhere
+    counts = np.bincount(slots, minlength=len(bounds) + 1)[: len(bounds)]
+    for index in np.flatnonzero(counts).tolist():
+        buckets[index].inc(int(counts[index]))
+    total.inc(float(array.sum()))
 
 
 def install_faust_sensors(app: faust.App, registry: CollectorRegistry) -> None:

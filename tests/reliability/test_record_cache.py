@@ -131,3 +131,23 @@ def test_the_worker_budget_is_shared_by_the_cached_tables() -> None:
     share = record_cache_share(settings)
     assert share * (len(ENTITY_STAGES) + 1) <= 60 * MIB < (share + 1) * (len(ENTITY_STAGES) + 1)
     assert Settings().worker_record_cache_mb == 64
+
+
+def test_a_batch_of_lookups_reads_what_one_lookup_each_would(store: CachedRocksDBStore) -> None:
+    """``values_or_none`` (the scoring stage's stored decisions, one multi-get a batch): cached
+    entries, entries only in RocksDB, deleted and absent keys, each as ``value_or_none`` gives it."""
+    for i in range(6):
+        store.remember(f"tx-{i}", {"decision": i})
+        store.stage(f"tx-{i}", encode_value({"decision": i}), 0)
+    store.write_back()
+    store._cache.clear()  # tx-0..5 now only in RocksDB
+    store.remember("tx-1", {"decision": "newer"})  # cached, not yet written back
+    store.forget("tx-2")  # deleted, not yet written back
+    keys = ["tx-0", "tx-1", "tx-2", "tx-absent", "tx-5", "tx-0"]
+    expected = [store.value_or_none(key) for key in keys]
+    store._cache.clear()
+    store.remember("tx-1", {"decision": "newer"})
+    store.forget("tx-2")
+    assert store.values_or_none(keys, 0) == expected
+    assert expected == [{"decision": 0}, {"decision": "newer"}, None, None, {"decision": 5}, {"decision": 0}]
+    assert store.value_or_none("tx-absent") is None and "tx-absent" in store._cache  # a miss is cached
