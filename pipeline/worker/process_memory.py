@@ -21,6 +21,10 @@ memtables, and all of it is freed within a minute but stays resident. So the wor
   after four takeovers: 23 MiB resident in the thread arenas for 10.5 MiB allocated there; the
   growth of the 60-minute soak's worker-1 at 4f9d6df, +104 MiB from minute 15 to 60, was in the
   anonymous mappings that hold them);
+* fixes malloc's mmap threshold (``MMAP_THRESHOLD``): glibc moves it up to the size of each large
+  block freed, so that after a while the worker's large, short-lived blocks (frames between the
+  stages, fetch responses, changelog batches: hundreds of KiB each) come from the heap, whose top
+  cannot shrink past the blocks still alive above their holes;
 * returns free memory to the system every ``TRIM_SECONDS`` and after a bulk restore
   (``malloc_trim(0)``, which also gives back the free pages inside an arena, not only its top);
 * bounds the bulk restore consumer's prefetch (``RESTORE_CONSUMER_BOUNDS``: librdkafka's default
@@ -66,7 +70,14 @@ RESTORE_CONSUMER_BOUNDS: dict[str, Any] = {
 """librdkafka settings of the bulk restore consumer (pipeline/worker/bulk_restore.py): at most
 about 16 MiB queued ahead of the restore and 16 MiB in one fetch."""
 
+MMAP_THRESHOLD = 128 * 1024
+"""Allocations from this size up get pages of their own, given back when freed (glibc's starting
+value, set so that it stays: glibc raises it to the size of every such block freed, up to 32 MiB,
+after which the frames, fetch responses and record batches of a few hundred KiB that the worker
+frees all the time are cut from the heap and leave it fragmented)."""
+
 _M_ARENA_MAX = -8
+_M_MMAP_THRESHOLD = -3
 
 
 def _glibc() -> Any:
@@ -84,9 +95,14 @@ def _glibc() -> Any:
 _LIBC = _glibc()
 
 
-def limit_arenas(arenas: int = ARENA_MAX) -> bool:
-    """Cap glibc's malloc arenas (before threads are started); False when not glibc."""
-    return _LIBC is not None and bool(_LIBC.mallopt(_M_ARENA_MAX, arenas))
+def limit_arenas(arenas: int = ARENA_MAX, mmap_threshold: int | None = MMAP_THRESHOLD) -> bool:
+    """Cap glibc's malloc arenas (before threads are started) and fix its mmap threshold (None:
+    glibc's moving one); False when not glibc."""
+    if _LIBC is None:
+        return False
+    if mmap_threshold is not None and not _LIBC.mallopt(_M_MMAP_THRESHOLD, mmap_threshold):
+        return False
+    return bool(_LIBC.mallopt(_M_ARENA_MAX, arenas))
 
 
 def release_free_memory() -> float | None:

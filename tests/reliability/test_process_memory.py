@@ -120,3 +120,29 @@ def test_allocation_probe_logs_what_grew(caplog, monkeypatch) -> None:  # type: 
     assert len(lines) >= 2, lines
     assert "main arena" in lines[-1] and "RSS MiB by mapping" in lines[-1]
     assert "test_process_memory.py" in lines[-1]  # the bytearrays kept here, at the top of the growth
+
+
+_LARGE_BLOCK_AFTER_ONE_FREED = """
+import sys
+from pipeline.worker.process_memory import limit_arenas, malloc_info
+if sys.argv[1] == "fixed":
+    assert limit_arenas(1)
+first = bytearray(300_000)  # a frame of a few hundred KiB: from its own pages (threshold 128 KiB)
+del first  # glibc's moving threshold now rises to 300 KB ...
+before = malloc_info()
+second = bytearray(300_000)  # ... so the next one is cut from the heap, unless the threshold is fixed
+after = malloc_info()
+print(after["mmapped"] - before["mmapped"], after["in_use"] - before["in_use"])
+"""
+
+
+def test_large_blocks_keep_pages_of_their_own() -> None:
+    def where(mode: str) -> tuple[int, int]:
+        command = [sys.executable, "-c", _LARGE_BLOCK_AFTER_ONE_FREED, mode]
+        mmapped, heap = subprocess.run(command, capture_output=True, text=True, check=True).stdout.split()
+        return int(mmapped), int(heap)
+
+    fixed_mmapped, fixed_heap = where("fixed")
+    moving_mmapped, moving_heap = where("moving")
+    assert fixed_mmapped >= 300_000 and fixed_heap < 100_000, (fixed_mmapped, fixed_heap)
+    assert moving_mmapped < 100_000 and moving_heap >= 300_000, (moving_mmapped, moving_heap)
