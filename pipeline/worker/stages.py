@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -28,16 +27,17 @@ from pipeline.contracts.messages import alert_message, decision_message, utc_now
 from pipeline.contracts.validation import EventTimeWindow, Invalid, parse_message
 from pipeline.contracts.wire_format import is_framed
 from pipeline.detection.detector import Detector, EntityLabel, Example, Scored
-from pipeline.detection.features import Entity, event_seconds
-from pipeline.detection.states import CARD, EntityColumns
+from pipeline.detection.features import event_seconds
+from pipeline.detection.states import CARD
 from pipeline.detection.vocabulary import parse_timestamp
+from pipeline.worker.batch_rows import BatchStates, TableRows
 from pipeline.worker.batching import Outbox, envelopes, partition_of
 from pipeline.worker.dead_letters import DeadLetters
 from pipeline.worker.faults import crash_point
 from pipeline.worker.model_health import ModelHealthReporter
 from pipeline.worker.producer import NativeProducer
 from pipeline.worker.table_expiry import TableExpiry
-from pipeline.worker.tables import NativeChangelogTable, WorkerTables, as_row
+from pipeline.worker.tables import WorkerTables
 from pipeline.worker.telemetry import PipelineMetrics, observe_many
 from pipeline.worker.topics import STAGES, owner_key, routing_key
 from pipeline.worker.wire import frame_outputs, wire_reader
@@ -103,53 +103,6 @@ class Validate:
         return None
 
 
-class _TableRows:
-    """The rows of one table that a batch reads (each read once) and writes back (once, at the
-    end): the ``RowStore`` the detector reads and writes (pipeline/detection/rows.py)."""
-
-    def __init__(self, table: NativeChangelogTable, columns: EntityColumns) -> None:
-        self.table, self.columns = table, columns
-        self.read: dict[str, np.ndarray] = {}
-
-    def row(self, key: str) -> np.ndarray:
-        row = self.read.get(key)
-        if row is None:
-            row = self.read[key] = as_row(self.columns, self.table.read(key))
-        return row
-
-    def rows(self, keys: Sequence[str]) -> np.ndarray:
-        return np.array([self.row(key) for key in keys]).reshape(len(keys), self.columns.width)
-
-    def keep(self, keys: Sequence[str], rows: np.ndarray) -> None:
-        for key, row in zip(keys, rows, strict=True):
-            self.read[key] = row.copy()  # its own memory: the table keeps it
-
-    def write_back(self, partition: int, expiry: TableExpiry, touched: dict[str, float]) -> None:
-        for key, row in self.read.items():
-            self.table.write(key, row, partition)
-            expiry.touch(self.table, partition, key, touched.get(key, 0.0))
-
-
-class _BatchStates:
-    """The state rows a batch of one partition reads, per entity, and when each key was last
-    active (to write them back once, with their expiry)."""
-
-    def __init__(self, tables: dict[str, NativeChangelogTable], entities: Sequence[Entity]) -> None:
-        self.stores = {e.name: _TableRows(tables[e.name], e.columns) for e in entities}
-        self.touched: dict[str, dict[str, float]] = {e.name: {} for e in entities}
-
-    def store_of(self, entity: Entity) -> _TableRows:
-        return self.stores[entity.name]
-
-    def touch(self, entity: str, key: str, at: float) -> None:
-        touched = self.touched[entity]
-        touched[key] = max(touched.get(key, 0.0), at)
-
-    def write_back(self, partition: int, expiry: TableExpiry) -> None:
-        for name, store in self.stores.items():
-            store.write_back(partition, expiry, self.touched[name])
-
-
 class EntityStage:
     """Stage ``index`` of STAGES: its entities' features from their states, then on to the next
     stage (re-keyed by its routing field) or, after the last one, to scoring (by card). Labels
@@ -166,7 +119,7 @@ class EntityStage:
 
     async def __call__(self, partition: int, frames: list[faust.EventT], outbox: Outbox) -> None:
         c = self.context
-        states = _BatchStates(self.tables, self.stage.entities)
+        states = BatchStates(self.tables, self.stage.entities)
         waiting: list[tuple[faust.EventT, dict[str, Any], float]] = []
         for frame, envelope in envelopes(frames, self.component, c.dead_letters.processing_error):
             try:
@@ -183,7 +136,7 @@ class EntityStage:
         states.write_back(partition, c.expiry)
 
     def _observe(
-        self, waiting: list[tuple[faust.EventT, dict[str, Any], float]], states: _BatchStates, outbox: Outbox
+        self, waiting: list[tuple[faust.EventT, dict[str, Any], float]], states: BatchStates, outbox: Outbox
     ) -> None:
         c = self.context
         batch = [(envelope["txn"], at) for _, envelope, at in waiting]
@@ -230,7 +183,7 @@ class Score:
 
     async def __call__(self, partition: int, frames: list[faust.EventT], outbox: Outbox) -> None:
         c = self.context
-        cards = _TableRows(c.tables.cards, CARD)
+        cards = TableRows(c.tables.cards, CARD)
         fresh, repeated = self._to_decide(frames, cards, partition)
         started = time.perf_counter()
         batch = [(envelope["txn"], at, envelope["features"]) for _, envelope, at in fresh]
@@ -265,7 +218,7 @@ class Score:
         c.health.maybe_report()
 
     def _to_decide(
-        self, frames: list[faust.EventT], cards: _TableRows, partition: int
+        self, frames: list[faust.EventT], cards: TableRows, partition: int
     ) -> tuple[list[tuple[faust.EventT, dict[str, Any], float]], list[str]]:
         """The envelopes of ``frames`` to decide, and the ids twice in them (decided once, their
         decision sent twice); those with a stored decision re-emit it."""

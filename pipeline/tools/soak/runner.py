@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-import requests
 
 from pipeline.config import REPO_ROOT, Settings
 from pipeline.tools.bench.processes import free_port, machine
@@ -45,7 +44,7 @@ from pipeline.tools.soak.figures import (
 )
 from pipeline.tools.soak.kafka import OffsetProbe, TopicReader
 from pipeline.tools.soak.report import clock, write_report
-from pipeline.tools.soak.sampling import resource_usage, worker_memory_parts
+from pipeline.tools.soak.sampling import monitor_count_when, resource_usage, worker_memory_parts
 from pipeline.tools.stop_signals import Stopped, stop_signals_raise
 
 WORKERS = ("worker-1", "worker-2")
@@ -319,7 +318,7 @@ class Soak:
         dead_reader = TopicReader(s, s.topic_dead_letter, s.topic_partitions)
         dead = [orjson.loads(value) for value in dead_reader.read_to_end()]
         dead_reader.close()
-        monitor_count = self._monitor_count(accounting["decided_distinct"])
+        monitor_count = monitor_count_when(self.settings.monitor_port, accounting["decided_distinct"])
         memory = memory_summary(self.samples, options.warmup_seconds)
         report: dict[str, Any] = {
             "app_id": s.app_id,
@@ -387,18 +386,3 @@ class Soak:
                 time.sleep(1)
         finally:
             reader.close()
-
-    def _monitor_count(self, decided: int, timeout: float = 120.0) -> int | None:
-        """The monitor's count of transactions once it reaches ``decided`` (or what it has then)."""
-        url = f"http://127.0.0.1:{self.settings.monitor_port}/api/summary"
-        deadline = time.monotonic() + timeout
-        count: int | None = None
-        while time.monotonic() < deadline:
-            try:
-                count = int(requests.get(url, timeout=5).json()["transactions"])
-            except (requests.RequestException, ValueError, KeyError):
-                count = None
-            if count == decided:
-                break
-            time.sleep(2)
-        return count

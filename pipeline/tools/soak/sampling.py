@@ -1,9 +1,10 @@
-"""Sampling a process's resident memory and CPU time from /proc (Linux), and a worker's memory by
-part from its metrics."""
+"""Sampling a process's resident memory and CPU time from /proc (Linux), a worker's memory by part
+from its metrics, and the monitor's count of transactions."""
 
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import requests
@@ -45,3 +46,20 @@ def worker_memory_parts(metrics_url: str, timeout: float = 1.0) -> dict[str, flo
         for sample in family.samples
     }
     return parts or None
+
+
+def monitor_count_when(port: int, decided: int, timeout: float = 120.0) -> int | None:
+    """The monitor's count of transactions (its /api/summary on ``port``) once it reaches
+    ``decided``, or what it has when ``timeout`` seconds have passed (None: no answer)."""
+    url = f"http://127.0.0.1:{port}/api/summary"
+    deadline = time.monotonic() + timeout
+    count: int | None = None
+    while time.monotonic() < deadline:
+        try:
+            count = int(requests.get(url, timeout=5).json()["transactions"])
+        except (requests.RequestException, ValueError, KeyError):
+            count = None
+        if count == decided:
+            break
+        time.sleep(2)
+    return count
